@@ -1,0 +1,34 @@
+"""Limits and timings of the document hub."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CollabConfig:
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_document_bytes: int = 32 * 1024 * 1024
+    keepalive_s: float = 20.0
+    send_queue_max: int = 1024
+    log_flush_ms: int = 20
+    compact_after_s: float = 5.0
+    version_bucket_s: float = 300.0
+    idle_unload_s: float = 30.0
+    gap_repair_s: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CollabConfig:
+        d = cls()
+        return cls(
+            max_message_bytes=int(env.get("WS_MAX_MESSAGE_BYTES", d.max_message_bytes)),
+            max_document_bytes=int(env.get("MAX_DOCUMENT_BYTES", d.max_document_bytes)),
+            keepalive_s=float(env.get("WS_KEEPALIVE_S", d.keepalive_s)),
+            send_queue_max=int(env.get("WS_SEND_QUEUE_MAX", d.send_queue_max)),
+            log_flush_ms=int(env.get("DOC_LOG_FLUSH_MS", d.log_flush_ms)),
+            compact_after_s=float(env.get("DOC_COMPACT_AFTER_S", d.compact_after_s)),
+            version_bucket_s=float(env.get("DOC_VERSION_BUCKET_S", d.version_bucket_s)),
+            idle_unload_s=float(env.get("DOC_IDLE_UNLOAD_S", d.idle_unload_s)),
+            gap_repair_s=float(env.get("GAP_REPAIR_S", d.gap_repair_s)),
+        )

@@ -1,0 +1,72 @@
+"""The asyncpg pool and the two ways of using it: as the service, or as a user under RLS.
+
+Queries made for a user run as the ``authenticated`` role with the user's JWT claims
+in ``request.jwt.claims`` (what Supabase and PostgREST do), so row-level security
+decides what they see even if a ``WHERE`` is missing in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+SET_USER_CONTEXT = """
+select set_config('role', 'authenticated', true),
+       set_config('request.jwt.claims', $1, true),
+       set_config('request.jwt.claim.sub', $2, true)
+"""
+
+
+def dsn_with_database(dsn: str, database: str) -> str:
+    """The same server address with another database name (keeps ``?host=`` sockets)."""
+    parts = urlsplit(dsn)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in {"dbname", "database"}]
+    return urlunsplit(
+        (parts.scheme, parts.netloc, "/" + database, urlencode(query), parts.fragment)
+    )
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb/json come back as Python objects and go in from dicts and lists.
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+class Database:
+    """Owns the pool; hands out transactions for the service or for a user."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10) -> Database:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        )
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def service(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction as the connecting role (service: bypasses RLS on our own pool)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    @asynccontextmanager
+    async def as_user(
+        self, user_id: str, claims: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction as ``authenticated`` with the user's claims; RLS applies."""
+        full_claims = {"sub": user_id, "role": "authenticated", **(claims or {})}
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(SET_USER_CONTEXT, json.dumps(full_claims), user_id)
+            yield conn

@@ -1,0 +1,86 @@
+"""Command line: ``python -m server [serve|migrate]`` (console script ``icreate``).
+
+With ``DATABASE_URL`` unset, an embedded PostgreSQL is started in ``DATA_DIR/postgres``
+and stopped on exit; its data stays for the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from typing import Any
+
+from persistence.migrate import MigrationError, migrate_dsn
+from server.settings import Settings
+
+log = logging.getLogger("icreate")
+
+
+def resolve_database(settings: Settings) -> tuple[Settings, Any]:
+    """Settings with a database URL, starting the embedded server when none is set."""
+    if settings.database_url:
+        return settings, None
+    from persistence.embedded import start_embedded_postgres
+
+    dsn, handle = start_embedded_postgres(settings.data_dir / "postgres")
+    return dataclasses.replace(settings, database_url=dsn), handle
+
+
+def cmd_migrate(settings: Settings) -> int:
+    assert settings.database_url
+    try:
+        applied = asyncio.run(migrate_dsn(settings.database_url))
+    except MigrationError as exc:
+        log.error("migration refused: %s", exc)
+        return 2
+    log.info("applied %d migration(s)%s", len(applied), f": {', '.join(applied)}" if applied else "")
+    return 0
+
+
+def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    status = cmd_migrate(settings)
+    if status:
+        return status
+    app = create_app(dataclasses.replace(settings, host=host, port=port))
+    log.info("serving on http://%s:%d (instance %s)", host, port, settings.instance_id)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="icreate", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="apply migrations and serve the app (default)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    sub.add_parser("migrate", help="apply pending migrations and exit")
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings, _embedded = resolve_database(settings)
+    if args.command == "migrate":
+        return cmd_migrate(settings)
+    host = getattr(args, "host", None) or settings.host
+    port = getattr(args, "port", None) or settings.port
+    return cmd_serve(settings, host, port, None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Authentication: access tokens, passwords, sessions."""

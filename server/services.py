@@ -1,0 +1,20 @@
+"""What the app lifespan owns and the endpoints use: one instance per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from collab.broker import Broker
+from persistence.db import Database
+from server.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    broker: Broker
+    # Hubs register themselves here by name (documents, projects, chat, terminals...)
+    # so endpoints find them without the app module importing every package.
+    hubs: dict[str, Any] = field(default_factory=dict)
