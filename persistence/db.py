@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -56,9 +56,15 @@ class Database:
         await self.pool.close()
 
     @asynccontextmanager
+    async def acquire(self, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection as the service, outside any transaction."""
+        async with self.pool.acquire(timeout=timeout) as conn:
+            yield cast(asyncpg.Connection, conn)
+
+    @asynccontextmanager
     async def service(self) -> AsyncIterator[asyncpg.Connection]:
         """A transaction as the connecting role (service: bypasses RLS on our own pool)."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.acquire() as conn, conn.transaction():
             yield conn
 
     @asynccontextmanager
@@ -67,6 +73,6 @@ class Database:
     ) -> AsyncIterator[asyncpg.Connection]:
         """A transaction as ``authenticated`` with the user's claims; RLS applies."""
         full_claims = {"sub": user_id, "role": "authenticated", **(claims or {})}
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.acquire() as conn, conn.transaction():
             await conn.execute(SET_USER_CONTEXT, json.dumps(full_claims), user_id)
             yield conn

@@ -25,7 +25,8 @@ def start_embedded_postgres(data_dir: Path, *, cleanup: str | None = "stop") -> 
         import pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(data_dir), cleanup_mode=cleanup)
+    get_server = pgserver.get_server  # type: ignore[attr-defined]
+    server = get_server(str(data_dir), cleanup_mode=cleanup)
     dsn: str = server.get_uri()
     log.info("embedded postgresql at %s", data_dir)
     return dsn, server

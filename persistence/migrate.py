@@ -30,7 +30,9 @@ create table if not exists public.schema_migrations (
 alter table public.schema_migrations enable row level security;
 """
 SELECT_APPLIED = "select version, name, checksum from public.schema_migrations order by version"
-INSERT_APPLIED = "insert into public.schema_migrations (version, name, checksum) values ($1, $2, $3)"
+INSERT_APPLIED = (
+    "insert into public.schema_migrations (version, name, checksum) values ($1, $2, $3)"
+)
 TABLE_EXISTS = "select to_regclass('public.schema_migrations') is not null"
 
 

@@ -36,7 +36,7 @@ def cmd_migrate(settings: Settings) -> int:
     except MigrationError as exc:
         log.error("migration refused: %s", exc)
         return 2
-    log.info("applied %d migration(s)%s", len(applied), f": {', '.join(applied)}" if applied else "")
+    log.info("applied %d migration(s) %s", len(applied), ", ".join(applied))
     return 0
 
 

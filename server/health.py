@@ -17,7 +17,7 @@ async def healthz(request: Request) -> JSONResponse:
     body: dict[str, Any] = {"status": "ok", "version": __version__}
     status = 200
     try:
-        async with services.db.pool.acquire(timeout=5) as conn:
+        async with services.db.acquire(timeout=5) as conn:
             migrations = await migration_status(conn)
         body["database"] = {
             "ok": not migrations.pending and not migrations.unknown,

@@ -1,0 +1,120 @@
+"""Who may do what: the caller's workspace role for a workspace, project, file or conversation.
+
+These run as the service (they are the authorization step itself); reads and writes made
+afterwards on the user's behalf still go through RLS where the hub allows it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from persistence.db import Database
+
+ROLE_RANK = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
+
+SELECT_WORKSPACE_ROLE = """
+select role from public.workspace_members where workspace_id = $1 and user_id = $2
+"""
+SELECT_PROJECT_ACCESS = """
+select p.workspace_id, p.id as project_id, m.role
+from public.projects p
+left join public.workspace_members m on m.workspace_id = p.workspace_id and m.user_id = $2
+where p.id = $1
+"""
+SELECT_FILE_ACCESS = """
+select p.workspace_id, p.id as project_id, f.id as file_id, f.type, f.is_deleted, m.role
+from public.files f
+join public.projects p on p.id = f.project_id
+left join public.workspace_members m on m.workspace_id = p.workspace_id and m.user_id = $2
+where f.id = $1
+"""
+SELECT_CONVERSATION_ACCESS = """
+select p.workspace_id, p.id as project_id, c.id as conversation_id, m.role
+from public.conversations c
+join public.projects p on p.id = c.project_id
+left join public.workspace_members m on m.workspace_id = p.workspace_id and m.user_id = $2
+where c.id = $1
+"""
+
+
+@dataclass(frozen=True)
+class Access:
+    """The caller's role (None: not a member) on an object that exists."""
+
+    workspace_id: uuid.UUID
+    project_id: uuid.UUID | None
+    role: str | None
+    file_id: uuid.UUID | None = None
+    conversation_id: uuid.UUID | None = None
+    is_folder: bool = False
+    is_deleted: bool = False
+
+    @property
+    def is_member(self) -> bool:
+        return self.role is not None
+
+    def at_least(self, role: str) -> bool:
+        return self.role is not None and ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+    @property
+    def can_write(self) -> bool:
+        return self.at_least("member")
+
+
+def parse_uuid(value: str | uuid.UUID) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+async def workspace_role(db: Database, user_id: str, workspace_id: uuid.UUID) -> str | None:
+    async with db.acquire() as conn:
+        role: str | None = await conn.fetchval(
+            SELECT_WORKSPACE_ROLE, workspace_id, uuid.UUID(user_id)
+        )
+        return role
+
+
+async def _fetch(
+    db: Database, query: str, object_id: uuid.UUID, user_id: str
+) -> asyncpg.Record | None:
+    async with db.acquire() as conn:
+        return await conn.fetchrow(query, object_id, uuid.UUID(user_id))
+
+
+async def project_access(db: Database, user_id: str, project_id: uuid.UUID) -> Access | None:
+    row = await _fetch(db, SELECT_PROJECT_ACCESS, project_id, user_id)
+    if row is None:
+        return None
+    return Access(row["workspace_id"], row["project_id"], row["role"])
+
+
+async def file_access(db: Database, user_id: str, file_id: uuid.UUID) -> Access | None:
+    row = await _fetch(db, SELECT_FILE_ACCESS, file_id, user_id)
+    if row is None:
+        return None
+    return Access(
+        row["workspace_id"],
+        row["project_id"],
+        row["role"],
+        file_id=row["file_id"],
+        is_folder=row["type"] == "folder",
+        is_deleted=bool(row["is_deleted"]),
+    )
+
+
+async def conversation_access(
+    db: Database, user_id: str, conversation_id: uuid.UUID
+) -> Access | None:
+    row = await _fetch(db, SELECT_CONVERSATION_ACCESS, conversation_id, user_id)
+    if row is None:
+        return None
+    return Access(
+        row["workspace_id"], row["project_id"], row["role"], conversation_id=row["conversation_id"]
+    )

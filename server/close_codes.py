@@ -1,0 +1,13 @@
+"""WebSocket close codes shared by every socket endpoint (DESIGN.md §3)."""
+
+NORMAL = 1000
+GOING_AWAY = 1001  # server shutting down: clients reconnect (elsewhere)
+INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
+UNAUTHENTICATED = 4401
+FORBIDDEN = 4403
+NOT_FOUND = 4404
+BAD_MESSAGE = 4400
+TOO_LARGE = 4413
+OVER_BUDGET = 4429
+SLOW_CONSUMER = 4408
