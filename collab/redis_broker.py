@@ -1,0 +1,365 @@
+"""Redis pub/sub fan-out between server processes (the cluster ``Broker``).
+
+Wire format: a message on ``prefix + channel`` is the sender's 16-byte instance id
+followed by the payload; a broker drops messages carrying its own id (echoes).
+
+One process holds two Redis connections: one pub/sub connection (subscribed to every
+channel a local hub listens on, changed dynamically) read by a reader task, and one
+command connection written by a writer task that pipelines queued ``PUBLISH`` commands.
+``publish`` only enqueues: no task per message, one FIFO so per-channel order holds, and
+it never raises into the hot path. While Redis is unreachable, publishes are dropped and
+counted (pub/sub is at-most-once anyway; the hubs repair gaps with state vectors), the
+reader reconnects with capped exponential backoff and jitter, resubscribes every channel
+and then runs the ``on_resubscribe`` callbacks so rooms publish their Step1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from collab import broker_metrics as metrics
+from collab.broker import Handler, ResubscribeCallback
+
+log = logging.getLogger(__name__)
+
+SENDER_ID_BYTES = 16
+CONNECTION_ERRORS = (RedisError, OSError, TimeoutError, EOFError)
+
+
+def sender_id(instance_id: str) -> bytes:
+    """The fixed 16-byte sender tag: the instance id itself when it is 16 ASCII chars."""
+    raw = instance_id.encode()
+    if len(raw) == SENDER_ID_BYTES:
+        return raw
+    return hashlib.blake2b(raw, digest_size=SENDER_ID_BYTES // 2).hexdigest().encode()
+
+
+@dataclass
+class BrokerStats:
+    published: int = 0
+    received: int = 0
+    echoes: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+
+
+@dataclass(frozen=True)
+class RedisBrokerConfig:
+    publish_queue_max: int = 10_000
+    publish_batch_max: int = 256
+    reconnect_base_s: float = 0.05
+    reconnect_max_s: float = 2.0
+    # An idle pub/sub connection is pinged this often; no answer within another
+    # interval means the link is dead even without a TCP reset (network partition).
+    ping_interval_s: float = 5.0
+    connect_timeout_s: float = 2.0
+    command_timeout_s: float = 5.0
+    subscribe_confirm_s: float = 2.0
+
+
+class RedisBroker:
+    """``Broker`` over Redis pub/sub. Owns a reader task and a writer task."""
+
+    def __init__(
+        self,
+        url: str,
+        instance_id: str,
+        prefix: str = "",
+        config: RedisBrokerConfig | None = None,
+    ) -> None:
+        self.instance_id = instance_id
+        self.url = url
+        self.prefix = prefix
+        self.config = config or RedisBrokerConfig()
+        self.stats = BrokerStats()
+        self._sender = sender_id(instance_id)
+        self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._resubscribe: list[ResubscribeCallback] = []
+        self._queue: deque[tuple[bytes, bytes]] = deque()
+        self._queue_ready = asyncio.Event()
+        self._confirm: dict[bytes, asyncio.Future[None]] = {}
+        # redis-py is typed loosely (types-redis lags the library): kept as Any here.
+        self._client: Any = None
+        self._pubsub: Any = None
+        self._connected = False
+        self._closing = False
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._first_connect = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        return self._connected
+
+    def _make_client(self) -> Any:
+        factory: Any = aioredis.Redis.from_url
+        return factory(
+            self.url,
+            socket_connect_timeout=self.config.connect_timeout_s,
+            socket_timeout=self.config.command_timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+            max_connections=4,
+        )
+
+    async def start(self) -> None:
+        """Start the tasks and wait (briefly) for the first connection.
+
+        A Redis that is down at start does not stop the server: it starts degraded
+        and the reader keeps reconnecting.
+        """
+        self._client = self._make_client()
+        self._reader = asyncio.create_task(self._read_loop(), name="redis-broker-reader")
+        self._writer = asyncio.create_task(self._write_loop(), name="redis-broker-writer")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_connect.wait(), self.config.connect_timeout_s)
+        if not self._connected:
+            log.warning("redis broker: %s unreachable at start; serving locally", self.url)
+
+    async def close(self) -> None:
+        self._closing = True
+        self._queue_ready.set()
+        for task in (self._reader, self._writer):
+            if task is not None:
+                task.cancel()
+        for task in (self._reader, self._writer):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, *CONNECTION_ERRORS):
+                    await asyncio.wait_for(task, 5)
+        await self._drop_pubsub()
+        if self._client is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self._client.aclose()
+        self._set_connected(False)
+        self._handlers.clear()
+        for fut in self._confirm.values():
+            if not fut.done():
+                fut.cancel()
+        self._confirm.clear()
+
+    # -- publishing --------------------------------------------------------------------
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        """Queue ``payload`` for every other instance; drop (counted) while disconnected."""
+        if not self._connected or self._closing:
+            self._drop(1, "disconnected")
+            return
+        if len(self._queue) >= self.config.publish_queue_max:
+            self._drop(1, "queue_full")
+            return
+        self._queue.append(((self.prefix + channel).encode(), self._sender + payload))
+        self._queue_ready.set()
+
+    def _drop(self, count: int, reason: str) -> None:
+        self.stats.dropped += count
+        metrics.DROPPED.labels(reason).inc(count)
+
+    async def _write_loop(self) -> None:
+        batch_max = self.config.publish_batch_max
+        while not self._closing:
+            await self._queue_ready.wait()
+            self._queue_ready.clear()
+            while self._queue and not self._closing:
+                batch = [self._queue.popleft() for _ in range(min(batch_max, len(self._queue)))]
+                if not self._connected or self._client is None:
+                    self._drop(len(batch), "disconnected")
+                    continue
+                try:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for channel, data in batch:
+                            pipe.publish(channel, data)
+                        await pipe.execute()
+                except CONNECTION_ERRORS as exc:
+                    log.warning("redis broker: publish of %d failed: %r", len(batch), exc)
+                    # Dropped, not retried: the reader notices a dead server on its own
+                    # connection and the hubs repair the gap after the reconnect.
+                    self._drop(len(batch), "error")
+                    continue
+                self.stats.published += len(batch)
+                metrics.PUBLISHED.inc(len(batch))
+
+    # -- subscribing -------------------------------------------------------------------
+
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        """Add ``handler``; returns once Redis confirmed the subscription (or gave up)."""
+        handlers = self._handlers[channel]
+        handlers.append(handler)
+        if len(handlers) == 1:
+            await self._send_subscribe([channel], wait=True)
+
+    async def unsubscribe(self, channel: str, handler: Handler) -> None:
+        handlers = self._handlers.get(channel)
+        if not handlers or handler not in handlers:
+            return
+        handlers.remove(handler)
+        if handlers:
+            return
+        del self._handlers[channel]
+        pubsub = self._pubsub
+        if pubsub is not None and self._connected:
+            try:
+                await pubsub.unsubscribe((self.prefix + channel).encode())
+            except CONNECTION_ERRORS as exc:
+                log.info("redis broker: unsubscribe %s deferred: %r", channel, exc)
+
+    def on_resubscribe(self, callback: ResubscribeCallback) -> None:
+        self._resubscribe.append(callback)
+
+    async def _send_subscribe(self, channels: list[str], *, wait: bool) -> None:
+        pubsub = self._pubsub
+        if pubsub is None or not channels:
+            return  # the reader subscribes every known channel when it (re)connects
+        names = [(self.prefix + c).encode() for c in channels]
+        loop = asyncio.get_running_loop()
+        futures = []
+        for name in names:
+            fut = self._confirm.get(name)
+            if fut is None or fut.done():
+                fut = loop.create_future()
+                self._confirm[name] = fut
+            futures.append(fut)
+        try:
+            await pubsub.subscribe(*names)
+        except CONNECTION_ERRORS as exc:
+            log.info("redis broker: subscribe deferred until reconnect: %r", exc)
+            return
+        if wait:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(
+                    asyncio.shield(asyncio.gather(*futures)), self.config.subscribe_confirm_s
+                )
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _set_connected(self, value: bool) -> None:
+        self._connected = value
+        metrics.CONNECTED.labels(self.instance_id).set(1 if value else 0)
+
+    async def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await pubsub.aclose()
+
+    async def _read_loop(self) -> None:
+        attempt = 0
+        had_connection = False
+        while not self._closing:
+            try:
+                await self._connect_pubsub()
+            except CONNECTION_ERRORS as exc:
+                await self._drop_pubsub()
+                self._set_connected(False)
+                delay = min(self.config.reconnect_max_s, self.config.reconnect_base_s * 2**attempt)
+                attempt += 1
+                log.debug("redis broker: connect failed (%r); retry in %.2fs", exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                continue
+            attempt = 0
+            self._set_connected(True)
+            self._first_connect.set()
+            if had_connection:
+                self.stats.reconnects += 1
+                metrics.RECONNECTS.inc()
+                log.warning("redis broker: reconnected to %s, repairing gaps", self.url)
+                await self._run_resubscribe_callbacks()
+            had_connection = True
+            try:
+                await self._pump()
+            except CONNECTION_ERRORS as exc:
+                log.warning("redis broker: connection lost: %r", exc)
+            self._set_connected(False)
+            await self._drop_pubsub()
+
+    async def _connect_pubsub(self) -> None:
+        if self._client is not None:
+            # Fresh command connections too: the old ones point at a dead server.
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self._client.connection_pool.disconnect()
+        assert self._client is not None
+        await asyncio.wait_for(self._client.ping(), self.config.connect_timeout_s)
+        pubsub = self._client.pubsub()
+        await asyncio.wait_for(pubsub.connect(), self.config.connect_timeout_s)
+        self._pubsub = pubsub
+        await self._send_subscribe(list(self._handlers), wait=False)
+
+    async def _run_resubscribe_callbacks(self) -> None:
+        for callback in list(self._resubscribe):
+            try:
+                await callback()
+            except Exception:
+                log.exception("redis broker: resubscribe callback failed")
+
+    async def _pump(self) -> None:
+        interval = self.config.ping_interval_s
+        awaiting_pong = False
+        while not self._closing:
+            pubsub = self._pubsub
+            if pubsub is None:
+                return
+            message: dict[str, Any] | None = await pubsub.get_message(timeout=interval)
+            if message is None:
+                if awaiting_pong:
+                    raise TimeoutError("redis did not answer a ping")
+                awaiting_pong = True
+                await pubsub.ping()
+                continue
+            awaiting_pong = False
+            await self._dispatch(message)
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "subscribe":
+            fut = self._confirm.pop(message["channel"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+        if kind != "message":
+            return
+        data: bytes = message["data"]
+        if data[:SENDER_ID_BYTES] == self._sender:
+            self.stats.echoes += 1
+            return
+        name: bytes = message["channel"]
+        channel = name.decode()[len(self.prefix) :]
+        handlers = self._handlers.get(channel)
+        if not handlers:
+            return
+        self.stats.received += 1
+        metrics.RECEIVED.inc()
+        payload = data[SENDER_ID_BYTES:]
+        for handler in list(handlers):
+            try:
+                await handler(channel, payload)
+            except Exception:
+                log.exception("broker handler failed on %s", channel)
+
+    # -- introspection -----------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "connected": self._connected,
+            "channels": len(self._handlers),
+            "queued": len(self._queue),
+            "published": self.stats.published,
+            "received": self.stats.received,
+            "dropped": self.stats.dropped,
+            "reconnects": self.stats.reconnects,
+            "at": time.time(),
+        }
