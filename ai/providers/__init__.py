@@ -1,0 +1,1 @@
+"""LLM providers: async streams of text deltas followed by one usage event."""

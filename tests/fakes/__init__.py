@@ -1,0 +1,1 @@
+"""Small aiohttp servers speaking external services' wire formats (and failure modes)."""
