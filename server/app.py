@@ -8,14 +8,19 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from collab.broker import Broker, LocalBroker
+from collab.project_hub import ProjectHub, ProjectHubConfig
 from persistence.db import Database
+from persistence.maintenance import PartitionMaintenance
+from persistence.editor_sessions import PostgresEditorSessions
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.health import healthz
 from server.services import Services
 from server.settings import Settings
+from server.web import web_route
+from server.ws.projects import project_socket
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,10 @@ def make_broker(settings: Settings) -> Broker:
 
 
 def routes() -> list[BaseRoute]:
-    return [Route("/healthz", healthz, methods=["GET"])]
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        WebSocketRoute("/ws/projects/{project_id}", project_socket),
+    ]
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -46,14 +54,25 @@ def create_app(settings: Settings) -> Starlette:
         await broker.start()
         services = Services(settings=settings, db=db, broker=broker)
         app.state.services = services
+        # Monthly partitions ahead of time and expired ones dropped: now, then daily.
+        maintenance = PartitionMaintenance(db)
+        maintenance.start()
+        projects = ProjectHub(
+            broker, PostgresEditorSessions(db), ProjectHubConfig.from_collab(settings.collab)
+        )
+        await projects.start()
+        services.hubs["projects"] = projects
         try:
             yield
         finally:
+            await projects.close()
+            await maintenance.stop()
             await broker.close()
             await db.close()
 
     app = Starlette(
-        routes=routes(),
+        # The page mount catches every path, so it stays last.
+        routes=[*routes(), web_route()],
         lifespan=lifespan,
         exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler},
     )

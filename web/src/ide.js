@@ -1,0 +1,272 @@
+// The IDE shell for one project: file tree, editor tabs, chat, versions, terminal, Run,
+// presence, all wired to the project channel /ws/projects/{id}.
+import { api } from './api.js'
+import { h } from './dom.js'
+import { Editors } from './editor.js'
+import { FileTree } from './tree.js'
+import { ChatPanel } from './chat.js'
+import { VersionsPanel } from './versions.js'
+import { TerminalPanel } from './terminal.js'
+import { RunPanel } from './run.js'
+import { JsonSocket } from './jsonsocket.js'
+import { userColor } from './colors.js'
+import { hashParams, setHashParam } from './projects.js'
+import { onSessionChange } from './session.js'
+
+const OPEN_KEY = (projectId) => `icreate.open.${projectId}`
+
+function tabs (names, onSelect) {
+  const bar = h('div', { class: 'panel-tabs' })
+  const select = (name) => {
+    for (const button of bar.children) button.classList.toggle('active', button.dataset.panel === name)
+    onSelect(name)
+  }
+  for (const name of names) {
+    bar.append(h('button', { 'data-panel': name, 'data-testid': `panel-${name.toLowerCase()}`, onclick: () => select(name) }, name))
+  }
+  return { bar, select }
+}
+
+export class Ide {
+  constructor ({ root, user, project, projects, onSignOut, onSwitch }) {
+    this.root = root
+    this.user = user
+    this.project = project
+    this.projectId = project.id
+    this.cleanups = []
+    this.userTouched = false
+    this.restored = false
+    this.toast = h('div', { class: 'toast', 'data-testid': 'toast', role: 'status' })
+    const showError = (err) => this.error(err)
+
+    // Header
+    const projectSelect = h('select', { 'data-testid': 'project-select', onchange: () => onSwitch(projectSelect.value) },
+      projects.map(({ project: p, workspace: w }) => h('option', { value: p.id }, w.name ? `${w.name} / ${p.name}` : p.name)))
+    projectSelect.value = project.id
+    const inviteEmail = h('input', { type: 'email', placeholder: 'invite by email', 'data-testid': 'invite-email' })
+    const inviteRole = h('select', { 'data-testid': 'invite-role' }, ['member', 'viewer', 'admin'].map((r) => h('option', { value: r }, r)))
+    const invite = async () => {
+      await api.invite(project.workspace_id, inviteEmail.value.trim(), inviteRole.value)
+      this.info(`${inviteEmail.value.trim()} can now open this project`)
+      inviteEmail.value = ''
+    }
+    const header = h('header', {}, [
+      h('span', { class: 'brand' }, 'iCreateTechs'),
+      projectSelect,
+      h('button', { 'data-testid': 'new-project', onclick: () => this.newProject(onSwitch).catch(showError) }, 'New project'),
+      h('span', { class: 'spacer' }),
+      inviteEmail, inviteRole,
+      h('button', { 'data-testid': 'invite', onclick: () => invite().catch(showError) }, 'Invite'),
+      h('span', { class: 'user', 'data-testid': 'current-user' }, [
+        h('span', { class: 'dot', style: { background: userColor(user.id) } }),
+        user.full_name || user.email
+      ]),
+      h('button', { 'data-testid': 'sign-out', onclick: () => onSignOut() }, 'Sign out')
+    ])
+
+    // Left: presence and files
+    this.presence = h('ul', { class: 'presence', 'data-testid': 'presence' })
+    const newName = h('input', { placeholder: 'new file name', 'data-testid': 'new-file-name' })
+    const create = async (type) => {
+      const file = await this.tree.create(newName.value, type)
+      newName.value = ''
+      if (file && type === 'file') this.openFile(file)
+    }
+    newName.addEventListener('keydown', (e) => { if (e.key === 'Enter') create('file').catch(showError) })
+    const treeRoot = h('ul', { class: 'tree', 'data-testid': 'file-tree' })
+    const left = h('aside', { class: 'left' }, [
+      h('h2', {}, 'Online'), this.presence,
+      h('h2', {}, 'Files'),
+      h('div', { class: 'row' }, [
+        newName,
+        h('button', { title: 'New file', 'data-testid': 'new-file', onclick: () => create('file').catch(showError) }, '+ File'),
+        h('button', { title: 'New folder', 'data-testid': 'new-folder', onclick: () => create('folder').catch(showError) }, '+ Dir')
+      ]),
+      treeRoot
+    ])
+
+    // Center: editor tabs, Run, bottom panel (terminal, output)
+    const editorTabs = h('div', { class: 'tabs', 'data-testid': 'tabs' })
+    const panes = h('div', { class: 'panes', 'data-testid': 'editor' })
+    const runStatus = h('span', { class: 'muted', 'data-testid': 'run-status' })
+    const runOutput = h('pre', { class: 'run-output', 'data-testid': 'run-output' })
+    const terminalRoot = h('div', { class: 'terminal', 'data-testid': 'terminal' })
+    const bottomPanels = { Terminal: terminalRoot, Output: runOutput }
+    const bottomTabs = tabs(Object.keys(bottomPanels), (name) => {
+      for (const [key, el] of Object.entries(bottomPanels)) el.hidden = key !== name
+      if (name === 'Terminal' && this.terminal) this.terminal.resize()
+    })
+    const runButton = h('button', { class: 'primary', 'data-testid': 'run', onclick: () => this.run(bottomTabs).catch(showError) }, '▶ Run')
+    const center = h('main', {}, [
+      h('div', { class: 'editor-bar' }, [editorTabs, h('span', { class: 'spacer' }), runStatus, runButton]),
+      panes,
+      h('section', { class: 'bottom' }, [bottomTabs.bar, terminalRoot, runOutput])
+    ])
+
+    // Right: chat and versions
+    const chatRoot = h('div', { class: 'chat', 'data-testid': 'chat' })
+    const versionsRoot = h('div', { class: 'versions-panel', 'data-testid': 'versions' })
+    const sidePanels = { Chat: chatRoot, Versions: versionsRoot }
+    const sideTabs = tabs(Object.keys(sidePanels), (name) => {
+      for (const [key, el] of Object.entries(sidePanels)) el.hidden = key !== name
+      if (name === 'Versions') this.versions.show(this.editors.activeFile()).catch(showError)
+    })
+    const right = h('aside', { class: 'right' }, [sideTabs.bar, chatRoot, versionsRoot])
+
+    root.replaceChildren(h('div', { class: 'ide', 'data-testid': 'ide', 'data-project-id': project.id }, [header, left, center, right, this.toast]))
+
+    this.editors = new Editors({ tabs: editorTabs, panes, user, onChange: () => this.editorChanged() })
+    this.tree = new FileTree({
+      root: treeRoot,
+      projectId: project.id,
+      onOpen: (file) => this.openFile(file),
+      onDeleted: (id) => this.editors.close(id),
+      onRenamed: (file) => this.editors.rename(file),
+      onError: showError
+    })
+    this.versions = new VersionsPanel({ root: versionsRoot, onError: showError })
+    this.chat = new ChatPanel({
+      root: chatRoot,
+      projectId: project.id,
+      onError: showError,
+      onConversation: (id) => setHashParam('conversation', id),
+      context: () => {
+        const file = this.editors.activeFile()
+        return file ? { file_id: file.id, path: file.path, project_id: project.id } : { project_id: project.id }
+      }
+    })
+    this.runner = new RunPanel({ output: runOutput, status: runStatus, projectId: project.id, onError: showError })
+    bottomTabs.select('Terminal')
+    sideTabs.select('Chat')
+
+    this.channel = new JsonSocket(`/ws/projects/${encodeURIComponent(project.id)}`, {
+      onMessage: (msg) => this.channelMessage(msg),
+      onOpen: () => this.sendEditorState(),
+      onStatus: (status) => { this.root.dataset.channel = status }
+    })
+    this.terminal = new TerminalPanel({ root: terminalRoot, projectId: project.id, onStatus: (s) => { terminalRoot.dataset.status = s } })
+    this.cleanups.push(onSessionChange((session) => { if (session) this.editors.setToken(session.access_token) }))
+  }
+
+  async start () {
+    await this.tree.load()
+    await this.chat.load(hashParams().get('conversation'))
+    // The server's stored editor session wins when it arrives; this tab's own memory is the fallback.
+    setTimeout(() => {
+      if (!this.restored) this.restore(this.localState(), 'local')
+    }, 1500)
+  }
+
+  localState () {
+    try {
+      return JSON.parse(sessionStorage.getItem(OPEN_KEY(this.projectId)) || 'null')
+    } catch {
+      return null
+    }
+  }
+
+  restore (state, source) {
+    if (this.restored || this.userTouched || !state) return
+    this.restored = true
+    const ids = (state.open_files || []).map((f) => (typeof f === 'string' ? f : f.file_id || f.id)).filter(Boolean)
+    for (const id of ids) {
+      const file = this.tree.byId(id)
+      if (file && file.type !== 'folder') this.editors.openFile(file, { activate: false })
+    }
+    const active = state.active_file_id || state.active_file
+    if (active && this.editors.open.has(active)) this.editors.activate(active)
+    this.root.dataset.restoredFrom = source
+  }
+
+  openFile (file) {
+    this.userTouched = true
+    this.restored = true
+    this.editors.openFile(file)
+  }
+
+  editorChanged () {
+    if (this.destroyed) return
+    const file = this.editors.activeFile()
+    const state = this.editors.state()
+    sessionStorage.setItem(OPEN_KEY(this.projectId), JSON.stringify({ open_files: state.open_files, active_file_id: state.active_file }))
+    if (!this.versions.root.hidden) this.versions.show(file).catch((err) => this.error(err))
+    clearTimeout(this.stateTimer)
+    this.stateTimer = setTimeout(() => this.sendEditorState(), 300)
+  }
+
+  sendEditorState () {
+    if (!this.editors) return
+    const state = this.editors.state()
+    this.channel.send({
+      type: 'editor_state',
+      open_files: state.open_files.map((id) => ({ file_id: id })),
+      active_file_id: state.active_file,
+      layout_state: {}
+    })
+  }
+
+  channelMessage (msg) {
+    const type = msg.type || ''
+    if (type.startsWith('file.')) {
+      this.tree.apply(type, msg.file)
+      const active = this.editors.activeFile()
+      if (active && msg.file && msg.file.id === active.id && !this.versions.root.hidden) this.versions.refresh().catch(() => {})
+    } else if (type.startsWith('execution.')) {
+      this.runner.event(msg)
+    } else if (type.startsWith('presence')) {
+      this.renderPresence(msg)
+    } else if (type === 'editor_state' || type === 'editor_session' || type === 'session') {
+      this.restore(msg.state || msg.session || msg, 'server')
+    } else if (type === 'error') {
+      this.error(new Error(msg.message || msg.code))
+    }
+  }
+
+  renderPresence (msg) {
+    const users = msg.users || msg.members || msg.online || []
+    this.presence.replaceChildren(...users.map((u) => {
+      const file = u.file_id || u.active_file_id ? this.tree.byId(u.file_id || u.active_file_id) : null
+      return h('li', { 'data-testid': 'presence-user', 'data-user-id': u.user_id || u.id }, [
+        h('span', { class: 'dot', style: { background: userColor(u.user_id || u.id) } }),
+        u.full_name || u.name || u.email || 'someone',
+        file ? h('span', { class: 'muted' }, ` · ${file.name}`) : null
+      ])
+    }))
+  }
+
+  async run (bottomTabs) {
+    bottomTabs.select('Output')
+    const file = this.editors.activeFile()
+    await this.runner.run(file, this.editors.activeText())
+  }
+
+  async newProject (onSwitch) {
+    const name = prompt('Project name', 'untitled')
+    if (!name) return
+    const project = await api.createProject(this.project.workspace_id, name)
+    onSwitch(project.id)
+  }
+
+  info (text) {
+    this.toast.textContent = text
+    this.toast.className = 'toast show'
+    clearTimeout(this.toastTimer)
+    this.toastTimer = setTimeout(() => { this.toast.className = 'toast' }, 4000)
+  }
+
+  error (err) {
+    console.error(err)
+    this.info(`⚠ ${err && err.message ? err.message : String(err)}`)
+    this.toast.className = 'toast show error'
+  }
+
+  destroy () {
+    this.destroyed = true
+    clearTimeout(this.stateTimer)
+    this.channel.close()
+    this.chat.close()
+    this.terminal.close()
+    this.editors.closeAll()
+    for (const cleanup of this.cleanups) cleanup()
+  }
+}
