@@ -1,0 +1,1 @@
+"""WebSocket endpoints: authenticate, authorize, hand the socket to a hub."""
