@@ -21,9 +21,9 @@ async def test_factories_build_a_workspace_with_files(db: Database) -> None:
         assert await conn.fetchval("select full_name from public.users where id = $1", owner) == (
             "Ada Owner"
         )
-        roles = dict(await conn.fetch(
+        roles = {r["user_id"]: r["role"] for r in await conn.fetch(
             "select user_id, role from public.workspace_members where workspace_id = $1", ws
-        ))
+        )}
         assert roles == {owner: "owner", viewer: "viewer"}
         rows = await conn.fetch(
             "select f.path, f.name, f.type, f.size_bytes, p.path as parent"
