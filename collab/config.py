@@ -17,6 +17,8 @@ class CollabConfig:
     version_bucket_s: float = 300.0
     idle_unload_s: float = 30.0
     gap_repair_s: float = 5.0
+    role_check_s: float = 0.5
+    viewer_awareness: bool = True  # False: viewers' cursors are dropped too
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CollabConfig:
@@ -31,4 +33,6 @@ class CollabConfig:
             version_bucket_s=float(env.get("DOC_VERSION_BUCKET_S", d.version_bucket_s)),
             idle_unload_s=float(env.get("DOC_IDLE_UNLOAD_S", d.idle_unload_s)),
             gap_repair_s=float(env.get("GAP_REPAIR_S", d.gap_repair_s)),
+            role_check_s=float(env.get("DOC_ROLE_CHECK_S", d.role_check_s)),
+            viewer_awareness=env.get("DOC_VIEWER_AWARENESS", "1").lower() in {"1", "true", "yes"},
         )

@@ -1,0 +1,208 @@
+"""What the document hub needs from storage, and an in-memory implementation.
+
+The PostgreSQL implementation lives in ``persistence.documents``; both pass the same
+contract tests (tests/collab/test_store_contract.py). A store never interprets CRDT
+bytes itself: the hub hands it pure ``build``/``merge`` callbacks, which the store runs
+while it holds the file's lock, so two processes cannot initialise or compact one
+document concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A file's persisted document: CRDT state (None before the first save), log, text."""
+
+    state: bytes | None
+    updates: list[bytes]
+    content: str | None
+    last_update_id: int = 0
+
+
+@dataclass(frozen=True)
+class Merged:
+    """The result of a merge callback: the new state, its state vector and its text."""
+
+    state: bytes
+    state_vector: bytes
+    text: str
+
+
+@dataclass(frozen=True)
+class Compaction:
+    merged_rows: int
+    state_bytes: int
+    text: str
+
+
+# state (or None) + log updates in id order -> Merged; raises to abort (nothing is written)
+MergeFn = Callable[[bytes | None, list[bytes]], Merged]
+# files.content -> (state, state vector)
+BuildFn = Callable[[str], tuple[bytes, bytes]]
+
+
+class FileGone(Exception):
+    """The file does not exist (or was deleted, or is a folder)."""
+
+
+class DocumentStore(Protocol):
+    async def load(self, file_id: uuid.UUID) -> StoredDocument:
+        """State + log rows + files.content; raises FileGone."""
+        ...
+
+    async def initialize(self, file_id: uuid.UUID, build: BuildFn) -> StoredDocument:
+        """Under the file lock: if the file still has neither state nor log rows, store
+        ``build(files.content)`` as its first state. Returns the document as now stored."""
+        ...
+
+    async def append_updates(self, rows: Sequence[tuple[uuid.UUID, bytes]]) -> None:
+        """Append log rows (several files at once: the group commit). Rows for files that
+        no longer exist are dropped."""
+        ...
+
+    async def compact(self, file_id: uuid.UUID, merge: MergeFn) -> Compaction | None:
+        """Under the file lock, in one transaction: merge state + log rows read from the
+        store, write state, files.content, files.size_bytes, delete the merged rows.
+        None when the file is gone."""
+        ...
+
+    async def save_version(
+        self,
+        file_id: uuid.UUID,
+        text: str,
+        user_id: str | None,
+        change_message: str | None,
+        *,
+        auto_bucket_s: float | None = None,
+    ) -> dict[str, Any] | None:
+        """Insert the next file_versions row. With ``auto_bucket_s`` (automatic versions)
+        nothing is written when the text equals the latest version or when an automatic
+        version was written less than that many seconds ago."""
+        ...
+
+    async def member_roles(
+        self, pairs: Sequence[tuple[str, uuid.UUID]]
+    ) -> dict[tuple[str, uuid.UUID], str | None]:
+        """The current workspace role of each (user id, workspace id); None: not a member."""
+        ...
+
+
+@dataclass
+class _MemoryFile:
+    content: str | None
+    state: bytes | None = None
+    state_vector: bytes | None = None
+    log: list[tuple[int, bytes]] = field(default_factory=list)
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    last_auto_version: float | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class MemoryStore:
+    """The store contract in memory: tests, and a document hub without a database."""
+
+    def __init__(self) -> None:
+        self.files: dict[uuid.UUID, _MemoryFile] = {}
+        self.roles: dict[tuple[str, uuid.UUID], str] = {}
+        self._next_id = 0
+        self.fail_next: int = 0  # test hook: make the next N writes raise
+
+    def add_file(self, file_id: uuid.UUID, content: str | None = None) -> None:
+        self.files[file_id] = _MemoryFile(content)
+
+    def delete_file(self, file_id: uuid.UUID) -> None:
+        self.files.pop(file_id, None)
+
+    def _file(self, file_id: uuid.UUID) -> _MemoryFile:
+        found = self.files.get(file_id)
+        if found is None:
+            raise FileGone(str(file_id))
+        return found
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise OSError("store unavailable (test)")
+
+    def _stored(self, f: _MemoryFile) -> StoredDocument:
+        last = f.log[-1][0] if f.log else 0
+        return StoredDocument(f.state, [u for _, u in f.log], f.content, last)
+
+    async def load(self, file_id: uuid.UUID) -> StoredDocument:
+        self._maybe_fail()
+        return self._stored(self._file(file_id))
+
+    async def initialize(self, file_id: uuid.UUID, build: BuildFn) -> StoredDocument:
+        f = self._file(file_id)
+        async with f.lock:
+            if f.state is None and not f.log:
+                f.state, f.state_vector = build(f.content or "")
+            return self._stored(f)
+
+    async def append_updates(self, rows: Sequence[tuple[uuid.UUID, bytes]]) -> None:
+        self._maybe_fail()
+        for file_id, update in rows:
+            f = self.files.get(file_id)
+            if f is None:
+                continue
+            self._next_id += 1
+            f.log.append((self._next_id, update))
+
+    async def compact(self, file_id: uuid.UUID, merge: MergeFn) -> Compaction | None:
+        self._maybe_fail()
+        f = self.files.get(file_id)
+        if f is None:
+            return None
+        async with f.lock:
+            rows = list(f.log)
+            merged = merge(f.state, [u for _, u in rows])
+            upto = rows[-1][0] if rows else 0
+            f.state, f.state_vector = merged.state, merged.state_vector
+            f.content = merged.text
+            f.log = [(i, u) for i, u in f.log if i > upto]
+            return Compaction(len(rows), len(merged.state), merged.text)
+
+    async def save_version(
+        self,
+        file_id: uuid.UUID,
+        text: str,
+        user_id: str | None,
+        change_message: str | None,
+        *,
+        auto_bucket_s: float | None = None,
+    ) -> dict[str, Any] | None:
+        f = self._file(file_id)
+        async with f.lock:
+            if auto_bucket_s is not None:
+                if f.versions and f.versions[-1]["content"] == text:
+                    return None
+                now = time.monotonic()
+                if f.last_auto_version is not None and now - f.last_auto_version < auto_bucket_s:
+                    return None
+                f.last_auto_version = now
+            row: dict[str, Any] = {
+                "id": uuid.uuid4(),
+                "file_id": file_id,
+                "version_number": len(f.versions) + 1,
+                "content": text,
+                "size_bytes": len(text.encode("utf-8")),
+                "changed_by": uuid.UUID(user_id) if user_id else None,
+                "change_message": change_message,
+                "created_at": datetime.now(UTC),
+            }
+            f.versions.append(row)
+            return row
+
+    async def member_roles(
+        self, pairs: Sequence[tuple[str, uuid.UUID]]
+    ) -> dict[tuple[str, uuid.UUID], str | None]:
+        return {pair: self.roles.get(pair) for pair in pairs}

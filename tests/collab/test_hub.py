@@ -1,0 +1,333 @@
+"""The document hub in-process: rooms, protocol handling, persistence, roles, gap repair."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from collab import protocol
+from collab.broker import LocalBroker, LocalBus
+from collab.config import CollabConfig
+from collab.hub import DocumentHub
+from collab.store import FileGone, MemoryStore, StoredDocument
+from tests.collab.peers import ClientPeer
+
+FAST = CollabConfig(
+    log_flush_ms=5, compact_after_s=0.2, idle_unload_s=0.2, gap_repair_s=0.2,
+    role_check_s=0.05, version_bucket_s=0.3, max_message_bytes=4096, max_document_bytes=16384,
+    send_queue_max=64,
+)
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+        self.builds = 0
+        self.load_delay = 0.0
+
+    async def load(self, file_id: uuid.UUID) -> StoredDocument:
+        self.loads += 1
+        if self.load_delay:
+            await asyncio.sleep(self.load_delay)
+        return await super().load(file_id)
+
+    async def initialize(self, file_id: uuid.UUID, build: Any) -> StoredDocument:
+        def counted(content: str) -> tuple[bytes, bytes]:
+            self.builds += 1
+            result: tuple[bytes, bytes] = build(content)
+            return result
+
+        return await super().initialize(file_id, counted)
+
+
+@pytest.fixture
+def store() -> CountingStore:
+    return CountingStore()
+
+
+@pytest.fixture
+async def hub(store: CountingStore) -> AsyncIterator[DocumentHub]:
+    broker = LocalBroker("solo")
+    await broker.start()
+    h = DocumentHub(store, broker, FAST)
+    await h.start()
+    yield h
+    await h.stop()
+    await broker.close()
+
+
+def new_file(store: MemoryStore, content: str = "") -> uuid.UUID:
+    file_id = uuid.uuid4()
+    store.add_file(file_id, content)
+    return file_id
+
+
+async def connect(hub: DocumentHub, file_id: uuid.UUID, peer: ClientPeer) -> Any:
+    assert isinstance(hub.store, MemoryStore)
+    hub.store.roles[(peer.user_id, peer.workspace_id)] = "viewer" if peer.read_only else "member"
+    room = await hub.join(file_id, peer)
+    await hub.receive(room, peer, peer.step1())
+    return room
+
+
+async def test_join_sends_step1_then_serves_stored_text(hub: DocumentHub,
+                                                        store: CountingStore) -> None:
+    file_id = new_file(store, "hello world")
+    peer = ClientPeer()
+    await connect(hub, file_id, peer)
+    assert protocol.parse_frame(peer.frames[0]).sub == protocol.SYNC_STEP1
+    assert peer.value() == "hello world"
+    assert store.builds == 1
+
+
+async def test_five_simultaneous_joins_share_one_load(hub: DocumentHub,
+                                                      store: CountingStore) -> None:
+    file_id = new_file(store, "shared")
+    store.load_delay = 0.05
+    peers = [ClientPeer() for _ in range(5)]
+    await asyncio.gather(*(connect(hub, file_id, p) for p in peers))
+    assert store.loads == 1
+    assert store.builds == 1
+    assert [p.value() for p in peers] == ["shared"] * 5
+
+
+async def test_failed_load_raises_and_stores_nothing(hub: DocumentHub,
+                                                     store: CountingStore) -> None:
+    file_id = new_file(store, "keep me")
+    store.fail_next = 1
+    with pytest.raises(OSError):
+        await hub.join(file_id, ClientPeer())
+    assert store.files[file_id].state is None
+    assert file_id not in hub.rooms
+    peer = ClientPeer()
+    await connect(hub, file_id, peer)
+    assert peer.value() == "keep me"
+
+
+async def test_missing_file(hub: DocumentHub) -> None:
+    with pytest.raises(FileGone):
+        await hub.join(uuid.uuid4(), ClientPeer())
+
+
+async def test_updates_reach_peers_and_the_log(hub: DocumentHub, store: CountingStore) -> None:
+    file_id = new_file(store)
+    a, b = ClientPeer(), ClientPeer()
+    room = await connect(hub, file_id, a)
+    await connect(hub, file_id, b)
+    frame = a.edit(0, "abc")
+    await hub.receive(room, a, frame)
+    assert b.value() == "abc"
+    assert b.frames[-1] == frame  # relayed as the same bytes
+    await eventually(lambda: store.files[file_id].content == "abc")  # compacted
+    assert store.files[file_id].log == []
+
+
+async def test_viewer_edits_are_dropped_once_denied(hub: DocumentHub,
+                                                    store: CountingStore) -> None:
+    file_id = new_file(store, "x")
+    viewer, member = ClientPeer(read_only=True), ClientPeer()
+    room = await connect(hub, file_id, viewer)
+    await connect(hub, file_id, member)
+    await hub.receive(room, viewer, viewer.edit(0, "evil"))
+    await hub.receive(room, viewer, viewer.edit(0, "more"))
+    denied = [f for f in viewer.frames if f[0] == protocol.MSG_AUTH]
+    assert denied == [protocol.permission_denied("read-only access")]
+    assert member.value() == "x"
+    assert room.read_text() == "x"
+    assert not viewer.closed
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"\x00\x02\x80", 4400),  # truncated varint
+        (b"\x00\x02\x03\x05\x01\x02", 4400),  # garbage update
+        (b"\x09\x00", 4400),  # unknown type
+        (b"\x00\x00\x02\xff\xff", 4400),  # garbage state vector
+        (b"\x01\x03\x01\x01", 4400),  # truncated awareness
+        (protocol.sync_update(b"\x00" * 5000), 4413),  # over max_message_bytes
+    ],
+)
+async def test_bad_frames_close_only_the_sender(hub: DocumentHub, store: CountingStore,
+                                                raw: bytes, code: int) -> None:
+    file_id = new_file(store, "intact")
+    bad, good = ClientPeer(), ClientPeer()
+    room = await connect(hub, file_id, bad)
+    await connect(hub, file_id, good)
+    await hub.receive(room, bad, raw)
+    assert bad.close_code == code
+    assert good.close_code is None
+    await hub.receive(room, good, good.edit(6, "!"))
+    assert room.read_text() == "intact!"
+
+
+async def test_document_size_limit(hub: DocumentHub, store: CountingStore) -> None:
+    file_id = new_file(store)
+    peer = ClientPeer()
+    room = await connect(hub, file_id, peer)
+    for _ in range(6):
+        await hub.receive(room, peer, peer.edit(0, "y" * 3000))
+        if peer.closed:
+            break
+    assert peer.close_code == 4413
+    assert len(room.read_text()) <= 16384
+
+
+async def test_awareness_known_states_and_removal(hub: DocumentHub,
+                                                  store: CountingStore) -> None:
+    file_id = new_file(store)
+    a = ClientPeer()
+    room = await connect(hub, file_id, a)
+    update = protocol.encode_awareness([protocol.AwarenessEntry(77, 1, '{"user":"a"}')])
+    await hub.receive(room, a, protocol.awareness_frame(update))
+    b = ClientPeer()
+    await connect(hub, file_id, b)
+    assert b.awareness == {77: '{"user":"a"}'}
+    await hub.receive(room, b, protocol.query_awareness())
+    await hub.leave(room, a)
+    assert b.awareness == {77: "null"}
+
+
+async def test_write_text_is_a_diff_not_a_rebuild(hub: DocumentHub,
+                                                  store: CountingStore) -> None:
+    file_id = new_file(store, "line one\nline two\n")
+    peer = ClientPeer()
+    await connect(hub, file_id, peer)
+    offline = ClientPeer()
+    offline.doc.apply_update(peer.doc.get_update())
+    await hub.write_text(file_id, "line one\nline 2\nline three\n", str(uuid.uuid4()))
+    assert peer.value() == "line one\nline 2\nline three\n"
+    assert store.files[file_id].content == "line one\nline 2\nline three\n"
+    # A client holding the old history merges without duplicating anything.
+    offline.doc.apply_update(peer.doc.get_update())
+    assert offline.value() == "line one\nline 2\nline three\n"
+
+
+async def test_save_version_and_auto_versions(hub: DocumentHub, store: CountingStore) -> None:
+    file_id = new_file(store)
+    peer = ClientPeer()
+    room = await connect(hub, file_id, peer)
+    await hub.receive(room, peer, peer.edit(0, "v1"))
+    row = await hub.save_version(file_id, peer.user_id, "first")
+    assert (row["version_number"], row["content"], row["change_message"]) == (1, "v1", "first")
+    for i in range(5):
+        await hub.receive(room, peer, peer.edit(0, str(i)))
+    await eventually(lambda: len(store.files[file_id].versions) >= 2)
+    auto = store.files[file_id].versions[1]
+    assert auto["changed_by"] == uuid.UUID(peer.user_id)
+    assert auto["change_message"] is None
+    await asyncio.sleep(0.2)
+    assert len(store.files[file_id].versions) == 2  # not one per keystroke
+
+
+async def test_idle_room_is_compacted_and_unloaded(hub: DocumentHub,
+                                                   store: CountingStore) -> None:
+    file_id = new_file(store)
+    peer = ClientPeer()
+    room = await connect(hub, file_id, peer)
+    await hub.receive(room, peer, peer.edit(0, "bye"))
+    await hub.leave(room, peer)
+    await eventually(lambda: file_id not in hub.rooms)
+    assert store.files[file_id].content == "bye"
+    assert await hub.read_text(file_id) == "bye"
+
+
+async def test_failed_compaction_keeps_room_and_retries(hub: DocumentHub,
+                                                        store: CountingStore) -> None:
+    file_id = new_file(store)
+    peer = ClientPeer()
+    room = await connect(hub, file_id, peer)
+    await hub.receive(room, peer, peer.edit(0, "precious"))
+    store.fail_next = 3
+    await hub.leave(room, peer)
+    await eventually(lambda: file_id not in hub.rooms, timeout=6)
+    assert store.files[file_id].content == "precious"
+
+
+async def test_revoked_member_is_closed(hub: DocumentHub, store: CountingStore) -> None:
+    file_id = new_file(store)
+    peer = ClientPeer()
+    store.roles[(peer.user_id, peer.workspace_id)] = "member"
+    await connect(hub, file_id, peer)
+    await asyncio.sleep(0.1)
+    assert not peer.closed
+    store.roles[(peer.user_id, peer.workspace_id)] = "viewer"
+    await eventually(lambda: peer.read_only)
+    del store.roles[(peer.user_id, peer.workspace_id)]
+    started = time.monotonic()
+    await eventually(lambda: peer.close_code == 4403)
+    assert time.monotonic() - started < 1.0
+
+
+async def test_close_file_closes_everyone(hub: DocumentHub, store: CountingStore) -> None:
+    file_id = new_file(store)
+    peers = [ClientPeer(), ClientPeer()]
+    for p in peers:
+        await connect(hub, file_id, p)
+    await hub.close_file(file_id, 4404, "file deleted")
+    assert [p.close_code for p in peers] == [4404, 4404]
+
+
+async def test_stop_closes_with_1012_and_persists(store: CountingStore) -> None:
+    broker = LocalBroker("solo")
+    await broker.start()
+    h = DocumentHub(store, broker, CollabConfig(compact_after_s=60, log_flush_ms=1000))
+    await h.start()
+    file_id = new_file(store)
+    peer = ClientPeer()
+    room = await connect(h, file_id, peer)
+    await h.receive(room, peer, peer.edit(0, "unsaved"))
+    await h.stop()
+    await broker.close()
+    assert peer.close_code == 1012
+    assert store.files[file_id].content == "unsaved"
+
+
+async def test_gap_repair_between_two_hubs(store: CountingStore) -> None:
+    bus = LocalBus()
+    dropped: list[bytes] = []
+
+    def drop_updates(sender: str, channel: str, payload: bytes) -> bool:
+        if payload[:2] == b"\x00\x02" and len(dropped) < 3:
+            dropped.append(payload)
+            return False
+        return True
+
+    hubs = []
+    for name in ("a", "b"):
+        broker = LocalBroker(name, bus)
+        await broker.start()
+        h = DocumentHub(store, broker, FAST)
+        await h.start()
+        hubs.append((h, broker))
+    file_id = new_file(store, "base")
+    pa, pb = ClientPeer(), ClientPeer()
+    room_a = await connect(hubs[0][0], file_id, pa)
+    room_b = await connect(hubs[1][0], file_id, pb)
+    bus.filter = drop_updates
+    for i in range(3):
+        await hubs[0][0].receive(room_a, pa, pa.edit(0, f"a{i}"))
+    await hubs[1][0].receive(room_b, pb, pb.edit(len(pb.value()), "!"))
+    assert len(dropped) == 3
+    assert pb.value() != pa.value()
+    started = time.monotonic()
+    await eventually(lambda: pa.value() == pb.value(), timeout=FAST.gap_repair_s * 3 + 1)
+    assert time.monotonic() - started <= FAST.gap_repair_s * 2 + 0.5
+    assert pa.value() == "a2a1a0base!"
+    for h, broker in hubs:
+        await h.stop()
+        await broker.close()
