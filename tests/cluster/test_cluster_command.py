@@ -1,0 +1,72 @@
+"""``python -m server.cluster``: Redis of its own, N nodes, a round-robin proxy, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.cluster.ports import consecutive_free_ports
+from tests.conftest import TEST_JWT_SECRET
+from tests.support.net import wait_http_ok
+from tests.support.servers import REPO
+
+
+async def test_cluster_command_serves_two_nodes_behind_one_port_and_stops_on_ctrl_c(
+    database_url: str, tmp_path: Path
+) -> None:
+    base = consecutive_free_ports(4)  # proxy, node 1, node 2, redis
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    env.update(
+        DATABASE_URL=database_url,
+        JWT_SECRET=TEST_JWT_SECRET,
+        DATA_DIR=str(tmp_path / "data"),
+        AI_EMBEDDED="0",
+        LOG_LEVEL="warning",
+    )
+    log_path = tmp_path / "cluster.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cluster", "--nodes", "2", "--port", str(base)],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        await wait_http_ok(f"http://127.0.0.1:{base}/healthz", 90)
+        seen: set[str] = set()
+        kinds: set[str] = set()
+        # a new TCP connection per request: the proxy balances connections
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(6):
+                async with session.get(f"http://127.0.0.1:{base}/healthz") as resp:
+                    body = await resp.json()
+                    assert resp.status == 200, body
+                seen.add(body["broker"]["instance_id"])
+                kinds.add(body["broker"]["kind"])
+                assert body["broker"]["healthy"] is True
+        assert len(seen) == 2, "the proxy alternates between the two nodes"
+        assert kinds == {"RedisBroker"}
+        assert "cluster ready" in log_path.read_text()
+
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        started = time.monotonic()
+        code = await asyncio.to_thread(proc.wait, 40)
+        assert code == 0, log_path.read_text()
+        assert time.monotonic() - started < 30
+        for port in (base + 1, base + 2, base + 3):
+            try:
+                _r, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            writer.close()
+            raise AssertionError(f"port {port} still served after the cluster stopped")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
