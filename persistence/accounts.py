@@ -1,0 +1,243 @@
+"""Accounts: auth users, profiles, sign-in sessions, refresh tokens, sign-in attempts.
+
+Functions take a connection so the caller decides who runs them: the auth endpoints use the
+service (nobody is signed in yet), profile and session reads use ``Database.as_user``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+INSERT_AUTH_USER = """
+insert into auth.users (email, encrypted_password, raw_user_meta_data, aud, role,
+                        email_confirmed_at, last_sign_in_at)
+values ($1, $2, $3, 'authenticated', 'authenticated', now(), now())
+returning id
+"""
+SELECT_CREDENTIALS = """
+select id, email, encrypted_password
+from auth.users
+where lower(email) = lower($1) and deleted_at is null
+  and (banned_until is null or banned_until < now())
+"""
+UPDATE_SIGNED_IN = """
+update auth.users set last_sign_in_at = now(), encrypted_password = coalesce($2, encrypted_password)
+where id = $1
+"""
+PROFILE_COLUMNS = """
+id, email, full_name, avatar_url, bio, github_username, twitter_username, website_url,
+preferences, created_at, updated_at
+"""
+SELECT_PROFILE = f"select {PROFILE_COLUMNS} from public.users where id = $1"
+PROFILE_FIELDS = (
+    "full_name",
+    "avatar_url",
+    "bio",
+    "github_username",
+    "twitter_username",
+    "website_url",
+    "preferences",
+)
+SELECT_USER_ID_BY_EMAIL = "select id from public.users where lower(email) = lower($1)"
+
+INSERT_SESSION = """
+insert into public.user_sessions_extended (user_id, ip_address, user_agent, device_type,
+                                           browser, os)
+values ($1, $2::inet, $3, $4, $5, $6)
+returning id
+"""
+SESSION_COLUMNS = """
+id, ip_address::text as ip_address, user_agent, device_type, browser, os, country,
+last_activity_at, created_at
+"""
+LIST_SESSIONS = f"""
+select {SESSION_COLUMNS}
+from public.user_sessions_extended
+where user_id = $1 and revoked_at is null
+  and ($2::timestamptz is null or (last_activity_at, id) < ($2, $3))
+order by last_activity_at desc, id desc
+limit $4
+"""
+TOUCH_SESSION = """
+update public.user_sessions_extended set last_activity_at = now() where id = $1
+"""
+REVOKE_SESSION = """
+update public.user_sessions_extended set revoked_at = coalesce(revoked_at, now())
+where id = $1 and user_id = $2
+returning id
+"""
+REVOKE_SESSION_TOKENS = """
+update public.refresh_tokens set revoked_at = coalesce(revoked_at, now()) where session_id = $1
+"""
+
+INSERT_REFRESH_TOKEN = """
+insert into public.refresh_tokens (token_hash, user_id, session_id, parent_id, expires_at)
+values ($1, $2, $3, $4, now() + make_interval(secs => $5))
+"""
+# Locks the token row so two concurrent uses of one token cannot both rotate it.
+SELECT_REFRESH_TOKEN = """
+select t.id, t.user_id, t.session_id, t.rotated_at, t.revoked_at,
+       t.expires_at <= now() as expired, s.revoked_at as session_revoked_at, u.email
+from public.refresh_tokens t
+join public.user_sessions_extended s on s.id = t.session_id
+join auth.users u on u.id = t.user_id
+where t.token_hash = $1
+for update of t
+"""
+MARK_ROTATED = "update public.refresh_tokens set rotated_at = now() where id = $1"
+
+INSERT_ATTEMPT = """
+insert into public.auth_attempts (email, ip_address, succeeded) values ($1, $2::inet, $3)
+"""
+# Failures for an email since its last success, within the window: (count, seconds left).
+EMAIL_FAILURES = """
+select count(*) as failures,
+       extract(epoch from min(created_at) + make_interval(secs => $2) - now()) as retry_after
+from public.auth_attempts
+where email = $1 and not succeeded
+  and created_at > now() - make_interval(secs => $2)
+  and created_at > coalesce(
+    (select max(created_at) from public.auth_attempts where email = $1 and succeeded),
+    '-infinity')
+"""
+IP_FAILURES = """
+select count(*) as failures,
+       extract(epoch from min(created_at) + make_interval(secs => $2) - now()) as retry_after
+from public.auth_attempts
+where ip_address = $1::inet and not succeeded
+  and created_at > now() - make_interval(secs => $2)
+"""
+PRUNE_ATTEMPTS = """
+delete from public.auth_attempts where created_at < now() - make_interval(secs => $1)
+"""
+
+
+async def create_auth_user(
+    conn: asyncpg.Connection, email: str, password_hash: str, meta: dict[str, Any]
+) -> uuid.UUID:
+    """A new auth user (the profile row follows by trigger); raises UniqueViolation."""
+    user_id: uuid.UUID = await conn.fetchval(INSERT_AUTH_USER, email, password_hash, meta)
+    return user_id
+
+
+async def credentials(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(SELECT_CREDENTIALS, email)
+
+
+async def mark_signed_in(
+    conn: asyncpg.Connection, user_id: uuid.UUID, new_hash: str | None = None
+) -> None:
+    await conn.execute(UPDATE_SIGNED_IN, user_id, new_hash)
+
+
+async def profile(conn: asyncpg.Connection, user_id: uuid.UUID) -> dict[str, Any] | None:
+    row = await conn.fetchrow(SELECT_PROFILE, user_id)
+    return dict(row) if row else None
+
+
+async def update_profile(
+    conn: asyncpg.Connection, user_id: uuid.UUID, changes: dict[str, Any]
+) -> dict[str, Any] | None:
+    fields = [name for name in PROFILE_FIELDS if name in changes]
+    if not fields:
+        return await profile(conn, user_id)
+    assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(fields))
+    query = f"update public.users set {assignments} where id = $1 returning {PROFILE_COLUMNS}"
+    row = await conn.fetchrow(query, user_id, *(changes[name] for name in fields))
+    return dict(row) if row else None
+
+
+async def user_id_by_email(conn: asyncpg.Connection, email: str) -> uuid.UUID | None:
+    found: uuid.UUID | None = await conn.fetchval(SELECT_USER_ID_BY_EMAIL, email)
+    return found
+
+
+async def create_session(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    ip_address: str | None,
+    user_agent: str | None,
+    device_type: str | None,
+    browser: str | None,
+    os: str | None,
+) -> uuid.UUID:
+    session_id: uuid.UUID = await conn.fetchval(
+        INSERT_SESSION, user_id, ip_address, user_agent, device_type, browser, os
+    )
+    return session_id
+
+
+async def list_sessions(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    after: tuple[Any, uuid.UUID] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    key, last_id = after if after else (None, None)
+    rows = await conn.fetch(LIST_SESSIONS, user_id, key, last_id, limit)
+    return [dict(r) for r in rows]
+
+
+async def touch_session(conn: asyncpg.Connection, session_id: uuid.UUID) -> None:
+    await conn.execute(TOUCH_SESSION, session_id)
+
+
+async def revoke_session(
+    conn: asyncpg.Connection, session_id: uuid.UUID, user_id: uuid.UUID
+) -> bool:
+    """Revoke a session and every refresh token of its family; False if not the user's."""
+    found = await conn.fetchval(REVOKE_SESSION, session_id, user_id)
+    if found is None:
+        return False
+    await conn.execute(REVOKE_SESSION_TOKENS, session_id)
+    return True
+
+
+async def insert_refresh_token(
+    conn: asyncpg.Connection,
+    token_hash: str,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    parent_id: uuid.UUID | None,
+    ttl_s: int,
+) -> None:
+    await conn.execute(
+        INSERT_REFRESH_TOKEN, token_hash, user_id, session_id, parent_id, float(ttl_s)
+    )
+
+
+async def lock_refresh_token(conn: asyncpg.Connection, token_hash: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(SELECT_REFRESH_TOKEN, token_hash)
+
+
+async def mark_rotated(conn: asyncpg.Connection, token_id: uuid.UUID) -> None:
+    await conn.execute(MARK_ROTATED, token_id)
+
+
+async def record_attempt(
+    conn: asyncpg.Connection, email: str, ip_address: str | None, succeeded: bool
+) -> None:
+    await conn.execute(INSERT_ATTEMPT, email, ip_address, succeeded)
+
+
+async def email_failures(
+    conn: asyncpg.Connection, email: str, window_s: int
+) -> tuple[int, float]:
+    row = await conn.fetchrow(EMAIL_FAILURES, email, float(window_s))
+    assert row is not None
+    return int(row["failures"]), float(row["retry_after"] or 0)
+
+
+async def ip_failures(
+    conn: asyncpg.Connection, ip_address: str, window_s: int
+) -> tuple[int, float]:
+    row = await conn.fetchrow(IP_FAILURES, ip_address, float(window_s))
+    assert row is not None
+    return int(row["failures"]), float(row["retry_after"] or 0)
+
+
+async def prune_attempts(conn: asyncpg.Connection, older_than_s: int) -> None:
+    await conn.execute(PRUNE_ATTEMPTS, float(older_than_s))

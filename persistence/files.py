@@ -1,0 +1,205 @@
+"""The project file tree and file versions. Run these on a ``Database.as_user`` connection.
+
+``write_content`` is the single place that stores a file's text directly; once the
+documents hub is registered, content writes go through ``hub.write_text`` instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+FILE_COLUMNS = """
+id, project_id, path, name, type, size_bytes, mime_type, language, parent_id, is_deleted,
+created_by, updated_by, created_at, updated_at
+"""
+LIST_FILES = f"""
+select {FILE_COLUMNS}
+from public.files
+where project_id = $1 and ($2 or not is_deleted)
+  and ($3::text is null or (path collate "C", id) > ($3 collate "C", $4))
+order by path collate "C", id
+limit $5
+"""
+SELECT_FILE = f"select {FILE_COLUMNS} from public.files where id = $1"
+SELECT_FILE_CONTENT = f"select {FILE_COLUMNS}, content from public.files where id = $1"
+LOCK_FILE = f"select {FILE_COLUMNS} from public.files where id = $1 for update"
+SELECT_BY_PATH = f"select {FILE_COLUMNS} from public.files where project_id = $1 and path = $2"
+INSERT_FILE = """
+insert into public.files (id, project_id, path, name, type, content, size_bytes, mime_type,
+                          language, parent_id, created_by, updated_by)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+"""
+# A soft-deleted entry still holds its path (unique per project); creating or moving
+# something onto that path purges the deleted entry for good (its children cascade).
+PURGE_DELETED_AT = """
+delete from public.files where project_id = $1 and path = $2 and is_deleted returning id
+"""
+MOVE_NODE = """
+update public.files
+set path = $2, name = $3, parent_id = $4, language = $5, mime_type = $6, updated_by = $7
+where id = $1
+"""
+MOVE_DESCENDANTS = """
+update public.files
+set path = $3 || substr(path, length($2) + 1), updated_by = $4
+where project_id = $1 and starts_with(path, $2 || '/')
+"""
+SET_DELETED = """
+update public.files
+set is_deleted = $3, updated_by = $4
+where project_id = $1 and (path = $2 or starts_with(path, $2 || '/')) and is_deleted <> $3
+returning id, type
+"""
+WRITE_CONTENT = """
+update public.files
+set content = $2, size_bytes = octet_length($2), updated_by = $3
+where id = $1 and type = 'file'
+returning id
+"""
+
+VERSION_COLUMNS = """
+id, file_id, version_number, size_bytes, changed_by, change_message, created_at
+"""
+LIST_VERSIONS = f"""
+select {VERSION_COLUMNS}
+from public.file_versions
+where file_id = $1 and ($2::int is null or (version_number, id) < ($2, $3))
+order by version_number desc, id desc
+limit $4
+"""
+SELECT_VERSION = f"""
+select {VERSION_COLUMNS}, content from public.file_versions
+where file_id = $1 and version_number = $2
+"""
+# Callers lock the file row first, so max + 1 is not raced by another restore.
+INSERT_NEXT_VERSION = f"""
+insert into public.file_versions (file_id, version_number, content, size_bytes, changed_by,
+                                  change_message)
+select $1, coalesce(max(version_number), 0) + 1, $2, octet_length($2), $3, $4
+from public.file_versions where file_id = $1
+returning {VERSION_COLUMNS}
+"""
+
+
+def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    return dict(record) if record else None
+
+
+async def list_files(
+    conn: asyncpg.Connection,
+    project_id: uuid.UUID,
+    include_deleted: bool,
+    after: tuple[Any, uuid.UUID] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    key, last_id = after if after else (None, None)
+    rows = await conn.fetch(LIST_FILES, project_id, include_deleted, key, last_id, limit)
+    return [dict(r) for r in rows]
+
+
+async def get_file(
+    conn: asyncpg.Connection, file_id: uuid.UUID, *, content: bool = False
+) -> dict[str, Any] | None:
+    return _row(await conn.fetchrow(SELECT_FILE_CONTENT if content else SELECT_FILE, file_id))
+
+
+async def lock_file(conn: asyncpg.Connection, file_id: uuid.UUID) -> dict[str, Any] | None:
+    return _row(await conn.fetchrow(LOCK_FILE, file_id))
+
+
+async def by_path(
+    conn: asyncpg.Connection, project_id: uuid.UUID, path: str
+) -> dict[str, Any] | None:
+    return _row(await conn.fetchrow(SELECT_BY_PATH, project_id, path))
+
+
+async def purge_deleted_at(conn: asyncpg.Connection, project_id: uuid.UUID, path: str) -> None:
+    await conn.execute(PURGE_DELETED_AT, project_id, path)
+
+
+async def insert_file(
+    conn: asyncpg.Connection,
+    project_id: uuid.UUID,
+    *,
+    path: str,
+    name: str,
+    type: str,
+    content: str | None,
+    mime_type: str | None,
+    language: str | None,
+    parent_id: uuid.UUID | None,
+    user_id: uuid.UUID,
+) -> uuid.UUID:
+    file_id = uuid.uuid4()
+    size = len(content.encode()) if content is not None else None
+    await conn.execute(
+        INSERT_FILE, file_id, project_id, path, name, type, content, size, mime_type,
+        language, parent_id, user_id,
+    )
+    return file_id
+
+
+async def move(
+    conn: asyncpg.Connection,
+    node: dict[str, Any],
+    *,
+    new_path: str,
+    new_name: str,
+    new_parent_id: uuid.UUID | None,
+    language: str | None,
+    mime_type: str | None,
+    user_id: uuid.UUID,
+) -> None:
+    """Rename/move a node; every descendant's path follows (same transaction)."""
+    await conn.execute(
+        MOVE_NODE, node["id"], new_path, new_name, new_parent_id, language, mime_type, user_id
+    )
+    if node["type"] == "folder":
+        await conn.execute(MOVE_DESCENDANTS, node["project_id"], node["path"], new_path, user_id)
+
+
+async def set_deleted(
+    conn: asyncpg.Connection, node: dict[str, Any], deleted: bool, user_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """Soft-delete (or restore) a node and its descendants; the ids of the files changed."""
+    rows = await conn.fetch(SET_DELETED, node["project_id"], node["path"], deleted, user_id)
+    return [r["id"] for r in rows if r["type"] == "file"]
+
+
+async def write_content(
+    conn: asyncpg.Connection, file_id: uuid.UUID, text: str, user_id: uuid.UUID
+) -> bool:
+    """Store a file's text: the one direct write, replaced by the documents hub when present."""
+    return await conn.fetchval(WRITE_CONTENT, file_id, text, user_id) is not None
+
+
+async def list_versions(
+    conn: asyncpg.Connection,
+    file_id: uuid.UUID,
+    after: tuple[Any, uuid.UUID] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    key, last_id = after if after else (None, None)
+    rows = await conn.fetch(LIST_VERSIONS, file_id, key, last_id, limit)
+    return [dict(r) for r in rows]
+
+
+async def get_version(
+    conn: asyncpg.Connection, file_id: uuid.UUID, version_number: int
+) -> dict[str, Any] | None:
+    return _row(await conn.fetchrow(SELECT_VERSION, file_id, version_number))
+
+
+async def insert_next_version(
+    conn: asyncpg.Connection,
+    file_id: uuid.UUID,
+    content: str,
+    user_id: uuid.UUID,
+    message: str | None,
+) -> dict[str, Any]:
+    row = await conn.fetchrow(INSERT_NEXT_VERSION, file_id, content, user_id, message)
+    assert row is not None
+    return dict(row)

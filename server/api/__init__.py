@@ -1,0 +1,73 @@
+"""The REST API under ``/api/v1``: the endpoint table, its routes, the OpenAPI document."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server import __version__
+from server.api import (
+    auth,
+    conversations,
+    files,
+    me,
+    members,
+    projects,
+    sessions,
+    versions,
+    workspaces,
+)
+from server.api.openapi import openapi_document
+from server.api.routing import Endpoint, to_routes
+from server.middleware import browser_guards
+
+OPENAPI_PATH = "/openapi.json"
+
+
+def endpoints() -> list[Endpoint]:
+    return [
+        *auth.ENDPOINTS,
+        *me.ENDPOINTS,
+        *sessions.ENDPOINTS,
+        *workspaces.ENDPOINTS,
+        *members.ENDPOINTS,
+        *projects.ENDPOINTS,
+        *files.ENDPOINTS,
+        *versions.ENDPOINTS,
+        *conversations.ENDPOINTS,
+    ]
+
+
+@lru_cache(maxsize=1)
+def openapi() -> dict[str, Any]:
+    return openapi_document(endpoints(), title="iCreateTechs API", version=__version__)
+
+
+async def openapi_json(request: Request) -> JSONResponse:
+    return JSONResponse(openapi())
+
+
+def api_routes() -> list[BaseRoute]:
+    return [*to_routes(endpoints()), Route(OPENAPI_PATH, openapi_json, methods=["GET"])]
+
+
+class ApiApp:
+    """The API router behind the browser guards (built on first use from the app's settings)."""
+
+    def __init__(self) -> None:
+        self.router = Router(routes=api_routes())
+        self._app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            self._app = browser_guards(self.router, scope["app"].state.settings)
+        await self._app(scope, receive, send)
+
+
+def api_app() -> ApiApp:
+    return ApiApp()

@@ -1,0 +1,50 @@
+"""Role checks that give better errors than RLS alone: 404 for outsiders, 403 for weak roles.
+
+They run as the service (``server.access``); the reads and writes that follow still run as
+the user under RLS, so a mistake here cannot leak rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from server.access import (
+    ROLE_RANK,
+    Access,
+    conversation_access,
+    file_access,
+    project_access,
+    workspace_role,
+)
+from server.api.routing import Ctx
+from server.errors import forbidden, not_found
+
+
+def _check(access: Access | None, min_role: str, what: str) -> Access:
+    if access is None or access.role is None:
+        raise not_found(f"no such {what}")
+    if not access.at_least(min_role):
+        raise forbidden(f"this needs the {min_role} role or higher")
+    return access
+
+
+async def require_workspace(ctx: Ctx, workspace_id: uuid.UUID, min_role: str) -> str:
+    role = await workspace_role(ctx.db, ctx.user_id, workspace_id)
+    if role is None:
+        raise not_found("no such workspace")
+    if ROLE_RANK[role] < ROLE_RANK[min_role]:
+        raise forbidden(f"this needs the {min_role} role or higher")
+    return role
+
+
+async def require_project(ctx: Ctx, project_id: uuid.UUID, min_role: str) -> Access:
+    return _check(await project_access(ctx.db, ctx.user_id, project_id), min_role, "project")
+
+
+async def require_file(ctx: Ctx, file_id: uuid.UUID, min_role: str) -> Access:
+    return _check(await file_access(ctx.db, ctx.user_id, file_id), min_role, "file")
+
+
+async def require_conversation(ctx: Ctx, conversation_id: uuid.UUID, min_role: str) -> Access:
+    access = await conversation_access(ctx.db, ctx.user_id, conversation_id)
+    return _check(access, min_role, "conversation")

@@ -1,0 +1,273 @@
+"""The REST endpoint table and the one wrapper every handler runs in.
+
+An ``Endpoint`` names its method, path, body/query/response models and whether it needs a
+token; the wrapper authenticates, parses and validates, calls the handler with a ``Ctx``,
+and turns every failure into ``{"error": {"code", "message"}}`` with the right status.
+The same table generates the OpenAPI document (``server.api.openapi``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from persistence.db import Database
+from server.auth.tokens import Principal, TokenError, verify_access_token
+from server.errors import ApiError, error_body, unauthorized
+from server.middleware import BodyTooLarge
+from server.services import Services
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Ctx"], Awaitable[Any]]
+RequestHandler = Callable[[Request], Awaitable[Response]]
+
+# Every method reaches the dispatcher, which answers 405 in the API's error shape.
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+# Path parameters by name: ids are UUIDs, version numbers integers.
+INT_PARAMS = frozenset({"version_number"})
+
+
+@dataclass
+class Ctx:
+    request: Request
+    services: Services
+    principal: Principal | None
+    params: dict[str, Any]
+    body: Any = None
+    query: Any = None
+
+    @property
+    def db(self) -> Database:
+        return self.services.db
+
+    @property
+    def user_id(self) -> str:
+        if self.principal is None:
+            raise unauthorized()
+        return self.principal.user_id
+
+    @property
+    def user_uuid(self) -> uuid.UUID:
+        return uuid.UUID(self.user_id)
+
+    def uuid(self, name: str) -> uuid.UUID:
+        value = self.params[name]
+        assert isinstance(value, uuid.UUID)
+        return value
+
+    def hub(self, name: str) -> Any:
+        return self.services.hubs.get(name)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    paged: bool = False
+    status: int = 200
+    auth: bool = True
+    errors: tuple[int, ...] = field(default=())
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+def path_params(path: str) -> list[str]:
+    names: list[str] = []
+    for part in path.split("/"):
+        if part.startswith("{") and part.endswith("}"):
+            names.append(part[1:-1])
+    return names
+
+
+def _parse_params(raw: dict[str, Any]) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in INT_PARAMS:
+            try:
+                number = int(str(value))
+            except ValueError:
+                raise ApiError(404, "not_found", f"no such {name}") from None
+            if not 0 < number < 2**31:
+                raise ApiError(404, "not_found", f"no such {name}")
+            parsed[name] = number
+        else:
+            try:
+                parsed[name] = uuid.UUID(str(value))
+            except ValueError:
+                raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}") from None
+    return parsed
+
+
+def _authenticate(request: Request, services: Services) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized()
+    settings = services.settings
+    try:
+        principal = verify_access_token(
+            settings.jwt_secret, token.strip(), audience=settings.jwt_audience
+        )
+    except TokenError as exc:
+        raise unauthorized(exc.message, exc.code) from exc
+    if principal.role != "authenticated":
+        raise unauthorized("token role is not authenticated", "invalid_token")
+    return principal
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+async def _read_json(request: Request, model: type[BaseModel]) -> BaseModel:
+    raw = await request.body()
+    if not raw.strip():
+        data: Any = {}
+    else:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+        try:
+            # Lone surrogates parse as JSON but cannot be stored as UTF-8.
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ApiError(400, "invalid_json", "request body is not valid UTF-8") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", _validation_message(exc)) from None
+
+
+def _read_query(request: Request, model: type[BaseModel]) -> BaseModel:
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", _validation_message(exc)) from None
+
+
+def database_error(exc: asyncpg.PostgresError) -> ApiError | None:
+    """The API error a database refusal means, or None for a real fault."""
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return ApiError(403, "forbidden", "not allowed")
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return ApiError(409, "conflict", "already exists")
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return ApiError(422, "invalid_reference", "a referenced object does not exist")
+    if isinstance(exc, asyncpg.CheckViolationError | asyncpg.NotNullViolationError):
+        return ApiError(422, "validation_error", "a value is not allowed")
+    if isinstance(exc, asyncpg.DataError):
+        return ApiError(422, "validation_error", "a value cannot be stored")
+    return None
+
+
+_json_adapter: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+def render(result: Any, endpoint: Endpoint) -> Response:
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(status_code=204)
+    if endpoint.response is not None and isinstance(result, dict):
+        model = endpoint.response
+        if endpoint.paged:
+            result = {
+                "items": [
+                    model.model_validate(item).model_dump(mode="json")
+                    for item in result["items"]
+                ],
+                "next_cursor": result["next_cursor"],
+            }
+        else:
+            result = model.model_validate(result).model_dump(mode="json")
+    return JSONResponse(to_jsonable_python(result), endpoint.status)
+
+
+def _error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
+
+
+def wrap(endpoint: Endpoint) -> RequestHandler:
+    async def run(request: Request) -> Response:
+        services: Services = request.app.state.services
+        try:
+            params = _parse_params(dict(request.path_params))
+            principal = _authenticate(request, services) if endpoint.auth else None
+            if not endpoint.auth and request.headers.get("authorization"):
+                try:
+                    principal = _authenticate(request, services)
+                except ApiError:
+                    principal = None
+            ctx = Ctx(request, services, principal, params)
+            if endpoint.query is not None:
+                ctx.query = _read_query(request, endpoint.query)
+            if endpoint.body is not None:
+                ctx.body = await _read_json(request, endpoint.body)
+            result = await endpoint.handler(ctx)
+            return render(result, endpoint)
+        except ApiError as exc:
+            return _error_response(exc)
+        except BodyTooLarge:
+            return _error_response(ApiError(413, "payload_too_large", "request body too large"))
+        except asyncpg.PostgresError as exc:
+            mapped = database_error(exc)
+            if mapped is None:
+                raise
+            log.info("%s %s refused by the database: %s", request.method, request.url.path, exc)
+            return _error_response(mapped)
+
+    run.__name__ = endpoint.operation_id
+    return run
+
+
+def to_routes(endpoints: list[Endpoint]) -> list[Route]:
+    by_path: dict[str, list[Endpoint]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, []).append(endpoint)
+    routes: list[Route] = []
+    for path, group in by_path.items():
+        handlers = {e.method: wrap(e) for e in group}
+
+        async def dispatch(
+            request: Request, handlers: dict[str, RequestHandler] = handlers
+        ) -> Response:
+            handler = handlers.get(request.method)
+            if handler is None and request.method == "HEAD":
+                handler = handlers.get("GET")
+            if handler is None:
+                allow = ", ".join(sorted(handlers))
+                return JSONResponse(
+                    error_body("method_not_allowed", "method not allowed"),
+                    405,
+                    headers={"Allow": allow},
+                )
+            return await handler(request)
+
+        routes.append(Route(path, dispatch, methods=ALL_METHODS))
+    return routes

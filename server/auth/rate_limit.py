@@ -1,0 +1,64 @@
+"""Brute-force limits on sign-in, kept in PostgreSQL so every server process sees them.
+
+An account is locked after ``per_account`` failures since its last success within the window;
+an ip after ``per_ip`` failures within the window. While locked, the password is not checked
+at all (a correct guess would otherwise still be confirmed) and the caller gets 429 with
+``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from persistence import accounts
+from persistence.db import Database
+from server.errors import ApiError
+
+
+@dataclass(frozen=True)
+class SignInLimits:
+    per_account: int = 5
+    per_ip: int = 50
+    window_s: int = 15 * 60
+    keep_s: int = 24 * 3600
+
+
+DEFAULT_LIMITS = SignInLimits()
+
+
+def too_many(retry_after_s: float) -> ApiError:
+    seconds = max(1, math.ceil(retry_after_s))
+    return ApiError(
+        429,
+        "too_many_attempts",
+        "too many failed sign-in attempts; try again later",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+async def check_sign_in_allowed(
+    db: Database, email: str, ip_address: str | None, limits: SignInLimits = DEFAULT_LIMITS
+) -> None:
+    """Raise 429 when the account or the ip is over its failure budget."""
+    async with db.acquire() as conn:
+        failures, retry_after = await accounts.email_failures(conn, email, limits.window_s)
+        if failures >= limits.per_account:
+            raise too_many(retry_after)
+        if ip_address is not None:
+            failures, retry_after = await accounts.ip_failures(conn, ip_address, limits.window_s)
+            if failures >= limits.per_ip:
+                raise too_many(retry_after)
+
+
+async def record_sign_in(
+    db: Database,
+    email: str,
+    ip_address: str | None,
+    succeeded: bool,
+    limits: SignInLimits = DEFAULT_LIMITS,
+) -> None:
+    async with db.service() as conn:
+        await accounts.record_attempt(conn, email, ip_address, succeeded)
+        if not succeeded:
+            await accounts.prune_attempts(conn, limits.keep_s)
