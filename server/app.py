@@ -8,18 +8,22 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
+from ai.chat import ChatHub
 from collab.broker import Broker, LocalBroker
 from collab.project_hub import ProjectHub, ProjectHubConfig
 from persistence.db import Database
 from persistence.maintenance import PartitionMaintenance
 from persistence.editor_sessions import PostgresEditorSessions
+from server.api import api_app
+from server.api.chat import chat_stream_route
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.health import healthz
 from server.services import Services
 from server.settings import Settings
 from server.web import web_route
+from server.ws.conversations import conversation_socket
 from server.ws.projects import project_socket
 
 log = logging.getLogger(__name__)
@@ -36,7 +40,11 @@ def make_broker(settings: Settings) -> Broker:
 def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz, methods=["GET"]),
+        # POST only, before the /api/v1 mount: the chat reply as SSE (or JSON).
+        chat_stream_route(),
+        Mount("/api/v1", app=api_app()),
         WebSocketRoute("/ws/projects/{project_id}", project_socket),
+        WebSocketRoute("/ws/conversations/{conversation_id}", conversation_socket),
     ]
 
 
@@ -62,9 +70,14 @@ def create_app(settings: Settings) -> Starlette:
         )
         await projects.start()
         services.hubs["projects"] = projects
+        # The AI chat; an embedded model server starts in the background (see /healthz).
+        chat = ChatHub.from_config(db, broker, settings.ai, settings.data_dir, services.hubs)
+        await chat.start()
+        services.hubs["chat"] = chat
         try:
             yield
         finally:
+            await chat.close()
             await projects.close()
             await maintenance.stop()
             await broker.close()
