@@ -74,8 +74,12 @@ class WebPage:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            # No socket lives under the page: refuse politely instead of crashing StaticFiles.
-            await send({"type": "websocket.close", "code": NOT_FOUND, "reason": "no such socket"})
+            # No socket lives under the page: accept, then close with 4404 so the client sees
+            # why (a close before accept reaches browsers as a bare 403/1006).
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+                await send({"type": "websocket.close", "code": NOT_FOUND, "reason": "no socket"})
             return
         if scope["type"] != "http":
             return
