@@ -1,0 +1,638 @@
+"""The chat hub: one reply at a time per conversation, streamed to every watcher.
+
+A *watcher* is one listening client (a WebSocket or an SSE response): a bounded queue of
+encoded JSON frames. Each event is encoded once and pushed to every local watcher, then
+published on the broker channel ``conv:{id}`` so watchers on other processes get it too.
+
+The process that accepted the user's message owns the reply (``Reply``): it stores the
+messages, calls the provider, records the job and the usage. Other processes keep a
+``Mirror`` of the reply from the broker events so their late joiners can catch up; a
+process that starts watching mid-reply asks the owner for a snapshot (``sync_request``).
+``cancel`` from any process reaches the owner, which closes the provider stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ai.config import AIConfig
+from ai.prompt import EditorContext, build_prompt, excerpt
+from ai.providers.base import ChatMessage, Provider, ProviderError, TextDelta, Usage
+from ai.registry import ProviderSlot, provider_slot
+from ai.tokens import estimate_messages, estimate_tokens
+from collab.broker import Broker
+from persistence import ai as store
+from persistence.db import Database
+
+log = logging.getLogger(__name__)
+
+WRITE_ROLES = frozenset({"owner", "admin", "member"})
+EVENT_PREFIX = b"e"
+CLOSE_TIMEOUT_S = 10.0
+
+
+class ChatError(Exception):
+    """A refused request, answered to the sender only: ``{"type":"error", code, message}``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ContextRequest:
+    file_id: uuid.UUID
+    selection: tuple[int, int] | None
+
+
+def parse_context(raw: Any) -> ContextRequest | None:
+    """``{"file_id", "selection": {"from", "to"}}`` or ``{"open_file": file_id}``."""
+    if raw is None or raw == {}:
+        return None
+    if not isinstance(raw, dict):
+        raise ChatError("bad_request", "context must be an object")
+    file_value = raw.get("file_id") or raw.get("open_file")
+    if file_value is None:
+        return None
+    try:
+        file_id = uuid.UUID(str(file_value))
+    except ValueError:
+        raise ChatError("bad_request", "context file id is not a UUID") from None
+    selection = raw.get("selection") if "file_id" in raw else None
+    if selection is None:
+        return ContextRequest(file_id, None)
+    if not isinstance(selection, dict):
+        raise ChatError("bad_request", "selection must be {from, to}")
+    start, end = selection.get("from"), selection.get("to")
+    if not isinstance(start, int) or not isinstance(end, int):
+        raise ChatError("bad_request", "selection must be {from, to} character offsets")
+    return ContextRequest(file_id, (start, end))
+
+
+def encode(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def error_frame(code: str, message: str, **extra: Any) -> str:
+    return encode({"type": "error", "code": code, "message": message, **extra})
+
+
+class Watcher:
+    """One listening client: frames queue up here and its own writer sends them."""
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize)
+        self.overflowed = False
+        self.closed = False
+
+    def push(self, frame: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            # A client that cannot keep up is dropped rather than slowing everyone.
+            self.overflowed = True
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+    async def get(self) -> str | None:
+        """The next frame, or None once closed."""
+        return await self.queue.get()
+
+
+@dataclass
+class Stream:
+    """The visible state of a reply: its message (placeholder) and the text so far."""
+
+    message: dict[str, Any]
+    parts: list[str] = field(default_factory=list)
+    seq: int = 0
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["id"])
+
+    def catch_up(self) -> list[str]:
+        frames = [encode({"type": "message_created", "message": self.message})]
+        if self.parts:
+            frames.append(encode({
+                "type": "delta", "message_id": self.message_id, "seq": self.seq,
+                "text": "".join(self.parts), "catch_up": True,
+            }))
+        return frames
+
+
+@dataclass
+class Reply(Stream):
+    """A reply this process generates."""
+
+    conversation: store.ConversationInfo | None = None
+    user_id: uuid.UUID | None = None
+    job_id: uuid.UUID | None = None
+    started: float = 0.0
+    first_token_at: float | None = None
+    task: asyncio.Task[None] | None = None
+    stream_task: asyncio.Task[Usage | None] | None = None
+    cancel_reason: str | None = None
+
+
+class Room:
+    """The watchers of one conversation on this process, and its reply if any."""
+
+    def __init__(self, conversation_id: uuid.UUID) -> None:
+        self.id = conversation_id
+        self.channel = f"conv:{conversation_id}"
+        self.watchers: set[Watcher] = set()
+        self.reply: Reply | None = None
+        self.mirror: Stream | None = None
+        self.reserved = False
+        self.subscribed = False
+        self.awaiting_snapshot: set[Watcher] = set()
+        self.lock = asyncio.Lock()
+
+    @property
+    def streaming(self) -> Stream | None:
+        return self.reply or self.mirror
+
+    @property
+    def idle(self) -> bool:
+        return not self.watchers and self.reply is None and not self.reserved
+
+
+class ChatHub:
+    def __init__(
+        self,
+        db: Database,
+        broker: Broker,
+        slot: ProviderSlot,
+        config: AIConfig,
+        hubs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.db = db
+        self.broker = broker
+        self.slot = slot
+        self.config = config
+        self.hubs: Mapping[str, Any] = hubs if hubs is not None else {}
+        self.rooms: dict[uuid.UUID, Room] = {}
+        self.replies_started = 0
+
+    @classmethod
+    def from_config(
+        cls, db: Database, broker: Broker, config: AIConfig, data_dir: Path,
+        hubs: Mapping[str, Any] | None = None,
+    ) -> ChatHub:
+        return cls(db, broker, provider_slot(config, data_dir), config, hubs)
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Starts the provider (the embedded model launches in the background)."""
+        await self.slot.start()
+
+    async def close(self) -> None:
+        """Cancels running replies (their partial answers are stored), then stops."""
+        tasks = []
+        for room in self.rooms.values():
+            if room.reply is not None:
+                self._cancel_reply(room.reply, "shutdown")
+                if room.reply.task is not None:
+                    tasks.append(room.reply.task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+        for room in list(self.rooms.values()):
+            for watcher in list(room.watchers):
+                watcher.close()
+            if room.subscribed:
+                room.subscribed = False
+                with contextlib.suppress(Exception):
+                    await self.broker.unsubscribe(room.channel, self._on_broker)
+        self.rooms.clear()
+        await self.slot.close()
+
+    def health(self) -> dict[str, Any]:
+        report = self.slot.health()
+        report["streaming"] = sum(1 for room in self.rooms.values() if room.reply)
+        report["watchers"] = sum(len(room.watchers) for room in self.rooms.values())
+        return report
+
+    # -- watching ---------------------------------------------------------------------
+
+    def _room(self, conversation_id: uuid.UUID) -> Room:
+        room = self.rooms.get(conversation_id)
+        if room is None:
+            room = self.rooms[conversation_id] = Room(conversation_id)
+        return room
+
+    async def watch(self, conversation_id: uuid.UUID, watcher: Watcher) -> None:
+        """Add a watcher; a reply in progress is replayed to it first (text so far)."""
+        room = self._room(conversation_id)
+        streaming = room.streaming
+        if streaming is not None:
+            for frame in streaming.catch_up():
+                watcher.push(frame)
+        room.watchers.add(watcher)
+        async with room.lock:
+            if room.subscribed or watcher not in room.watchers:
+                return
+            room.subscribed = True
+            try:
+                await self.broker.subscribe(room.channel, self._on_broker)
+            except Exception:
+                log.exception("chat: subscribing to %s failed", room.channel)
+                room.subscribed = False
+                return
+            if room.reply is None:
+                # Another process may be mid-reply: ask its owner for the text so far.
+                room.awaiting_snapshot.add(watcher)
+                await self._publish(room, {"kind": "sync_request"})
+
+    async def unwatch(self, conversation_id: uuid.UUID, watcher: Watcher) -> None:
+        watcher.close()
+        room = self.rooms.get(conversation_id)
+        if room is None:
+            return
+        room.watchers.discard(watcher)
+        room.awaiting_snapshot.discard(watcher)
+        await self._maybe_release(room)
+
+    async def _maybe_release(self, room: Room) -> None:
+        if not room.idle:
+            return
+        async with room.lock:
+            if not room.idle:
+                return
+            if room.subscribed:
+                room.subscribed = False
+                with contextlib.suppress(Exception):
+                    await self.broker.unsubscribe(room.channel, self._on_broker)
+            if room.idle and self.rooms.get(room.id) is room:
+                del self.rooms[room.id]
+
+    # -- fan-out ----------------------------------------------------------------------
+
+    async def _emit(self, room: Room, event: dict[str, Any]) -> None:
+        frame = encode(event)
+        for watcher in tuple(room.watchers):
+            watcher.push(frame)
+        try:
+            await self.broker.publish(room.channel, EVENT_PREFIX + frame.encode())
+        except Exception as exc:  # fan-out to other nodes is best effort; locals have it
+            log.debug("chat: publish on %s failed: %r", room.channel, exc)
+
+    async def _publish(self, room: Room, control: dict[str, Any]) -> None:
+        try:
+            await self.broker.publish(room.channel, json.dumps(control).encode())
+        except Exception as exc:
+            log.debug("chat: publish on %s failed: %r", room.channel, exc)
+
+    async def _on_broker(self, channel: str, payload: bytes) -> None:
+        try:
+            conversation_id = uuid.UUID(channel.rsplit(":", 1)[1])
+        except ValueError:
+            return
+        room = self.rooms.get(conversation_id)
+        if room is None:
+            return
+        if payload[:1] == EVENT_PREFIX:
+            frame = payload[1:].decode()
+            if self._mirror(room, json.loads(frame)):
+                for watcher in tuple(room.watchers):
+                    watcher.push(frame)
+            return
+        control = json.loads(payload)
+        kind = control.get("kind")
+        if kind == "cancel" and room.reply is not None:
+            self._cancel_reply(room.reply, "user")
+        elif kind == "sync_request" and room.reply is not None:
+            reply = room.reply
+            await self._publish(room, {
+                "kind": "snapshot", "message": reply.message, "text": "".join(reply.parts),
+                "seq": reply.seq,
+            })
+        elif kind == "snapshot" and room.streaming is None and room.awaiting_snapshot:
+            mirror = Stream(control["message"], [control["text"]] if control["text"] else [],
+                            int(control["seq"]))
+            room.mirror = mirror
+            for watcher in room.awaiting_snapshot:
+                for frame in mirror.catch_up():
+                    watcher.push(frame)
+            room.awaiting_snapshot.clear()
+
+    def _mirror(self, room: Room, event: dict[str, Any]) -> bool:
+        """Track another process's reply; False for events to drop (already seen)."""
+        kind = event.get("type")
+        if kind == "message_created":
+            message = event.get("message") or {}
+            if message.get("role") == "assistant":
+                room.mirror = Stream(message)
+                room.awaiting_snapshot.clear()
+            return True
+        if kind == "delta":
+            mirror = room.mirror
+            if mirror is None or mirror.message_id != event.get("message_id"):
+                return False
+            if int(event.get("seq", 0)) <= mirror.seq:
+                return False
+            mirror.seq = int(event["seq"])
+            mirror.parts.append(str(event.get("text", "")))
+            return True
+        if kind in ("done", "error"):
+            room.mirror = None
+        return True
+
+    # -- sending ----------------------------------------------------------------------
+
+    async def submit(
+        self,
+        conversation_id: uuid.UUID,
+        user_id: uuid.UUID,
+        role: str | None,
+        content: Any,
+        raw_context: Any = None,
+    ) -> dict[str, Any]:
+        """Store the user's message and start the reply; ``ChatError`` when refused.
+
+        Returns ``{"user_message", "message"}`` (the assistant placeholder).
+        """
+        if role not in WRITE_ROLES:
+            raise ChatError("forbidden", "viewers can read this conversation but not send")
+        if not isinstance(content, str) or not content.strip():
+            raise ChatError("bad_request", "content must be a non-empty string")
+        if len(content) > self.config.max_message_chars:
+            raise ChatError("bad_request", "message too long")
+        context_request = parse_context(raw_context)
+        room = self._room(conversation_id)
+        if room.streaming is not None or room.reserved:
+            raise ChatError("busy", "the assistant is still answering in this conversation")
+        room.reserved = True
+        try:
+            reply, user_message, prompt, provider = await self._prepare(
+                room, user_id, content, raw_context, context_request
+            )
+            room.reply = reply
+        finally:
+            room.reserved = False
+            if room.reply is None:
+                await self._maybe_release(room)
+        self.replies_started += 1
+        await self._emit(room, {"type": "message_created", "message": user_message})
+        await self._emit(room, {"type": "message_created", "message": reply.message})
+        reply.task = asyncio.create_task(
+            self._run(room, reply, provider, prompt), name=f"chat-reply-{conversation_id}"
+        )
+        return {"user_message": user_message, "message": reply.message}
+
+    async def _prepare(
+        self,
+        room: Room,
+        user_id: uuid.UUID,
+        content: str,
+        raw_context: Any,
+        context_request: ContextRequest | None,
+    ) -> tuple[Reply, dict[str, Any], list[ChatMessage], Provider]:
+        async with self.db.acquire() as conn:
+            conversation = await store.conversation_info(conn, room.id)
+            if conversation is None:
+                raise ChatError("not_found", "no such conversation")
+            limit, used = await store.ai_token_allowance(conn, user_id)
+            if limit is not None and used >= limit:
+                raise ChatError(
+                    "quota_exceeded",
+                    f"your plan's AI allowance for this month is used up ({used}/{limit} tokens)",
+                )
+            provider = await self.slot.get()
+            if provider is None:
+                raise ChatError("ai_unavailable", "AI provider not available")
+            editor = None
+            if context_request is not None:
+                editor = await self._editor_context(conn, conversation, context_request)
+            job_input = {
+                "conversation_id": str(room.id),
+                "content_chars": len(content),
+                "context": raw_context if isinstance(raw_context, dict) else None,
+                "provider": self.slot.name,
+            }
+            try:
+                async with conn.transaction():
+                    job_id = await store.create_chat_job(
+                        conn, user_id, conversation, job_input, self.config.stale_job_s
+                    )
+                    metadata = {"context": raw_context} if raw_context else {}
+                    user_message = await store.insert_message(
+                        conn, room.id, "user", content, metadata
+                    )
+                    placeholder = await store.insert_message(
+                        conn, room.id, "assistant", "", {"status": "streaming"},
+                        model=provider.model,
+                    )
+                    await store.touch_conversation(conn, room.id)
+            except store.ActiveJobExists:
+                raise ChatError(
+                    "busy", "the assistant is still answering in this conversation"
+                ) from None
+            history = await store.recent_messages(
+                conn, room.id, self.config.history_messages,
+                [uuid.UUID(user_message["id"]), uuid.UUID(placeholder["id"])],
+            )
+        prompt = build_prompt(
+            history, content, context=editor,
+            budget_tokens=self.slot.context_tokens - self.slot.max_output_tokens,
+            max_context_chars=self.config.max_context_chars,
+            system_prompt=self.config.system_prompt,
+        )
+        reply = Reply(placeholder, conversation=conversation, user_id=user_id, job_id=job_id,
+                      started=time.monotonic())
+        return reply, user_message, prompt, provider
+
+    async def _editor_context(
+        self, conn: Any, conversation: store.ConversationInfo, request: ContextRequest
+    ) -> EditorContext:
+        row = await store.file_row(conn, request.file_id)
+        if row is None or row["project_id"] != conversation.project_id or row["is_deleted"]:
+            raise ChatError("bad_request", "the context file is not in this project")
+        if row["type"] != "file":
+            raise ChatError("bad_request", "the context must be a file, not a folder")
+        text: str | None = None
+        documents = self.hubs.get("documents")
+        if documents is not None:
+            text = await documents.read_text(request.file_id)
+        if text is None:
+            text = row["content"] or ""
+        return excerpt(row["path"], row["language"], text, request.selection)
+
+    async def cancel(self, conversation_id: uuid.UUID, role: str | None) -> bool:
+        """Stop the reply in progress (on whichever process runs it)."""
+        if role not in WRITE_ROLES:
+            raise ChatError("forbidden", "viewers cannot cancel replies")
+        room = self.rooms.get(conversation_id)
+        if room is None:
+            return False
+        if room.reply is not None:
+            return self._cancel_reply(room.reply, "user")
+        if room.mirror is not None:
+            await self._publish(room, {"kind": "cancel"})
+            return True
+        return False
+
+    def _cancel_reply(self, reply: Reply, reason: str) -> bool:
+        if reply.cancel_reason is not None:
+            return False
+        reply.cancel_reason = reason
+        if reply.stream_task is not None:
+            reply.stream_task.cancel()
+        return True
+
+    # -- the reply --------------------------------------------------------------------
+
+    async def _run(
+        self, room: Room, reply: Reply, provider: Provider, prompt: list[ChatMessage]
+    ) -> None:
+        assert reply.job_id is not None
+        try:
+            async with self.db.acquire() as conn:
+                await store.start_job(conn, reply.job_id, provider.model)
+            reply.stream_task = asyncio.create_task(self._pump(room, reply, provider, prompt))
+            if reply.cancel_reason is not None:
+                reply.stream_task.cancel()
+            await asyncio.wait({reply.stream_task})
+            await self._finish(room, reply, provider, prompt)
+        except Exception:
+            log.exception("chat: reply %s in %s failed to finish", reply.message_id, room.id)
+            room.reply = None
+            await self._emit(room, {
+                "type": "error", "code": "internal_error", "message": "the reply failed",
+                "message_id": reply.message_id,
+            })
+        finally:
+            if room.reply is reply:
+                room.reply = None
+            await self._maybe_release(room)
+
+    async def _pump(
+        self, room: Room, reply: Reply, provider: Provider, prompt: list[ChatMessage]
+    ) -> Usage | None:
+        usage: Usage | None = None
+        events = provider.stream(prompt, max_tokens=self.slot.max_output_tokens)
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    if reply.first_token_at is None:
+                        reply.first_token_at = time.monotonic()
+                    reply.parts.append(event.text)
+                    reply.seq += 1
+                    await self._emit(room, {
+                        "type": "delta", "message_id": reply.message_id, "seq": reply.seq,
+                        "text": event.text,
+                    })
+                else:
+                    usage = event
+        return usage
+
+    async def _finish(
+        self, room: Room, reply: Reply, provider: Provider, prompt: list[ChatMessage]
+    ) -> None:
+        assert reply.stream_task is not None and reply.job_id is not None
+        assert reply.conversation is not None and reply.user_id is not None
+        task = reply.stream_task
+        usage: Usage | None = None
+        error: ProviderError | None = None
+        if task.cancelled():
+            status = "canceled"
+        elif task.exception() is not None:
+            status = "failed"
+            exc = task.exception()
+            if isinstance(exc, ProviderError):
+                error = exc
+            else:
+                log.error("chat: provider stream crashed", exc_info=exc)
+                error = ProviderError("internal_error", "the reply failed")
+        else:
+            status = "completed"
+            usage = task.result()
+        text = "".join(reply.parts)
+        if usage is None and (text or status == "canceled"):
+            # Cut short: the provider reported nothing, count what was sent and received.
+            usage = Usage(
+                estimate_messages(m.content for m in prompt), estimate_tokens(text),
+                estimated=True, finish_reason=None, model=provider.model,
+            )
+        duration_ms = int((time.monotonic() - reply.started) * 1000)
+        latency = (
+            None if reply.first_token_at is None
+            else round((reply.first_token_at - reply.started) * 1000, 1)
+        )
+        finish_reason = (
+            "cancelled" if status == "canceled"
+            else "error" if status == "failed"
+            else (usage.finish_reason if usage else None)
+        )
+        model = usage.model if usage else provider.model
+        metadata: dict[str, Any] = {
+            "finish_reason": finish_reason,
+            "latency_to_first_token_ms": latency,
+            "cancelled": status == "canceled",
+            "failed_partway": status == "failed" and bool(text),
+            "duration_ms": duration_ms,
+            "provider": self.slot.name,
+        }
+        if reply.cancel_reason == "shutdown":
+            metadata["cancelled_by"] = "shutdown"
+        if usage is not None:
+            metadata.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                            tokens_estimated=usage.estimated)
+        if error is not None:
+            metadata["error"] = {"code": error.code, "message": error.message}
+        async with self.db.acquire() as conn, conn.transaction():
+            message = await store.finish_message(
+                conn, uuid.UUID(reply.message_id), text, metadata,
+                usage.output_tokens if usage else None, model,
+            )
+            await store.finish_job(
+                conn, reply.job_id, status=status,
+                output={"message_id": reply.message_id, "chars": len(text),
+                        "finish_reason": finish_reason},
+                error=f"{error.code}: {error.message}" if error else None,
+                tokens_used=usage.total if usage else None, model=model,
+                duration_ms=duration_ms,
+            )
+            if usage is not None and usage.total > 0:
+                await store.record_ai_tokens(
+                    conn, reply.user_id, reply.conversation.workspace_id, usage.total,
+                    {"conversation_id": str(room.id), "message_id": reply.message_id,
+                     "job_id": str(reply.job_id), "model": model,
+                     "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                     "estimated": usage.estimated},
+                )
+        room.reply = None
+        tokens = None if usage is None else {
+            "input": usage.input_tokens, "output": usage.output_tokens, "total": usage.total,
+            "estimated": usage.estimated,
+        }
+        if error is not None:
+            await self._emit(room, {
+                "type": "error", "code": error.code, "message": error.message,
+                "message_id": reply.message_id, "message_record": message, "tokens": tokens,
+            })
+        else:
+            await self._emit(room, {
+                "type": "done", "message_id": reply.message_id, "message": message,
+                "tokens": tokens, "model": model, "cancelled": status == "canceled",
+            })

@@ -1,0 +1,98 @@
+"""The prompt: system prompt, recent history within the context budget, editor context.
+
+No I/O: the chat hub fetches history and the live document text and passes them in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ai.providers.base import ChatMessage, Role
+from ai.tokens import MESSAGE_OVERHEAD, estimate_tokens
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are the coding assistant of iCreateTechs, a collaborative browser IDE. "
+    "Answer questions about the user's code precisely and briefly. Use Markdown code blocks "
+    "for code. When the user shares code from the editor, refer to it by file and line."
+)
+# Our estimate can be below the model's real count; keep a margin of the budget free.
+SAFETY = 0.85
+
+
+@dataclass(frozen=True)
+class EditorContext:
+    path: str
+    language: str | None
+    text: str
+    start_line: int | None = None  # 1-based line of the excerpt's first line
+    whole_file: bool = False
+
+
+def excerpt(
+    path: str, language: str | None, text: str, selection: tuple[int, int] | None
+) -> EditorContext:
+    """The selected range of ``text`` (character offsets, clamped), or the whole file."""
+    if selection is None:
+        return EditorContext(path, language, text, 1, whole_file=True)
+    start, end = sorted((max(0, selection[0]), max(0, selection[1])))
+    start, end = min(start, len(text)), min(end, len(text))
+    return EditorContext(path, language, text[start:end], text.count("\n", 0, start) + 1)
+
+
+def _clip(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    return text[:max_chars] + "\n… (truncated)"
+
+
+def render_context(context: EditorContext, max_chars: int) -> str:
+    where = context.path
+    if not context.whole_file and context.start_line is not None:
+        last = context.start_line + context.text.count("\n")
+        where += f", lines {context.start_line}-{last}"
+    fence = "```" + (context.language or "")
+    what = "the open file" if context.whole_file else "the selected code"
+    return f"Here is {what} ({where}):\n{fence}\n{_clip(context.text, max_chars)}\n```"
+
+
+def build_prompt(
+    history: list[tuple[str, str]],
+    question: str,
+    *,
+    context: EditorContext | None,
+    budget_tokens: int,
+    max_context_chars: int,
+    system_prompt: str | None = None,
+) -> list[ChatMessage]:
+    """System + as much recent history as fits + the question (with its editor context).
+
+    ``history`` is oldest first and excludes the question. The question and the system
+    prompt are always sent; the editor context gets at most half of the budget; history
+    fills what is left, newest first, whole messages only.
+    """
+    budget = int(budget_tokens * SAFETY)
+    system = ChatMessage("system", system_prompt or DEFAULT_SYSTEM_PROMPT)
+    remaining = budget - estimate_tokens(system.content) - MESSAGE_OVERHEAD
+    question_text = _clip(question, max(256, remaining * 2))
+    remaining -= estimate_tokens(question_text) + MESSAGE_OVERHEAD
+    if context is not None and remaining > 64:
+        chars = min(max_context_chars, max(0, remaining // 2) * 3)
+        block = render_context(context, chars)
+        while estimate_tokens(block) > remaining // 2 and chars > 200:
+            chars = chars * 2 // 3
+            block = render_context(context, chars)
+        question_text = f"{block}\n\n{question_text}"
+        remaining -= estimate_tokens(block)
+    kept: list[ChatMessage] = []
+    for role, content in reversed(history):
+        cost = estimate_tokens(content) + MESSAGE_OVERHEAD
+        if cost > remaining:
+            break
+        role_name: Role = "assistant" if role == "assistant" else "user"
+        kept.append(ChatMessage(role_name, content))
+        remaining -= cost
+    kept.reverse()
+    # Chat templates expect the turns after the system prompt to start with the user.
+    while kept and kept[0].role != "user":
+        kept.pop(0)
+    return [system, *kept, ChatMessage("user", question_text)]

@@ -1,0 +1,121 @@
+"""``GET /ws/conversations/{conversation_id}?token=JWT``: the AI chat (JSON text frames).
+
+Authenticates (Origin, token), authorizes (any workspace role may watch; members and up
+may send and cancel), then watches the conversation on the ``chat`` hub. Client frames:
+``{"type":"user_message","content","context"}`` and ``{"type":"cancel"}``. Refusals go to
+this socket only as ``{"type":"error","code","message"}``. A conversation of another
+workspace is invisible: 4404, the same as one that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ai.chat import ChatError, ChatHub, Watcher, error_frame
+from server.access import conversation_access, parse_uuid
+from server.close_codes import NOT_FOUND, SLOW_CONSUMER, TOO_LARGE, TRY_AGAIN_LATER
+from server.services import Services
+from server.ws_auth import authenticate_websocket
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_CHARS = 256 * 1024
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(RuntimeError):
+            await websocket.close(code, reason)
+
+
+async def _writer(websocket: WebSocket, watcher: Watcher) -> None:
+    """Sends the watcher's frames in order; closes a client too slow to keep up."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        while True:
+            frame = await watcher.get()
+            if frame is None:
+                if watcher.overflowed:
+                    await _close(websocket, SLOW_CONSUMER, "too slow to keep up")
+                return
+            await websocket.send_text(frame)
+
+
+async def conversation_socket(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    principal = await authenticate_websocket(websocket, services.settings)
+    if principal is None:
+        return
+    conversation_id = parse_uuid(websocket.path_params["conversation_id"])
+    access = None
+    if conversation_id is not None:
+        access = await conversation_access(services.db, principal.user_id, conversation_id)
+    if conversation_id is None or access is None or not access.is_member:
+        await websocket.accept()
+        await websocket.close(NOT_FOUND, "no such conversation")
+        return
+    hub: ChatHub | None = services.hubs.get("chat")
+    if hub is None:
+        await websocket.accept()
+        await websocket.close(TRY_AGAIN_LATER, "chat is not available")
+        return
+    await websocket.accept()
+    watcher = Watcher(hub.config.watcher_queue_max)
+    await hub.watch(conversation_id, watcher)
+    writer = asyncio.create_task(_writer(websocket, watcher))
+    user_id = uuid.UUID(principal.user_id)
+    try:
+        while True:
+            try:
+                message = await websocket.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                break
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                watcher.push(error_frame("bad_request", "send JSON text frames"))
+                continue
+            if len(text) > MAX_FRAME_CHARS:
+                await _close(websocket, TOO_LARGE, "message too large")
+                break
+            await _handle(hub, watcher, conversation_id, user_id, access.role, text)
+    finally:
+        await hub.unwatch(conversation_id, watcher)
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(writer, 5)
+
+
+async def _handle(
+    hub: ChatHub,
+    watcher: Watcher,
+    conversation_id: uuid.UUID,
+    user_id: uuid.UUID,
+    role: str | None,
+    text: str,
+) -> None:
+    try:
+        frame: Any = json.loads(text)
+    except ValueError:
+        watcher.push(error_frame("bad_request", "frames must be JSON"))
+        return
+    kind = frame.get("type") if isinstance(frame, dict) else None
+    try:
+        if kind == "user_message":
+            await hub.submit(
+                conversation_id, user_id, role, frame.get("content"), frame.get("context")
+            )
+        elif kind == "cancel":
+            await hub.cancel(conversation_id, role)
+        elif kind == "ping":
+            watcher.push(json.dumps({"type": "pong"}))
+        else:
+            watcher.push(error_frame("bad_request", f"unknown message type {kind!r}"))
+    except ChatError as exc:
+        watcher.push(error_frame(exc.code, exc.message))
