@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from ai.chat import ChatHub
 from collab.broker import Broker, LocalBroker
@@ -16,6 +16,7 @@ from collab.project_hub import ProjectHub, ProjectHubConfig
 from persistence.db import Database
 from persistence.maintenance import PartitionMaintenance
 from persistence.editor_sessions import PostgresEditorSessions
+from server.api import api_app
 from server.api.chat import chat_stream_route
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.health import healthz
@@ -41,6 +42,7 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET"]),
         # POST only, before the /api/v1 mount: the chat reply as SSE (or JSON).
         chat_stream_route(),
+        Mount("/api/v1", app=api_app()),
         WebSocketRoute("/ws/projects/{project_id}", project_socket),
         WebSocketRoute("/ws/conversations/{conversation_id}", conversation_socket),
     ]
