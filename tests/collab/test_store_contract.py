@@ -1,0 +1,160 @@
+"""One contract, two document stores: in memory and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from collab.hub import merge_document
+from collab.room import build_from_text, new_doc
+from collab.store import DocumentStore, FileGone, MemoryStore
+from persistence.db import Database
+from persistence.documents import PostgresDocumentStore
+from tests.support import factories
+
+
+@dataclass
+class StoreUnderTest:
+    store: DocumentStore
+    new_file: Callable[[str], Awaitable[uuid.UUID]]
+    user_id: str
+    workspace_id: uuid.UUID
+
+
+@pytest.fixture
+async def postgres_sut(db: Database) -> StoreUnderTest:
+    async with db.service() as conn:
+        owner = await factories.create_user(conn)
+        workspace_id = await factories.create_workspace(conn, owner)
+        project = await factories.create_project(conn, workspace_id)
+
+    async def new_pg_file(content: str) -> uuid.UUID:
+        async with db.service() as conn:
+            return await factories.create_file(conn, project, f"f-{uuid.uuid4().hex}.txt",
+                                               content)
+
+    return StoreUnderTest(PostgresDocumentStore(db), new_pg_file, str(owner), workspace_id)
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def sut(request: pytest.FixtureRequest) -> StoreUnderTest:
+    if request.param == "postgres":
+        found: StoreUnderTest = request.getfixturevalue("postgres_sut")
+        return found
+    mem = MemoryStore()
+    user, workspace = str(uuid.uuid4()), uuid.uuid4()
+    mem.roles[(user, workspace)] = "member"
+
+    async def new_mem_file(content: str) -> uuid.UUID:
+        file_id = uuid.uuid4()
+        mem.add_file(file_id, content)
+        return file_id
+
+    return StoreUnderTest(mem, new_mem_file, user, workspace)
+
+
+def text_of(state: bytes | None, updates: list[bytes]) -> str:
+    doc, text = new_doc()
+    if state:
+        doc.apply_update(state)
+    for u in updates:
+        doc.apply_update(u)
+    return str(text)
+
+
+def edit(base: bytes | None, insert: str) -> bytes:
+    doc, text = new_doc()
+    if base:
+        doc.apply_update(base)
+    before = doc.get_state()
+    text.insert(0, insert)
+    return doc.get_update(before)
+
+
+async def test_load_missing_file(sut: StoreUnderTest) -> None:
+    with pytest.raises(FileGone):
+        await sut.store.load(uuid.uuid4())
+
+
+async def test_initialize_once_even_when_racing(sut: StoreUnderTest) -> None:
+    file_id = await sut.new_file("from text")
+    stored = await sut.store.load(file_id)
+    assert (stored.state, stored.updates, stored.content) == (None, [], "from text")
+    builds: list[str] = []
+
+    def build(content: str) -> tuple[bytes, bytes]:
+        builds.append(content)
+        return build_from_text(content)
+
+    results = await asyncio.gather(*(sut.store.initialize(file_id, build) for _ in range(4)))
+    assert builds == ["from text"]
+    assert len({r.state for r in results}) == 1
+    assert text_of(results[0].state, []) == "from text"
+
+
+async def test_log_and_compaction(sut: StoreUnderTest) -> None:
+    file_id = await sut.new_file("")
+    first = await sut.store.initialize(file_id, build_from_text)
+    u1 = edit(first.state, "b")
+    u2 = edit(merge_bytes(first.state, u1), "a")
+    await sut.store.append_updates([(file_id, u1), (uuid.uuid4(), b"\x00\x00"), (file_id, u2)])
+    stored = await sut.store.load(file_id)
+    assert stored.updates == [u1, u2]
+    assert text_of(stored.state, stored.updates) == "ab"
+    result = await sut.store.compact(file_id, lambda s, us: merge_document(s, us, None))
+    assert result is not None
+    assert (result.merged_rows, result.text) == (2, "ab")
+    after = await sut.store.load(file_id)
+    assert after.updates == []
+    assert after.content == "ab"
+    assert text_of(after.state, []) == "ab"
+
+
+async def test_compaction_failure_writes_nothing(sut: StoreUnderTest) -> None:
+    file_id = await sut.new_file("")
+    first = await sut.store.initialize(file_id, build_from_text)
+    await sut.store.append_updates([(file_id, edit(first.state, "x"))])
+
+    def broken(state: bytes | None, updates: list[bytes]) -> object:
+        raise RuntimeError("merge failed")
+
+    with pytest.raises(RuntimeError):
+        await sut.store.compact(file_id, broken)  # type: ignore[arg-type]
+    stored = await sut.store.load(file_id)
+    assert len(stored.updates) == 1
+    assert stored.content == ""
+
+
+async def test_versions(sut: StoreUnderTest) -> None:
+    file_id = await sut.new_file("")
+    row = await sut.store.save_version(file_id, "one", sut.user_id, "msg")
+    assert row is not None
+    assert (row["version_number"], row["content"], row["change_message"]) == (1, "one", "msg")
+    assert row["changed_by"] == uuid.UUID(sut.user_id)
+    await sut.store.initialize(file_id, build_from_text)
+    assert await sut.store.save_version(file_id, "one", sut.user_id, None, auto_bucket_s=60) is None
+    auto = await sut.store.save_version(file_id, "two", sut.user_id, None, auto_bucket_s=60)
+    assert auto is not None and auto["version_number"] == 2
+    assert await sut.store.save_version(file_id, "three", sut.user_id, None,
+                                        auto_bucket_s=60) is None
+    explicit = await sut.store.save_version(file_id, "three", None, None)
+    assert explicit is not None and explicit["version_number"] == 3
+
+
+async def test_member_roles(sut: StoreUnderTest) -> None:
+    stranger = (str(uuid.uuid4()), sut.workspace_id)
+    roles = await sut.store.member_roles([(sut.user_id, sut.workspace_id), stranger])
+    assert roles[(sut.user_id, sut.workspace_id)] in {"owner", "member"}
+    assert roles.get(stranger) is None
+
+
+def merge_bytes(state: bytes | None, update: bytes) -> bytes:
+    doc, _ = new_doc()
+    if state:
+        doc.apply_update(state)
+    doc.apply_update(update)
+    return doc.get_update()
