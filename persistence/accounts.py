@@ -50,7 +50,7 @@ values ($1, $2::inet, $3, $4, $5, $6)
 returning id
 """
 SESSION_COLUMNS = """
-id, ip_address::text as ip_address, user_agent, device_type, browser, os, country,
+id, host(ip_address) as ip_address, user_agent, device_type, browser, os, country,
 last_activity_at, created_at
 """
 LIST_SESSIONS = f"""
