@@ -1,4 +1,4 @@
-"""How code is run: the local sandbox or Judge0."""
+"""How code is run: the local sandbox or Judge0, and the limits that apply."""
 
 from __future__ import annotations
 
@@ -7,14 +7,50 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
 @dataclass(frozen=True)
 class ExecutionConfig:
     backend: str = "sandbox"
     judge0_url: str | None = None
     judge0_auth_header: str = "X-Auth-Token"
     judge0_auth_token: str | None = None
+    judge0_poll_deadline_s: float = 60.0
     workdir_root: Path = Path(".data/workspaces")
+    storage_root: Path = Path(".data/storage")
     terminal_network: bool = False
+    bwrap_path: str = "bwrap"
+    # The sandbox runs as one unprivileged uid per project, from this range (root only).
+    sandbox_uid_base: int = 200_000
+    sandbox_uid_count: int = 10_000
+    # Default and maximum limits of one run (a request may lower them, never raise them).
+    cpu_time_s: float = 5.0
+    max_cpu_time_s: float = 15.0
+    wall_time_s: float = 10.0
+    max_wall_time_s: float = 30.0
+    memory_kb: int = 256 * 1024
+    max_memory_kb: int = 1024 * 1024
+    max_processes: int = 64
+    max_file_size_kb: int = 8 * 1024
+    max_output_bytes: int = 1024 * 1024
+    compile_cpu_time_s: float = 20.0
+    compile_wall_time_s: float = 40.0
+    compile_memory_kb: int = 2 * 1024 * 1024
+    # Workspace sync: files larger than this are not materialized or brought back.
+    max_sync_file_bytes: int = 10 * 1024 * 1024
+    max_inline_file_bytes: int = 1024 * 1024
+    max_sync_files: int = 2000
+    max_concurrent_runs: int = 8
+    # Terminals.
+    terminal_idle_timeout_s: float = 300.0
+    terminal_scrollback_bytes: int = 256 * 1024
+    terminal_client_queue: int = 256
+    terminal_command_output_bytes: int = 64 * 1024
+    terminal_max_per_project: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], data_dir: Path) -> ExecutionConfig:
@@ -24,6 +60,15 @@ class ExecutionConfig:
             judge0_url=judge0_url,
             judge0_auth_header=env.get("JUDGE0_AUTH_HEADER", "X-Auth-Token"),
             judge0_auth_token=env.get("JUDGE0_AUTH_TOKEN") or None,
+            judge0_poll_deadline_s=float(env.get("JUDGE0_POLL_DEADLINE", "60")),
             workdir_root=data_dir / "workspaces",
-            terminal_network=env.get("TERMINAL_NETWORK", "0").lower() in {"1", "true", "yes"},
+            storage_root=data_dir / "storage",
+            terminal_network=_flag(env.get("TERMINAL_NETWORK"), False),
+            bwrap_path=env.get("BWRAP_PATH", "bwrap"),
+            cpu_time_s=float(env.get("EXECUTION_CPU_TIME", "5")),
+            wall_time_s=float(env.get("EXECUTION_WALL_TIME", "10")),
+            memory_kb=int(env.get("EXECUTION_MEMORY_KB", str(256 * 1024))),
+            max_processes=int(env.get("EXECUTION_MAX_PROCESSES", "64")),
+            max_output_bytes=int(env.get("EXECUTION_MAX_OUTPUT", str(1024 * 1024))),
+            terminal_idle_timeout_s=float(env.get("TERMINAL_IDLE_TIMEOUT", "300")),
         )
