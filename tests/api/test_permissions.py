@@ -1,0 +1,195 @@
+"""The permission matrix: every endpoint x owner/admin/member/viewer/outsider/anonymous.
+
+Expected: anonymous 401, outsider 404 (existence is not revealed), a role below the
+endpoint's minimum 403, the minimum role and above 2xx. Mutating endpoints get a fresh
+target per attempt from their ``setup``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from persistence.db import Database
+from server.access import ROLE_RANK
+from server.api import endpoints
+from tests.api.client import Api
+from tests.api.world import ROLES, World, build_world
+from tests.support import factories
+
+Setup = Callable[[World, Database], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str  # formatted with the world's ids and the setup's extras
+    min_role: str
+    body: Any = None
+    setup: Setup | None = None
+
+
+async def fresh_workspace(world: World, db: Database) -> dict[str, Any]:
+    async with db.service() as conn:
+        ws = await factories.create_workspace(conn, uuid.UUID(world.users["owner"].id))
+        for role in ROLES[1:]:
+            await factories.add_member(conn, ws, uuid.UUID(world.users[role].id), role)
+    return {"ws": ws}
+
+
+async def fresh_project(world: World, db: Database) -> dict[str, Any]:
+    async with db.service() as conn:
+        return {"project": await factories.create_project(conn, world.workspace_id)}
+
+
+async def fresh_file(world: World, db: Database) -> dict[str, Any]:
+    async with db.service() as conn:
+        path = f"tmp-{uuid.uuid4().hex[:8]}.txt"
+        return {"file": await factories.create_file(conn, world.project_id, path, "x")}
+
+
+async def fresh_deleted_file(world: World, db: Database) -> dict[str, Any]:
+    extra = await fresh_file(world, db)
+    async with db.service() as conn:
+        await conn.execute("update public.files set is_deleted = true where id = $1", extra["file"])
+    return extra
+
+
+async def fresh_member(world: World, db: Database) -> dict[str, Any]:
+    async with db.service() as conn:
+        user = await factories.create_user(conn)
+        await factories.add_member(conn, world.workspace_id, user, "member")
+    return {"target": user}
+
+
+async def fresh_stranger(world: World, db: Database) -> dict[str, Any]:
+    email = f"invitee-{uuid.uuid4().hex[:8]}@example.test"
+    async with db.service() as conn:
+        await factories.create_user(conn, email)
+    return {"email": email}
+
+
+async def fresh_conversation(world: World, db: Database) -> dict[str, Any]:
+    async with db.service() as conn:
+        owner = uuid.UUID(world.users["owner"].id)
+        return {"conv": await factories.create_conversation(conn, world.project_id, owner)}
+
+
+async def unique_name(world: World, db: Database) -> dict[str, Any]:
+    return {"name": f"n-{uuid.uuid4().hex[:8]}.py"}
+
+
+CASES = [
+    Case("GET", "/workspaces/{ws}", "viewer"),
+    Case("PATCH", "/workspaces/{ws}", "admin", {"description": "changed"}),
+    Case("POST", "/workspaces/{ws}/deactivate", "owner", setup=fresh_workspace),
+    Case("DELETE", "/workspaces/{ws}", "owner", setup=fresh_workspace),
+    Case("GET", "/workspaces/{ws}/members", "viewer"),
+    Case("POST", "/workspaces/{ws}/members", "admin", {"email": "{email}", "role": "viewer"},
+         setup=fresh_stranger),
+    Case("PATCH", "/workspaces/{ws}/members/{target}", "admin", {"role": "viewer"},
+         setup=fresh_member),
+    Case("DELETE", "/workspaces/{ws}/members/{target}", "admin", setup=fresh_member),
+    Case("POST", "/workspaces/{ws}/projects", "member", {"name": "Made"}),
+    Case("GET", "/workspaces/{ws}/projects", "viewer"),
+    Case("GET", "/projects/{project}", "viewer"),
+    Case("PATCH", "/projects/{project}", "member", {"description": "changed"}),
+    Case("DELETE", "/projects/{project}", "admin", setup=fresh_project),
+    Case("GET", "/projects/{project}/files", "viewer"),
+    Case("POST", "/projects/{project}/files", "member", {"path": "src/{name}"},
+         setup=unique_name),
+    Case("POST", "/projects/{project}/conversations", "member", {"title": "Mine"}),
+    Case("GET", "/projects/{project}/conversations", "viewer"),
+    Case("GET", "/files/{file}", "viewer"),
+    Case("PATCH", "/files/{file}", "member", {"name": "{name}"}, setup=unique_name),
+    Case("PUT", "/files/{file}/content", "member", {"content": "print('bye')\n"}),
+    Case("DELETE", "/files/{file}", "member", setup=fresh_file),
+    Case("POST", "/files/{file}/restore", "member", setup=fresh_deleted_file),
+    Case("GET", "/files/{file}/versions", "viewer"),
+    Case("GET", "/files/{file}/versions/1", "viewer"),
+    Case("POST", "/files/{file}/versions/1/restore", "member"),
+    Case("GET", "/conversations/{conv}", "viewer"),
+    # Only the author (here the owner) or an admin changes a conversation.
+    Case("PATCH", "/conversations/{conv}", "admin", {"title": "Renamed"}),
+    Case("POST", "/conversations/{conv}/archive", "admin", setup=fresh_conversation),
+    Case("GET", "/conversations/{conv}/messages", "viewer"),
+]
+# Not scoped to an existing object: the caller's own account and workspaces (tested in
+# test_auth and test_workspace_life; anonymous gets 401 there), or public.
+ACCOUNT_ENDPOINTS = {
+    ("GET", "/workspaces"),
+    ("POST", "/workspaces"),
+    ("POST", "/auth/signup"),
+    ("POST", "/auth/signin"),
+    ("POST", "/auth/refresh"),
+    ("POST", "/auth/signout"),
+    ("GET", "/me"),
+    ("PATCH", "/me"),
+    ("GET", "/me/sessions"),
+    ("DELETE", "/me/sessions/{session_id}"),
+}
+PLACEHOLDERS = {
+    "{ws}": "{workspace_id}",
+    "{project}": "{project_id}",
+    "{file}": "{file_id}",
+    "{conv}": "{conversation_id}",
+    "{target}": "{user_id}",
+    "/1": "/{version_number}",
+}
+
+
+def _fill(value: Any, ids: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return value.format(**{k: str(v) for k, v in ids.items()})
+    if isinstance(value, dict):
+        return {k: _fill(v, ids) for k, v in value.items()}
+    return value
+
+
+def _route_of(case: Case) -> tuple[str, str]:
+    path = case.path
+    for short, name in PLACEHOLDERS.items():
+        path = path.replace(short, name)
+    return case.method, path
+
+
+def test_every_endpoint_is_in_the_matrix() -> None:
+    covered = {_route_of(case) for case in CASES} | ACCOUNT_ENDPOINTS
+    assert {(e.method, e.path) for e in endpoints()} == covered
+
+
+async def test_permission_matrix(api: Api, db: Database) -> None:
+    world = await build_world(api, db)
+    base = {
+        "ws": world.workspace_id,
+        "project": world.project_id,
+        "file": world.file_id,
+        "conv": world.conversation_id,
+    }
+    failures: list[str] = []
+    for case in CASES:
+        for who in (None, "outsider", *ROLES):
+            ids = dict(base)
+            if case.setup is not None:
+                ids.update(await case.setup(world, db))
+            token = world.users[who].token if who else None
+            reply = await api.call(
+                case.method, _fill(case.path, ids), _fill(case.body, ids), token=token
+            )
+            if who is None:
+                expected = "401"
+            elif who == "outsider":
+                expected = "404"
+            elif ROLE_RANK[who] < ROLE_RANK[case.min_role]:
+                expected = "403"
+            else:
+                expected = "2xx"
+            got = "2xx" if 200 <= reply.status < 300 else str(reply.status)
+            if got != expected or (expected != "2xx" and reply.error_code is None):
+                failures.append(
+                    f"{case.method} {case.path} as {who or 'anonymous'}: "
+                    f"expected {expected}, got {reply.status} {reply.body}"
+                )
+    assert not failures, "\n".join(failures)
