@@ -81,7 +81,7 @@ async def test_fork_bomb_is_contained(local_backend: LocalBackend) -> None:
     if uid is not None:
         # The kernel tears the PID namespace down asynchronously: poll with a deadline.
         deadline = time.monotonic() + 5
-        while processes_of(uid) and time.monotonic() < deadline:
+        while processes_of(uid) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         assert processes_of(uid) == []
     after = await run(local_backend, "bash", "echo still alive")
