@@ -1,0 +1,331 @@
+// Load generator for the document-sync benchmark: real Yjs clients against one target.
+//
+//   node loadgen.mjs SPEC.json
+//
+// SPEC: { scenario: "edit"|"idle"|"simul"|"history", target: {protocol, urls, params}, docs: [...],
+//         ...scenario parameters }. Progress is JSON lines on stdout; the orchestrator (run.py)
+// samples the server's CPU and RSS when it reads {"event":"measure_start"} and
+// {"event":"measure_end"}; the last line is {"event":"result", ...}. Every phase has a deadline.
+import fs from 'node:fs'
+import * as Y from 'yjs'
+import { connect, now } from './lib/clients.mjs'
+
+const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))
+const target = spec.target
+
+const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+function percentile (sorted, p) {
+  if (sorted.length === 0) return null
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  return sorted[idx]
+}
+
+function summarize (values) {
+  const sorted = Float64Array.from(values).sort()
+  const sum = values.reduce((a, b) => a + b, 0)
+  return {
+    count: values.length,
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: sorted.length ? sorted[sorted.length - 1] : null,
+    mean: values.length ? sum / values.length : null
+  }
+}
+
+function cpuSeconds () {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1e6
+}
+
+async function withDeadline (promise, ms) {
+  let timer
+  const timeout = new Promise((resolve) => { timer = setTimeout(() => resolve('timeout'), ms) })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+// Opens clients in batches so thousands of handshakes do not overflow the listen backlog. The first
+// client of each document opens (and syncs) before the others: the load scenarios measure steady
+// state, not simultaneous joins (scenario "simul" does that, and one peer fails it).
+async function openClients (plan, batch, perBatchTimeoutMs) {
+  const seen = new Set()
+  const first = []
+  const rest = []
+  for (const item of plan) {
+    if (seen.has(item.doc)) rest.push(item)
+    else { seen.add(item.doc); first.push(item) }
+  }
+  const clients = []
+  for (const phase of [first, rest]) {
+    for (let i = 0; i < phase.length; i += batch) {
+      const group = phase.slice(i, i + batch).map((item) => {
+        const client = connect(target, item.doc, item.server)
+        client.order = item.order
+        return client
+      })
+      clients.push(...group)
+      await withDeadline(Promise.all(group.map((c) => c.synced)), perBatchTimeoutMs)
+    }
+  }
+  return clients.sort((a, b) => a.order - b.order)
+}
+
+const MARK = /<(\d+\.\d+)\|(\d+)>/g
+
+// D docs x C clients x R edits/s: edit->peer latency from timestamps embedded in the text.
+async function scenarioEdit () {
+  const { clientsPerDoc, rate, warmupS, durationS } = spec
+  const plan = []
+  spec.docs.forEach((doc, d) => {
+    for (let c = 0; c < clientsPerDoc; c++) plan.push({ doc, server: d + c, order: plan.length })
+  })
+  const t0 = now()
+  const clients = await openClients(plan, 100, 20000)
+  const syncedCount = clients.filter((c) => c.isSynced()).length
+  emit({ event: 'connected', clients: clients.length, synced: syncedCount, ms: now() - t0 })
+
+  let measuring = false
+  let measureStart = Infinity
+  const latAll = []
+  const latCross = []
+  const latSame = []
+  let delivered = 0 // one edit arriving at one peer (what "delivered update" means below)
+  let updateEvents = 0 // Yjs update events applied from the network (servers may merge edits)
+  let sent = 0
+  // Markers are read from the received update itself (not from a Y.Text delta, which walks the
+  // whole text on every event and would make the load generator the bottleneck).
+  for (const client of clients) {
+    client.doc.on('update', (update, origin) => {
+      if (origin === null || origin === undefined || !measuring) return
+      updateEvents += 1
+      const t = now()
+      for (const struct of Y.decodeUpdate(update).structs) {
+        const str = struct.content && struct.content.str
+        if (typeof str !== 'string') continue
+        for (const m of str.matchAll(MARK)) {
+          const ts = Number(m[1])
+          if (ts < measureStart) continue
+          const lat = t - ts
+          delivered += 1
+          latAll.push(lat)
+          if (Number(m[2]) === client.serverIndex % target.urls.length) latSame.push(lat)
+          else latCross.push(lat)
+        }
+      }
+    })
+  }
+  const periodMs = 1000 / rate
+  const timers = clients.map((client) => {
+    const start = setTimeout(() => {
+      timers.push(setInterval(() => {
+        const text = client.text
+        const mark = `<${now().toFixed(3)}|${client.serverIndex % target.urls.length}>`
+        text.insert(text.length, mark)
+        if (measuring) sent += 1
+      }, periodMs))
+    }, Math.random() * periodMs)
+    return start
+  })
+  await sleep(warmupS * 1000)
+  const closesBefore = clients.reduce((a, c) => a + c.stats.closes, 0)
+  const cpu0 = cpuSeconds()
+  measureStart = now()
+  measuring = true
+  emit({ event: 'measure_start' })
+  await sleep(durationS * 1000)
+  measuring = false
+  const elapsed = (now() - measureStart) / 1000
+  emit({ event: 'measure_end' })
+  const cpu1 = cpuSeconds()
+  for (const t of timers) { clearTimeout(t); clearInterval(t) }
+  await sleep(300)
+  // convergence check: every client of a doc holds the same text
+  let diverged = 0
+  for (let d = 0; d < spec.docs.length; d++) {
+    const texts = clients.slice(d * clientsPerDoc, (d + 1) * clientsPerDoc).map((c) => c.text.toString())
+    if (texts.some((t) => t !== texts[0])) diverged += 1
+  }
+  const closes = clients.reduce((a, c) => a + c.stats.closes, 0) - closesBefore
+  const deflate = clients.filter((c) => c.counter.deflate).length
+  for (const c of clients) c.destroy()
+  emit({
+    event: 'result',
+    clients: clients.length,
+    synced: syncedCount,
+    seconds: elapsed,
+    edits_sent: sent,
+    edits_per_s: sent / elapsed,
+    delivered,
+    delivered_per_s: delivered / elapsed,
+    update_events: updateEvents,
+    expected_deliveries: sent * (clientsPerDoc - 1),
+    latency_ms: summarize(latAll),
+    latency_same_ms: summarize(latSame),
+    latency_cross_ms: summarize(latCross),
+    diverged_docs_after_300ms: diverged,
+    closes_during_measure: closes,
+    deflate_negotiated: deflate,
+    loadgen_cpu_fraction: (cpu1 - cpu0) / elapsed
+  })
+}
+
+// N idle connections over M documents (each doc holds one line of text first).
+async function scenarioIdle () {
+  const { connections, idleS } = spec
+  const plan = []
+  for (let i = 0; i < connections; i++) plan.push({ doc: spec.docs[i % spec.docs.length], server: 0, order: i })
+  emit({ event: 'baseline' })
+  const t0 = now()
+  const clients = await openClients(plan, 250, 30000)
+  const synced = clients.filter((c) => c.isSynced()).length
+  emit({ event: 'connected', clients: clients.length, synced, ms: now() - t0 })
+  // one small edit per document so every room holds state
+  const seen = new Set()
+  for (const c of clients) {
+    if (seen.has(c.provider.roomname ?? c.provider.configuration?.name)) continue
+    seen.add(c.provider.roomname ?? c.provider.configuration?.name)
+    c.text.insert(0, 'hello idle world\n')
+  }
+  await sleep(2000)
+  const closesBefore = clients.reduce((a, c) => a + c.stats.closes, 0)
+  emit({ event: 'measure_start' })
+  const t1 = now()
+  await sleep(idleS * 1000)
+  emit({ event: 'measure_end' })
+  const elapsed = (now() - t1) / 1000
+  const stillSynced = clients.filter((c) => c.isSynced()).length
+  const closes = clients.reduce((a, c) => a + c.stats.closes, 0) - closesBefore
+  const deflate = clients.filter((c) => c.counter.deflate).length
+  for (const c of clients) c.destroy()
+  emit({
+    event: 'result',
+    clients: clients.length,
+    synced,
+    still_synced: stillSynced,
+    seconds: elapsed,
+    connect_ms: now() - t0,
+    closes_during_idle: closes,
+    deflate_negotiated: deflate
+  })
+}
+
+// 5 clients open the same new document in the same millisecond; how many sync within 2 s.
+async function scenarioSimul () {
+  const { clientsPerRound, windowMs } = spec
+  const rounds = []
+  for (const doc of spec.docs) {
+    const t0 = now()
+    const clients = []
+    for (let i = 0; i < clientsPerRound; i++) clients.push(connect(target, doc, i))
+    const times = await Promise.all(clients.map((c) => withDeadline(c.synced, windowMs)))
+    const synced = times.filter((t) => t !== 'timeout').map((t) => t - t0)
+    rounds.push({ synced: synced.length, ms: synced.sort((a, b) => a - b) })
+    for (const c of clients) c.destroy()
+    await sleep(200)
+  }
+  emit({
+    event: 'result',
+    rounds: rounds.length,
+    clients_per_round: clientsPerRound,
+    synced_per_round: rounds.map((r) => r.synced),
+    all_synced_rounds: rounds.filter((r) => r.synced === clientsPerRound).length,
+    sync_ms: summarize(rounds.flatMap((r) => r.ms))
+  })
+}
+
+// Seeded typing trace: mostly inserts at a moving cursor, some deletes and jumps.
+function rng (seed) {
+  let s = seed >>> 0
+  return () => {
+    s = (s + 0x6D2B79F5) >>> 0
+    let t = s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+// A document with N edits of history, then fresh clients sync it (time and bytes, median).
+async function scenarioHistory () {
+  const { edits, fresh, ingestTimeoutS } = spec
+  const doc = spec.docs[0]
+  const writer = connect(target, doc, 0)
+  await withDeadline(writer.synced, 10000)
+  const watcher = connect(target, doc, 0)
+  if (await withDeadline(Promise.all([writer.synced, watcher.synced]), 10000) === 'timeout') {
+    emit({ event: 'result', error: 'writer/watcher did not sync' })
+    return
+  }
+  let resolveEnd
+  const ended = new Promise((resolve) => { resolveEnd = resolve })
+  watcher.text.observe(() => { if (watcher.text.length > 0 && watcher.text.toString().endsWith('<END>')) resolveEnd(now()) })
+  const rand = rng(42)
+  const text = writer.text
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz  \n'
+  let cursor = 0
+  const t0 = now()
+  for (let i = 0; i < edits; i++) {
+    const r = rand()
+    if (r < 0.1 && cursor > 0) {
+      text.delete(cursor - 1, 1)
+      cursor -= 1
+    } else {
+      if (r > 0.98) cursor = Math.floor(rand() * (text.length + 1))
+      text.insert(cursor, alphabet[Math.floor(rand() * alphabet.length)])
+      cursor += 1
+    }
+    if (i % 2000 === 1999) await sleep(0) // let ws flush
+  }
+  text.insert(text.length, '<END>')
+  const sentMs = now() - t0
+  const endAt = await withDeadline(ended, ingestTimeoutS * 1000)
+  const ingestMs = endAt === 'timeout' ? null : endAt - t0
+  const expected = writer.text.toString()
+  writer.destroy()
+  if (spec.closeWatcher) watcher.destroy()
+  if (spec.pauseMs) await sleep(spec.pauseMs)
+  const runs = []
+  for (let i = 0; i < fresh; i++) {
+    const start = now()
+    const client = connect(target, doc, 0)
+    const t = await withDeadline(client.synced, 20000)
+    const ok = t !== 'timeout' && client.text.toString() === expected
+    runs.push({ ms: t === 'timeout' ? null : t - start, ok, payload_bytes: client.counter.payloadBytes, wire_bytes: client.wireBytes() })
+    client.destroy()
+    await sleep(100)
+  }
+  if (!spec.closeWatcher) watcher.destroy()
+  const okRuns = runs.filter((r) => r.ok && r.ms !== null)
+  const med = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : null }
+  emit({
+    event: 'result',
+    edits,
+    text_chars: expected.length,
+    send_ms: sentMs,
+    ingest_ms: ingestMs,
+    fresh_runs: runs,
+    fresh_ok: okRuns.length,
+    sync_ms_median: med(okRuns.map((r) => r.ms)),
+    payload_bytes_median: med(okRuns.map((r) => r.payload_bytes)),
+    wire_bytes_median: med(okRuns.map((r) => r.wire_bytes))
+  })
+}
+
+const scenarios = { edit: scenarioEdit, idle: scenarioIdle, simul: scenarioSimul, history: scenarioHistory }
+const hardStop = setTimeout(() => {
+  emit({ event: 'result', error: 'loadgen hard deadline' })
+  process.exit(3)
+}, (spec.hardDeadlineS || 300) * 1000)
+hardStop.unref()
+try {
+  await scenarios[spec.scenario]()
+} catch (err) {
+  emit({ event: 'result', error: String(err && err.stack ? err.stack : err) })
+}
+process.exit(0)

