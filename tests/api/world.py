@@ -47,7 +47,8 @@ async def build_world(api: Api, db: Database) -> World:
             conn, project_id, uuid.UUID(owner.id), "Owner's chat"
         )
         await conn.execute(
-            "insert into public.messages (conversation_id, role, content) values ($1, 'user', 'hi')",
+            "insert into public.messages (conversation_id, role, content)"
+            " values ($1, 'user', 'hi')",
             conversation_id,
         )
     return World(users, workspace_id, project_id, folder_id, file_id, conversation_id)
