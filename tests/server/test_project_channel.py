@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import pytest
@@ -18,6 +17,7 @@ from collab.config import CollabConfig
 from persistence.db import Database
 from server.auth.tokens import issue_access_token
 from server.settings import Settings
+from tests.cluster.project_client import ProjectClient as Client
 from tests.conftest import TEST_JWT_SECRET, TEST_ORIGIN
 from tests.support import factories
 from tests.support.servers import LiveServer
@@ -58,56 +58,15 @@ def token(user_id: uuid.UUID) -> str:
     return issue_access_token(TEST_JWT_SECRET, str(user_id), f"{user_id}@example.test")
 
 
-class Client:
-    """One project-channel socket with an inbox that test code waits on."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.inbox: list[dict[str, Any]] = []
-        self.hello: dict[str, Any] = {}
-
-    async def send(self, body: dict[str, Any] | str | bytes) -> None:
-        if isinstance(body, bytes):
-            await self.ws.send_bytes(body)
-        else:
-            await self.ws.send_str(body if isinstance(body, str) else json.dumps(body))
-
-    async def expect(
-        self, check: Callable[[dict[str, Any]], bool], timeout_s: float = 5.0
-    ) -> dict[str, Any]:
-        for message in self.inbox:
-            if check(message):
-                self.inbox.remove(message)
-                return message
-        deadline = time.monotonic() + timeout_s
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no matching message; got {self.inbox}")
-            msg = await self.ws.receive(timeout=left)
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                raise AssertionError(f"socket ended: {msg.type} {self.ws.close_code}")
-            body = json.loads(msg.data)
-            if check(body):
-                return body
-            self.inbox.append(body)
-
-    async def expect_type(self, kind: str, timeout_s: float = 5.0) -> dict[str, Any]:
-        return await self.expect(lambda m: m["type"] == kind, timeout_s)
-
-
 @pytest.fixture
 async def connect() -> AsyncIterator[Callable[..., Awaitable[Client]]]:
     session = aiohttp.ClientSession()
     clients: list[Client] = []
 
     async def open_client(server: LiveServer, project: uuid.UUID, user: uuid.UUID) -> Client:
-        ws = await session.ws_connect(
-            f"{server.ws_url}/ws/projects/{project}?token={token(user)}",
-            headers={"Origin": TEST_ORIGIN},
+        client = await Client.connect(
+            session, f"{server.ws_url}/ws/projects/{project}?token={token(user)}", TEST_ORIGIN
         )
-        client = Client(ws)
-        client.hello = await client.expect_type("hello")
         clients.append(client)
         return client
 
