@@ -12,18 +12,22 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from ai.chat import ChatHub
 from collab.broker import Broker, LocalBroker
+from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub, ProjectHubConfig
 from persistence.db import Database
-from persistence.maintenance import PartitionMaintenance
+from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
+from persistence.maintenance import PartitionMaintenance
 from server.api import api_app
 from server.api.chat import chat_stream_route
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.health import healthz
+from server.metrics import metrics_route
 from server.services import Services
 from server.settings import Settings
 from server.web import web_route
 from server.ws.conversations import conversation_socket
+from server.ws.docs import document_socket
 from server.ws.projects import project_socket
 
 log = logging.getLogger(__name__)
@@ -40,9 +44,11 @@ def make_broker(settings: Settings) -> Broker:
 def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz, methods=["GET"]),
+        metrics_route(),
         # POST only, before the /api/v1 mount: the chat reply as SSE (or JSON).
         chat_stream_route(),
         Mount("/api/v1", app=api_app()),
+        WebSocketRoute("/ws/docs/{file_id}", document_socket),
         WebSocketRoute("/ws/projects/{project_id}", project_socket),
         WebSocketRoute("/ws/conversations/{conversation_id}", conversation_socket),
     ]
@@ -62,6 +68,10 @@ def create_app(settings: Settings) -> Starlette:
         await broker.start()
         services = Services(settings=settings, db=db, broker=broker)
         app.state.services = services
+        # Co-editing: rooms, update log, compaction; stopped first (flush, 1012 to clients).
+        documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
+        await documents.start()
+        services.hubs["documents"] = documents
         # Monthly partitions ahead of time and expired ones dropped: now, then daily.
         maintenance = PartitionMaintenance(db)
         maintenance.start()
@@ -77,6 +87,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await documents.stop()
             await chat.close()
             await projects.close()
             await maintenance.stop()

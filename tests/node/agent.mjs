@@ -1,0 +1,49 @@
+// A stock Yjs client (yjs + y-websocket + ws) driven line by line from pytest.
+// stdin: one JSON command per line; stdout: one JSON reply per command, plus
+// {"event": ...} lines for closes and awareness changes.
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import WebSocket from 'ws'
+import readline from 'node:readline'
+
+const [url, room, token] = process.argv.slice(2)
+const doc = new Y.Doc()
+const text = doc.getText('content')
+const provider = new WebsocketProvider(url, room, doc, {
+  params: { token },
+  WebSocketPolyfill: WebSocket,
+  disableBc: true,
+  connect: true
+})
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+const closes = []
+provider.on('connection-close', (event) => {
+  if (event) { closes.push(event.code); out({ event: 'close', code: event.code }) }
+})
+provider.on('sync', (synced) => { if (synced) out({ event: 'synced' }) })
+
+const handlers = {
+  text: () => text.toString(),
+  synced: () => provider.synced,
+  closes: () => closes,
+  client_id: () => doc.clientID,
+  insert: ({ index, value }) => { text.insert(Math.min(index, text.length), value); return text.toString() },
+  delete: ({ index, length }) => { text.delete(index, length); return text.toString() },
+  append: ({ value }) => { text.insert(text.length, value); return text.length },
+  disconnect: () => { provider.shouldConnect = false; provider.disconnect(); return true },
+  connect: () => { provider.connect(); return true },
+  set_awareness: ({ state }) => { provider.awareness.setLocalState(state); return true },
+  awareness: () => Object.fromEntries([...provider.awareness.getStates().entries()].filter(([id]) => id !== doc.clientID)),
+  exit: () => { provider.destroy(); setTimeout(() => process.exit(0), 50); return true }
+}
+
+const rl = readline.createInterface({ input: process.stdin })
+rl.on('line', (line) => {
+  const cmd = JSON.parse(line)
+  try {
+    out({ id: cmd.id, result: handlers[cmd.op](cmd) })
+  } catch (err) {
+    out({ id: cmd.id, error: String(err) })
+  }
+})
+rl.on('close', () => { provider.destroy(); process.exit(0) })
