@@ -68,7 +68,8 @@ export function refresh () {
 async function signedIn (data) {
   const session = sessionFrom(data, null)
   setSession(session)
-  if (!session.user) setSession({ ...session, user: await api.me() })
+  // The token answer names only id and email; the profile has the display name.
+  setSession({ ...session, user: { ...session.user, ...(await api.me()) } })
   return getSession()
 }
 
@@ -95,13 +96,13 @@ const enc = encodeURIComponent
 
 export const api = {
   signUp: async (email, password, fullName) =>
-    signedIn(await send('POST', '/auth/sign-up', { email, password, full_name: fullName }, { auth: false })),
+    signedIn(await send('POST', '/auth/signup', { email, password, full_name: fullName }, { auth: false })),
   signIn: async (email, password) =>
-    signedIn(await send('POST', '/auth/sign-in', { email, password }, { auth: false })),
+    signedIn(await send('POST', '/auth/signin', { email, password }, { auth: false })),
   signOut: async () => {
     const session = getSession()
     try {
-      if (session) await send('POST', '/auth/sign-out', { refresh_token: session.refresh_token })
+      if (session) await send('POST', '/auth/signout', { refresh_token: session.refresh_token })
     } finally {
       setSession(null)
     }
@@ -110,6 +111,7 @@ export const api = {
 
   workspaces: () => all('/workspaces'),
   createWorkspace: (name) => send('POST', '/workspaces', { name }),
+  members: (workspaceId) => all(`/workspaces/${enc(workspaceId)}/members`),
   invite: (workspaceId, email, role) => send('POST', `/workspaces/${enc(workspaceId)}/members`, { email, role }),
   projects: (workspaceId) => all(`/workspaces/${enc(workspaceId)}/projects`),
   createProject: (workspaceId, name) => send('POST', `/workspaces/${enc(workspaceId)}/projects`, { name }),
@@ -122,8 +124,9 @@ export const api = {
   deleteFile: (fileId) => send('DELETE', `/files/${enc(fileId)}`),
   versions: (fileId) => all(`/files/${enc(fileId)}/versions`),
   saveVersion: (fileId, changeMessage) => send('POST', `/files/${enc(fileId)}/versions`, { change_message: changeMessage }),
-  restoreVersion: (fileId, versionId) => send('POST', `/files/${enc(fileId)}/versions/${enc(versionId)}/restore`, {}),
+  restoreVersion: (fileId, versionNumber) => send('POST', `/files/${enc(fileId)}/versions/${enc(versionNumber)}/restore`),
 
+  conversation: (conversationId) => send('GET', `/conversations/${enc(conversationId)}`),
   conversations: (projectId) => all(`/projects/${enc(projectId)}/conversations`),
   createConversation: (projectId, title) => send('POST', `/projects/${enc(projectId)}/conversations`, { title }),
   messages: (conversationId) => all(`/conversations/${enc(conversationId)}/messages`),

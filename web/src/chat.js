@@ -56,7 +56,16 @@ export class ChatPanel {
       this.onError(err)
     }
     const options = conversations.map((c) => ({ id: c.id, title: c.title || 'Untitled chat' }))
-    if (preferredId && !options.some((c) => c.id === preferredId)) options.unshift({ id: preferredId, title: 'Shared chat' })
+    if (preferredId && !options.some((c) => c.id === preferredId)) {
+      // Someone else's conversation, opened from a shared link.
+      let title = 'Shared chat'
+      try {
+        title = (await api.conversation(preferredId)).title || title
+      } catch (err) {
+        this.onError(err)
+      }
+      options.unshift({ id: preferredId, title })
+    }
     this.renderOptions(options)
     const target = preferredId || (options[0] && options[0].id)
     if (target) this.open(target)

@@ -35,6 +35,8 @@ export class Ide {
     this.projectId = project.id
     this.cleanups = []
     this.userTouched = false
+    this.members = new Map()
+    this.names = new Map()
     this.restored = false
     this.toast = h('div', { class: 'toast', 'data-testid': 'toast', role: 'status' })
     const showError = (err) => this.error(err)
@@ -87,7 +89,9 @@ export class Ide {
 
     // Center: editor tabs, Run, bottom panel (terminal, output)
     const editorTabs = h('div', { class: 'tabs', 'data-testid': 'tabs' })
-    const panes = h('div', { class: 'panes', 'data-testid': 'editor' })
+    const panes = h('div', { class: 'panes', 'data-testid': 'editor' }, [
+      h('div', { class: 'placeholder' }, 'Open a file from the tree, or create one.')
+    ])
     const runStatus = h('span', { class: 'muted', 'data-testid': 'run-status' })
     const runOutput = h('pre', { class: 'run-output', 'data-testid': 'run-output' })
     const terminalRoot = h('div', { class: 'terminal', 'data-testid': 'terminal' })
@@ -149,11 +153,22 @@ export class Ide {
   }
 
   async start () {
+    this.loadNames()
     await this.tree.load()
+    this.treeLoaded = true
+    if (this.pendingState) this.restore(this.pendingState, 'server')
     await this.chat.load(hashParams().get('conversation'))
     // The server's stored editor session wins when it arrives; this tab's own memory is the fallback.
-    setTimeout(() => {
-      if (!this.restored) this.restore(this.localState(), 'local')
+    this.fallbackTimer = setTimeout(() => {
+      if (this.restored || this.userTouched) return
+      const local = this.localState()
+      if (local && local.open_files && local.open_files.length) {
+        this.restore(local, 'local')
+      } else {
+        // A first visit: show the first file rather than an empty editor.
+        const first = [...this.tree.files.values()].filter((f) => f.type === 'file').sort((a, b) => a.path.localeCompare(b.path))[0]
+        this.restore({ open_files: first ? [first.id] : [], active_file_id: first ? first.id : null }, 'first-file')
+      }
     }, 1500)
   }
 
@@ -167,6 +182,10 @@ export class Ide {
 
   restore (state, source) {
     if (this.restored || this.userTouched || !state) return
+    if (!this.treeLoaded) {
+      this.pendingState = state
+      return
+    }
     this.restored = true
     const ids = (state.open_files || []).map((f) => (typeof f === 'string' ? f : f.file_id || f.id)).filter(Boolean)
     for (const id of ids) {
@@ -213,25 +232,53 @@ export class Ide {
       if (active && msg.file && msg.file.id === active.id && !this.versions.root.hidden) this.versions.refresh().catch(() => {})
     } else if (type.startsWith('execution.')) {
       this.runner.event(msg)
-    } else if (type.startsWith('presence')) {
-      this.renderPresence(msg)
-    } else if (type === 'editor_state' || type === 'editor_session' || type === 'session') {
-      this.restore(msg.state || msg.session || msg, 'server')
+    } else if (type === 'hello') {
+      this.members = new Map((msg.presence || []).map((m) => [m.connection_id, m]))
+      this.renderPresence()
+      this.setRole(msg.role)
+      if (msg.editor_state) this.restore(msg.editor_state, 'server')
+    } else if (type === 'presence.join' || type === 'presence.update') {
+      this.members.set(msg.member.connection_id, msg.member)
+      this.renderPresence()
+    } else if (type === 'presence.leave') {
+      this.members.delete(msg.connection_id)
+      this.renderPresence()
     } else if (type === 'error') {
       this.error(new Error(msg.message || msg.code))
     }
   }
 
-  renderPresence (msg) {
-    const users = msg.users || msg.members || msg.online || []
-    this.presence.replaceChildren(...users.map((u) => {
-      const file = u.file_id || u.active_file_id ? this.tree.byId(u.file_id || u.active_file_id) : null
-      return h('li', { 'data-testid': 'presence-user', 'data-user-id': u.user_id || u.id }, [
-        h('span', { class: 'dot', style: { background: userColor(u.user_id || u.id) } }),
-        u.full_name || u.name || u.email || 'someone',
+  /** Display names of the workspace's members (presence carries only ids and emails). */
+  async loadNames () {
+    try {
+      for (const m of await api.members(this.project.workspace_id)) if (m.full_name) this.names.set(m.user_id, m.full_name)
+      this.renderPresence()
+    } catch (err) {
+      console.warn('members not loaded', err)
+    }
+  }
+
+  renderPresence () {
+    // One row per user, however many tabs or windows they have open.
+    const users = new Map()
+    for (const m of this.members.values()) if (!users.has(m.user_id) || m.file_id) users.set(m.user_id, m)
+    this.presence.replaceChildren(...[...users.values()].map((u) => {
+      const file = u.file_id ? this.tree.byId(u.file_id) : null
+      return h('li', { 'data-testid': 'presence-user', 'data-user-id': u.user_id, title: u.role || '' }, [
+        h('span', { class: 'dot', style: { background: userColor(u.user_id) } }),
+        u.user_id === this.user.id ? `${this.user.full_name || u.name || u.email} (you)` : (this.names.get(u.user_id) || u.name || u.email || 'someone'),
         file ? h('span', { class: 'muted' }, ` · ${file.name}`) : null
       ])
     }))
+  }
+
+  setRole (role) {
+    this.role = role
+    const readOnly = role === 'viewer'
+    this.root.dataset.role = role || ''
+    this.tree.readOnly = readOnly
+    this.editors.readOnly = readOnly
+    this.tree.render()
   }
 
   async run (bottomTabs) {
@@ -263,6 +310,7 @@ export class Ide {
   destroy () {
     this.destroyed = true
     clearTimeout(this.stateTimer)
+    clearTimeout(this.fallbackTimer)
     this.channel.close()
     this.chat.close()
     this.terminal.close()

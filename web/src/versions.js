@@ -56,7 +56,7 @@ export class VersionsPanel {
 
   async restore (version) {
     if (!this.file) return
-    await api.restoreVersion(this.file.id, version.id)
+    await api.restoreVersion(this.file.id, version.version_number)
     await this.refresh()
   }
 }

@@ -1,0 +1,337 @@
+// Playwright driver for the end-to-end tests: `node browser.mjs <scenario>` with a JSON
+// config on stdin; prints one JSON result line on stdout, logs on stderr, screenshots into
+// config.artifacts. Each window is its own browser context (own sessionStorage) signed in
+// through the page's own form, as a person would.
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const require = createRequire(fileURLToPath(new URL('../../web/package.json', import.meta.url)))
+const { chromium } = require('playwright-core')
+
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-dev-shm-usage']
+const STEP_MS = 15000
+
+function log (...parts) {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 23)}] ${parts.join(' ')}\n`)
+}
+
+async function readConfig () {
+  const chunks = []
+  for await (const chunk of process.stdin) chunks.push(chunk)
+  return JSON.parse(Buffer.concat(chunks).toString())
+}
+
+class Window {
+  constructor (browser, config, user, label) {
+    this.browser = browser
+    this.config = config
+    this.user = user
+    this.label = label
+    this.problems = []
+    this.shots = 0
+  }
+
+  async open (hash) {
+    this.context = await this.browser.newContext({ viewport: { width: 1280, height: 800 } })
+    this.page = await this.context.newPage()
+    this.page.setDefaultTimeout(STEP_MS)
+    this.page.on('console', (msg) => {
+      const text = msg.text()
+      if (msg.type() === 'error' || /Content.Security.Policy/i.test(text)) this.problems.push(`console ${msg.type()}: ${text}`)
+      log(this.label, 'console', msg.type(), text)
+    })
+    this.page.on('pageerror', (err) => this.problems.push(`pageerror: ${err.message}`))
+    await this.page.goto(`${this.config.url}/#${hash}`)
+    await this.signIn()
+    return this
+  }
+
+  async signIn () {
+    const page = this.page
+    await page.getByTestId('auth-email').fill(this.user.email)
+    await page.getByTestId('auth-password').fill(this.user.password)
+    await page.getByTestId('auth-submit').click()
+    await page.getByTestId('ide').waitFor()
+    await this.waitFor(() => document.querySelector('[data-testid=ide]').parentElement.dataset.channel === 'open', null, 'project channel open')
+    log(this.label, 'signed in as', this.user.email)
+  }
+
+  async shot (name) {
+    const path = join(this.config.artifacts, `${String(++this.shots).padStart(2, '0')}-${this.label}-${name}.png`)
+    await this.page.screenshot({ path })
+    return path
+  }
+
+  async waitFor (fn, arg, what, timeout = STEP_MS) {
+    try {
+      await this.page.waitForFunction(fn, arg, { timeout, polling: 50 })
+    } catch (err) {
+      await this.shot(`timeout-${what.replace(/\W+/g, '-')}`).catch(() => {})
+      throw new Error(`${this.label}: timed out waiting for ${what}`)
+    }
+  }
+
+  treeItem (name) {
+    return this.page.locator('[data-testid=tree-item]', { has: this.page.locator('[data-testid=tree-name]', { hasText: new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }) })
+  }
+
+  async openFile (name) {
+    await this.treeItem(name).click()
+    await this.waitFor((n) => {
+      const tab = [...document.querySelectorAll('[data-testid=tab]')].find((t) => t.textContent.includes(n))
+      return tab && tab.classList.contains('active') && tab.dataset.status === 'synced'
+    }, name, `${name} open and synced`)
+  }
+
+  /** The active editor's document text, without the remote-cursor widgets. */
+  editorText () {
+    return this.page.evaluate(editorTextInPage)
+  }
+
+  async waitForText (needle) {
+    await this.waitFor((n) => {
+      const pane = document.querySelector('.editor-pane:not([hidden]) .cm-content')
+      if (!pane) return false
+      const copy = pane.cloneNode(true)
+      for (const w of copy.querySelectorAll('.cm-ySelectionCaret, .cm-widgetBuffer')) w.remove()
+      return [...copy.querySelectorAll('.cm-line')].map((l) => l.textContent).join('\n').includes(n)
+    }, needle, `editor text ${JSON.stringify(needle)}`)
+  }
+
+  async typeAtEnd (text) {
+    await this.page.locator('.editor-pane:not([hidden]) .cm-content').click()
+    await this.page.keyboard.press('Control+End')
+    await this.page.keyboard.type(text, { delay: 15 })
+  }
+
+  async close () {
+    if (this.context) await this.context.close()
+  }
+}
+
+function editorTextInPage () {
+  const pane = document.querySelector('.editor-pane:not([hidden]) .cm-content')
+  if (!pane) return null
+  const copy = pane.cloneNode(true)
+  for (const w of copy.querySelectorAll('.cm-ySelectionCaret, .cm-widgetBuffer')) w.remove()
+  return [...copy.querySelectorAll('.cm-line')].map((l) => l.textContent).join('\n')
+}
+
+function remoteCursorNames () {
+  return [...document.querySelectorAll('.editor-pane:not([hidden]) .cm-ySelectionInfo')].map((el) => el.textContent)
+}
+
+async function twoWindows (browser, config, hash) {
+  const [a, b] = config.users
+  return Promise.all([
+    new Window(browser, config, a, 'alice').open(hash),
+    new Window(browser, config, b, 'bob').open(hash)
+  ])
+}
+
+const scenarios = {
+  // Both type into the same file and see each other's text and cursor.
+  async coedit (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)
+    await Promise.all([alice.openFile(config.file_name), bob.openFile(config.file_name)])
+    await alice.shot('opened')
+    await alice.typeAtEnd('\nalice was here')
+    await bob.waitForText('alice was here')
+    await bob.typeAtEnd('\nbob was here too')
+    await alice.waitForText('bob was here too')
+    await alice.waitFor((name) => remoteCursorNames().some((n) => n.includes(name)), config.users[1].name, 'bob\'s cursor in alice\'s editor')
+    await bob.waitFor((name) => remoteCursorNames().some((n) => n.includes(name)), config.users[0].name, 'alice\'s cursor in bob\'s editor')
+    await alice.shot('both-typed')
+    await bob.shot('both-typed')
+    return {
+      alice_text: await alice.editorText(),
+      bob_text: await bob.editorText(),
+      alice_sees_cursors: await alice.page.evaluate(remoteCursorNames),
+      bob_sees_cursors: await bob.page.evaluate(remoteCursorNames),
+      problems: [...alice.problems, ...bob.problems]
+    }
+  },
+
+  // One creates, renames and deletes a file; the other's tree follows live.
+  async tree (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)
+    await alice.page.getByTestId('new-file-name').fill('notes.md')
+    await alice.page.getByTestId('new-file').click()
+    await bob.treeItem('notes.md').waitFor()
+    await bob.shot('sees-created')
+    const created = await bob.treeItem('notes.md').count()
+    const item = alice.treeItem('notes.md')
+    await item.hover()
+    await item.getByTestId('rename').click()
+    await alice.page.getByTestId('rename-input').fill('ideas.md')
+    await alice.page.getByTestId('rename-input').press('Enter')
+    await bob.treeItem('ideas.md').waitFor()
+    await bob.treeItem('notes.md').waitFor({ state: 'detached' })
+    await bob.shot('sees-renamed')
+    alice.page.once('dialog', (dialog) => dialog.accept())
+    const renamed = alice.treeItem('ideas.md')
+    await renamed.hover()
+    await renamed.getByTestId('delete').click()
+    await bob.treeItem('ideas.md').waitFor({ state: 'detached' })
+    await bob.shot('sees-deleted')
+    return {
+      created,
+      bob_tree: await bob.page.locator('[data-testid=tree-name]').allTextContents(),
+      problems: [...alice.problems, ...bob.problems]
+    }
+  },
+
+  // The assistant's answer streams into both windows, piece by piece.
+  async chat (browser, config) {
+    const hash = `project=${config.project_id}&conversation=${config.conversation_id}`
+    const [alice, bob] = await twoWindows(browser, config, hash)
+    const watch = () => {
+      // Every distinct text the assistant bubble shows, as it grows.
+      window.__seen = []
+      const log = document.querySelector('[data-testid=chat-log]')
+      new MutationObserver(() => {
+        const bubble = [...log.querySelectorAll('[data-role=assistant]')].pop()
+        if (bubble && window.__seen[window.__seen.length - 1] !== bubble.textContent) window.__seen.push(bubble.textContent)
+      }).observe(log, { childList: true, subtree: true, characterData: true })
+    }
+    await Promise.all([alice.page.evaluate(watch), bob.page.evaluate(watch)])
+    await Promise.all([alice, bob].map((w) => w.waitFor(() => document.querySelector('[data-testid=chat]').dataset.socket === 'open', null, 'chat socket open')))
+    await alice.page.getByTestId('chat-input').fill(config.question)
+    await alice.page.getByTestId('chat-send').click()
+    await alice.waitFor(() => window.__seen.length >= 2, null, 'first deltas at alice')
+    await alice.shot('streaming')
+    await bob.shot('streaming')
+    const done = (w) => w.waitFor(() => {
+      const bubble = [...document.querySelectorAll('[data-testid=chat-log] [data-role=assistant]')].pop()
+      return bubble && bubble.dataset.done === 'true'
+    }, null, 'answer done')
+    await Promise.all([done(alice), done(bob)])
+    await alice.shot('answered')
+    await bob.shot('answered')
+    const result = async (w) => ({
+      seen: await w.page.evaluate(() => window.__seen),
+      messages: await w.page.locator('[data-testid=chat-message]').evaluateAll((els) => els.map((e) => ({ role: e.dataset.role, text: e.textContent }))),
+      status: await w.page.getByTestId('chat-status').textContent()
+    })
+    return { alice: await result(alice), bob: await result(bob), problems: [...alice.problems, ...bob.problems] }
+  },
+
+  // One runs `echo` in the shared terminal; both see the output.
+  async terminal (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)
+    const ready = (w) => w.waitFor(() => document.querySelector('[data-testid=terminal]').dataset.status === 'open', null, 'terminal open')
+    await Promise.all([ready(alice), ready(bob)])
+    await alice.page.locator('[data-testid=terminal] .xterm').click()
+    await alice.page.keyboard.type(`${config.command}\n`, { delay: 10 })
+    const sees = (w) => w.waitFor((n) => document.querySelector('[data-testid=terminal] .xterm-rows').textContent.includes(n), config.expect, `terminal shows ${config.expect}`)
+    await Promise.all([sees(alice), sees(bob)])
+    await alice.shot('echo')
+    await bob.shot('echo')
+    const rows = (w) => w.page.locator('[data-testid=terminal] .xterm-rows').evaluate((el) => [...el.children].map((r) => r.textContent).join('\n'))
+    return { alice: await rows(alice), bob: await rows(bob), problems: [...alice.problems, ...bob.problems] }
+  },
+
+  // Open files come back after a reload.
+  async reload (browser, config) {
+    const alice = await new Window(browser, config, config.users[0], 'alice').open(`project=${config.project_id}`)
+    for (const name of config.file_names) await alice.openFile(name)
+    await alice.openFile(config.file_names[0])
+    const tabs = () => alice.page.locator('[data-testid=tab] .tab-name').allTextContents()
+    const before = await tabs()
+    await alice.shot('before-reload')
+    // Wait for the debounced editor state to reach the server, then reload.
+    await alice.page.waitForTimeout(400)
+    await alice.page.reload()
+    await alice.page.getByTestId('ide').waitFor()
+    await alice.waitFor((n) => document.querySelectorAll('[data-testid=tab]').length === n, before.length, 'tabs restored')
+    await alice.waitFor(() => document.querySelector('[data-testid=tab].active') !== null, null, 'an active tab')
+    await alice.shot('after-reload')
+    return {
+      before,
+      after: await tabs(),
+      active: await alice.page.locator('[data-testid=tab].active .tab-name').textContent(),
+      restored_from: await alice.page.evaluate(() => document.getElementById('app').dataset.restoredFrom),
+      problems: alice.problems
+    }
+  },
+
+  // Run the active file; the output appears.
+  async run (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)
+    await alice.openFile(config.file_name)
+    await alice.page.getByTestId('run').click()
+    const sees = (w) => w.waitFor((n) => document.querySelector('[data-testid=run-output]').textContent.includes(n), config.expect, `run output ${config.expect}`, 30000)
+    await sees(alice)
+    await bob.page.getByTestId('panel-output').click()
+    await sees(bob)
+    await alice.shot('ran')
+    await bob.shot('ran')
+    return {
+      alice: await alice.page.getByTestId('run-output').textContent(),
+      bob: await bob.page.getByTestId('run-output').textContent(),
+      status: await alice.page.getByTestId('run-status').textContent(),
+      problems: [...alice.problems, ...bob.problems]
+    }
+  },
+
+  // The page itself: sign-up through the form, CSP in force (an inline script is refused).
+  async signup (browser, config) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
+    const page = await context.newPage()
+    page.setDefaultTimeout(STEP_MS)
+    const problems = []
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`))
+    page.on('console', (msg) => log('console', msg.type(), msg.text()))
+    await page.goto(config.url + '/')
+    await page.screenshot({ path: join(config.artifacts, '01-sign-in.png') })
+    await page.getByTestId('auth-toggle').click()
+    await page.getByTestId('auth-name').fill(config.user.name)
+    await page.getByTestId('auth-email').fill(config.user.email)
+    await page.getByTestId('auth-password').fill(config.user.password)
+    await page.getByTestId('auth-submit').click()
+    await page.getByTestId('ide').waitFor()
+    await page.locator('[data-testid=tree-item]').first().waitFor()
+    await page.screenshot({ path: join(config.artifacts, '02-signed-up.png') })
+    const inlineRan = await page.evaluate(() => {
+      window.__inline = false
+      const s = document.createElement('script')
+      s.textContent = 'window.__inline = true'
+      document.body.append(s)
+      return window.__inline
+    })
+    const storage = await page.evaluate(() => ({ local: Object.keys(localStorage), session: Object.keys(sessionStorage) }))
+    const result = {
+      hash: await page.evaluate(() => location.hash),
+      user: await page.getByTestId('current-user').textContent(),
+      tree: await page.locator('[data-testid=tree-name]').allTextContents(),
+      inline_script_ran: inlineRan,
+      storage,
+      problems
+    }
+    await context.close()
+    return result
+  }
+}
+
+async function main () {
+  const scenario = process.argv[2]
+  if (!scenarios[scenario]) throw new Error(`unknown scenario ${scenario}`)
+  const config = await readConfig()
+  log('launching chromium for', scenario)
+  const browser = await chromium.launch({ executablePath: config.chromium, args: ARGS, headless: true })
+  try {
+    log('chromium up')
+    const result = await scenarios[scenario](browser, config)
+    log('scenario done')
+    process.stdout.write(JSON.stringify(result) + '\n')
+  } finally {
+    await browser.close()
+  }
+}
+
+main().catch((err) => {
+  log('FAILED', err && err.stack ? err.stack : String(err))
+  process.exit(1)
+})

@@ -1,0 +1,182 @@
+"""The reference IDE page in a real Chromium, as two people in two browser contexts.
+
+Each test sets the stage over the REST API (users, a shared workspace, files), then runs
+one scenario of ``browser.mjs`` (Playwright) and checks what both windows showed.
+Screenshots of every step land in ``test-artifacts/e2e/<scenario>/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from server.settings import Settings
+from tests.e2e.harness import PASSWORD, Api, IdeServer, User, run_browser, start_ide_server
+from tests.fakes.openai_server import FakeOpenAI, stream
+from tests.fakes.sse_server import Script
+
+pytestmark = pytest.mark.timeout(180)
+
+ANSWER = ["Sure", "!", " Use", " `print", "(x)`", " to", " show", " x", "."]
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def ide(settings: Settings, fake_openai: FakeOpenAI) -> AsyncIterator[IdeServer]:
+    ai = dataclasses.replace(
+        settings.ai, provider="openai", base_url=fake_openai.url, api_key="sk-fake",
+        model="gpt-fake-1", embedded=False,
+    )
+    server = await start_ide_server(dataclasses.replace(settings, ai=ai))
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def api(ide: IdeServer) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as http:
+        yield Api(ide.url, http)
+
+
+def creds(user: User) -> dict[str, str]:
+    return {"email": user.email, "password": PASSWORD, "name": user.name}
+
+
+async def pair(api: Api) -> tuple[User, User, dict[str, Any]]:
+    tag = uuid.uuid4().hex[:8]
+    alice = await api.sign_up(f"alice-{tag}@example.com", "Alice")
+    bob = await api.sign_up(f"bob-{tag}@example.com", "Bob")
+    stage = await api.shared_project(alice, bob)
+    return alice, bob, stage
+
+
+def no_problems(result: dict[str, Any]) -> None:
+    problems = [p for p in result["problems"] if "Content Security Policy" in p or "pageerror" in p]
+    assert not problems, problems
+
+
+async def test_sign_up_in_the_page_gets_a_starter_project_under_csp(ide: IdeServer) -> None:
+    user = {"email": f"new-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD,
+            "name": "Newcomer"}
+    result = await run_browser("signup", {"url": ide.url, "user": user})
+    assert result["user"].strip() == "Newcomer"
+    assert result["hash"].startswith("#project=")
+    assert "main.py" in result["tree"]
+    assert result["inline_script_ran"] is False, "the CSP must refuse inline scripts"
+    assert result["storage"]["local"] == [], "tokens never go to localStorage"
+    no_problems(result)
+
+
+async def test_two_users_type_into_one_file_and_see_text_and_cursors(
+    ide: IdeServer, api: Api
+) -> None:
+    alice, bob, stage = await pair(api)
+    project_id = stage["project"]["id"]
+    await api.create_file(alice, project_id, "shared.py", "# shared file\n")
+    result = await run_browser("coedit", {
+        "url": ide.url, "project_id": project_id, "file_name": "shared.py",
+        "users": [creds(alice), creds(bob)],
+    })
+    for text in (result["alice_text"], result["bob_text"]):
+        assert "# shared file" in text
+        assert "alice was here" in text
+        assert "bob was here too" in text
+    assert result["alice_text"] == result["bob_text"]
+    assert any("Bob" in name for name in result["alice_sees_cursors"])
+    assert any("Alice" in name for name in result["bob_sees_cursors"])
+    no_problems(result)
+
+
+async def test_file_created_renamed_deleted_by_one_appears_live_for_the_other(
+    ide: IdeServer, api: Api
+) -> None:
+    alice, bob, stage = await pair(api)
+    project_id = stage["project"]["id"]
+    await api.create_file(alice, project_id, "README.md", "hello\n")
+    result = await run_browser("tree", {
+        "url": ide.url, "project_id": project_id, "users": [creds(alice), creds(bob)],
+    })
+    assert result["created"] == 1
+    assert result["bob_tree"] == ["README.md"]
+    no_problems(result)
+
+
+async def test_chat_answer_streams_token_by_token_into_both_windows(
+    ide: IdeServer, api: Api, fake_openai: FakeOpenAI
+) -> None:
+    alice, bob, stage = await pair(api)
+    project_id = stage["project"]["id"]
+    conversation = await api.call(
+        "POST", f"/projects/{project_id}/conversations", alice, {"title": "Pairing"}
+    )
+    fake_openai.play(Script(chunks=stream(ANSWER), delay_s=0.12))
+    result = await run_browser("chat", {
+        "url": ide.url, "project_id": project_id, "conversation_id": conversation["id"],
+        "question": "How do I print x?", "users": [creds(alice), creds(bob)],
+    })
+    answer = "".join(ANSWER)
+    for window in ("alice", "bob"):
+        seen = result[window]["seen"]
+        assert seen[-1] == answer
+        # Streamed: the bubble grew through several prefixes of the answer, not all at once.
+        prefixes = [text for text in seen if text and answer.startswith(text) and text != answer]
+        assert len(prefixes) >= 3, seen
+        roles = [m["role"] for m in result[window]["messages"]]
+        assert roles[-2:] == ["user", "assistant"], result[window]["messages"]
+        assert result[window]["messages"][-2]["text"] == "How do I print x?"
+    # The provider got the question once, not once per window.
+    assert len(fake_openai.requests) == 1
+    no_problems(result)
+
+
+async def test_terminal_echo_is_seen_by_both(ide: IdeServer, api: Api) -> None:
+    alice, bob, stage = await pair(api)
+    result = await run_browser("terminal", {
+        "url": ide.url, "project_id": stage["project"]["id"],
+        "command": "echo e2e-$((6*7))", "expect": "e2e-42",
+        "users": [creds(alice), creds(bob)],
+    })
+    assert "e2e-42" in result["alice"]
+    assert "e2e-42" in result["bob"]
+    no_problems(result)
+
+
+async def test_run_button_shows_output_in_both_windows(ide: IdeServer, api: Api) -> None:
+    alice, bob, stage = await pair(api)
+    project_id = stage["project"]["id"]
+    await api.create_file(alice, project_id, "main.py", "print('run', 6 * 7)\n")
+    result = await run_browser("run", {
+        "url": ide.url, "project_id": project_id, "file_name": "main.py", "expect": "run 42",
+        "users": [creds(alice), creds(bob)],
+    })
+    assert "run 42" in result["alice"]
+    assert "run 42" in result["bob"]
+    no_problems(result)
+
+
+async def test_reload_restores_the_open_files(ide: IdeServer, api: Api) -> None:
+    alice, _bob, stage = await pair(api)
+    project_id = stage["project"]["id"]
+    for name in ("a.py", "b.py", "c.txt"):
+        await api.create_file(alice, project_id, name, f"# {name}\n")
+    result = await run_browser("reload", {
+        "url": ide.url, "project_id": project_id, "file_names": ["a.py", "b.py", "c.txt"],
+        "users": [creds(alice)],
+    })
+    assert result["before"] == ["a.py", "b.py", "c.txt"]
+    assert result["after"] == result["before"]
+    assert result["active"] == "a.py"
+    assert result["restored_from"] == "server", "the editor session comes from the server"
+    no_problems(result)
