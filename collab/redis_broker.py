@@ -22,6 +22,7 @@ import logging
 import random
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +100,9 @@ class RedisBroker:
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._first_connect = asyncio.Event()
+        # A test hook like ``LocalBus.filter``: return False to drop an incoming message on
+        # purpose (gap-repair tests drop updates between real processes with it).
+        self.filter: Callable[[str, bytes], bool] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -341,9 +345,12 @@ class RedisBroker:
         handlers = self._handlers.get(channel)
         if not handlers:
             return
+        payload = data[SENDER_ID_BYTES:]
+        if self.filter is not None and not self.filter(channel, payload):
+            self._drop(1, "filtered")
+            return
         self.stats.received += 1
         metrics.RECEIVED.inc()
-        payload = data[SENDER_ID_BYTES:]
         for handler in list(handlers):
             try:
                 await handler(channel, payload)
