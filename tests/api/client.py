@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 PASSWORD = "correct horse battery staple"
 
@@ -15,7 +16,7 @@ PASSWORD = "correct horse battery staple"
 class Reply:
     status: int
     body: Any
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
 
     @property
     def error_code(self) -> str | None:
@@ -66,7 +67,7 @@ class Api:
                 parsed: Any = await resp.json(content_type=None) if raw else None
             except ValueError:
                 parsed = raw.decode(errors="replace")
-            return Reply(resp.status, parsed, dict(resp.headers))
+            return Reply(resp.status, parsed, CIMultiDict(resp.headers))
 
     async def sign_up(self, email: str | None = None, password: str = PASSWORD) -> User:
         email = email or f"u-{uuid.uuid4().hex[:10]}@example.test"
