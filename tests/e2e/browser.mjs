@@ -141,8 +141,12 @@ const scenarios = {
     await bob.waitForText('alice was here')
     await bob.typeAtEnd('\nbob was here too')
     await alice.waitForText('bob was here too')
-    await alice.waitFor((name) => remoteCursorNames().some((n) => n.includes(name)), config.users[1].name, 'bob\'s cursor in alice\'s editor')
-    await bob.waitFor((name) => remoteCursorNames().some((n) => n.includes(name)), config.users[0].name, 'alice\'s cursor in bob\'s editor')
+    const seesCursorOf = (name) => [...document.querySelectorAll('.editor-pane:not([hidden]) .cm-ySelectionInfo')].some((el) => el.textContent.includes(name))
+    await alice.waitFor(seesCursorOf, config.users[1].name, 'bob\'s cursor in alice\'s editor')
+    await bob.waitFor(seesCursorOf, config.users[0].name, 'alice\'s cursor in bob\'s editor')
+    // Bob selects his line: Alice sees the selection highlighted in Bob's colour.
+    await bob.page.keyboard.press('Shift+Home')
+    await alice.waitFor(() => document.querySelector('.editor-pane:not([hidden]) .cm-ySelection') !== null, null, 'bob\'s selection in alice\'s editor')
     await alice.shot('both-typed')
     await bob.shot('both-typed')
     return {
@@ -150,6 +154,7 @@ const scenarios = {
       bob_text: await bob.editorText(),
       alice_sees_cursors: await alice.page.evaluate(remoteCursorNames),
       bob_sees_cursors: await bob.page.evaluate(remoteCursorNames),
+      alice_sees_selection: await alice.page.locator('.editor-pane:not([hidden]) .cm-ySelection').allTextContents(),
       problems: [...alice.problems, ...bob.problems]
     }
   },

@@ -96,6 +96,7 @@ async def test_two_users_type_into_one_file_and_see_text_and_cursors(
     assert result["alice_text"] == result["bob_text"]
     assert any("Bob" in name for name in result["alice_sees_cursors"])
     assert any("Alice" in name for name in result["bob_sees_cursors"])
+    assert "bob was here too" in "".join(result["alice_sees_selection"])
     no_problems(result)
 
 
