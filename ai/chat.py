@@ -409,10 +409,11 @@ class ChatHub:
         context_request: ContextRequest | None,
     ) -> tuple[Reply, dict[str, Any], list[ChatMessage], Provider]:
         async with self.db.acquire() as conn:
-            conversation = await store.conversation_info(conn, room.id)
-            if conversation is None:
+            checks = await store.reply_checks(conn, room.id, user_id)
+            if checks is None:
                 raise ChatError("not_found", "no such conversation")
-            limit, used = await store.ai_token_allowance(conn, user_id)
+            conversation = checks.conversation
+            limit, used = checks.ai_token_limit, checks.ai_tokens_used
             if limit is not None and used >= limit:
                 raise ChatError(
                     "quota_exceeded",
@@ -431,19 +432,11 @@ class ChatHub:
                 "provider": self.slot.name,
             }
             try:
-                async with conn.transaction():
-                    job_id = await store.create_chat_job(
-                        conn, user_id, conversation, job_input, self.config.stale_job_s
-                    )
-                    metadata = {"context": raw_context} if raw_context else {}
-                    user_message = await store.insert_message(
-                        conn, room.id, "user", content, metadata
-                    )
-                    placeholder = await store.insert_message(
-                        conn, room.id, "assistant", "", {"status": "streaming"},
-                        model=provider.model,
-                    )
-                    await store.touch_conversation(conn, room.id)
+                job_id, user_message, placeholder = await store.start_reply(
+                    conn, user_id, conversation, job_input, content,
+                    {"context": raw_context} if raw_context else {}, provider.model,
+                    self.config.stale_job_s,
+                )
             except store.ActiveJobExists:
                 raise ChatError(
                     "busy", "the assistant is still answering in this conversation"
@@ -507,9 +500,9 @@ class ChatHub:
     ) -> None:
         assert reply.job_id is not None
         try:
-            async with self.db.acquire() as conn:
-                await store.start_job(conn, reply.job_id, provider.model)
             reply.stream_task = asyncio.create_task(self._pump(room, reply, provider, prompt))
+            # pending -> running while the provider request is already on its way.
+            await self._start_job(reply.job_id, provider.model)
             if reply.cancel_reason is not None:
                 reply.stream_task.cancel()
             await asyncio.wait({reply.stream_task})
@@ -525,6 +518,13 @@ class ChatHub:
             if room.reply is reply:
                 room.reply = None
             await self._maybe_release(room)
+
+    async def _start_job(self, job_id: uuid.UUID, model: str) -> None:
+        try:
+            async with self.db.acquire() as conn:
+                await store.start_job(conn, job_id, model)
+        except Exception:
+            log.exception("chat: marking job %s running failed", job_id)
 
     async def _pump(
         self, room: Room, reply: Reply, provider: Provider, prompt: list[ChatMessage]

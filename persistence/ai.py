@@ -14,16 +14,6 @@ import asyncpg
 
 MESSAGE_COLUMNS = "id, conversation_id, role, content, metadata, tokens_used, model, created_at"
 
-SELECT_CONVERSATION = """
-select c.id, c.project_id, p.workspace_id, c.is_archived
-from public.conversations c join public.projects p on p.id = c.project_id
-where c.id = $1
-"""
-INSERT_MESSAGE = f"""
-insert into public.messages (conversation_id, role, content, metadata, tokens_used, model)
-values ($1, $2, $3, $4, $5, $6)
-returning {MESSAGE_COLUMNS}
-"""
 FINISH_MESSAGE = f"""
 update public.messages set content = $2, metadata = $3, tokens_used = $4, model = $5
 where id = $1
@@ -37,16 +27,10 @@ where conversation_id = $1 and role in ('user', 'assistant') and content <> ''
 order by created_at desc, id desc
 limit $2
 """
-TOUCH_CONVERSATION = "update public.conversations set updated_at = now() where id = $1"
 EXPIRE_STALE_CHAT_JOBS = """
 update public.ai_jobs set status = 'failed', error = 'abandoned', completed_at = now()
 where conversation_id = $1 and job_type = 'chat' and status in ('pending', 'running')
   and created_at < now() - make_interval(secs => $2)
-"""
-INSERT_CHAT_JOB = """
-insert into public.ai_jobs (user_id, project_id, conversation_id, job_type, status, input)
-values ($1, $2, $3, 'chat', 'pending', $4)
-returning id
 """
 START_JOB = """
 update public.ai_jobs set status = 'running', started_at = now(), model = $2 where id = $1
@@ -61,22 +45,48 @@ INSERT_AI_TOKENS_USAGE = """
 insert into public.usage_records (user_id, workspace_id, resource_type, amount, unit, metadata)
 values ($1, $2, 'ai_tokens', $3, 'tokens', $4)
 """
-# The plan of the user's current subscription, if any (newest period first).
-SELECT_SUBSCRIPTION_LIMITS = """
-select sp.limits
-from public.subscriptions s
-join public.customers c on c.id = s.customer_id
-join public.subscription_plans sp on sp.id = s.plan_id
-where c.user_id = $1 and s.status in ('active', 'trialing') and s.current_period_end > now()
-order by s.current_period_end desc
-limit 1
+# Everything checked before a reply, in one round trip: the conversation, the user's plan
+# limits (subscription, else free) and the tokens used this UTC month.
+SELECT_REPLY_CHECKS = """
+select c.id, c.project_id, p.workspace_id, c.is_archived,
+  (select sp.limits
+   from public.subscriptions s
+   join public.customers cu on cu.id = s.customer_id
+   join public.subscription_plans sp on sp.id = s.plan_id
+   where cu.user_id = $2 and s.status in ('active', 'trialing') and s.current_period_end > now()
+   order by s.current_period_end desc
+   limit 1) as plan_limits,
+  (select limits from public.subscription_plans where slug = 'free') as free_limits,
+  (select coalesce(sum(u.amount), 0)::bigint from public.usage_records u
+   where u.user_id = $2 and u.resource_type = 'ai_tokens'
+     and u.recorded_at >= date_trunc('month', now() at time zone 'utc') at time zone 'utc'
+  ) as used
+from public.conversations c join public.projects p on p.id = c.project_id
+where c.id = $1
 """
-SELECT_FREE_PLAN_LIMITS = "select limits from public.subscription_plans where slug = 'free'"
-# UTC calendar month, so the figure is the same on every server.
-SELECT_AI_TOKENS_THIS_MONTH = """
-select coalesce(sum(amount), 0)::bigint from public.usage_records
-where user_id = $1 and resource_type = 'ai_tokens'
-  and recorded_at >= date_trunc('month', now() at time zone 'utc') at time zone 'utc'
+# The job, the user's message and the assistant's placeholder in one statement. Timestamps
+# come from clock_timestamp() (now() is the same for a whole transaction) and the answer is
+# placed strictly after the question, so history order never depends on random ids.
+INSERT_REPLY_START = f"""
+with job as (
+  insert into public.ai_jobs (user_id, project_id, conversation_id, job_type, status, input)
+  values ($1, $2, $3, 'chat', 'pending', $4)
+  returning id
+), question as (
+  insert into public.messages (conversation_id, role, content, metadata, created_at)
+  select $3, 'user', $5, $6, clock_timestamp() from job
+  returning {MESSAGE_COLUMNS}
+), answer as (
+  insert into public.messages (conversation_id, role, content, metadata, model, created_at)
+  select $3, 'assistant', '', $7, $8, q.created_at + interval '1 microsecond' from question q
+  returning {MESSAGE_COLUMNS}
+), touched as (
+  update public.conversations set updated_at = now() where id = $3
+)
+select (select id from job) as job_id, 0 as position, question.* from question
+union all
+select (select id from job), 1, answer.* from answer
+order by position
 """
 SELECT_FILE = """
 select id, project_id, path, name, language, type, is_deleted, content
@@ -109,33 +119,6 @@ def message_dict(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def conversation_info(
-    conn: asyncpg.Connection, conversation_id: uuid.UUID
-) -> ConversationInfo | None:
-    row = await conn.fetchrow(SELECT_CONVERSATION, conversation_id)
-    if row is None:
-        return None
-    return ConversationInfo(
-        row["id"], row["project_id"], row["workspace_id"], bool(row["is_archived"])
-    )
-
-
-async def insert_message(
-    conn: asyncpg.Connection,
-    conversation_id: uuid.UUID,
-    role: str,
-    content: str,
-    metadata: dict[str, Any],
-    tokens_used: int | None = None,
-    model: str | None = None,
-) -> dict[str, Any]:
-    row = await conn.fetchrow(
-        INSERT_MESSAGE, conversation_id, role, content, metadata, tokens_used, model
-    )
-    assert row is not None
-    return message_dict(row)
-
-
 async def finish_message(
     conn: asyncpg.Connection,
     message_id: uuid.UUID,
@@ -160,30 +143,53 @@ async def recent_messages(
     return [(row["role"], row["content"]) for row in reversed(rows)]
 
 
-async def touch_conversation(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> None:
-    await conn.execute(TOUCH_CONVERSATION, conversation_id)
+@dataclass(frozen=True)
+class ReplyChecks:
+    conversation: ConversationInfo
+    ai_token_limit: int | None  # None: unlimited
+    ai_tokens_used: int
 
 
-async def create_chat_job(
+async def reply_checks(
+    conn: asyncpg.Connection, conversation_id: uuid.UUID, user_id: uuid.UUID
+) -> ReplyChecks | None:
+    row = await conn.fetchrow(SELECT_REPLY_CHECKS, conversation_id, user_id)
+    if row is None:
+        return None
+    limits = row["plan_limits"] if row["plan_limits"] is not None else row["free_limits"]
+    return ReplyChecks(
+        ConversationInfo(row["id"], row["project_id"], row["workspace_id"],
+                         bool(row["is_archived"])),
+        _ai_token_limit(limits),
+        int(row["used"]),
+    )
+
+
+async def start_reply(
     conn: asyncpg.Connection,
     user_id: uuid.UUID,
     conversation: ConversationInfo,
     job_input: dict[str, Any],
+    content: str,
+    user_metadata: dict[str, Any],
+    model: str,
     stale_after_s: float,
-) -> uuid.UUID:
-    """A pending chat job; ``ActiveJobExists`` when one is already pending/running.
+) -> tuple[uuid.UUID, dict[str, Any], dict[str, Any]]:
+    """(job id, user message, assistant placeholder); ``ActiveJobExists`` when busy.
 
-    Jobs older than ``stale_after_s`` are taken as abandoned (their process died) first.
+    A job older than ``stale_after_s`` (its process died) is expired and the insert retried.
     """
-    await conn.execute(EXPIRE_STALE_CHAT_JOBS, conversation.id, stale_after_s)
-    try:
-        async with conn.transaction():
-            job_id: uuid.UUID = await conn.fetchval(
-                INSERT_CHAT_JOB, user_id, conversation.project_id, conversation.id, job_input
-            )
-    except asyncpg.UniqueViolationError as exc:
-        raise ActiveJobExists(str(conversation.id)) from exc
-    return job_id
+    args = (user_id, conversation.project_id, conversation.id, job_input, content,
+            user_metadata, {"status": "streaming"}, model)
+    for attempt in range(2):
+        try:
+            rows = await conn.fetch(INSERT_REPLY_START, *args)
+            return rows[0]["job_id"], message_dict(rows[0]), message_dict(rows[1])
+        except asyncpg.UniqueViolationError as exc:
+            expired = await conn.execute(EXPIRE_STALE_CHAT_JOBS, conversation.id, stale_after_s)
+            if attempt or expired.endswith(" 0"):
+                raise ActiveJobExists(str(conversation.id)) from exc
+    raise AssertionError("unreachable")
 
 
 async def start_job(conn: asyncpg.Connection, job_id: uuid.UUID, model: str) -> None:
@@ -221,18 +227,6 @@ def _ai_token_limit(limits: Any) -> int | None:
         return None
     value = int(limits["ai_tokens"])
     return None if value < 0 else value
-
-
-async def ai_token_allowance(
-    conn: asyncpg.Connection, user_id: uuid.UUID
-) -> tuple[int | None, int]:
-    """(monthly limit or None for unlimited, tokens used this month) for the user's plan:
-    the current subscription's plan, else the free plan."""
-    limits = await conn.fetchval(SELECT_SUBSCRIPTION_LIMITS, user_id)
-    if limits is None:
-        limits = await conn.fetchval(SELECT_FREE_PLAN_LIMITS)
-    used: int = await conn.fetchval(SELECT_AI_TOKENS_THIS_MONTH, user_id)
-    return _ai_token_limit(limits), int(used)
 
 
 async def file_row(conn: asyncpg.Connection, file_id: uuid.UUID) -> asyncpg.Record | None:
