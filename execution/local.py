@@ -63,8 +63,13 @@ class LocalBackend:
         self.build_root = config.workdir_root / ".build"
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._prepare_dirs)
-        self._ready = asyncio.create_task(self._detect(), name="sandbox-toolchains")
+        """Nothing to do up front: the sandbox check and toolchain detection run on first
+        use (every app start in the test suite would otherwise pay for them)."""
+
+    def _detection(self) -> asyncio.Task[None]:
+        if self._ready is None:
+            self._ready = asyncio.create_task(self._detect(), name="sandbox-toolchains")
+        return self._ready
 
     def _prepare_dirs(self) -> None:
         # Parents must be traversable (not readable) by the sandbox uids: bwrap binds as them.
@@ -73,6 +78,7 @@ class LocalBackend:
             path.chmod(0o711)
 
     async def _detect(self) -> None:
+        await asyncio.to_thread(self._prepare_dirs)
         await self.sandbox.check()
         if self.sandbox.problem is not None:
             return
@@ -96,8 +102,7 @@ class LocalBackend:
         return replace(language, version=version)
 
     async def ready(self) -> None:
-        if self._ready is not None:
-            await asyncio.shield(self._ready)
+        await asyncio.shield(self._detection())
 
     async def close(self) -> None:
         if self._ready is not None and not self._ready.done():
@@ -112,6 +117,7 @@ class LocalBackend:
         return {
             "backend": self.name,
             **self.sandbox.health(),
+            "checked": self._ready is not None and self._ready.done(),
             "languages": sorted(self.toolchains.languages),
         }
 

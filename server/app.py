@@ -14,6 +14,7 @@ from ai.chat import ChatHub
 from collab.broker import Broker, LocalBroker
 from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub, ProjectHubConfig
+from execution.runner import ExecutionHub
 from persistence.db import Database
 from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
@@ -84,9 +85,14 @@ def create_app(settings: Settings) -> Starlette:
         chat = ChatHub.from_config(db, broker, settings.ai, settings.data_dir, services.hubs)
         await chat.start()
         services.hubs["chat"] = chat
+        # Running code: sandbox or Judge0 runs, owned tasks; cancelled and marked on shutdown.
+        executions = ExecutionHub(settings.execution, db, services.hubs)
+        await executions.start()
+        services.hubs["executions"] = executions
         try:
             yield
         finally:
+            await executions.close()
             await documents.stop()
             await chat.close()
             await projects.close()

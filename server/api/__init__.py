@@ -14,6 +14,7 @@ from server import __version__
 from server.api import (
     auth,
     conversations,
+    executions,
     files,
     me,
     members,
@@ -40,6 +41,7 @@ def endpoints() -> list[Endpoint]:
         *files.ENDPOINTS,
         *versions.ENDPOINTS,
         *conversations.ENDPOINTS,
+        *executions.ENDPOINTS,
     ]
 
 

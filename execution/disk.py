@@ -1,0 +1,234 @@
+"""Host-side file operations on a workdir the sandbox controls. Blocking: run in a thread.
+
+The sandbox may plant symlinks (``x -> /etc/shadow``, ``src -> /etc``) or FIFOs, and a
+terminal keeps running while we read or write, so every path is walked component by
+component from a directory fd with ``O_NOFOLLOW``: a symlink is never followed, only
+regular files are read, and files over the size limit are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+# Build and tool caches are not project files.
+IGNORED_DIRS = frozenset({"__pycache__", ".git", "node_modules", ".cache", ".mypy_cache"})
+IGNORED_SUFFIXES = (".pyc", ".o", ".class")
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def safe_parts(path: str) -> list[str] | None:
+    """Segments of a project path, or None if it could escape the workdir."""
+    parts = [p for p in path.replace("\\", "/").split("/") if p]
+    if not parts or any(p in {".", ".."} or "\x00" in p for p in parts):
+        return None
+    return parts
+
+
+def _open_dir(parent_fd: int, name: str, *, create: bool, mode: int = 0o775) -> int:
+    """Open ``name`` under ``parent_fd`` as a directory without following a symlink; with
+    ``create``, whatever non-directory is in the way (a planted symlink) is replaced."""
+    try:
+        return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+    except (NotADirectoryError, OSError) as exc:
+        if not create or isinstance(exc, PermissionError):
+            raise
+        os.unlink(name, dir_fd=parent_fd)  # unlinkat never follows the link
+    os.mkdir(name, mode, dir_fd=parent_fd)
+    return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+
+
+@contextlib.contextmanager
+def _dir_chain(root_fd: int, parts: list[str], *, create: bool) -> Iterator[int]:
+    fds: list[int] = []
+    current = root_fd
+    try:
+        for part in parts:
+            current = _open_dir(current, part, create=create)
+            fds.append(current)
+        yield current
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def ensure_root(path: Path, uid: int | None) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o775)
+    if uid is not None:
+        os.lchown(path, uid, uid)
+
+
+def write_file(root: Path, rel: str, data: bytes, uid: int | None) -> bool:
+    """Write ``data`` at ``rel`` under ``root`` (no symlink followed); False if unsafe."""
+    parts = safe_parts(rel)
+    if parts is None:
+        return False
+    root_fd = os.open(root, DIR_FLAGS)
+    try:
+        with _dir_chain(root_fd, parts[:-1], create=True) as dir_fd:
+            name = parts[-1]
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    if stat.S_ISDIR(st.st_mode):
+                        return False
+                    os.unlink(name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+            fd = os.open(name, WRITE_FLAGS, 0o664, dir_fd=dir_fd)
+            try:
+                _write_all(fd, data)
+                if uid is not None:
+                    os.fchown(fd, uid, uid)
+                os.fchmod(fd, 0o664)
+            finally:
+                os.close(fd)
+            if uid is not None:
+                for index in range(len(parts) - 1):
+                    with _dir_chain(root_fd, parts[: index + 1], create=False) as sub:
+                        os.fchown(sub, uid, uid)
+        return True
+    finally:
+        os.close(root_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def chown_tree(root: Path, uid: int) -> None:
+    """Hand every entry of the workdir to the sandbox uid (lchown: links not followed)."""
+    root_fd = os.open(root, DIR_FLAGS)
+    try:
+        os.fchown(root_fd, uid, uid)
+        _chown_under(root_fd, uid, depth=0)
+    finally:
+        os.close(root_fd)
+
+
+def _chown_under(dir_fd: int, uid: int, depth: int) -> None:
+    if depth > 64:
+        return
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                os.chown(entry.name, uid, uid, dir_fd=dir_fd, follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    sub = os.open(entry.name, DIR_FLAGS, dir_fd=dir_fd)
+                    try:
+                        _chown_under(sub, uid, depth + 1)
+                    finally:
+                        os.close(sub)
+
+
+@dataclass(frozen=True)
+class Found:
+    path: str
+    data: bytes
+
+
+@dataclass
+class Scan:
+    files: list[Found]
+    skipped: list[str]  # symlinks, devices, FIFOs, too large, over the count
+
+
+def scan(root: Path, *, max_file_bytes: int, max_files: int) -> Scan:
+    """Every regular file under ``root`` with its bytes; nothing behind a symlink."""
+    result = Scan([], [])
+    root_fd = os.open(root, DIR_FLAGS)
+    try:
+        _scan_dir(root_fd, "", result, max_file_bytes, max_files, depth=0)
+    finally:
+        os.close(root_fd)
+    return result
+
+
+def _scan_dir(dir_fd: int, prefix: str, result: Scan, max_bytes: int, max_files: int,
+              depth: int) -> None:
+    if depth > 64:
+        result.skipped.append(prefix)
+        return
+    with os.scandir(dir_fd) as iterator:
+        entries = sorted(iterator, key=lambda e: e.name)
+    for entry in entries:
+        rel = f"{prefix}{entry.name}"
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if entry.name in IGNORED_DIRS:
+                continue
+            try:
+                sub = os.open(entry.name, DIR_FLAGS, dir_fd=dir_fd)
+            except OSError:
+                result.skipped.append(rel)
+                continue
+            try:
+                _scan_dir(sub, rel + "/", result, max_bytes, max_files, depth + 1)
+            finally:
+                os.close(sub)
+            continue
+        if not stat.S_ISREG(st.st_mode) or entry.name.endswith(IGNORED_SUFFIXES):
+            result.skipped.append(rel)
+            continue
+        if st.st_size > max_bytes or len(result.files) >= max_files:
+            result.skipped.append(rel)
+            continue
+        data = _read_regular(dir_fd, entry.name, max_bytes)
+        if data is None:
+            result.skipped.append(rel)
+        else:
+            result.files.append(Found(rel, data))
+
+
+def _read_regular(dir_fd: int, name: str, max_bytes: int) -> bytes | None:
+    try:
+        fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+    except OSError:  # ELOOP: it became a symlink since the scan
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+            return None
+        chunks = []
+        total = 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def is_text(data: bytes) -> bool:
+    if b"\x00" in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

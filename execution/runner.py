@@ -1,0 +1,353 @@
+"""The execution hub: accepts a run, owns its task, streams its output, stores the record.
+
+Lifecycle: ``submit`` stores a ``code_executions`` row (in_queue) and returns it at once; a
+task owned by the hub materializes the project's files (local backend), runs the code,
+brings changed files back, stores the final record, adds a usage row, and publishes
+``execution.started`` / ``execution.output`` / ``execution.finished`` on the project channel
+and to local subscribers (the SSE endpoint). ``close`` cancels what still runs and marks
+those rows as interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from execution import status as st
+from execution.backend import (
+    Backend,
+    ExecutionError,
+    ExecutionRequest,
+    ExecutionResult,
+    make_backend,
+)
+from execution.config import ExecutionConfig
+from execution.local import LocalBackend
+from execution.sandbox import Limits
+from execution.workspace import Manifest, Workspaces
+from persistence import executions as store
+from persistence import files as file_store
+from persistence.db import Database
+
+log = logging.getLogger(__name__)
+SUBSCRIBER_QUEUE = 1024
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """What a request may ask for; each value is capped by the configuration."""
+
+    cpu_time_s: float | None = None
+    wall_time_s: float | None = None
+    memory_kb: int | None = None
+
+    def resolve(self, config: ExecutionConfig) -> Limits:
+        base = Limits.default(config)
+        return replace(
+            base,
+            cpu_time_s=min(self.cpu_time_s or base.cpu_time_s, config.max_cpu_time_s),
+            wall_time_s=min(self.wall_time_s or base.wall_time_s, config.max_wall_time_s),
+            memory_kb=min(self.memory_kb or base.memory_kb, config.max_memory_kb),
+        )
+
+
+@dataclass
+class _Live:
+    """An execution in this process: its events so far and who is listening."""
+
+    row: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    listeners: list[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=list)
+    done: bool = False
+
+
+class ExecutionHub:
+    def __init__(
+        self,
+        config: ExecutionConfig,
+        db: Database,
+        hubs: dict[str, Any],
+        backend: Backend | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.hubs = hubs
+        self.backend = backend or make_backend(config)
+        self.workspaces = Workspaces(config, db, hubs)
+        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._live: dict[uuid.UUID, _Live] = {}
+        self._slots = asyncio.Semaphore(config.max_concurrent_runs)
+        self.finished = 0
+
+    async def start(self) -> None:
+        await self.backend.start()
+
+    async def close(self) -> None:
+        unfinished = list(self._tasks)
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if unfinished:
+            with contextlib.suppress(Exception):
+                async with self.db.service() as conn:
+                    await store.abandon_unfinished(conn, unfinished)
+        for live in self._live.values():
+            self._end(live)
+        await self.backend.close()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            **self.backend.health(),
+            "running": len(self._tasks),
+            "finished": self.finished,
+        }
+
+    async def languages(self) -> list[dict[str, Any]]:
+        return await self.backend.languages()
+
+    # -- submitting ---------------------------------------------------------------------
+
+    async def submit(
+        self,
+        *,
+        user_id: uuid.UUID,
+        project_id: uuid.UUID,
+        language: str | None,
+        source: str | None,
+        file_id: uuid.UUID | None,
+        stdin: str,
+        limits: RunLimits,
+    ) -> dict[str, Any]:
+        source_path: str | None = None
+        if file_id is not None:
+            async with self.db.service() as conn:
+                file_row = await file_store.get_file(conn, file_id, content=True)
+            if (file_row is None or file_row["project_id"] != project_id
+                    or file_row["is_deleted"]):
+                raise ExecutionError("file_not_found", "no such file in this project")
+            if file_row["type"] != "file":
+                raise ExecutionError("not_a_file", "a folder cannot be run")
+            source_path = file_row["path"].lstrip("/")
+            documents = self.hubs.get("documents")
+            text = await documents.read_text(file_id) if documents is not None else None
+            source = text if text is not None else (file_row["content"] or "")
+            language = language or _language_for(source_path)
+        if source is None:
+            raise ExecutionError("missing_source", "give source_code or file_id")
+        available = {lang["id"] for lang in await self.backend.languages()}
+        if language is None or language not in available:
+            raise ExecutionError(
+                "unknown_language",
+                f"language {language!r} is not available (available: {sorted(available)})",
+            )
+        async with self.db.service() as conn:
+            row = await store.create_execution(
+                conn, user_id=user_id, project_id=project_id, file_id=file_id,
+                language=language, source=source, stdin=stdin,
+                status=st.status(st.IN_QUEUE).code, backend=self.backend.name,
+            )
+        request = ExecutionRequest(
+            language=language, source=source, stdin=stdin, limits=limits.resolve(self.config),
+            source_path=source_path, owner_key=str(project_id),
+        )
+        execution_id: uuid.UUID = row["id"]
+        self._live[execution_id] = _Live(row)
+        self._tasks[execution_id] = asyncio.create_task(
+            self._run(execution_id, user_id, project_id, request), name=f"execution-{execution_id}"
+        )
+        return row
+
+    # -- running ------------------------------------------------------------------------
+
+    async def _run(
+        self, execution_id: uuid.UUID, user_id: uuid.UUID, project_id: uuid.UUID,
+        request: ExecutionRequest,
+    ) -> None:
+        live = self._live[execution_id]
+        started = time.monotonic()
+        try:
+            async with self._slots:
+                async with self.db.service() as conn:
+                    await store.set_status(conn, execution_id, st.status(st.PROCESSING).code)
+                await self._emit(project_id, live, {
+                    "type": "execution.started", "execution_id": execution_id,
+                    "language": request.language, "user_id": user_id,
+                })
+                result = await self._execute(execution_id, user_id, project_id, request, live)
+            async with self.db.service() as conn:
+                row = await store.finish_execution(
+                    conn, execution_id, status=st.status(result.status_id).code,
+                    stdout=result.stdout, stderr=result.stderr,
+                    compile_output=result.compile_output, exit_code=result.exit_code,
+                    time_ms=result.time_ms, wall_ms=result.wall_ms,
+                    memory_kb=result.memory_kb, token=result.token, message=result.message,
+                )
+                await store.record_usage(
+                    conn, user_id=user_id, project_id=project_id,
+                    metadata={"execution_id": str(execution_id), "language": request.language,
+                              "backend": self.backend.name,
+                              "status": st.status(result.status_id).code,
+                              "time_ms": result.time_ms,
+                              "wall_ms": round((time.monotonic() - started) * 1000, 1)},
+                )
+            self.finished += 1
+            await self._emit(project_id, live, {
+                "type": "execution.finished", "execution_id": execution_id,
+                "execution": public(row or live.row),
+            })
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("execution %s failed", execution_id)
+            with contextlib.suppress(Exception):
+                async with self.db.service() as conn:
+                    row = await store.finish_execution(
+                        conn, execution_id, status=st.status(st.INTERNAL_ERROR).code, stdout="",
+                        stderr="", compile_output=None, exit_code=None, time_ms=None,
+                        wall_ms=None, memory_kb=None, token=None,
+                        message="internal error while running",
+                    )
+                await self._emit(project_id, live, {
+                    "type": "execution.finished", "execution_id": execution_id,
+                    "execution": public(row or live.row),
+                })
+        finally:
+            self._end(live)
+            self._tasks.pop(execution_id, None)
+            # Keep finished runs briefly for late SSE subscribers, then drop them.
+            asyncio.get_running_loop().call_later(30, self._live.pop, execution_id, None)
+
+    async def _execute(
+        self, execution_id: uuid.UUID, user_id: uuid.UUID, project_id: uuid.UUID,
+        request: ExecutionRequest, live: _Live,
+    ) -> ExecutionResult:
+        async def sink(stream: str, text: str) -> None:
+            await self._emit(project_id, live, {
+                "type": "execution.output", "execution_id": execution_id,
+                "stream": stream, "data": text,
+            })
+
+        if not isinstance(self.backend, LocalBackend):
+            return await self.backend.execute(request, sink)
+        backend = self.backend
+        with backend.uids.hold(request.owner_key) as slot:
+            uid = backend.sandbox.identity_for(slot).uid
+            lock = self.workspaces.lock(project_id)
+            async with lock:
+                manifest: Manifest = await self.workspaces.materialize(project_id, uid)
+            workdir = self.workspaces.path(project_id)
+            result = await backend.execute(replace(request, workdir=workdir), sink)
+            async with lock:
+                report = await self.workspaces.sync_back(project_id, manifest, user_id)
+        if report.created or report.updated:
+            log.info("execution %s brought back %d new and %d changed files", execution_id,
+                     len(report.created), len(report.updated))
+        return result
+
+    async def _emit(self, project_id: uuid.UUID, live: _Live, event: dict[str, Any]) -> None:
+        live.events.append(event)
+        for queue in live.listeners:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()  # a slow listener loses the oldest output
+            queue.put_nowait(event)
+        projects = self.hubs.get("projects")
+        if projects is not None:
+            try:
+                await projects.publish(project_id, event)
+            except Exception:
+                log.exception("publishing %s to project %s failed", event["type"], project_id)
+
+    def _end(self, live: _Live) -> None:
+        live.done = True
+        for queue in live.listeners:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(None)
+        live.listeners.clear()
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def get(self, execution_id: uuid.UUID) -> dict[str, Any] | None:
+        async with self.db.service() as conn:
+            return await store.get_execution(conn, execution_id)
+
+    async def wait(self, execution_id: uuid.UUID, timeout: float | None = None) -> None:
+        task = self._tasks.get(execution_id)
+        if task is not None:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+
+    async def events(self, execution_id: uuid.UUID) -> AsyncIterator[dict[str, Any]]:
+        """Everything this process saw of the run, then live events until it ends. A run
+        this process does not hold (finished long ago, or on another node) yields its
+        stored record as one ``execution.finished``."""
+        live = self._live.get(execution_id)
+        if live is None:
+            row = await self.get(execution_id)
+            if row is not None:
+                yield {"type": "execution.finished", "execution_id": execution_id,
+                       "execution": public(row)}
+            return
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        backlog = list(live.events)
+        if not live.done:
+            live.listeners.append(queue)
+        try:
+            for event in backlog:
+                yield event
+            if live.done:
+                return
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            if queue in live.listeners:
+                live.listeners.remove(queue)
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """The API shape of a code_executions row (status with Judge0's id and wording)."""
+    status = st.by_code(row["status"])
+    return {
+        "id": row["id"],
+        "project_id": row.get("project_id"),
+        "file_id": row.get("file_id"),
+        "user_id": row.get("user_id"),
+        "language": row["language"],
+        "status": status.code,
+        "status_id": status.id,
+        "status_description": status.description,
+        "finished": row.get("finished_at") is not None,
+        "stdin": row.get("stdin"),
+        "stdout": row.get("stdout"),
+        "stderr": row.get("stderr"),
+        "compile_output": row.get("compile_output"),
+        "exit_code": row.get("exit_code"),
+        "execution_time_ms": row.get("execution_time_ms"),
+        "wall_time_ms": row.get("wall_time_ms"),
+        "memory_kb": row.get("memory_kb"),
+        "message": row.get("message"),
+        "backend": row.get("backend"),
+        "token": row.get("token"),
+        "created_at": row.get("created_at"),
+        "finished_at": row.get("finished_at"),
+    }
+
+
+def _language_for(path: str) -> str | None:
+    from execution.languages import BASE_LANGUAGES, GO, JAVA, RUST
+
+    suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    for language in (*BASE_LANGUAGES, JAVA, RUST, GO):
+        if suffix in language.extensions:
+            return language.id
+    return None

@@ -1,0 +1,222 @@
+"""A project's files on disk: materialized before a run or a terminal, changes brought back.
+
+Text comes from the documents hub (live CRDT text of loaded rooms, stored text otherwise);
+changed text files go back through ``write_text`` (a diff into the CRDT, so editors see it
+live), new files are inserted into ``files``, binary or large files are stored under
+``storage_root`` with ``storage_path`` set. Deleting a file in the workdir does not delete
+it from the project (a run cannot destroy work by accident).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from execution import disk
+from execution.config import ExecutionConfig
+from persistence import executions as store
+from persistence import files as file_store
+from persistence.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Manifest:
+    """What was written to disk: path -> (file id, sha256), to tell changes apart."""
+
+    entries: dict[str, tuple[uuid.UUID, str]] = field(default_factory=dict)
+
+
+@dataclass
+class SyncReport:
+    created: list[dict[str, Any]] = field(default_factory=list)
+    updated: list[uuid.UUID] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+class Workspaces:
+    def __init__(self, config: ExecutionConfig, db: Database, hubs: dict[str, Any]) -> None:
+        self.config = config
+        self.db = db
+        self.hubs = hubs
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+    def path(self, project_id: uuid.UUID) -> Path:
+        return self.config.workdir_root / str(project_id)
+
+    def lock(self, project_id: uuid.UUID) -> asyncio.Lock:
+        return self._locks.setdefault(project_id, asyncio.Lock())
+
+    async def materialize(self, project_id: uuid.UUID, uid: int | None) -> Manifest:
+        async with self.db.service() as conn:
+            rows = await store.workspace_files(conn, project_id)
+        documents = self.hubs.get("documents")
+        contents: list[tuple[str, uuid.UUID, bytes]] = []
+        for row in rows:
+            if row["type"] != "file" or disk.safe_parts(row["path"]) is None:
+                continue
+            data = await self._content(row, documents)
+            if data is None or len(data) > self.config.max_sync_file_bytes:
+                continue
+            contents.append((row["path"].lstrip("/"), row["id"], data))
+        root = self.path(project_id)
+        return await asyncio.to_thread(_write_all, root, contents, uid)
+
+    async def _content(self, row: dict[str, Any], documents: Any) -> bytes | None:
+        if row["storage_path"]:
+            blob = self._blob_path(row["storage_path"])
+            if blob is None:
+                return None
+            try:
+                return await asyncio.to_thread(blob.read_bytes)
+            except OSError:
+                return None
+        text: str | None = None
+        if documents is not None:
+            text = await documents.read_text(row["id"])
+        if text is None:
+            text = row["content"] or ""
+        return text.encode()
+
+    def _blob_path(self, storage_path: str) -> Path | None:
+        parts = disk.safe_parts(storage_path)
+        return self.config.storage_root.joinpath(*parts) if parts else None
+
+    async def sync_back(
+        self, project_id: uuid.UUID, manifest: Manifest, user_id: uuid.UUID
+    ) -> SyncReport:
+        root = self.path(project_id)
+        scan = await asyncio.to_thread(
+            disk.scan, root, max_file_bytes=self.config.max_sync_file_bytes,
+            max_files=self.config.max_sync_files,
+        )
+        report = SyncReport(skipped=scan.skipped)
+        for found in scan.files:
+            known = manifest.entries.get(found.path)
+            digest = disk.digest(found.data)
+            if known is not None and known[1] == digest:
+                continue
+            try:
+                if known is not None:
+                    await self._update(project_id, known[0], found, user_id)
+                    report.updated.append(known[0])
+                else:
+                    row = await self._create(project_id, found, user_id)
+                    if row is not None:
+                        report.created.append(row)
+            except Exception:
+                log.exception("workspace sync of %s/%s failed", project_id, found.path)
+                report.skipped.append(found.path)
+                continue
+        await self._announce(project_id, report)
+        return report
+
+    def _inline(self, data: bytes) -> bool:
+        return disk.is_text(data) and len(data) <= self.config.max_inline_file_bytes
+
+    async def _update(
+        self, project_id: uuid.UUID, file_id: uuid.UUID, found: disk.Found, user_id: uuid.UUID
+    ) -> None:
+        documents = self.hubs.get("documents")
+        if self._inline(found.data):
+            text = found.data.decode()
+            if documents is not None:
+                await documents.write_text(file_id, text, user_id)
+            else:
+                async with self.db.service() as conn:
+                    await file_store.write_content(conn, file_id, text, user_id)
+            return
+        await self._store_blob(project_id, file_id, found.data, user_id)
+
+    async def _store_blob(
+        self, project_id: uuid.UUID, file_id: uuid.UUID, data: bytes, user_id: uuid.UUID
+    ) -> None:
+        key = f"{project_id}/{file_id}"
+        target = self.config.storage_root / str(project_id) / str(file_id)
+        await asyncio.to_thread(_write_blob, target, data)
+        async with self.db.service() as conn:
+            await store.set_stored_blob(conn, file_id, key, len(data), user_id)
+
+    async def _create(
+        self, project_id: uuid.UUID, found: disk.Found, user_id: uuid.UUID
+    ) -> dict[str, Any] | None:
+        parts = disk.safe_parts(found.path)
+        if parts is None:
+            return None
+        inline = self._inline(found.data)
+        async with self.db.service() as conn:
+            parent_id: uuid.UUID | None = None
+            for depth in range(1, len(parts)):
+                folder_path = "/".join(parts[:depth])
+                folder = await file_store.by_path(conn, project_id, folder_path)
+                if folder is None or folder["is_deleted"]:
+                    if folder is not None:
+                        await file_store.purge_deleted_at(conn, project_id, folder_path)
+                    parent_id = await file_store.insert_file(
+                        conn, project_id, path=folder_path, name=parts[depth - 1],
+                        type="folder", content=None, mime_type=None, language=None,
+                        parent_id=parent_id, user_id=user_id,
+                    )
+                elif folder["type"] != "folder":
+                    return None
+                else:
+                    parent_id = folder["id"]
+            path = "/".join(parts)
+            existing = await file_store.by_path(conn, project_id, path)
+            if existing is not None:
+                if not existing["is_deleted"]:
+                    return None  # stored under another spelling (leading '/'); left alone
+                await file_store.purge_deleted_at(conn, project_id, path)
+            mime, _ = mimetypes.guess_type(parts[-1])
+            file_id = await file_store.insert_file(
+                conn, project_id, path=path, name=parts[-1], type="file",
+                content=found.data.decode() if inline else None, mime_type=mime,
+                language=_language_of(parts[-1]), parent_id=parent_id, user_id=user_id,
+            )
+        if not inline:
+            await self._store_blob(project_id, file_id, found.data, user_id)
+        async with self.db.service() as conn:
+            return await file_store.get_file(conn, file_id)
+
+    async def _announce(self, project_id: uuid.UUID, report: SyncReport) -> None:
+        projects = self.hubs.get("projects")
+        if projects is None:
+            return
+        for row in report.created:
+            await projects.publish(project_id, {"type": "file.created", "file": row})
+
+
+LANGUAGE_BY_SUFFIX = {
+    ".py": "python", ".js": "javascript", ".ts": "typescript", ".c": "c", ".h": "c",
+    ".cpp": "cpp", ".hpp": "cpp", ".sh": "shell", ".java": "java", ".go": "go", ".rs": "rust",
+    ".json": "json", ".md": "markdown", ".txt": "plaintext", ".html": "html", ".css": "css",
+}
+
+
+def _language_of(name: str) -> str | None:
+    return LANGUAGE_BY_SUFFIX.get(PurePosixPath(name).suffix.lower())
+
+
+def _write_all(root: Path, contents: list[tuple[str, uuid.UUID, bytes]],
+               uid: int | None) -> Manifest:
+    disk.ensure_root(root, uid)
+    if uid is not None:
+        disk.chown_tree(root, uid)
+    manifest = Manifest()
+    for rel, file_id, data in contents:
+        if disk.write_file(root, rel, data, uid):
+            manifest.entries[rel] = (file_id, disk.digest(data))
+    return manifest
+
+
+def _write_blob(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
