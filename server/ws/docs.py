@@ -85,7 +85,8 @@ class SocketPeer:
 
     def close(self, code: int, reason: str) -> None:
         if self._close is None:
-            self._close = (code, reason)
+            # A close frame's reason must fit in 123 bytes.
+            self._close = (code, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
             self._queue.clear()
             self._wake.set()
 
@@ -105,7 +106,7 @@ class SocketPeer:
                     code, reason = self._close
                     await send({"type": "websocket.close", "code": code, "reason": reason})
                     return
-        except (OSError, RuntimeError) as exc:  # the client went away while we were sending
+        except Exception as exc:  # the client went away while we were sending
             log.debug("writer of %s stopped: %s", self.conn_id, exc)
             self._close = self._close or (GOING_AWAY, "gone")
 
