@@ -352,25 +352,29 @@ async def test_only_owners_and_admins_manage_members(db: Database, team: dict[st
             "delete from public.workspace_members where workspace_id = $1 and user_id = $2",
             ws, team["owner"]) == "DELETE 0"
 
+    delete_member = (
+        "delete from public.workspace_members where workspace_id = $1 and user_id = $2"
+    )
+    # The last owner can neither leave nor be demoted; after a handover they can.
     async with db.as_user(str(team["owner"])) as conn:
+        assert await conn.execute(delete_member, ws, team["owner"]) == "DELETE 0"
+        assert await _denied(conn, update_role, ws, team["owner"], "admin")
+        locked = await conn.fetch(
+            "select user_id from public.workspace_members where workspace_id = $1"
+            " and role = 'owner' for update", ws)
+        assert [r[0] for r in locked] == [team["owner"]]
         assert await conn.execute(update_role, ws, team["admin"], "owner") == "UPDATE 1"
     async with db.as_user(str(team["admin"])) as conn:  # now a co-owner
-        assert await conn.execute(update_role, ws, team["owner"], "admin") == "UPDATE 0"
-        assert await conn.execute(
-            "delete from public.workspace_members where workspace_id = $1 and user_id = $2",
-            ws, team["owner"]) == "DELETE 0"
+        assert await conn.execute(update_role, ws, team["owner"], "admin") == "UPDATE 1"
+        assert await conn.execute(update_role, ws, team["owner"], "owner") == "UPDATE 1"
     async with db.as_user(str(team["owner"])) as conn:
-        assert await conn.execute(update_role, ws, team["admin"], "admin") == "UPDATE 1"
+        assert await conn.execute(delete_member, ws, team["owner"]) == "DELETE 1"
+    async with db.as_user(str(team["admin"])) as conn:  # the only owner left
+        assert await conn.execute(delete_member, ws, team["admin"]) == "DELETE 0"
 
-    # A member leaves on their own; the workspace's owner cannot leave it ownerless.
+    # A member leaves on their own.
     async with db.as_user(str(team["member"])) as conn:
-        assert await conn.execute(
-            "delete from public.workspace_members where workspace_id = $1 and user_id = $2",
-            ws, team["member"]) == "DELETE 1"
-    async with db.as_user(str(team["owner"])) as conn:
-        assert await conn.execute(
-            "delete from public.workspace_members where workspace_id = $1 and user_id = $2",
-            ws, team["owner"]) == "DELETE 0"
+        assert await conn.execute(delete_member, ws, team["member"]) == "DELETE 1"
 
 
 async def test_any_user_creates_a_workspace_and_becomes_its_owner(
