@@ -14,6 +14,7 @@ from server import __version__
 from server.api import (
     auth,
     conversations,
+    document_versions,
     executions,
     files,
     me,
@@ -40,6 +41,7 @@ def endpoints() -> list[Endpoint]:
         *projects.ENDPOINTS,
         *files.ENDPOINTS,
         *versions.ENDPOINTS,
+        *document_versions.ENDPOINTS,
         *conversations.ENDPOINTS,
         *executions.ENDPOINTS,
     ]
