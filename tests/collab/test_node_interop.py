@@ -158,3 +158,23 @@ async def test_revoked_member_is_closed_4403(live_server: StartServer, world: Do
         await wait_for(lambda: 4403 in agent.close_codes(), timeout=2)
     finally:
         await agent.stop()
+
+
+async def test_five_simultaneous_joins_of_a_new_document_all_sync(
+    live_server: StartServer, world: DocWorld
+) -> None:
+    from tests.collab.test_ws_bad_input import served_text
+
+    server = await live_server(world.settings)
+    file_id = await world.new_file("built from text once\n")
+    token = world.token(world.owner)
+    texts = await asyncio.gather(*(served_text(server, file_id, token) for _ in range(5)))
+    assert texts == ["built from text once\n"] * 5
+    agents = [await NodeAgent.start(server.ws_url, file_id, token) for _ in range(2)]
+    try:
+        for agent in agents:
+            await agent.wait_synced()
+            assert await agent.text() == "built from text once\n"  # not duplicated
+    finally:
+        for agent in agents:
+            await agent.stop()
