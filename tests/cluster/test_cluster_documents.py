@@ -107,3 +107,50 @@ async def test_kill_9_during_an_editing_storm_loses_nothing(
         assert doc_text(final) == text
     finally:
         await proxy.close()
+
+
+async def test_sigterm_flushes_rooms_and_sends_clients_elsewhere(
+    start_nodes: StartNodes,
+    cluster_world: ClusterWorld,
+    node_clients: NodeClients,
+    db: Database,
+) -> None:
+    one, two = await start_nodes(2)
+    proxy = RoundRobinProxy("127.0.0.1", free_port(), [("127.0.0.1", one.port),
+                                                        ("127.0.0.1", two.port)])
+    await proxy.start()
+    try:
+        token = cluster_world.token()
+        ids = [f"p{i}" for i in range(4)]
+        for client_id in ids:
+            await node_clients.open(
+                client_id, f"ws://127.0.0.1:{proxy.port}/ws/docs", str(cluster_world.file), token
+            )
+        # a file open only on node two: nobody else holds its edits when two stops
+        await node_clients.open(
+            "solo", two.ws_url + "/ws/docs", str(cluster_world.other_file), token
+        )
+        await node_clients.call("storm", ids=ids, edits=10, interval_ms=5)
+        await node_clients.call("type", id="solo", text="[last words]")
+        code = await two.terminate(20)
+        assert code in (0, -15), two.output()[-2000:]
+
+        first_close: dict[str, int] = {}
+        for event in node_clients.events:
+            if event.get("event") == "close":
+                first_close.setdefault(event["id"], event["code"])
+        # later closes of "solo" are its failed reconnects (1006): node two is gone
+        assert set(first_close) - {"solo"} and "solo" in first_close
+        assert all(code in (1001, 1012) for code in first_close.values()), first_close
+        assert len(set(first_close) - {"solo"}) == 2, "node two's proxy clients"
+
+        # the solo client cannot reconnect (its node is gone): only the flush saved it
+        await node_clients.call("close", id="solo")
+        assert await stored_content(db, cluster_world.other_file) == "seed\n[last words]"
+        assert doc_text(await stored_doc(db, cluster_world.other_file)) == "seed\n[last words]"
+
+        text = await node_clients.converged(15)
+        assert sorted(markers(text)) == sorted(f"[{c}:{k}]" for c in ids for k in range(10))
+        await wait_stored(db, cluster_world.file, text, 15)
+    finally:
+        await proxy.close()
