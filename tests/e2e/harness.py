@@ -46,11 +46,21 @@ class IdeServer:
             await asyncio.wait_for(self.task, 15)
 
 
-async def start_ide_server(settings: Settings) -> IdeServer:
-    """The app on a free port, with that port's origin allowed (browsers always send Origin)."""
+async def start_ide_server(settings: Settings, exec_root: Path) -> IdeServer:
+    """The app on a free port, with that port's origin allowed (browsers always send Origin).
+
+    ``exec_root`` holds the run workspaces: absolute and traversable by the sandbox uid
+    (pytest's tmp_path sits under a 0700 directory, which bubblewrap's uid cannot enter).
+    """
     port = free_port()
+    execution = dataclasses.replace(
+        settings.execution,
+        workdir_root=exec_root / "workspaces",
+        storage_root=exec_root / "storage",
+    )
     settings = dataclasses.replace(
-        settings, allowed_origins=(f"http://127.0.0.1:{port}",), host="127.0.0.1", port=port
+        settings, allowed_origins=(f"http://127.0.0.1:{port}",), host="127.0.0.1", port=port,
+        execution=execution,
     )
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning",
@@ -131,7 +141,8 @@ async def run_browser(scenario: str, config: dict[str, Any], timeout_s: float = 
     assert (WEB / "dist" / "index.html").is_file(), "run `npm run build` in web/"
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install chromium"
     artifacts = ARTIFACTS / scenario
-    artifacts.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(artifacts, ignore_errors=True)
+    artifacts.mkdir(parents=True)
     payload = {**config, "artifacts": str(artifacts), "chromium": CHROMIUM}
     proc = await asyncio.create_subprocess_exec(
         node, str(DRIVER), scenario,

@@ -8,8 +8,11 @@ Screenshots of every step land in ``test-artifacts/e2e/<scenario>/``.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -34,12 +37,22 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
 
 
 @pytest.fixture
-async def ide(settings: Settings, fake_openai: FakeOpenAI) -> AsyncIterator[IdeServer]:
+def exec_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="icreate-e2e-"))
+    root.chmod(0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def ide(
+    settings: Settings, fake_openai: FakeOpenAI, exec_root: Path
+) -> AsyncIterator[IdeServer]:
     ai = dataclasses.replace(
         settings.ai, provider="openai", base_url=fake_openai.url, api_key="sk-fake",
         model="gpt-fake-1", embedded=False,
     )
-    server = await start_ide_server(dataclasses.replace(settings, ai=ai))
+    server = await start_ide_server(dataclasses.replace(settings, ai=ai), exec_root)
     yield server
     await server.stop()
 

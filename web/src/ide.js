@@ -284,7 +284,7 @@ export class Ide {
   async run (bottomTabs) {
     bottomTabs.select('Output')
     const file = this.editors.activeFile()
-    await this.runner.run(file, this.editors.activeText())
+    await this.runner.run(file)
   }
 
   async newProject (onSwitch) {

@@ -1,14 +1,9 @@
-// The Run button: POST an execution of the active file, show its output as
-// execution.* events arrive on the project channel (or from the answer itself).
+// The Run button: POST an execution of the active file (202 at once), then show its output
+// from the execution.* events on the project channel. Every window of the project follows
+// the newest run, so a collaborator sees the output too.
 import { api } from './api.js'
 
-const LANGUAGES = { py: 'python', js: 'javascript', mjs: 'javascript', ts: 'typescript', sh: 'bash', rb: 'ruby', go: 'go', c: 'c', cpp: 'cpp', java: 'java' }
-
-export function languageOf (file) {
-  if (file.language) return file.language
-  const ext = (file.name.split('.').pop() || '').toLowerCase()
-  return LANGUAGES[ext] || 'python'
-}
+const KEEP = 20
 
 export class RunPanel {
   constructor ({ output, status, projectId, onError }) {
@@ -17,43 +12,80 @@ export class RunPanel {
     this.projectId = projectId
     this.onError = onError || (() => {})
     this.current = null
+    this.awaiting = false
+    this.runs = new Map() // execution id -> {chunks, finished}
   }
 
-  async run (file, code) {
+  async run (file) {
     if (!file) {
       this.status.textContent = 'open a file to run it'
       return
     }
+    this.awaiting = true
     this.output.textContent = ''
     this.status.textContent = 'starting…'
-    const execution = await api.execute(this.projectId, { file_id: file.id, language: languageOf(file), code })
-    this.current = execution && (execution.id || execution.execution_id)
-    this.output.dataset.executionId = this.current || ''
-    if (execution && (execution.stdout || execution.stderr || execution.output)) {
-      this.output.textContent = (execution.stdout || execution.output || '') + (execution.stderr || '')
+    try {
+      const execution = await api.execute(this.projectId, { file_id: file.id })
+      this.show(execution.id)
+      if (execution.finished) this.finish(execution.id, execution)
+    } catch (err) {
+      this.status.textContent = `not started: ${err.message}`
+      throw err
+    } finally {
+      this.awaiting = false
     }
-    if (execution && execution.status) this.showStatus(execution)
+  }
+
+  entry (id) {
+    let run = this.runs.get(id)
+    if (!run) {
+      run = { chunks: [], finished: null }
+      this.runs.set(id, run)
+      while (this.runs.size > KEEP) this.runs.delete(this.runs.keys().next().value)
+    }
+    return run
   }
 
   /** An execution.* event from the project channel. */
   event (msg) {
-    const id = msg.execution_id || (msg.execution && msg.execution.id)
-    if (this.current && id && id !== this.current) return
-    if (!this.current && id) {
-      this.current = id
-      this.output.dataset.executionId = id
-      this.output.textContent = ''
-    }
-    if (msg.type === 'execution.started') this.status.textContent = 'running…'
-    if (msg.type === 'execution.output') this.output.textContent += msg.data ?? msg.text ?? msg.output ?? ''
-    if (msg.type === 'execution.finished') this.showStatus(msg.execution || msg)
+    const id = msg.execution_id
+    if (!id) return
+    const run = this.entry(id)
+    if (msg.type === 'execution.started' && !this.awaiting) this.show(id)
+    if (msg.type === 'execution.output') run.chunks.push(msg.data || '')
+    if (msg.type === 'execution.finished') run.finished = msg.execution || {}
+    if (id === this.current) this.render()
   }
 
-  showStatus (execution) {
-    const parts = [execution.status || 'finished']
-    if (execution.exit_code !== undefined && execution.exit_code !== null) parts.push(`exit ${execution.exit_code}`)
-    if (execution.execution_time_ms !== undefined && execution.execution_time_ms !== null) parts.push(`${execution.execution_time_ms} ms`)
+  finish (id, execution) {
+    this.entry(id).finished = execution
+    if (id === this.current) this.render()
+  }
+
+  show (id) {
+    this.current = id
+    this.output.dataset.executionId = id
+    this.entry(id)
+    this.render()
+  }
+
+  render () {
+    const run = this.runs.get(this.current)
+    if (!run) return
+    const done = run.finished
+    let text = run.chunks.join('')
+    if (done && !text) text = (done.compile_output || '') + (done.stdout || '') + (done.stderr || '')
+    if (done && done.message && !text.includes(done.message)) text += `\n[${done.message}]`
+    this.output.textContent = text
+    this.output.scrollTop = this.output.scrollHeight
+    if (!done) {
+      this.status.textContent = 'running…'
+      return
+    }
+    const parts = [done.status_description || done.status || 'finished']
+    if (done.exit_code !== undefined && done.exit_code !== null) parts.push(`exit ${done.exit_code}`)
+    if (done.wall_time_ms !== undefined && done.wall_time_ms !== null) parts.push(`${Math.round(done.wall_time_ms)} ms`)
     this.status.textContent = parts.join(' · ')
-    this.output.dataset.status = execution.status || 'finished'
+    this.output.dataset.status = done.status || 'finished'
   }
 }
