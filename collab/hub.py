@@ -114,6 +114,8 @@ class DocumentHub:
         self._stopping = False
         self._flush_failures = 0
         self._flush_retry_at = 0.0
+        self.stats = metrics.HubStats()
+        self._sample = 0
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -228,8 +230,8 @@ class DocumentHub:
 
     async def receive(self, room: Room, peer: Peer, raw: bytes) -> None:
         """One frame from a client. Faults close that client only; the room is untouched."""
-        started = time.perf_counter()
-        metrics.BYTES_IN.inc(len(raw))
+        stats = self.stats
+        stats.bytes_in += len(raw)
         if len(raw) > self.config.max_message_bytes:
             self._fault(room, peer, TOO_LARGE, "message too large")
             return
@@ -250,13 +252,18 @@ class DocumentHub:
                 if room.size + len(frame.payload) > self.config.max_document_bytes:
                     self._fault(room, peer, TOO_LARGE, "document too large")
                     return
+                self._sample += 1
+                sampled = self._sample % metrics.BROADCAST_SAMPLE == 0
+                if sampled:
+                    started = time.perf_counter()
                 room.apply(frame.payload)
                 out = protocol.as_update_frame(frame, raw)
                 delivered = room.broadcast(out, peer)
-                metrics.BROADCAST_SECONDS.observe(time.perf_counter() - started)
-                metrics.UPDATES_IN.labels("client").inc()
-                metrics.UPDATES_OUT.inc(delivered)
-                metrics.BYTES_OUT.inc(delivered * len(out))
+                if sampled:
+                    metrics.BROADCAST_SECONDS.observe(time.perf_counter() - started)
+                stats.updates_in_client += 1
+                stats.updates_out += delivered
+                stats.bytes_out += delivered * len(out)
                 self._log_update(room, frame.payload, peer.user_id)
                 await self._publish(room.channel, out)
             elif kind == protocol.MSG_AWARENESS:
@@ -267,8 +274,8 @@ class DocumentHub:
                     peer.awareness_ids.add(entry.client_id)
                 room.awareness.apply(entries)
                 delivered = room.broadcast(raw, peer)
-                metrics.AWARENESS_IN.labels("client").inc()
-                metrics.BYTES_OUT.inc(delivered * len(raw))
+                stats.awareness_in_client += 1
+                stats.bytes_out += delivered * len(raw)
                 await self._publish(room.channel, raw)
             elif kind == protocol.MSG_QUERY_AWARENESS:
                 known = room.awareness.snapshot_frame()
@@ -324,13 +331,14 @@ class DocumentHub:
                 room.apply(frame.payload)
                 out = protocol.as_update_frame(frame, payload)
                 delivered = room.broadcast(out)
-                metrics.UPDATES_IN.labels("broker").inc()
-                metrics.UPDATES_OUT.inc(delivered)
-                metrics.BYTES_OUT.inc(delivered * len(out))
+                self.stats.updates_in_broker += 1
+                self.stats.updates_out += delivered
+                self.stats.bytes_out += delivered * len(out)
             elif frame.kind == protocol.MSG_AWARENESS:
                 room.awareness.apply(protocol.parse_awareness(frame.payload))
-                room.broadcast(payload)
-                metrics.AWARENESS_IN.labels("broker").inc()
+                delivered = room.broadcast(payload)
+                self.stats.awareness_in_broker += 1
+                self.stats.bytes_out += delivered * len(payload)
         except protocol.ProtocolError as exc:
             log.warning("bad frame from the broker on %s: %s", channel, exc)
 
