@@ -238,6 +238,35 @@ const scenarios = {
     return { alice: await rows(alice), bob: await rows(bob), problems: [...alice.problems, ...bob.problems] }
   },
 
+  // Save a version, edit, restore it: both editors go back to the saved text.
+  async versions (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)
+    await Promise.all([alice.openFile(config.file_name), bob.openFile(config.file_name)])
+    await alice.page.getByTestId('panel-versions').click()
+    await alice.page.getByTestId('version-message').fill('first draft')
+    await alice.page.getByTestId('save-version').click()
+    const saved = alice.page.locator('[data-testid=version]', { hasText: 'first draft' })
+    await saved.waitFor()
+    await alice.typeAtEnd('\nan edit to undo')
+    await bob.waitForText('an edit to undo')
+    await alice.shot('saved-and-edited')
+    await saved.getByTestId('restore-version').click()
+    const restored = (w) => w.waitFor((gone) => {
+      const pane = document.querySelector('.editor-pane:not([hidden]) .cm-content')
+      return pane && !pane.textContent.includes(gone)
+    }, 'an edit to undo', 'restored text')
+    await Promise.all([restored(alice), restored(bob)])
+    await alice.page.locator('[data-testid=version]').nth(1).waitFor()
+    await alice.shot('restored')
+    await bob.shot('restored')
+    return {
+      alice_text: await alice.editorText(),
+      bob_text: await bob.editorText(),
+      versions: await alice.page.locator('[data-testid=version]').allTextContents(),
+      problems: [...alice.problems, ...bob.problems]
+    }
+  },
+
   // Open files come back after a reload.
   async reload (browser, config) {
     const alice = await new Window(browser, config, config.users[0], 'alice').open(`project=${config.project_id}`)

@@ -194,3 +194,20 @@ async def test_reload_restores_the_open_files(ide: IdeServer, api: Api) -> None:
     assert result["active"] == "a.py"
     assert result["restored_from"] == "server", "the editor session comes from the server"
     no_problems(result)
+
+
+async def test_saved_version_is_restored_into_both_editors(ide: IdeServer, api: Api) -> None:
+    alice, bob, stage = await pair(api)
+    project_id = stage["project"]["id"]
+    await api.create_file(alice, project_id, "story.md", "once upon a time\n")
+    result = await run_browser("versions", {
+        "url": ide.url, "project_id": project_id, "file_name": "story.md",
+        "users": [creds(alice), creds(bob)],
+    })
+    for text in (result["alice_text"], result["bob_text"]):
+        assert "once upon a time" in text
+        assert "an edit to undo" not in text
+    assert result["alice_text"] == result["bob_text"]
+    assert any("first draft" in v for v in result["versions"])
+    assert len(result["versions"]) >= 2, "the restore is itself a new version"
+    no_problems(result)

@@ -123,7 +123,7 @@ export const api = {
   renameFile: (fileId, name) => send('PATCH', `/files/${enc(fileId)}`, { name }),
   deleteFile: (fileId) => send('DELETE', `/files/${enc(fileId)}`),
   versions: (fileId) => all(`/files/${enc(fileId)}/versions`),
-  saveVersion: (fileId, changeMessage) => send('POST', `/files/${enc(fileId)}/versions`, { change_message: changeMessage }),
+  saveVersion: (fileId, changeMessage) => send('POST', `/files/${enc(fileId)}/save`, { change_message: changeMessage }),
   restoreVersion: (fileId, versionNumber) => send('POST', `/files/${enc(fileId)}/versions/${enc(versionNumber)}/restore`),
 
   conversation: (conversationId) => send('GET', `/conversations/${enc(conversationId)}`),
