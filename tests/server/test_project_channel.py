@@ -310,3 +310,25 @@ async def test_presence_and_events_cross_nodes_through_redis(
     await bob.ws.close()
     left = await alice.expect_type("presence.leave")
     assert left["user_id"] == str(world.member)
+
+
+async def test_a_file_created_over_rest_on_one_node_reaches_sockets_on_another(
+    live_server: StartServer,
+    settings: Settings,
+    redis_url: str,
+    world: World,
+    connect: Callable[..., Awaitable[Client]],
+) -> None:
+    one = await live_server(node_settings(settings, redis_url))
+    two = await live_server(node_settings(settings, redis_url))
+    watcher = await connect(two, world.project, world.viewer)
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{one.url}/api/v1/projects/{world.project}/files",
+        json={"path": "new_module.py", "content": "x = 1\n"},
+        headers={"Authorization": f"Bearer {token(world.member)}", "Origin": TEST_ORIGIN},
+    ) as resp:
+        assert resp.status in (200, 201), await resp.text()
+        created = await resp.json()
+    event = await watcher.expect_type("file.created")
+    assert event["file"]["id"] == created["id"]
+    assert event["file"]["path"] == created["path"]
