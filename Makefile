@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 NODE_DIRS := tests/node bench web
 
-.PHONY: run test install install-dev node-deps lint typecheck pytest migrate cluster clean
+.PHONY: run test install install-dev node-deps lint typecheck pytest migrate cluster bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ test: install-dev node-deps
 
 cluster: install node-deps
 	$(PY) -m server.cluster $(CLUSTER_ARGS)
+
+# Document-sync benchmark (not part of `make test`): BENCH_ARGS=--quick for a short run.
+bench: install-dev node-deps
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
