@@ -53,7 +53,8 @@ async function withDeadline (promise, ms) {
 // Opens clients in batches so thousands of handshakes do not overflow the listen backlog. The first
 // client of each document opens (and syncs) before the others: the load scenarios measure steady
 // state, not simultaneous joins (scenario "simul" does that, and one peer fails it).
-async function openClients (plan, batch, perBatchTimeoutMs) {
+async function openClients (plan, batch, perBatchTimeoutMs, totalBudgetMs = 120000) {
+  const giveUpAt = now() + totalBudgetMs
   const seen = new Set()
   const first = []
   const rest = []
@@ -70,7 +71,8 @@ async function openClients (plan, batch, perBatchTimeoutMs) {
         return client
       })
       clients.push(...group)
-      await withDeadline(Promise.all(group.map((c) => c.synced)), perBatchTimeoutMs)
+      const left = Math.max(100, Math.min(perBatchTimeoutMs, giveUpAt - now()))
+      await withDeadline(Promise.all(group.map((c) => c.synced)), left)
     }
   }
   return clients.sort((a, b) => a.order - b.order)

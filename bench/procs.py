@@ -74,11 +74,19 @@ def pin(pids: Iterable[int], core: int) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        if PRIORITY["nice"]:
-            try:
-                os.setpriority(os.PRIO_PROCESS, pid, PRIORITY["nice"])
-            except OSError:
-                pass
+        prioritize(pid)
+
+
+def prioritize(pid: int) -> None:
+    """Applies PRIORITY to a process and to its autogroup (with autogroup scheduling, plain
+    nice only ranks processes within one session, and every session gets an equal share)."""
+    if not PRIORITY["nice"]:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, PRIORITY["nice"])
+        Path(f"/proc/{pid}/autogroup").write_text(str(PRIORITY["nice"]))
+    except OSError:
+        pass
 
 
 @dataclass
@@ -149,6 +157,7 @@ class Pinned:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        prioritize(self.proc.pid)
         return self
 
     @property

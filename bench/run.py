@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from procs import PRIORITY, Group, pinned_cmd
+import pyspy
+from procs import PRIORITY, Group, pinned_cmd, prioritize
 from report import write_readme
 from targets import BENCH, CLUSTER, OURS, PEERS, PEERS_FULL_EXTRA, Launcher, Running, Target
 
@@ -51,7 +52,7 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario("simul", "simul", 5 if quick else 10, {"clientsPerRound": 5, "windowMs": 2000}),
         Scenario("history", "history", 1,
                  {"edits": 20_000 if quick else 100_000, "fresh": 5 if quick else 7,
-                  "ingestTimeoutS": 120}),
+                  "ingestTimeoutS": 150}),
     ]
 
 
@@ -67,7 +68,11 @@ def sample(groups: list[Group]) -> dict[str, dict[str, float]]:
 
 
 def run_loadgen(
-    running: Running, scenario: Scenario, work: Path, deadline_s: float
+    running: Running,
+    scenario: Scenario,
+    work: Path,
+    deadline_s: float,
+    profile_out: Path | None = None,
 ) -> dict[str, Any]:
     """Runs one load generator; returns its result plus server CPU/RSS around the window."""
     docs = running.make_docs(scenario.docs)
@@ -81,6 +86,7 @@ def run_loadgen(
     spec_path = work / f"spec-{scenario.name}.json"
     spec_path.write_text(json.dumps(spec))
     samples: dict[str, dict[str, dict[str, float]]] = {"start_of_run": sample(running.groups)}
+    profiler: subprocess.Popen[bytes] | None = None
     marks: dict[str, float] = {}
     result: dict[str, Any] = {}
     events: list[dict[str, Any]] = []
@@ -89,7 +95,9 @@ def run_loadgen(
         cwd=BENCH,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
+    prioritize(proc.pid)
     assert proc.stdout is not None
     try:
         for raw in proc.stdout:
@@ -101,6 +109,10 @@ def run_loadgen(
             if name in {"baseline", "measure_start", "measure_end"}:
                 samples[name] = sample(running.groups)
                 marks[name] = time.monotonic()
+            if name == "measure_start" and profile_out is not None:
+                seconds = float(scenario.params.get("durationS") or scenario.params.get("idleS", 5))
+                pid = running.groups[0].pids()[0]
+                profiler = pyspy.start(pid, seconds, profile_out, LOADGEN_CORE)
             elif name == "result":
                 result = event
             else:
@@ -110,6 +122,12 @@ def run_loadgen(
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+        if profiler is not None:
+            try:
+                profiler.wait(30)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+                profiler.wait(5)
     result["events"] = events
     result["server"] = measure(samples, marks, result)
     return result
@@ -164,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite bench/README.md")
     parser.add_argument("--nice", type=int, default=-10 if os.geteuid() == 0 else 0,
                         help="niceness of measured processes (default -10 as root, else 0)")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile ours (py-spy) under edit50 and idle; no tables")
     args = parser.parse_args(argv)
     PRIORITY["nice"] = args.nice
+    if args.profile:
+        return run_profiles(args.quick, args.targets)
 
     raise_nofile()
     mode = "quick" if args.quick else "full"
@@ -210,16 +232,51 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_profiles(quick: bool, targets: str | None) -> int:
+    """py-spy profiles of our server (single process, and one node of the pair) under load."""
+    raise_nofile()
+    work = Path(tempfile.mkdtemp(prefix="icreate-bench-"))
+    launcher = Launcher(work, BENCH / ".logs")
+    names = targets.split(",") if targets else ["ours", "ours-x2"]
+    RESULTS.mkdir(exist_ok=True)
+    try:
+        for scenario in scenarios(quick):
+            if scenario.name not in {"edit50", "idle"}:
+                continue
+            for target in [t for t in [OURS, *CLUSTER] if t.name in names]:
+                if target.processes > 1 and not scenario.cluster:
+                    continue
+                raw = BENCH / ".logs" / f"profile-{target.name}-{scenario.name}.raw"
+                entry = run_one(launcher, target, scenario, work, quick, raw)
+                print(f"{scenario.name}/{target.name}: {summary_line(scenario, entry)}")
+                if raw.exists():
+                    text = pyspy.summarize(raw)
+                    out = RESULTS / f"profile-{target.name}-{scenario.name}.txt"
+                    out.write_text(f"{scenario.name} on {target.label}: "
+                                   f"{summary_line(scenario, entry)}\n\n{text}")
+                    print(f"  profile: {out.relative_to(BENCH.parent)}")
+                else:
+                    print("  no profile (py-spy missing or failed)")
+    finally:
+        launcher.close()
+    return 0
+
+
 def run_one(
-    launcher: Launcher, target: Target, scenario: Scenario, work: Path, quick: bool
+    launcher: Launcher,
+    target: Target,
+    scenario: Scenario,
+    work: Path,
+    quick: bool,
+    profile_out: Path | None = None,
 ) -> dict[str, Any]:
     try:
         running = launcher.start(target, scenario.name)
     except (RuntimeError, TimeoutError, OSError) as exc:
         return {"error": f"start failed: {exc}"}
     try:
-        deadline = 240 if scenario.kind in {"history", "idle"} else 120
-        return run_loadgen(running, scenario, work, deadline)
+        deadline = 330 if scenario.kind in {"history", "idle"} else 120
+        return run_loadgen(running, scenario, work, deadline, profile_out)
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         return {"error": f"loadgen failed: {exc}"}
     finally:

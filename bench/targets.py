@@ -206,11 +206,12 @@ class Launcher:
             redis_pid = redis.pid
             groups.append(Group("redis", lambda: [redis_pid]))
         servers: list[Pinned] = []
+        prefix = f"bench{uuid.uuid4().hex[:6]}:"  # shared by the processes of this target
         urls: list[str] = []
         params: dict[str, str] = {}
         for index in range(target.processes):
             port = free_port()
-            proc = self._server(target, scenario, index, port, redis_url)
+            proc = self._server(target, scenario, index, port, redis_url, prefix)
             procs.append(proc.start())
             servers.append(proc)
             if target.kind == "ours":
@@ -235,7 +236,13 @@ class Launcher:
         return Running(spec, groups, procs, make_docs)
 
     def _server(
-        self, target: Target, scenario: str, index: int, port: int, redis_url: str | None
+        self,
+        target: Target,
+        scenario: str,
+        index: int,
+        port: int,
+        redis_url: str | None,
+        prefix: str,
     ) -> Pinned:
         log = self._log(target, scenario, f"server{index}")
         base_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
@@ -267,7 +274,7 @@ class Launcher:
         }
         if redis_url:
             env["REDIS_URL"] = redis_url
-            env["REDIS_PREFIX"] = f"bench{uuid.uuid4().hex[:6]}:"
+            env["REDIS_PREFIX"] = prefix
         cmd = [sys.executable, "-m", "server", "serve", "--port", str(port)]
         return Pinned(target.name, cmd, SERVER_CORE, log, env, REPO)
 
