@@ -429,7 +429,12 @@ async def test_every_table_has_rls_and_a_policy(db: Database) -> None:
             " and c.relkind in ('r', 'p') and not c.relispartition"
         )
     assert len(rows) >= 31
-    assert [r["relname"] for r in rows if not r["relrowsecurity"] or not r["policies"]] == []
+    unprotected = [r["relname"] for r in rows if not r["relrowsecurity"] or not r["policies"]]
+    assert unprotected == [], (
+        "enable row level security and add a policy (a service-only table: `create policy"
+        " <t>_service on public.<t> for all to service_role using (true) with check (true)`),"
+        " see sql/README.md"
+    )
 
 
 async def test_security_definer_functions_have_a_fixed_search_path(db: Database) -> None:
