@@ -48,7 +48,7 @@ from pycrdt import Doc
 from collab import metrics, protocol
 from collab.broker import Broker
 from collab.config import CollabConfig
-from collab.room import Peer, Room, build_from_text, new_doc
+from collab.room import Peer, Room, apply_all, build_from_text, new_doc
 from collab.store import DocumentStore, FileGone, Merged, StoredDocument
 from collab.text_diff import apply_text
 
@@ -75,20 +75,26 @@ class MergeMismatch(Exception):
 
 def merge_document(state: bytes | None, updates: list[bytes], live: Doc[Any] | None) -> Merged:
     """State + log rows (+ what ``live`` holds beyond them) -> one verified state."""
+    pieces = [state or b"", *updates]
     doc, text = new_doc()
-    with doc.transaction(origin="compact"):
-        if state:
-            doc.apply_update(state)
-        for update in updates:
-            doc.apply_update(update)
-        if live is not None:
-            doc.apply_update(live.get_update(doc.get_state()))
+    apply_all(doc, pieces)
+    if live is not None:
+        doc.apply_update(live.get_update(doc.get_state()))
     merged = doc.get_update()
+    # The check: the merged state alone must give the text of applying the pieces one by
+    # one (twice, so structs that yrs left pending on the first pass get integrated).
     check, check_text = new_doc()
     check.apply_update(merged)
+    pieces_doc, pieces_text = new_doc()
+    for _ in range(2):
+        for piece in pieces:
+            if piece:
+                pieces_doc.apply_update(piece)
+    if live is not None:
+        pieces_doc.apply_update(live.get_update(pieces_doc.get_state()))
     expected = str(text)
-    if str(check_text) != expected:
-        raise MergeMismatch("merged state decodes to a different text")
+    if str(check_text) != expected or str(pieces_text) != expected:
+        raise MergeMismatch("merged state decodes to a different text than its pieces")
     return Merged(merged, doc.get_state(), expected)
 
 
@@ -541,9 +547,5 @@ def _stored_text(stored: StoredDocument) -> str:
     if stored.state is None and not stored.updates:
         return stored.content or ""
     doc, text = new_doc()
-    with doc.transaction(origin="store"):
-        if stored.state:
-            doc.apply_update(stored.state)
-        for update in stored.updates:
-            doc.apply_update(update)
+    apply_all(doc, [stored.state or b"", *stored.updates])
     return str(text)

@@ -100,6 +100,7 @@ class RedisBroker:
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._first_connect = asyncio.Event()
+        self._last_rx = 0.0
         # A test hook like ``LocalBus.filter``: return False to drop an incoming message on
         # purpose (gap-repair tests drop updates between real processes with it).
         self.filter: Callable[[str, bytes], bool] | None = None
@@ -115,7 +116,9 @@ class RedisBroker:
         return factory(
             self.url,
             socket_connect_timeout=self.config.connect_timeout_s,
-            socket_timeout=self.config.command_timeout_s,
+            # No per-read timer (it costs more than the read): publishing has one deadline
+            # per pipeline, the pub/sub link a ping watchdog.
+            socket_timeout=None,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
             max_connections=4,
@@ -184,7 +187,10 @@ class RedisBroker:
                     self._drop(len(batch), "disconnected")
                     continue
                 try:
-                    async with self._client.pipeline(transaction=False) as pipe:
+                    async with (
+                        asyncio.timeout(self.config.command_timeout_s),
+                        self._client.pipeline(transaction=False) as pipe,
+                    ):
                         for channel, data in batch:
                             pipe.publish(channel, data)
                         await pipe.execute()
@@ -283,12 +289,26 @@ class RedisBroker:
                 log.warning("redis broker: reconnected to %s, repairing gaps", self.url)
                 await self._run_resubscribe_callbacks()
             had_connection = True
-            try:
-                await self._pump()
-            except CONNECTION_ERRORS as exc:
-                log.warning("redis broker: connection lost: %r", exc)
+            await self._serve_connection()
             self._set_connected(False)
             await self._drop_pubsub()
+
+    async def _serve_connection(self) -> None:
+        """Read until the link fails (error, or the watchdog finds it silent)."""
+        pump = asyncio.create_task(self._pump(), name="redis-broker-pump")
+        watchdog = asyncio.create_task(self._watchdog(), name="redis-broker-watchdog")
+        try:
+            await asyncio.wait({pump, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, watchdog):
+                task.cancel()
+            for task in (pump, watchdog):
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                except CONNECTION_ERRORS as exc:
+                    log.warning("redis broker: connection lost: %r", exc)
 
     async def _connect_pubsub(self) -> None:
         if self._client is not None:
@@ -310,21 +330,35 @@ class RedisBroker:
                 log.exception("redis broker: resubscribe callback failed")
 
     async def _pump(self) -> None:
-        interval = self.config.ping_interval_s
-        awaiting_pong = False
+        # Blocking reads: no timer per message (the watchdog detects a silent link).
         while not self._closing:
             pubsub = self._pubsub
             if pubsub is None:
                 return
-            message: dict[str, Any] | None = await pubsub.get_message(timeout=interval)
-            if message is None:
-                if awaiting_pong:
-                    raise TimeoutError("redis did not answer a ping")
-                awaiting_pong = True
-                await pubsub.ping()
-                continue
-            awaiting_pong = False
-            await self._dispatch(message)
+            message: dict[str, Any] | None = await pubsub.get_message(timeout=None)
+            self._last_rx = time.monotonic()
+            if message is not None:
+                await self._dispatch(message)
+
+    async def _watchdog(self) -> None:
+        """Ping an idle link; return (ending the connection) when a ping goes unanswered."""
+        interval = self.config.ping_interval_s
+        self._last_rx = time.monotonic()
+        pinged_at: float | None = None
+        while not self._closing:
+            await asyncio.sleep(interval)
+            pubsub = self._pubsub
+            if pubsub is None:
+                return
+            now = time.monotonic()
+            if pinged_at is not None and self._last_rx < pinged_at:
+                log.warning("redis broker: no answer to a ping for %.1fs", now - pinged_at)
+                return
+            if now - self._last_rx >= interval:
+                pinged_at = now
+                await asyncio.wait_for(pubsub.ping(), self.config.command_timeout_s)
+            else:
+                pinged_at = None
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]

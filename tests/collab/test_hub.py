@@ -331,3 +331,25 @@ async def test_gap_repair_between_two_hubs(store: CountingStore) -> None:
     for h, broker in hubs:
         await h.stop()
         await broker.close()
+
+
+def test_merge_handles_log_rows_out_of_causal_order() -> None:
+    """Rows from two processes can land in the log out of causal order."""
+    from collab.hub import merge_document
+    from collab.room import build_from_text
+
+    state, _ = build_from_text("seed")
+    clients = [ClientPeer() for _ in range(3)]
+    for c in clients:
+        c.doc.apply_update(state)
+    updates: list[bytes] = []
+    script = [(0, 0, "a"), (1, 2, "b"), (0, 1, "s"), (2, 4, "a"), (1, 0, "a")]
+    for who, index, value in script:
+        frame = clients[who].edit(index, value)
+        updates.append(protocol.parse_frame(frame).payload)
+        for other in clients:  # everybody syncs after each edit
+            for u in updates:
+                other.doc.apply_update(u)
+    expected = clients[0].value()
+    merged = merge_document(state, list(reversed(updates)), None)
+    assert merged.text == expected
