@@ -87,15 +87,58 @@ def error_frame(code: str, message: str, **extra: Any) -> str:
     return encode({"type": "error", "code": code, "message": message, **extra})
 
 
+@dataclass(frozen=True)
+class Delta:
+    """A queued ``delta`` frame, kept structured so a backlog can be merged."""
+
+    message_id: str
+    seq: int
+    text: str
+    frame: str
+
+
+QueueItem = str | Delta | None
+MAX_BATCH = 256
+
+
+def coalesce(items: list[str | Delta]) -> list[str]:
+    """Frames to send: runs of deltas of one message become one delta (text joined, the
+    last seq), so a client that fell behind catches up in one frame instead of many."""
+    frames: list[str] = []
+    run: list[Delta] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            frames.append(run[0].frame)
+        elif run:
+            frames.append(encode({
+                "type": "delta", "message_id": run[0].message_id, "seq": run[-1].seq,
+                "text": "".join(d.text for d in run),
+            }))
+        run.clear()
+
+    for item in items:
+        if isinstance(item, Delta):
+            if run and run[0].message_id != item.message_id:
+                flush()
+            run.append(item)
+        else:
+            flush()
+            frames.append(item)
+    flush()
+    return frames
+
+
 class Watcher:
     """One listening client: frames queue up here and its own writer sends them."""
 
     def __init__(self, maxsize: int = 4096) -> None:
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize)
         self.overflowed = False
         self.closed = False
+        self._ended = False
 
-    def push(self, frame: str) -> None:
+    def push(self, frame: str | Delta) -> None:
         if self.closed:
             return
         try:
@@ -113,9 +156,22 @@ class Watcher:
             self.queue.get_nowait()
         self.queue.put_nowait(None)
 
-    async def get(self) -> str | None:
-        """The next frame, or None once closed."""
-        return await self.queue.get()
+    async def get_frames(self) -> list[str] | None:
+        """Every frame queued so far (at least one, deltas merged), or None once closed."""
+        if self._ended:
+            return None
+        item = await self.queue.get()
+        if item is None:
+            self._ended = True
+            return None
+        items: list[str | Delta] = [item]
+        while len(items) < MAX_BATCH and not self.queue.empty():
+            more = self.queue.get_nowait()
+            if more is None:
+                self._ended = True
+                break
+            items.append(more)
+        return coalesce(items)
 
 
 @dataclass
@@ -290,8 +346,11 @@ class ChatHub:
 
     async def _emit(self, room: Room, event: dict[str, Any]) -> None:
         frame = encode(event)
+        item: str | Delta = frame
+        if event["type"] == "delta":
+            item = Delta(event["message_id"], event["seq"], event["text"], frame)
         for watcher in tuple(room.watchers):
-            watcher.push(frame)
+            watcher.push(item)
         try:
             await self.broker.publish(room.channel, EVENT_PREFIX + frame.encode())
         except Exception as exc:  # fan-out to other nodes is best effort; locals have it
@@ -313,9 +372,13 @@ class ChatHub:
             return
         if payload[:1] == EVENT_PREFIX:
             frame = payload[1:].decode()
-            if self._mirror(room, json.loads(frame)):
+            event = json.loads(frame)
+            if self._mirror(room, event):
+                item: str | Delta = frame
+                if event.get("type") == "delta":
+                    item = Delta(event["message_id"], event["seq"], event["text"], frame)
                 for watcher in tuple(room.watchers):
-                    watcher.push(frame)
+                    watcher.push(item)
             return
         control = json.loads(payload)
         kind = control.get("kind")

@@ -110,14 +110,15 @@ async def _frames(
     """(type, frame) of the watcher until this reply's ``done``/``error``."""
     try:
         while True:
-            frame = await watcher.get()
-            if frame is None:
+            frames = await watcher.get_frames()
+            if frames is None:
                 return
-            event = json.loads(frame)
-            kind = str(event.get("type"))
-            yield kind, frame
-            if kind in ("done", "error") and event.get("message_id") == message_id:
-                return
+            for frame in frames:
+                event = json.loads(frame)
+                kind = str(event.get("type"))
+                yield kind, frame
+                if kind in ("done", "error") and event.get("message_id") == message_id:
+                    return
     finally:
         await hub.unwatch(conversation_id, watcher)
 

@@ -39,12 +39,13 @@ async def _writer(websocket: WebSocket, watcher: Watcher) -> None:
     """Sends the watcher's frames in order; closes a client too slow to keep up."""
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
         while True:
-            frame = await watcher.get()
-            if frame is None:
+            frames = await watcher.get_frames()
+            if frames is None:
                 if watcher.overflowed:
                     await _close(websocket, SLOW_CONSUMER, "too slow to keep up")
                 return
-            await websocket.send_text(frame)
+            for frame in frames:
+                await websocket.send_text(frame)
 
 
 async def conversation_socket(websocket: WebSocket) -> None:

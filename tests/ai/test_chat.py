@@ -35,7 +35,8 @@ async def test_two_watchers_see_identical_text_and_reply_is_stored(
     assert done["type"] == "done" and member_done == done
     message_id = placeholder["id"]
     assert owner.text(message_id) == member.text(message_id) == "".join(PIECES)
-    assert len([e for e in owner.events if e["type"] == "delta"]) == len(PIECES)
+    # One frame per provider delta unless a watcher falls behind (then deltas are merged).
+    assert 2 <= len([e for e in owner.events if e["type"] == "delta"]) <= len(PIECES)
     assert done["tokens"] == {"input": 40, "output": 9, "total": 49, "estimated": False}
     assert done["model"] == "gpt-fake-1"
     assert done["message"]["content"] == "".join(PIECES)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from ai.chat import ChatError, ChatHub, Watcher
+from ai.chat import ChatError, ChatHub, Delta, Watcher, coalesce
 from ai.config import AIConfig
 from ai.sse import SSEParser
 from collab.broker import LocalBroker, LocalBus
@@ -39,7 +39,10 @@ async def test_sse_endpoint_streams_the_same_events(
             async for chunk in resp.content.iter_any():
                 events += parser.feed(chunk)
         kinds = [e.event for e in events]
-        assert kinds == ["message_created", "message_created", "delta", "delta", "delta", "done"]
+        assert kinds[:2] == ["message_created", "message_created"] and kinds[-1] == "done"
+        assert set(kinds[2:-1]) == {"delta"}
+        text = "".join(json.loads(e.data)["text"] for e in events[2:-1])
+        assert text == "Hi there ✓"
         done = json.loads(events[-1].data)
         assert done["message"]["content"] == "Hi there ✓"
         # A viewer is refused, an outsider sees nothing, no token is 401.
@@ -67,9 +70,11 @@ async def test_sse_endpoint_streams_the_same_events(
 def frames(watcher: Watcher) -> list[dict[str, object]]:
     out = []
     while not watcher.queue.empty():
-        frame = watcher.queue.get_nowait()
-        if frame is not None:
-            out.append(json.loads(frame))
+        item = watcher.queue.get_nowait()
+        if isinstance(item, Delta):
+            item = item.frame
+        if item is not None:
+            out.append(json.loads(item))
     return out
 
 
@@ -132,3 +137,18 @@ async def test_watchers_on_another_node_see_the_reply_and_late_joiners_catch_up(
     for broker in brokers:
         await broker.close()
     assert uuid.UUID(message_id)
+
+
+def test_a_backlog_of_deltas_is_sent_as_one_frame() -> None:
+    def delta(message: str, seq: int, text: str) -> Delta:
+        return Delta(message, seq, text, json.dumps(
+            {"type": "delta", "message_id": message, "seq": seq, "text": text}))
+
+    frames = coalesce([delta("m", 1, "a"), delta("m", 2, "b"), delta("m", 3, "c"),
+                       '{"type":"done"}', delta("n", 1, "x"), delta("o", 1, "y")])
+    assert [json.loads(f) for f in frames] == [
+        {"type": "delta", "message_id": "m", "seq": 3, "text": "abc"},
+        {"type": "done"},
+        {"type": "delta", "message_id": "n", "seq": 1, "text": "x"},
+        {"type": "delta", "message_id": "o", "seq": 1, "text": "y"},
+    ]
