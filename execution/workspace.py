@@ -92,6 +92,8 @@ class Workspaces:
         self, project_id: uuid.UUID, manifest: Manifest, user_id: uuid.UUID
     ) -> SyncReport:
         root = self.path(project_id)
+        if not root.is_dir():
+            return SyncReport()
         scan = await asyncio.to_thread(
             disk.scan, root, max_file_bytes=self.config.max_sync_file_bytes,
             max_files=self.config.max_sync_files,
@@ -106,10 +108,12 @@ class Workspaces:
                 if known is not None:
                     await self._update(project_id, known[0], found, user_id)
                     report.updated.append(known[0])
+                    manifest.entries[found.path] = (known[0], digest)
                 else:
                     row = await self._create(project_id, found, user_id)
                     if row is not None:
                         report.created.append(row)
+                        manifest.entries[found.path] = (row["id"], digest)
             except Exception:
                 log.exception("workspace sync of %s/%s failed", project_id, found.path)
                 report.skipped.append(found.path)

@@ -14,7 +14,9 @@ from ai.chat import ChatHub
 from collab.broker import Broker, LocalBroker
 from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub, ProjectHubConfig
+from execution.local import LocalBackend
 from execution.runner import ExecutionHub
+from execution.terminals import TerminalHub
 from persistence.db import Database
 from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
@@ -30,6 +32,7 @@ from server.web import web_route
 from server.ws.conversations import conversation_socket
 from server.ws.docs import document_socket
 from server.ws.projects import project_socket
+from server.ws.terminals import terminal_socket
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ def routes() -> list[BaseRoute]:
         Mount("/api/v1", app=api_app()),
         WebSocketRoute("/ws/docs/{file_id}", document_socket),
         WebSocketRoute("/ws/projects/{project_id}", project_socket),
+        WebSocketRoute("/ws/projects/{project_id}/terminals/{name}", terminal_socket),
         WebSocketRoute("/ws/conversations/{conversation_id}", conversation_socket),
     ]
 
@@ -89,9 +93,15 @@ def create_app(settings: Settings) -> Starlette:
         executions = ExecutionHub(settings.execution, db, services.hubs)
         await executions.start()
         services.hubs["executions"] = executions
+        # Shared terminals: PTYs in the same sandbox (and uid per project) as the local runs.
+        local = executions.backend if isinstance(executions.backend, LocalBackend) else None
+        terminals = TerminalHub(settings.execution, db, services.hubs, local)
+        await terminals.start()
+        services.hubs["terminals"] = terminals
         try:
             yield
         finally:
+            await terminals.close()
             await executions.close()
             await documents.stop()
             await chat.close()

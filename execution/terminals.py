@@ -1,0 +1,394 @@
+"""Shared terminals: one PTY running bash in the sandbox per (project, name), any number of
+clients. Members type, viewers watch; the size is the smallest client's; a reconnecting
+client gets the recent scrollback (terminal queries removed); the shell is killed after an
+idle timeout without clients; every command is recorded into ``terminal_sessions``.
+
+Backpressure: each client has a bounded queue. A client that falls behind while others
+keep up is disconnected (4408); when every client is behind, reading the PTY pauses, so
+the program writing (``yes``) blocks in the kernel instead of filling our memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import fcntl
+import logging
+import os
+import struct
+import termios
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+from execution.config import ExecutionConfig
+from execution.local import LocalBackend
+from execution.sandbox import WORKSPACE, Bind, Limits, ProcessReaper, kill_group
+from execution.shell import BASHRC, CommandRecord, ShellParser, strip_queries
+from execution.workspace import Manifest, Workspaces
+from persistence import executions as store
+from persistence.db import Database
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 16384
+RC_DIR = "/etc/icreate"
+DEFAULT_ROWS, DEFAULT_COLS = 24, 80
+SLOW_CLIENT = 4408
+# Out: ["stdout", text] | ["disconnect", code] | None (close the socket).
+Message = list[Any] | None
+
+
+class TerminalError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(eq=False)
+class Client:
+    user_id: uuid.UUID
+    can_write: bool
+    queue: asyncio.Queue[Message]
+    size: tuple[int, int] | None = None
+    closed_code: int | None = None
+
+    @property
+    def behind(self) -> bool:
+        return self.queue.full()
+
+
+@dataclass(eq=False)
+class Terminal:
+    key: tuple[uuid.UUID, str]
+    master: int
+    reaper: ProcessReaper
+    pid: int
+    owner: uuid.UUID
+    manifest: Manifest
+    parser: ShellParser
+    clients: list[Client] = field(default_factory=list)
+    scrollback: deque[str] = field(default_factory=deque)
+    scrollback_len: int = 0
+    size: tuple[int, int] = (DEFAULT_ROWS, DEFAULT_COLS)
+    reading: bool = False
+    idle_timer: asyncio.TimerHandle | None = None
+    last_typist: uuid.UUID | None = None
+    decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
+    )
+    closed: bool = False
+    paused_count: int = 0
+
+    @property
+    def project_id(self) -> uuid.UUID:
+        return self.key[0]
+
+
+class TerminalHub:
+    def __init__(
+        self,
+        config: ExecutionConfig,
+        db: Database,
+        hubs: dict[str, Any],
+        local: LocalBackend | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.hubs = hubs
+        self.local = local or LocalBackend(config)
+        self.workspaces = Workspaces(config, db, hubs)
+        self.terminals: dict[tuple[uuid.UUID, str], Terminal] = {}
+        self._opening: dict[tuple[uuid.UUID, str], asyncio.Lock] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self.commands_recorded = 0
+        self.slow_clients_closed = 0
+        self.rc_dir = config.workdir_root / ".terminal"
+
+    async def start(self) -> None:
+        """The sandbox is checked on first use (see ``LocalBackend``)."""
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "terminals": len(self.terminals),
+            "clients": sum(len(t.clients) for t in self.terminals.values()),
+            "commands_recorded": self.commands_recorded,
+            "slow_clients_closed": self.slow_clients_closed,
+            "paused_reads": sum(t.paused_count for t in self.terminals.values()),
+            "network": self.config.terminal_network,
+            "limit_mechanism": self.local.sandbox.mechanism,
+        }
+
+    async def close(self) -> None:
+        for terminal in list(self.terminals.values()):
+            await self._shutdown(terminal, code=1001)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    # -- attaching ----------------------------------------------------------------------
+
+    async def attach(
+        self, project_id: uuid.UUID, name: str, user_id: uuid.UUID, can_write: bool
+    ) -> tuple[Terminal, Client, str]:
+        """Join (or start) the terminal; returns it, the client and the scrollback text."""
+        key = (project_id, name)
+        async with self._opening.setdefault(key, asyncio.Lock()):
+            terminal = self.terminals.get(key)
+            if terminal is None or terminal.closed:
+                if not can_write:
+                    raise TerminalError("not_running", "this terminal is not running")
+                count = sum(1 for k in self.terminals if k[0] == project_id)
+                if count >= self.config.terminal_max_per_project:
+                    raise TerminalError("too_many", "too many terminals in this project")
+                terminal = await self._spawn(key, user_id)
+                self.terminals[key] = terminal
+        client = Client(user_id, can_write, asyncio.Queue(self.config.terminal_client_queue))
+        terminal.clients.append(client)
+        if terminal.idle_timer is not None:
+            terminal.idle_timer.cancel()
+            terminal.idle_timer = None
+        self._resume(terminal)
+        replay = strip_queries("".join(terminal.scrollback))
+        return terminal, client, replay
+
+    def detach(self, terminal: Terminal, client: Client) -> None:
+        if client in terminal.clients:
+            terminal.clients.remove(client)
+        if terminal.closed:
+            return
+        self._apply_size(terminal)
+        if not terminal.clients:
+            terminal.idle_timer = asyncio.get_running_loop().call_later(
+                self.config.terminal_idle_timeout_s, self._idle, terminal
+            )
+        else:
+            self._resume(terminal)
+
+    def _idle(self, terminal: Terminal) -> None:
+        if not terminal.clients and not terminal.closed:
+            log.info("terminal %s idle: shell killed", terminal.key)
+            self._spawn_task(self._shutdown(terminal, code=0))
+
+    # -- input --------------------------------------------------------------------------
+
+    def write(self, terminal: Terminal, client: Client, text: str) -> None:
+        if not client.can_write or terminal.closed:
+            return
+        terminal.last_typist = client.user_id
+        data = text.encode()
+        try:
+            os.write(terminal.master, data)
+        except BlockingIOError:
+            log.info("terminal %s input dropped: the PTY is full", terminal.key)
+        except OSError:
+            return
+
+    def resize(self, terminal: Terminal, client: Client, rows: int, cols: int) -> None:
+        client.size = (max(2, min(rows, 1000)), max(2, min(cols, 1000)))
+        self._apply_size(terminal)
+
+    def _apply_size(self, terminal: Terminal) -> None:
+        sizes = [c.size for c in terminal.clients if c.size is not None]
+        if not sizes or terminal.closed:
+            return
+        size = (min(s[0] for s in sizes), min(s[1] for s in sizes))
+        if size != terminal.size:
+            terminal.size = size
+            _set_winsize(terminal.master, *size)
+
+    # -- the shell ----------------------------------------------------------------------
+
+    async def _spawn(self, key: tuple[uuid.UUID, str], user_id: uuid.UUID) -> Terminal:
+        project_id = key[0]
+        await self.local.ready()
+        if self.local.sandbox.problem is not None:
+            raise TerminalError("unavailable", self.local.sandbox.problem)
+        await asyncio.to_thread(self._write_rc)
+        owner_key = str(project_id)
+        slot = self.local.uids.acquire(owner_key)
+        try:
+            identity = self.local.sandbox.identity_for(slot)
+            async with self.workspaces.lock(project_id):
+                manifest = await self.workspaces.materialize(project_id, identity.uid)
+            master, slave = os.openpty()
+            _set_winsize(master, DEFAULT_ROWS, DEFAULT_COLS)
+            try:
+                proc = self.local.sandbox.spawn_tty(
+                    ["/bin/bash", "--rcfile", f"{RC_DIR}/bashrc", "-i"],
+                    tty_fd=slave,
+                    binds=[
+                        Bind(self.workspaces.path(project_id), WORKSPACE, writable=True),
+                        Bind(self.rc_dir, RC_DIR),
+                    ],
+                    limits=self._limits(),
+                    identity=identity,
+                    env={"TERM": "xterm-256color", "SHELL": "/bin/bash", "USER": "user"},
+                    network=self.config.terminal_network,
+                )
+            finally:
+                os.close(slave)
+        except BaseException:
+            self.local.uids.release(owner_key)
+            raise
+        os.set_blocking(master, False)
+        terminal = Terminal(
+            key=key, master=master, reaper=ProcessReaper(proc.pid), pid=proc.pid,
+            owner=user_id, manifest=manifest,
+            parser=ShellParser(output_cap=self.config.terminal_command_output_bytes),
+        )
+        proc.returncode = 0  # reaped by the ProcessReaper, not by Popen
+        self._spawn_task(self._watch(terminal, owner_key))
+        self._resume(terminal)
+        return terminal
+
+    def _limits(self) -> Limits:
+        base = Limits.default(self.config)
+        return Limits(
+            cpu_time_s=0, wall_time_s=0, memory_kb=max(base.memory_kb, 512 * 1024),
+            processes=max(base.processes, 128), file_size_kb=base.file_size_kb,
+            output_bytes=0,
+        )
+
+    def _write_rc(self) -> None:
+        self.rc_dir.mkdir(parents=True, exist_ok=True)
+        self.rc_dir.chmod(0o755)
+        rc = self.rc_dir / "bashrc"
+        if not rc.exists() or rc.read_text() != BASHRC:
+            rc.write_text(BASHRC)
+            rc.chmod(0o644)
+
+    async def _watch(self, terminal: Terminal, owner_key: str) -> None:
+        try:
+            await terminal.reaper.wait()
+        finally:
+            self.local.uids.release(owner_key)
+        if not terminal.closed:
+            await self._shutdown(terminal, code=0)
+
+    async def _shutdown(self, terminal: Terminal, code: int) -> None:
+        if terminal.closed:
+            return
+        terminal.closed = True
+        self._pause(terminal)
+        kill_group(terminal.pid)
+        if terminal.idle_timer is not None:
+            terminal.idle_timer.cancel()
+        for client in list(terminal.clients):
+            self._send(client, ["disconnect", code], force=True)
+            self._send(client, None, force=True)
+        terminal.clients.clear()
+        if self.terminals.get(terminal.key) is terminal:
+            del self.terminals[terminal.key]
+        await terminal.reaper.wait(5)
+        with contextlib.suppress(OSError):
+            os.close(terminal.master)
+        await self._sync(terminal)
+
+    # -- output -------------------------------------------------------------------------
+
+    def _resume(self, terminal: Terminal) -> None:
+        if terminal.reading or terminal.closed:
+            return
+        if terminal.clients and all(c.behind for c in terminal.clients):
+            return
+        asyncio.get_running_loop().add_reader(terminal.master, self._readable, terminal)
+        terminal.reading = True
+
+    def _pause(self, terminal: Terminal) -> None:
+        if terminal.reading:
+            asyncio.get_running_loop().remove_reader(terminal.master)
+            terminal.reading = False
+
+    def _readable(self, terminal: Terminal) -> None:
+        try:
+            data = os.read(terminal.master, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the shell and everything on the PTY is gone
+            data = b""
+        if not data:
+            self._pause(terminal)
+            return
+        text = terminal.decoder.decode(data)
+        shown, finished = terminal.parser.feed(text, time.monotonic())
+        if shown:
+            self._remember(terminal, shown)
+            self._broadcast(terminal, ["stdout", shown])
+        for record in finished:
+            self._spawn_task(self._record(terminal, record))
+        if terminal.clients and all(c.behind for c in terminal.clients):
+            terminal.paused_count += 1
+            self._pause(terminal)
+
+    def _remember(self, terminal: Terminal, text: str) -> None:
+        terminal.scrollback.append(text)
+        terminal.scrollback_len += len(text)
+        cap = self.config.terminal_scrollback_bytes
+        while terminal.scrollback_len > cap and len(terminal.scrollback) > 1:
+            terminal.scrollback_len -= len(terminal.scrollback.popleft())
+
+    def _broadcast(self, terminal: Terminal, message: Message) -> None:
+        keeping_up = [c for c in terminal.clients if not c.behind]
+        for client in list(terminal.clients):
+            if client.behind:
+                if keeping_up:
+                    # Others keep up: this one is hopeless; it reconnects and gets scrollback.
+                    self.slow_clients_closed += 1
+                    terminal.clients.remove(client)
+                    client.closed_code = SLOW_CLIENT
+                    self._send(client, None, force=True)
+                continue
+            self._send(client, message)
+
+    def _send(self, client: Client, message: Message, force: bool = False) -> None:
+        if client.queue.full():
+            if not force:
+                return
+            with contextlib.suppress(asyncio.QueueEmpty):
+                client.queue.get_nowait()
+        client.queue.put_nowait(message)
+
+    def client_drained(self, terminal: Terminal) -> None:
+        """A client sent something: if reading was paused for it, read again."""
+        self._resume(terminal)
+
+    async def _record(self, terminal: Terminal, record: CommandRecord) -> None:
+        user = terminal.last_typist or terminal.owner
+        try:
+            async with self.db.service() as conn:
+                await store.record_terminal_command(
+                    conn, user_id=user, project_id=terminal.project_id,
+                    command=record.command, output=record.output, exit_code=record.exit_code,
+                    duration_ms=record.duration_ms, working_directory=record.cwd,
+                )
+            self.commands_recorded += 1
+        except Exception:
+            log.exception("recording a command of terminal %s failed", terminal.key)
+        await self._sync(terminal)
+
+    async def _sync(self, terminal: Terminal) -> None:
+        """Bring files the command created or changed back into the project."""
+        project_id = terminal.project_id
+        user = terminal.last_typist or terminal.owner
+        try:
+            async with self.workspaces.lock(project_id):
+                await self.workspaces.sync_back(project_id, terminal.manifest, user)
+        except Exception:
+            log.exception("workspace sync of terminal %s failed", terminal.key)
+
+    def _spawn_task(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _set_winsize(fd: int, rows: int, cols: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+

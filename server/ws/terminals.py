@@ -1,0 +1,127 @@
+"""``GET /ws/projects/{project_id}/terminals/{name}?token=JWT``: a shared terminal.
+
+terminado's framing (JSON text frames): in ``["stdin", text]``, ``["set_size", rows, cols]``;
+out ``["setup", {}]``, ``["stdout", text]``, ``["disconnect", code]``. Members type, viewers
+watch (a viewer cannot start a terminal that is not running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from execution.terminals import Client, Terminal, TerminalError, TerminalHub
+from server.access import parse_uuid, project_access
+from server.close_codes import BAD_MESSAGE, FORBIDDEN, GOING_AWAY, NOT_FOUND, TRY_AGAIN_LATER
+from server.services import Services
+from server.ws_auth import authenticate_websocket
+
+log = logging.getLogger(__name__)
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_FRAME = 64 * 1024
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    await websocket.accept()
+    await websocket.close(code, reason)
+
+
+async def terminal_socket(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    principal = await authenticate_websocket(websocket, services.settings)
+    if principal is None:
+        return
+    project_id = parse_uuid(websocket.path_params["project_id"])
+    name = websocket.path_params["name"]
+    access = None
+    if project_id is not None:
+        access = await project_access(services.db, principal.user_id, project_id)
+    if access is None or project_id is None:
+        await _refuse(websocket, NOT_FOUND, "no such project")
+        return
+    if not access.is_member:
+        await _refuse(websocket, FORBIDDEN, "not a member of this project's workspace")
+        return
+    if not NAME.match(name):
+        await _refuse(websocket, BAD_MESSAGE, "bad terminal name")
+        return
+    hub: TerminalHub | None = services.hubs.get("terminals")
+    if hub is None:
+        await _refuse(websocket, TRY_AGAIN_LATER, "terminals are not available")
+        return
+    user_id = uuid.UUID(principal.user_id)
+    try:
+        terminal, client, replay = await hub.attach(project_id, name, user_id, access.can_write)
+    except TerminalError as exc:
+        code = NOT_FOUND if exc.code == "not_running" else TRY_AGAIN_LATER
+        await _refuse(websocket, code, exc.message)
+        return
+    await websocket.accept()
+    sender = asyncio.create_task(_send_loop(websocket, hub, terminal, client))
+    try:
+        await websocket.send_text(json.dumps(["setup", {}]))
+        if replay:
+            await websocket.send_text(json.dumps(["stdout", replay]))
+        await _receive_loop(websocket, hub, terminal, client)
+    finally:
+        hub.detach(terminal, client)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        if websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(client.closed_code or GOING_AWAY)
+
+
+async def _receive_loop(
+    websocket: WebSocket, hub: TerminalHub, terminal: Terminal, client: Client
+) -> None:
+    while True:
+        try:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None or len(text) > MAX_FRAME:
+            continue
+        try:
+            frame: Any = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(frame, list) or not frame:
+            continue
+        kind = frame[0]
+        if kind == "stdin" and len(frame) >= 2 and isinstance(frame[1], str):
+            hub.write(terminal, client, frame[1])
+        elif kind == "set_size" and len(frame) >= 3:
+            try:
+                hub.resize(terminal, client, int(frame[1]), int(frame[2]))
+            except (TypeError, ValueError):
+                continue
+
+
+async def _send_loop(
+    websocket: WebSocket, hub: TerminalHub, terminal: Terminal, client: Client
+) -> None:
+    while True:
+        message = await client.queue.get()
+        if message is None:
+            code = client.closed_code or (GOING_AWAY if terminal.closed else 1000)
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(code)
+            return
+        try:
+            await websocket.send_text(json.dumps(message))
+        except (RuntimeError, WebSocketDisconnect, OSError):
+            return
+        if not terminal.reading:
+            hub.client_drained(terminal)
