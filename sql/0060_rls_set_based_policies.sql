@@ -1,8 +1,3 @@
--- PENDING: needs a migration number from the lead (0001-0019 are used up). Move it to
--- sql/NNNN_rls_set_based_policies.sql unchanged; the runner does not read sql/pending/.
--- Verified: tests/persistence (RLS, migrations) and tests/api/test_workspace_life.py,
--- test_files.py pass with it applied as 0060.
---
 -- Set-based RLS checks. The policies of 0016 call per-row membership functions
 -- (has_project_role(project_id) ...), which PostgreSQL cannot inline (SECURITY DEFINER,
 -- fixed search_path): listing 2,000 files as a user took ~900 ms against 1.5 ms as the
