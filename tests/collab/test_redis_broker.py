@@ -228,3 +228,38 @@ async def test_close_stops_the_broker_tasks(redis_url: str) -> None:
     assert all(task.done() for task in before)
     assert broker.healthy is False
 
+
+
+async def test_a_frozen_redis_is_detected_by_the_ping_watchdog(
+    private_redis: PrivateRedis,
+) -> None:
+    """SIGSTOP keeps the TCP connection open but silent: only the watchdog can notice."""
+    import os
+    import signal
+
+    a_id, b_id = ids()
+    a = RedisBroker(private_redis.url, a_id, config=FAST)
+    b = RedisBroker(private_redis.url, b_id, config=FAST)
+    await a.start()
+    await b.start()
+    assert private_redis.proc is not None
+    pid = private_redis.proc.pid
+    try:
+        inbox = Inbox()
+        await b.subscribe("term:p:1", inbox)
+        os.kill(pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+        await until(lambda: not b.healthy, 5)
+        # ping_interval 0.5 s: noticed after one idle interval plus one unanswered ping
+        assert time.monotonic() - frozen < 2.5
+        os.kill(pid, signal.SIGCONT)
+        await until(lambda: a.healthy and b.healthy, 10)
+        deadline = time.monotonic() + 5
+        while not inbox.items and time.monotonic() < deadline:
+            await a.publish("term:p:1", b"output")
+            await asyncio.sleep(0.02)
+        assert inbox.payloads()[0] == b"output"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await a.close()
+        await b.close()
