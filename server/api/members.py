@@ -6,6 +6,7 @@ workspace always keeps at least one owner; any member may leave.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -43,6 +44,15 @@ class Invite(BaseModel):
 class RoleChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role
+
+
+async def announce(ctx: Ctx, workspace_id: uuid.UUID, kind: str, user_id: uuid.UUID,
+                   role: str | None) -> None:
+    """Tell every node (``access:{workspace_id}``) so sockets of a demoted or removed member
+    can be re-authorized or closed."""
+    event = {"type": kind, "workspace_id": str(workspace_id), "user_id": str(user_id),
+             "role": role}
+    await ctx.services.broker.publish(f"access:{workspace_id}", json.dumps(event).encode())
 
 
 def last_owner() -> ApiError:
@@ -97,6 +107,7 @@ async def change_role(ctx: Ctx) -> dict[str, Any]:
             raise forbidden()
         row = await store.get_member(conn, workspace_id, target)
     assert row is not None
+    await announce(ctx, workspace_id, "member.updated", target, body.role)
     return row
 
 
@@ -116,6 +127,7 @@ async def remove_member(ctx: Ctx) -> None:
             raise last_owner()
         if not await store.delete_member(conn, workspace_id, target):
             raise forbidden()
+    await announce(ctx, workspace_id, "member.removed", target, None)
 
 
 ENDPOINTS = [

@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 
+from collab.broker import LocalBroker
 from tests.api.client import Api
 from tests.support.servers import LiveServer
 
@@ -59,3 +60,31 @@ async def test_tree_events_on_the_project_channel(api: Api, server: LiveServer) 
         assert deleted["file"]["is_deleted"] is True
         await api.ok("POST", f"/files/{folder['id']}/restore", token=user.token)
         await _next_event(ws, "file.restored")
+
+
+async def test_role_changes_are_announced_to_other_nodes(api: Api, server: LiveServer) -> None:
+    # Another "node" on the live server's in-process bus.
+    other = LocalBroker("observer", server.app.state.services.broker.bus)
+    await other.start()
+    seen: list[dict[str, Any]] = []
+
+    async def handler(channel: str, payload: bytes) -> None:
+        seen.append(json.loads(payload))
+
+    try:
+        owner = await api.sign_up()
+        member = await api.sign_up()
+        ws_row = await api.ok("POST", "/workspaces", {"name": "Access"}, token=owner.token)
+        wid = ws_row["id"]
+        await other.subscribe(f"access:{wid}", handler)
+        await api.ok("POST", f"/workspaces/{wid}/members", {"email": member.email},
+                     token=owner.token)
+        await api.ok("PATCH", f"/workspaces/{wid}/members/{member.id}", {"role": "viewer"},
+                     token=owner.token)
+        await api.call("DELETE", f"/workspaces/{wid}/members/{member.id}", token=owner.token)
+        assert [(e["type"], e["user_id"], e["role"]) for e in seen] == [
+            ("member.updated", member.id, "viewer"),
+            ("member.removed", member.id, None),
+        ]
+    finally:
+        await other.close()
