@@ -27,7 +27,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +46,7 @@ from collab.project_protocol import (
 log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
+FORBIDDEN = 4403
 SLOW_CONSUMER = 4408
 
 
@@ -62,11 +63,17 @@ class TextChannel(Protocol):
 
 
 class EditorSessionStore(Protocol):
+    """Storage of the project channel: editor states, and who may still be connected."""
+
     async def load(self, user_id: uuid.UUID, project_id: uuid.UUID) -> dict[str, Any] | None: ...
 
     async def save(
         self, user_id: uuid.UUID, project_id: uuid.UUID, state: dict[str, Any]
     ) -> None: ...
+
+    async def project_roles(
+        self, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]
+    ) -> dict[tuple[uuid.UUID, uuid.UUID], str | None]: ...
 
 
 @dataclass(frozen=True)
@@ -76,11 +83,16 @@ class ProjectHubConfig:
     save_debounce_s: float = 1.0
     max_message_bytes: int = 64 * 1024
     send_queue_max: int = 256
+    role_check_s: float = 1.0
 
     @classmethod
     def from_collab(cls, config: CollabConfig) -> ProjectHubConfig:
         """Presence heals on the same period as documents (``GAP_REPAIR_S``)."""
-        return cls(heartbeat_s=config.gap_repair_s, presence_ttl_s=3 * config.gap_repair_s)
+        return cls(
+            heartbeat_s=config.gap_repair_s,
+            presence_ttl_s=3 * config.gap_repair_s,
+            role_check_s=config.role_check_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -254,7 +266,7 @@ class ProjectRoom:
             known[connection_id] = member
             if old is None:
                 self.broadcast({"type": "presence.join", "member": member.to_json()})
-            elif old.file_id != member.file_id:
+            elif (old.file_id, old.role) != (member.file_id, member.role):
                 self.broadcast({"type": "presence.update", "member": member.to_json()})
 
     def _send_leave(self, member: Member) -> None:
@@ -322,6 +334,7 @@ class ProjectHub:
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="project-hub-heartbeat"),
             asyncio.create_task(self._flush_loop(), name="project-hub-flush"),
+            asyncio.create_task(self._role_loop(), name="project-hub-roles"),
         ]
 
     async def close(self) -> None:
@@ -527,6 +540,37 @@ class ProjectHub:
         while True:
             await asyncio.sleep(interval)
             await self._flush(force=False)
+
+    # -- access ------------------------------------------------------------------------
+
+    async def _role_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.role_check_s)
+            try:
+                await self.check_roles()
+            except Exception:
+                log.exception("project channel role check failed")
+
+    async def check_roles(self) -> None:
+        """Close sockets of users who lost access (4403); follow role changes in presence."""
+        pairs = {
+            (uuid.UUID(peer.member.user_id), room.project_id)
+            for room in self.rooms.values()
+            for peer in room.peers.values()
+        }
+        if not pairs:
+            return
+        roles = await self.store.project_roles(sorted(pairs, key=str))
+        for room in list(self.rooms.values()):
+            for peer in list(room.peers.values()):
+                role = roles.get((uuid.UUID(peer.member.user_id), room.project_id))
+                if role is None:
+                    peer.close_later(FORBIDDEN, "access revoked")
+                elif role != peer.member.role:
+                    peer.member.role = role
+                    body = peer.member.to_json()
+                    room.broadcast({"type": "presence.update", "member": body})
+                    await room.announce("update", m=body)
 
     # -- presence across instances -----------------------------------------------------
 

@@ -1,13 +1,16 @@
-"""``editor_sessions``: one row per (user, project) with the user's editor layout.
+"""The project channel's storage: ``editor_sessions`` rows and members' current roles.
 
-Written by the project hub (as the service, after it authorized the user) and read back
-when the user reconnects. File ids that are not files of the project are dropped on save,
-so a client cannot point the row at another project's file.
+One ``editor_sessions`` row per (user, project) with the user's editor layout, written by
+the project hub (as the service, after it authorized the user) and read back when the user
+reconnects. File ids that are not files of the project are dropped on save, so a client
+cannot point the row at another project's file. ``project_roles`` lets the hub close the
+sockets of members who lost access.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from persistence.db import Database
@@ -32,6 +35,14 @@ set open_files = excluded.open_files,
     active_file_id = excluded.active_file_id,
     layout_state = excluded.layout_state,
     last_active_at = now()
+"""
+
+SELECT_PROJECT_ROLES = """
+select p.user_id, p.project_id, m.role
+from unnest($1::uuid[], $2::uuid[]) as p(user_id, project_id)
+join public.projects pr on pr.id = p.project_id
+left join public.workspace_members m
+  on m.workspace_id = pr.workspace_id and m.user_id = p.user_id
 """
 
 
@@ -73,3 +84,15 @@ class PostgresEditorSessions:
                 uuid.UUID(active) if active and active in known else None,
                 state.get("layout_state") or {},
             )
+
+    async def project_roles(
+        self, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]
+    ) -> dict[tuple[uuid.UUID, uuid.UUID], str | None]:
+        """Each (user, project)'s workspace role now; missing or None: no access."""
+        if not pairs:
+            return {}
+        async with self.db.acquire() as conn:
+            rows = await conn.fetch(
+                SELECT_PROJECT_ROLES, [u for u, _ in pairs], [p for _, p in pairs]
+            )
+        return {(r["user_id"], r["project_id"]): r["role"] for r in rows}

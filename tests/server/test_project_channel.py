@@ -332,3 +332,32 @@ async def test_a_file_created_over_rest_on_one_node_reaches_sockets_on_another(
     event = await watcher.expect_type("file.created")
     assert event["file"]["id"] == created["id"]
     assert event["file"]["path"] == created["path"]
+
+
+async def test_role_changes_show_in_presence_and_revoked_members_are_closed(
+    live_server: StartServer,
+    world: World,
+    connect: Callable[..., Awaitable[Client]],
+    db: Database,
+) -> None:
+    server = await live_server()
+    owner = await connect(server, world.project, world.owner)
+    member = await connect(server, world.project, world.member)
+    await owner.expect_type("presence.join")
+    async with db.service() as conn:
+        await conn.execute(
+            "update public.workspace_members set role = 'viewer' where user_id = $1",
+            world.member,
+        )
+    demoted = await owner.expect(
+        lambda m: m["type"] == "presence.update" and m["member"]["user_id"] == str(world.member)
+    )
+    assert demoted["member"]["role"] == "viewer"
+
+    async with db.service() as conn:
+        await conn.execute("delete from public.workspace_members where user_id = $1", world.member)
+    revoked = time.monotonic()
+    assert await member.closed(5) == 4403
+    assert time.monotonic() - revoked < 2.5  # role checks run every DOC_ROLE_CHECK_S (0.5 s)
+    left = await owner.expect_type("presence.leave")
+    assert left["user_id"] == str(world.member)
