@@ -79,7 +79,7 @@ class LocalBackend:
 
     async def _detect(self) -> None:
         await asyncio.to_thread(self._prepare_dirs)
-        await self.sandbox.check()
+        await self.sandbox.check(self.build_root)
         if self.sandbox.problem is not None:
             return
         found = await asyncio.to_thread(candidates)

@@ -179,12 +179,16 @@ class Sandbox:
             "process_limit": "RLIMIT_NPROC (unprivileged uid)" if self.is_root else "RLIMIT_NPROC",
         }
 
-    async def check(self) -> None:
-        """Run ``true`` in the sandbox once; remember why it failed, if it did."""
+    async def check(self, probe_dir: Path | None = None) -> None:
+        """Run ``true`` in the sandbox once, with ``probe_dir`` (beside the workdirs) bound as
+        the workspace: it fails if a parent directory is not traversable by the sandbox uid.
+        Remember why it failed, if it did."""
+        binds = [Bind(probe_dir, WORKSPACE)] if probe_dir is not None else []
         try:
             identity = self.identity_for(self.config.sandbox_uid_count - 1)
-            result = await self.run(["/bin/true"], binds=[], limits=Limits.default(self.config),
-                                    identity=identity, cwd="/")
+            result = await self.run(["/bin/true"], binds=binds,
+                                    limits=Limits.default(self.config), identity=identity,
+                                    cwd="/")
         except OSError as exc:
             self.problem = f"bubblewrap cannot start: {exc}"
             return

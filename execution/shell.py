@@ -91,7 +91,11 @@ class ShellParser:
         while True:
             start = data.find(OSC_START, pos)
             if start < 0:
-                self._show(data[pos:], shown)
+                tail = data[pos:]
+                if tail.endswith("\x1b"):  # maybe the start of an OSC cut by the read
+                    self.pending = "\x1b"
+                    tail = tail[:-1]
+                self._show(tail, shown)
                 break
             self._show(data[pos:start], shown)
             end, term_len = _terminator(data, start + 2)

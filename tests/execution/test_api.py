@@ -3,8 +3,10 @@ record, files brought back (not through planted symlinks), usage, permissions.""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,7 +18,9 @@ from execution.config import ExecutionConfig
 from persistence.db import Database
 from server.auth.tokens import issue_access_token
 from server.settings import Settings
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, TEST_ORIGIN
+from tests.execution.procs import processes_of
+from tests.fakes.judge0_server import FakeJudge0
 from tests.support import factories
 from tests.support.servers import LiveServer
 
@@ -203,3 +207,102 @@ async def test_source_code_runs_and_errors_are_reported(
         assert health["executions"]["limit_mechanism"] == "rlimit"
         assert health["executions"]["available"] is True
 
+
+
+async def test_output_reaches_the_project_channel(
+    live_server: StartServer, exec_settings: Settings, world: World
+) -> None:
+    server = await live_server(exec_settings)
+    token = auth(world.viewer)["Authorization"].split()[1]
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(
+            f"{server.ws_url}/ws/projects/{world.project}?token={token}",
+            headers={"Origin": TEST_ORIGIN},
+        )
+        async with session.post(
+            f"{server.url}/api/v1/projects/{world.project}/executions",
+            json={"language": "bash", "source_code": "echo one; echo two >&2"},
+            headers=auth(world.owner),
+        ) as resp:
+            assert resp.status == 202
+            run = await resp.json()
+        seen: list[dict[str, object]] = []
+        while not seen or seen[-1]["type"] != "execution.finished":
+            msg = await ws.receive(timeout=20)
+            assert msg.type == aiohttp.WSMsgType.TEXT
+            event = json.loads(msg.data)
+            if str(event.get("type", "")).startswith("execution."):
+                assert event["execution_id"] == run["id"]
+                seen.append(event)
+        await ws.close()
+    assert seen[0]["type"] == "execution.started"
+    outputs = {(e["stream"], e["data"]) for e in seen if e["type"] == "execution.output"}
+    assert outputs == {("stdout", "one\n"), ("stderr", "two\n")}
+    final = seen[-1]["execution"]
+    assert isinstance(final, dict) and final["status"] == "accepted"
+
+
+async def test_shutdown_kills_running_code_and_marks_the_run(
+    live_server: StartServer, exec_settings: Settings, world: World, db: Database
+) -> None:
+    server = await live_server(exec_settings)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{server.url}/api/v1/projects/{world.project}/executions",
+            json={"language": "bash", "source_code": "echo started; trap '' TERM; sleep 60",
+                  "wall_time_limit": 30},
+            headers=auth(world.owner),
+        ) as resp:
+            run = await resp.json()
+        url = f"{server.url}/api/v1/executions/{run['id']}/events"
+        async with session.get(url, headers=auth(world.owner)) as resp:
+            async for raw in resp.content:
+                if b"started" in raw and b"execution.output" in raw:
+                    break
+    hub = server.app.state.services.hubs["executions"]
+    uid = hub.backend.sandbox.identity_for(0).uid
+    started = time.monotonic()
+    await server.stop()
+    assert time.monotonic() - started < 10
+    async with db.service() as conn:
+        row = await conn.fetchrow(
+            "select status, message, finished_at from public.code_executions where id = $1",
+            uuid.UUID(run["id"]),
+        )
+    assert row["status"] == "internal_error" and "interrupted" in row["message"]
+    if uid is not None:
+        deadline = time.monotonic() + 5
+        while processes_of(uid) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assert processes_of(uid) == []
+
+
+async def test_judge0_backend_through_the_api(
+    live_server: StartServer, settings: Settings, world: World
+) -> None:
+    fake = FakeJudge0()
+    await fake.start()
+    try:
+        config = ExecutionConfig(backend="judge0", judge0_url=fake.url, judge0_poll_deadline_s=10)
+        server = await live_server(dataclasses.replace(settings, execution=config))
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{server.url}/api/v1/languages",
+                                   headers=auth(world.owner)) as resp:
+                langs = await resp.json()
+            assert langs["backend"] == "judge0"
+            async with session.post(
+                f"{server.url}/api/v1/projects/{world.project}/executions",
+                json={"file_id": str(world.main), "stdin": "x\ny"}, headers=auth(world.owner),
+            ) as resp:
+                assert resp.status == 202, await resp.text()
+                run = await resp.json()
+            await sse_events(session, f"{server.url}/api/v1/executions/{run['id']}/events",
+                             world.owner)
+            async with session.get(f"{server.url}/api/v1/executions/{run['id']}",
+                                   headers=auth(world.owner)) as resp:
+                final = await resp.json()
+        assert final["status"] == "accepted" and final["backend"] == "judge0"
+        assert final["stdout"].startswith("y\nx\n") and final["token"] in fake.submissions
+        assert fake.submissions[final["token"]].source == MAIN
+    finally:
+        await fake.stop()
