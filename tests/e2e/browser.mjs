@@ -11,7 +11,9 @@ const { chromium } = require('playwright-core')
 
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-dev-shm-usage']
-const STEP_MS = 15000
+// Generous: CI machines are small and shared (2 cores); a healthy run takes a fraction.
+const STEP_MS = 30000
+const LOAD_MS = 60000
 
 function log (...parts) {
   process.stderr.write(`[${new Date().toISOString().slice(11, 23)}] ${parts.join(' ')}\n`)
@@ -37,6 +39,7 @@ class Window {
     this.context = await this.browser.newContext({ viewport: { width: 1280, height: 800 } })
     this.page = await this.context.newPage()
     this.page.setDefaultTimeout(STEP_MS)
+    this.page.setDefaultNavigationTimeout(LOAD_MS)
     this.page.on('console', (msg) => {
       const text = msg.text()
       if (msg.type() === 'error' || /Content.Security.Policy/i.test(text)) this.problems.push(`console ${msg.type()}: ${text}`)
@@ -310,11 +313,38 @@ const scenarios = {
     }
   },
 
+  // Everything at once, for the README's screenshot (not a test).
+  async tour (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}&conversation=${config.conversation_id}`)
+    for (const w of [alice, bob]) await w.page.setViewportSize({ width: 1360, height: 820 })
+    await Promise.all([alice.openFile(config.file_name), bob.openFile(config.file_name)])
+    await bob.typeAtEnd(config.bob_types)
+    await alice.waitForText(config.bob_types.trim())
+    await bob.page.keyboard.press('Shift+Home')
+    await alice.page.getByTestId('chat-input').fill(config.question)
+    await alice.page.getByTestId('chat-send').click()
+    await alice.waitFor(() => {
+      const bubble = [...document.querySelectorAll('[data-testid=chat-log] [data-role=assistant]')].pop()
+      return bubble && bubble.dataset.done === 'true'
+    }, null, 'answer done')
+    await alice.waitFor(() => document.querySelector('[data-testid=terminal]').dataset.status === 'open', null, 'terminal open')
+    await alice.page.locator('[data-testid=terminal] .xterm').click()
+    await alice.page.keyboard.type(`${config.command}\n`, { delay: 10 })
+    await alice.waitFor((n) => document.querySelector('[data-testid=terminal] .xterm-rows').textContent.includes(n), config.expect, 'terminal output')
+    await alice.page.locator('.editor-pane:not([hidden]) .cm-content').click()
+    await alice.page.keyboard.press('Control+Home')
+    await bob.waitFor(() => document.querySelector('.editor-pane:not([hidden]) .cm-ySelectionCaret') !== null, null, 'alice cursor at bob')
+    await alice.page.waitForTimeout(300)
+    const path = await alice.shot('tour')
+    return { screenshot: path, problems: [...alice.problems, ...bob.problems] }
+  },
+
   // The page itself: sign-up through the form, CSP in force (an inline script is refused).
   async signup (browser, config) {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
     const page = await context.newPage()
     page.setDefaultTimeout(STEP_MS)
+    page.setDefaultNavigationTimeout(LOAD_MS)
     const problems = []
     page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`))
     page.on('console', (msg) => log('console', msg.type(), msg.text()))

@@ -133,7 +133,7 @@ class DriverError(AssertionError):
     pass
 
 
-async def run_browser(scenario: str, config: dict[str, Any], timeout_s: float = 90.0) -> Any:
+async def run_browser(scenario: str, config: dict[str, Any], timeout_s: float = 150.0) -> Any:
     """Run one scenario of ``browser.mjs``; its last stdout line is the JSON result."""
     node = shutil.which("node")
     assert node, "node is not installed"
