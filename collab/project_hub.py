@@ -28,9 +28,10 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from collab import project_metrics as metrics
 from collab.broker import Broker
 from collab.config import CollabConfig
 from collab.project_protocol import (
@@ -307,7 +308,6 @@ class HubStats:
     events_published: int = 0
     saves: int = 0
     save_failures: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class ProjectHub:
@@ -373,6 +373,7 @@ class ProjectHub:
             raise ValueError("a project event needs a string 'type'")
         body = json.loads(json.dumps(event, default=str))  # UUIDs, datetimes -> strings
         self.stats.events_published += 1
+        metrics.EVENTS.inc()
         room = self.rooms.get(project_id)
         if room is not None:
             room.broadcast(body)
@@ -413,6 +414,7 @@ class ProjectHub:
         peer.send(json.dumps(hello))
         room.peers[member.connection_id] = peer
         self.stats.sockets += 1
+        metrics.SOCKETS.inc()
         peer.writer = asyncio.create_task(peer.run_writer(), name="project-peer-writer")
         room.broadcast(
             {"type": "presence.join", "member": member.to_json()}, exclude=member.connection_id
@@ -433,6 +435,7 @@ class ProjectHub:
                 message = parse_client_message(frame, self.config.max_message_bytes)
             except ProtocolError as exc:
                 self.stats.errors_sent += 1
+                metrics.ERRORS.labels(exc.code).inc()
                 log.info(
                     "project %s socket %s user %s: %s",
                     room.project_id, peer.member.connection_id, who.user_id, exc.message,
@@ -465,6 +468,7 @@ class ProjectHub:
         connection_id = peer.member.connection_id
         room.peers.pop(connection_id, None)
         self.stats.sockets -= 1
+        metrics.SOCKETS.dec()
         if not peer.closed:
             peer.closed = True
             peer.ready.set()
@@ -520,8 +524,10 @@ class ProjectHub:
         try:
             await self.store.save(pending.user_id, pending.project_id, pending.state.to_json())
             self.stats.saves += 1
+            metrics.SAVES.labels("ok").inc()
         except Exception:
             self.stats.save_failures += 1
+            metrics.SAVES.labels("failed").inc()
             log.exception("editor state of user %s not saved; retrying", pending.user_id)
             self.pending.setdefault(key, pending)
 
