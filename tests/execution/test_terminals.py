@@ -21,6 +21,7 @@ from persistence.db import Database
 from server.auth.tokens import issue_access_token
 from server.settings import Settings
 from tests.conftest import TEST_JWT_SECRET, TEST_ORIGIN
+from tests.execution.procs import processes_of
 from tests.support import factories
 from tests.support.servers import LiveServer
 
@@ -334,3 +335,26 @@ async def test_flood_with_only_a_slow_client_pauses_the_pty(
         if frame[0] == "stdout":
             term.text = term.text[-1000:] + frame[1]
     assert "stopped-5" in term.text
+
+
+async def test_shutdown_kills_every_shell(
+    live_server: StartServer, term_settings: Settings, world: World,
+    open_term: Callable[..., Awaitable[Term]],
+) -> None:
+    server = await live_server(term_settings)
+    term = await open_term(server, world.project, world.owner)
+    await term.read_until("$ ")
+    await term.type("(trap '' TERM HUP; sleep 300) & echo bg-$((3*3))")
+    await term.read_until("bg-9")
+    hub = hub_of(server)
+    uid = hub.local.sandbox.identity_for(0).uid
+    await server.stop()
+    msg = await term.ws.receive(timeout=10)
+    while msg.type == aiohttp.WSMsgType.TEXT:
+        msg = await term.ws.receive(timeout=10)
+    assert not hub.terminals
+    if uid is not None:
+        deadline = time.monotonic() + 5
+        while processes_of(uid) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assert processes_of(uid) == []
