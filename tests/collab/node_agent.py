@@ -71,7 +71,7 @@ class NodeAgent:
     def close_codes(self) -> list[int]:
         return [e["code"] for e in self.events if e["event"] == "close"]
 
-    async def wait_synced(self, timeout: float = 10) -> None:
+    async def wait_synced(self, timeout: float = 30) -> None:
         await wait_for(lambda: any(e["event"] == "synced" for e in self.events), timeout)
 
     async def stop(self) -> None:
@@ -93,7 +93,7 @@ async def wait_for(check: Callable[[], bool], timeout: float = 10) -> None:
         await asyncio.sleep(0.02)
 
 
-async def wait_until(check: Callable[[], Any], timeout: float = 10) -> None:
+async def wait_until(check: Callable[[], Any], timeout: float = 20) -> None:
     """Like ``wait_for`` for an async check."""
     deadline = time.monotonic() + timeout
     while not await check():
