@@ -66,6 +66,13 @@ class LocalBackend:
         """Nothing to do up front: the sandbox check and toolchain detection run on first
         use (every app start in the test suite would otherwise pay for them)."""
 
+    @property
+    def detected(self) -> bool:
+        return self._ready is not None and self._ready.done()
+
+    def start_detection(self) -> None:
+        self._detection()
+
     def _detection(self) -> asyncio.Task[None]:
         if self._ready is None:
             self._ready = asyncio.create_task(self._detect(), name="sandbox-toolchains")
@@ -117,7 +124,7 @@ class LocalBackend:
         return {
             "backend": self.name,
             **self.sandbox.health(),
-            "checked": self._ready is not None and self._ready.done(),
+            "checked": self.detected,
             "languages": sorted(self.toolchains.languages),
         }
 

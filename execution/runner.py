@@ -28,6 +28,7 @@ from execution.backend import (
     make_backend,
 )
 from execution.config import ExecutionConfig
+from execution.languages import BASE_LANGUAGES, GO, JAVA, RUST
 from execution.local import LocalBackend
 from execution.sandbox import Limits
 from execution.workspace import Manifest, Workspaces
@@ -37,6 +38,7 @@ from persistence.db import Database
 
 log = logging.getLogger(__name__)
 SUBSCRIBER_QUEUE = 1024
+KNOWN_IDS = tuple(lang.id for lang in (*BASE_LANGUAGES, JAVA, RUST, GO))
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class ExecutionHub:
             language = language or _language_for(source_path)
         if source is None:
             raise ExecutionError("missing_source", "give source_code or file_id")
-        available = {lang["id"] for lang in await self.backend.languages()}
+        available = await self._available()
         if language is None or language not in available:
             raise ExecutionError(
                 "unknown_language",
@@ -163,6 +165,16 @@ class ExecutionHub:
         )
         return row
 
+    async def _available(self) -> set[str]:
+        """Language ids to accept. Until the sandbox's first toolchain check has finished,
+        the local backend accepts every language it knows (the 202 must not wait for it);
+        a toolchain that then turns out missing ends the run as an internal error."""
+        backend = self.backend
+        if isinstance(backend, LocalBackend) and not backend.detected:
+            backend.start_detection()
+            return set(KNOWN_IDS)
+        return {lang["id"] for lang in await backend.languages()}
+
     # -- running ------------------------------------------------------------------------
 
     async def _run(
@@ -179,7 +191,12 @@ class ExecutionHub:
                     "type": "execution.started", "execution_id": execution_id,
                     "language": request.language, "user_id": user_id,
                 })
-                result = await self._execute(execution_id, user_id, project_id, request, live)
+                try:
+                    result = await self._execute(
+                        execution_id, user_id, project_id, request, live
+                    )
+                except ExecutionError as exc:
+                    result = ExecutionResult(st.INTERNAL_ERROR, message=exc.message)
             async with self.db.service() as conn:
                 row = await store.finish_execution(
                     conn, execution_id, status=st.status(result.status_id).code,
@@ -344,8 +361,6 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _language_for(path: str) -> str | None:
-    from execution.languages import BASE_LANGUAGES, GO, JAVA, RUST
-
     suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
     for language in (*BASE_LANGUAGES, JAVA, RUST, GO):
         if suffix in language.extensions:
