@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,7 +156,7 @@ class RedisBroker:
         self._handlers.clear()
         for fut in self._confirm.values():
             if not fut.done():
-                fut.cancel()
+                fut.set_result(None)  # releases waiting subscribers; nothing is subscribed
         self._confirm.clear()
 
     # -- publishing --------------------------------------------------------------------
@@ -230,10 +230,13 @@ class RedisBroker:
     def on_resubscribe(self, callback: ResubscribeCallback) -> None:
         self._resubscribe.append(callback)
 
-    async def _send_subscribe(self, channels: list[str], *, wait: bool) -> None:
+    async def _send_subscribe(
+        self, channels: list[str], *, wait: bool
+    ) -> list[asyncio.Future[None]]:
+        """Send SUBSCRIBE; the futures the reader resolves when Redis confirms."""
         pubsub = self._pubsub
         if pubsub is None or not channels:
-            return  # the reader subscribes every known channel when it (re)connects
+            return []  # the reader subscribes every known channel when it (re)connects
         names = [(self.prefix + c).encode() for c in channels]
         loop = asyncio.get_running_loop()
         futures = []
@@ -247,12 +250,15 @@ class RedisBroker:
             await pubsub.subscribe(*names)
         except CONNECTION_ERRORS as exc:
             log.info("redis broker: subscribe deferred until reconnect: %r", exc)
-            return
+            return futures
         if wait:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(
-                    asyncio.shield(asyncio.gather(*futures)), self.config.subscribe_confirm_s
-                )
+            await self._confirmed(futures)
+        return futures
+
+    async def _confirmed(self, futures: list[asyncio.Future[None]]) -> None:
+        """Wait (bounded) until Redis confirmed these subscriptions."""
+        if futures:
+            await asyncio.wait(futures, timeout=self.config.subscribe_confirm_s)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -271,7 +277,7 @@ class RedisBroker:
         had_connection = False
         while not self._closing:
             try:
-                await self._connect_pubsub()
+                confirmations = await self._connect_pubsub()
             except CONNECTION_ERRORS as exc:
                 await self._drop_pubsub()
                 self._set_connected(False)
@@ -283,26 +289,30 @@ class RedisBroker:
             attempt = 0
             self._set_connected(True)
             self._first_connect.set()
+            repair = None
             if had_connection:
                 self.stats.reconnects += 1
                 metrics.RECONNECTS.inc()
                 log.warning("redis broker: reconnected to %s, repairing gaps", self.url)
-                await self._run_resubscribe_callbacks()
+                repair = self._repair_after(confirmations)
             had_connection = True
-            await self._serve_connection()
+            await self._serve_connection(repair)
             self._set_connected(False)
             await self._drop_pubsub()
 
-    async def _serve_connection(self) -> None:
+    async def _serve_connection(self, repair: Coroutine[Any, Any, None] | None) -> None:
         """Read until the link fails (error, or the watchdog finds it silent)."""
         pump = asyncio.create_task(self._pump(), name="redis-broker-pump")
         watchdog = asyncio.create_task(self._watchdog(), name="redis-broker-watchdog")
+        tasks = [pump, watchdog]
+        if repair is not None:
+            tasks.append(asyncio.create_task(repair, name="redis-broker-repair"))
         try:
             await asyncio.wait({pump, watchdog}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (pump, watchdog):
+            for task in tasks:
                 task.cancel()
-            for task in (pump, watchdog):
+            for task in tasks:
                 try:
                     await task
                 except asyncio.CancelledError:
@@ -310,7 +320,7 @@ class RedisBroker:
                 except CONNECTION_ERRORS as exc:
                     log.warning("redis broker: connection lost: %r", exc)
 
-    async def _connect_pubsub(self) -> None:
+    async def _connect_pubsub(self) -> list[asyncio.Future[None]]:
         if self._client is not None:
             # Fresh command connections too: the old ones point at a dead server.
             with contextlib.suppress(*CONNECTION_ERRORS):
@@ -320,7 +330,12 @@ class RedisBroker:
         pubsub = self._client.pubsub()
         await asyncio.wait_for(pubsub.connect(), self.config.connect_timeout_s)
         self._pubsub = pubsub
-        await self._send_subscribe(list(self._handlers), wait=False)
+        return await self._send_subscribe(list(self._handlers), wait=False)
+
+    async def _repair_after(self, confirmations: list[asyncio.Future[None]]) -> None:
+        """Once resubscribed (confirmed by Redis), let the hubs publish their Step1s."""
+        await self._confirmed(confirmations)
+        await self._run_resubscribe_callbacks()
 
     async def _run_resubscribe_callbacks(self) -> None:
         for callback in list(self._resubscribe):
