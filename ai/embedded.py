@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import os
 import socket
 import sys
 import time
@@ -42,6 +43,15 @@ def find_model(config: AIConfig) -> Path | None:
 
 def server_installed() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
+
+
+def default_threads() -> int:
+    """Half the CPUs this process may use, at least one.
+
+    llama.cpp's worker threads spin while they wait for each other: on a busy 2-core
+    machine, 2 threads measured 0.7 tokens/s where 1 thread gave 41 tokens/s.
+    """
+    return max(1, len(os.sched_getaffinity(0)) // 2)
 
 
 def _free_port() -> int:
@@ -113,8 +123,8 @@ class EmbeddedModelServer:
             "--port", str(self.port),
             "--n_ctx", str(self.config.embedded_ctx),
         ]
-        if self.config.embedded_threads:
-            args += ["--n_threads", str(self.config.embedded_threads)]
+        threads = str(self.config.embedded_threads or default_threads())
+        args += ["--n_threads", threads, "--n_threads_batch", threads]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._log = (self.log_dir / "embedded-llm.log").open("ab")
         self._proc = await asyncio.create_subprocess_exec(

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+import pytest
 
 from ai.config import AIConfig
 from persistence.db import Database
@@ -15,17 +16,19 @@ from tests.ai.helpers import Team, connect
 from tests.support.servers import LiveServer
 
 
+# A real model on a shared 2-core machine: generous, but a hang still fails.
+@pytest.mark.timeout(300)
 async def test_embedded_model_streams_a_reply_in_several_deltas_and_stores_it(
     settings: Settings,
     live_server: Callable[..., Awaitable[LiveServer]],
     team: Team,
     db: Database,
 ) -> None:
-    ai = AIConfig(embedded=True, embedded_threads=2, max_output_tokens=48)
+    ai = AIConfig(embedded=True, max_output_tokens=24)
     server = await live_server(dataclasses.replace(settings, ai=ai))
     client = await connect(server.ws_url, team.conversation, team.owner)
     await client.ask("Write one short sentence about Python.")
-    done = await client.until_finished(timeout=100)
+    done = await client.until_finished(timeout=240)
     assert done["type"] == "done", done
     message = done["message"]
     deltas = [e for e in client.events if e["type"] == "delta"]
