@@ -278,8 +278,13 @@ const scenarios = {
     const tabs = () => alice.page.locator('[data-testid=tab] .tab-name').allTextContents()
     const before = await tabs()
     await alice.shot('before-reload')
-    // Wait for the debounced editor state to reach the server, then reload.
-    await alice.page.waitForTimeout(400)
+    // Wait until the (debounced) editor state naming every open tab went out, then reload.
+    await alice.waitFor(() => {
+      const tabs = [...document.querySelectorAll('[data-testid=tab]')]
+      const active = document.querySelector('[data-testid=tab].active')
+      const expected = `${tabs.map((t) => t.dataset.fileId).join(',')}|${active ? active.dataset.fileId : ''}`
+      return document.getElementById('app').dataset.editorStateSent === expected
+    }, null, 'editor state sent')
     await alice.page.reload()
     await alice.page.getByTestId('ide').waitFor()
     await alice.waitFor((n) => document.querySelectorAll('[data-testid=tab]').length === n, before.length, 'tabs restored')

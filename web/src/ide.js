@@ -156,20 +156,28 @@ export class Ide {
     this.loadNames()
     await this.tree.load()
     this.treeLoaded = true
-    if (this.pendingState) this.restore(this.pendingState, 'server')
     await this.chat.load(hashParams().get('conversation'))
-    // The server's stored editor session wins when it arrives; this tab's own memory is the fallback.
-    this.fallbackTimer = setTimeout(() => {
-      if (this.restored || this.userTouched) return
-      const local = this.localState()
-      if (local && local.open_files && local.open_files.length) {
-        this.restore(local, 'local')
-      } else {
-        // A first visit: show the first file rather than an empty editor.
-        const first = [...this.tree.files.values()].filter((f) => f.type === 'file').sort((a, b) => a.path.localeCompare(b.path))[0]
-        this.restore({ open_files: first ? [first.id] : [], active_file_id: first ? first.id : null }, 'first-file')
-      }
-    }, 1500)
+    if (this.pendingState) this.restore(this.pendingState, 'server')
+    else if (this.pendingFallback) this.fallback()
+    // Without the project channel there is no stored session: use this tab's memory.
+    this.fallbackTimer = setTimeout(() => this.fallback(), 5000)
+  }
+
+  /** No editor session on the server: this tab's memory, else the first file. */
+  fallback () {
+    if (this.restored || this.userTouched) return
+    if (!this.treeLoaded) {
+      this.pendingFallback = true
+      return
+    }
+    const local = this.localState()
+    if (local && local.open_files && local.open_files.length) {
+      this.restore(local, 'local')
+      return
+    }
+    // A first visit: show the first file rather than an empty editor.
+    const first = [...this.tree.files.values()].filter((f) => f.type === 'file').sort((a, b) => a.path.localeCompare(b.path))[0]
+    this.restore({ open_files: first ? [first.id] : [], active_file_id: first ? first.id : null }, 'first-file')
   }
 
   localState () {
@@ -216,6 +224,7 @@ export class Ide {
   sendEditorState () {
     if (!this.editors) return
     const state = this.editors.state()
+    this.root.dataset.editorStateSent = `${state.open_files.join(',')}|${state.active_file || ''}`
     this.channel.send({
       type: 'editor_state',
       open_files: state.open_files.map((id) => ({ file_id: id })),
@@ -236,7 +245,9 @@ export class Ide {
       this.members = new Map((msg.presence || []).map((m) => [m.connection_id, m]))
       this.renderPresence()
       this.setRole(msg.role)
-      if (msg.editor_state) this.restore(msg.editor_state, 'server')
+      const state = msg.editor_state
+      if (state && state.open_files && state.open_files.length) this.restore(state, 'server')
+      else this.fallback()
     } else if (type === 'presence.join' || type === 'presence.update') {
       this.members.set(msg.member.connection_id, msg.member)
       this.renderPresence()
