@@ -194,3 +194,32 @@ async def test_save_endpoint_and_metrics(live_server: StartServer, world: DocWor
 async def _hub_text_is(server: LiveServer, file_id: uuid.UUID, expected: str) -> bool:
     hub = server.app.state.services.hubs["documents"]
     return bool(await hub.read_text(file_id) == expected)
+
+
+async def test_rest_upload_reaches_open_editors_as_a_diff(live_server: StartServer,
+                                                          world: DocWorld) -> None:
+    server = await live_server(world.settings)
+    file_id = await world.new_file("line 1\nline 2\n")
+    token = world.token(world.owner)
+    online = await NodeAgent.start(server.ws_url, file_id, token)
+    offline = await NodeAgent.start(server.ws_url, file_id, token)
+    try:
+        await online.wait_synced()
+        await offline.wait_synced()
+        await offline.call("disconnect")
+        await offline.call("append", value="offline\n")
+        async with aiohttp.ClientSession() as http:
+            async with http.put(f"{server.url}/api/v1/files/{file_id}/content",
+                                json={"content": "line 1\nLINE 2\nline 3\n"},
+                                headers={"Authorization": f"Bearer {token}"}) as resp:
+                assert resp.status == 200, await resp.text()
+        await wait_until(lambda: _text_is(online, "line 1\nLINE 2\nline 3\n"))
+        assert await world.content(file_id) == "line 1\nLINE 2\nline 3\n"
+        # The offline client merges its old-history edit without duplicating any text.
+        await offline.call("connect")
+        merged = "line 1\nLINE 2\nline 3\noffline\n"
+        await wait_until(lambda: _text_is(offline, merged))
+        await wait_until(lambda: _text_is(online, merged))
+    finally:
+        await online.stop()
+        await offline.stop()
