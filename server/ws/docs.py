@@ -45,6 +45,11 @@ WRITER_GRACE_S = 2.0
 class SocketPeer:
     """The hub's ``Peer`` over an ASGI WebSocket: a bounded queue and one writer task."""
 
+    __slots__ = (
+        "_close", "_queue", "_queue_max", "_send", "_wake", "awareness_ids", "conn_id",
+        "denied_sent", "read_only", "user_id", "workspace_id", "writer",
+    )
+
     def __init__(
         self,
         send: Send,
@@ -178,6 +183,9 @@ class DocumentSocket:
             metrics.CLOSES.labels(str(INTERNAL_ERROR)).inc()
             await peer.finish()
             return
+        except BaseException:  # cancelled while the document loaded: stop the writer too
+            await peer.finish()
+            raise
         try:
             await self._serve(hub, room, peer, receive)
         finally:
