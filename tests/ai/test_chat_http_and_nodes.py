@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from ai.chat import ChatError, ChatHub, Delta, Watcher, coalesce
 from ai.config import AIConfig
 from ai.sse import SSEParser
-from collab.broker import LocalBroker, LocalBus
+from collab.broker import Broker, LocalBroker, LocalBus
+from collab.redis_broker import RedisBroker
 from persistence.db import Database
 from tests.ai.conftest import fake_openai_config
 from tests.ai.helpers import Team, token, wait_for
@@ -78,13 +81,29 @@ def frames(watcher: Watcher) -> list[dict[str, object]]:
     return out
 
 
-async def test_watchers_on_another_node_see_the_reply_and_late_joiners_catch_up(
-    fake_openai: FakeOpenAI, team: Team, db: Database, tmp_path: Path
-) -> None:
-    bus = LocalBus()
-    brokers = [LocalBroker("node-a", bus), LocalBroker("node-b", bus)]
+@pytest.fixture(params=["local", "redis"])
+async def two_brokers(
+    request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
+) -> AsyncIterator[list[Broker]]:
+    """Two nodes' brokers: in-process on one bus, or Redis pub/sub."""
+    if request.param == "local":
+        bus = LocalBus()
+        brokers: list[Broker] = [LocalBroker("node-a", bus), LocalBroker("node-b", bus)]
+    else:
+        brokers = [RedisBroker(redis_url, "node-a", prefix=redis_prefix),
+                   RedisBroker(redis_url, "node-b", prefix=redis_prefix)]
     for broker in brokers:
         await broker.start()
+    yield brokers
+    for broker in brokers:
+        await broker.close()
+
+
+async def test_watchers_on_another_node_see_the_reply_and_late_joiners_catch_up(
+    fake_openai: FakeOpenAI, team: Team, db: Database, tmp_path: Path,
+    two_brokers: list[Broker],
+) -> None:
+    brokers = two_brokers
     config: AIConfig = fake_openai_config(fake_openai)
     hub_a = ChatHub.from_config(db, brokers[0], config, tmp_path)
     hub_b = ChatHub.from_config(db, brokers[1], config, tmp_path)
@@ -134,8 +153,6 @@ async def test_watchers_on_another_node_see_the_reply_and_late_joiners_catch_up(
     assert last["cancelled"] is True
     for hub in (hub_a, hub_b):
         await hub.close()
-    for broker in brokers:
-        await broker.close()
     assert uuid.UUID(message_id)
 
 
