@@ -266,7 +266,12 @@ async function scenarioHistory () {
   }
   let resolveEnd
   const ended = new Promise((resolve) => { resolveEnd = resolve })
-  watcher.text.observe(() => { if (watcher.text.length > 0 && watcher.text.toString().endsWith('<END>')) resolveEnd(now()) })
+  // The end marker is looked for in each received update (O(update)), never in the whole text.
+  watcher.doc.on('update', (update) => {
+    for (const struct of Y.decodeUpdate(update).structs) {
+      if (struct.content && typeof struct.content.str === 'string' && struct.content.str.includes('<END>')) resolveEnd(now())
+    }
+  })
   const rand = rng(42)
   const text = writer.text
   const alphabet = 'abcdefghijklmnopqrstuvwxyz  \n'

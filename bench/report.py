@@ -168,11 +168,15 @@ def cluster_table(report: dict[str, Any], scenario: str) -> list[str]:
 
 def render(report: dict[str, Any]) -> str:
     load = report["machine"].get("loadavg_start")
+    runs = "; ".join(
+        f"{r['started']}: {', '.join(r['scenarios'])}" for r in report.get("merged_runs", [])
+    )
     lines = [
         START,
         f"Run: `{report['mode']}` mode, started {report['started']}, "
         f"{report.get('seconds', 0):.0f} s, load average at start {load} "
         "(the machine is shared: other work running at the same time adds noise).",
+        *([f"Scenarios merged from runs — {runs}."] if runs else []),
         "",
         "### Single process",
         "",
@@ -198,7 +202,32 @@ def write_readme(report: dict[str, Any], readme: Path) -> None:
     readme.write_text(text)
 
 
+def merge(base: dict[str, Any], overlays: list[dict[str, Any]]) -> dict[str, Any]:
+    """``base`` with whole scenarios replaced by the later runs that measured them again."""
+    merged: dict[str, Any] = json.loads(json.dumps(base))
+    merged["merged_runs"] = [{"started": base["started"], "scenarios": sorted(base["results"])}]
+    for overlay in overlays:
+        for scenario, entries in overlay["results"].items():
+            merged["results"][scenario] = entries
+            merged["scenarios"][scenario] = overlay["scenarios"][scenario]
+        merged["targets"].update(overlay["targets"])
+        merged["merged_runs"].append(
+            {"started": overlay["started"], "scenarios": sorted(overlay["results"])}
+        )
+        merged["seconds"] = merged.get("seconds", 0) + overlay.get("seconds", 0)
+    return merged
+
+
 if __name__ == "__main__":
-    # python bench/report.py bench/results/full-latest.json  -> rewrites the README table
-    data = json.loads(Path(sys.argv[1]).read_text())
-    write_readme(data, Path(__file__).resolve().parent / "README.md")
+    # python bench/report.py RESULTS.json           -> rewrites the README table
+    # python bench/report.py --merge OUT BASE OVERLAY...  -> OUT = BASE with OVERLAY's scenarios
+    readme = Path(__file__).resolve().parent / "README.md"
+    if sys.argv[1] == "--merge":
+        out = Path(sys.argv[2])
+        base = json.loads(Path(sys.argv[3]).read_text())
+        overlays = [json.loads(Path(p).read_text()) for p in sys.argv[4:]]
+        combined = merge(base, overlays)
+        out.write_text(json.dumps(combined, indent=1, sort_keys=True))
+        write_readme(combined, readme)
+    else:
+        write_readme(json.loads(Path(sys.argv[1]).read_text()), readme)

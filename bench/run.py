@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite bench/README.md")
     parser.add_argument("--nice", type=int, default=-10 if os.geteuid() == 0 else 0,
                         help="niceness of measured processes (default -10 as root, else 0)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per (scenario, target), interleaved; the median run is kept")
     parser.add_argument("--profile", action="store_true",
                         help="only profile ours (py-spy) under edit50 and idle; no tables")
     args = parser.parse_args(argv)
@@ -211,14 +213,24 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         for scenario in chosen:
-            pool = singles + (CLUSTER if scenario.cluster else [])
-            for target in [t for t in pool if t.name in wanted]:
-                key = f"{scenario.name}/{target.name}"
-                print(f"[{time.strftime('%H:%M:%S')}] {key} ...", flush=True)
-                entry = run_one(launcher, target, scenario, work, args.quick)
-                entry["loadavg"] = load_average()
-                report["results"].setdefault(scenario.name, {})[target.name] = entry
-                print(f"    {summary_line(scenario, entry)}", flush=True)
+            pool = [t for t in singles + (CLUSTER if scenario.cluster else []) if t.name in wanted]
+            runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in pool}
+            # Repeats interleave the targets so that noise from other work on the machine
+            # lands on all of them alike; the run with the median key figure is reported.
+            for rep in range(args.repeat):
+                for target in pool:
+                    key = f"{scenario.name}/{target.name}"
+                    if args.repeat > 1:
+                        key += f" #{rep + 1}"
+                    print(f"[{time.strftime('%H:%M:%S')}] {key} ...", flush=True)
+                    entry = run_one(launcher, target, scenario, work, args.quick)
+                    entry["loadavg"] = load_average()
+                    runs[target.name].append(entry)
+                    print(f"    {summary_line(scenario, entry)}", flush=True)
+            for name, entries in runs.items():
+                report["results"].setdefault(scenario.name, {})[name] = median_run(
+                    scenario, entries
+                )
     finally:
         launcher.close()
     report["seconds"] = time.time() - started
@@ -285,6 +297,31 @@ def run_one(
             if proc.proc is not None and proc.proc.returncode not in (0, -15, None):
                 code = proc.proc.returncode
                 print(f"    {proc.name} exited {code}: {proc.tail(5)}", file=sys.stderr)
+
+
+def key_figure(scenario: Scenario, entry: dict[str, Any]) -> float:
+    """What the median run is chosen by (errors sort last)."""
+    value: Any = None
+    if scenario.kind == "edit":
+        value = (entry.get("latency_ms") or {}).get("p99")
+    elif scenario.kind == "idle":
+        value = (entry.get("server") or {}).get("server", {}).get("rss_kb_per_conn")
+    elif scenario.kind == "history":
+        value = entry.get("sync_ms_median")
+    elif scenario.kind == "simul":
+        value = -float(entry.get("all_synced_rounds") or 0)
+    return float(value) if isinstance(value, (int, float)) else float("inf")
+
+
+def median_run(scenario: Scenario, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(entries, key=lambda e: key_figure(scenario, e))
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    if len(entries) > 1:
+        chosen["repeats"] = [
+            {"key": key_figure(scenario, e), "summary": summary_line(scenario, e)}
+            for e in entries
+        ]
+    return chosen
 
 
 def summary_line(scenario: Scenario, entry: dict[str, Any]) -> str:
