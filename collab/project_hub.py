@@ -47,6 +47,8 @@ from collab.project_protocol import (
 log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
+# Broker payloads: EVENT_TAG + the event's JSON (relayed as is), else a JSON presence message.
+EVENT_TAG = b"\x01"
 FORBIDDEN = 4403
 SLOW_CONSUMER = 4408
 
@@ -200,7 +202,10 @@ class ProjectRoom:
     # -- fan-out ----------------------------------------------------------------------
 
     def broadcast(self, body: dict[str, Any], *, exclude: str | None = None) -> None:
-        text = json.dumps(body)
+        self.broadcast_text(json.dumps(body), exclude=exclude)
+
+    def broadcast_text(self, text: str, *, exclude: str | None = None) -> None:
+        """The same encoded frame to every local peer (encoded once)."""
         for connection_id, peer in list(self.peers.items()):
             if connection_id != exclude:
                 peer.send(text)
@@ -217,6 +222,9 @@ class ProjectRoom:
     # -- broker messages ---------------------------------------------------------------
 
     async def on_broker(self, _channel: str, payload: bytes) -> None:
+        if payload[:1] == EVENT_TAG:  # the hot path (run output, file tree): no parsing
+            self.broadcast_text(payload[1:].decode())
+            return
         try:
             message = json.loads(payload)
             kind = message["k"]
@@ -225,9 +233,6 @@ class ProjectRoom:
             log.warning("project %s: malformed broker message dropped", self.project_id)
             return
         if instance == self.hub.instance_id:
-            return
-        if kind == "event":
-            self.broadcast(message["e"])
             return
         if kind == "hello":
             await self.beat()
@@ -371,14 +376,13 @@ class ProjectHub:
         """Deliver ``event`` (needs ``type``) to every socket of the project on every node."""
         if not isinstance(event.get("type"), str):
             raise ValueError("a project event needs a string 'type'")
-        body = json.loads(json.dumps(event, default=str))  # UUIDs, datetimes -> strings
+        text = json.dumps(event, default=str)  # UUIDs, datetimes -> strings; encoded once
         self.stats.events_published += 1
         metrics.EVENTS.inc()
         room = self.rooms.get(project_id)
         if room is not None:
-            room.broadcast(body)
-        message = {"k": "event", "i": self.instance_id, "e": body}
-        await self.broker.publish(f"project:{project_id}", json.dumps(message).encode())
+            room.broadcast_text(text)
+        await self.broker.publish(f"project:{project_id}", EVENT_TAG + text.encode())
 
     # -- one socket ---------------------------------------------------------------------
 
