@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 
+from ai.config import AIConfig
 from persistence.db import Database
-from tests.ai.helpers import Team, connect, wait_for
-from tests.fakes import openai_server
+from server.settings import Settings
+from tests.ai.helpers import Team, connect
+from tests.fakes import anthropic_server, openai_server
+from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.sse_server import Script
 from tests.support import factories
@@ -244,9 +250,9 @@ async def test_editor_context_puts_the_selected_code_in_the_prompt(
 
 
 async def test_no_provider_answers_ai_unavailable(
-    live_server: object, team: Team, settings: object
+    live_server: Callable[..., Awaitable[LiveServer]], team: Team
 ) -> None:
-    server = await live_server()  # type: ignore[operator]
+    server = await live_server()  # the test settings: no provider, no embedded model
     client = await connect(server.ws_url, team.conversation, team.owner)
     await client.ask("hello?")
     error = await client.until("error")
@@ -255,4 +261,44 @@ async def test_no_provider_answers_ai_unavailable(
     async with aiohttp.ClientSession() as session, session.get(server.url + "/healthz") as resp:
         body = await resp.json()
     assert resp.status == 200 and body["chat"]["state"] == "unconfigured"
-    await wait_for(lambda: True)
+
+
+async def test_anthropic_provider_through_the_chat(
+    settings: Settings,
+    live_server: Callable[..., Awaitable[LiveServer]],
+    fake_anthropic: FakeAnthropic,
+    team: Team,
+) -> None:
+    fake_anthropic.play(Script(chunks=anthropic_server.stream(["Bon", "jour"], input_tokens=30)))
+    ai = AIConfig(anthropic_api_key="sk-ant-fake", anthropic_base_url=fake_anthropic.url)
+    server = await live_server(dataclasses.replace(settings, ai=ai))
+    client = await connect(server.ws_url, team.conversation, team.owner)
+    await client.ask("say hello in French")
+    done = await client.until("done")
+    assert done["message"]["content"] == "Bonjour" and done["model"] == "claude-fake-1"
+    assert done["tokens"] == {"input": 30, "output": 5, "total": 35, "estimated": False}
+    body = fake_anthropic.requests[0].body
+    assert body["stream"] is True and body["system"]
+    assert body["messages"] == [{"role": "user", "content": "say hello in French"}]
+    await client.close()
+
+
+async def test_embedded_model_that_cannot_start_leaves_the_app_working(
+    settings: Settings,
+    live_server: Callable[..., Awaitable[LiveServer]],
+    team: Team,
+    tmp_path: Path,
+) -> None:
+    ai = AIConfig(embedded=True, embedded_model_path=tmp_path / "missing.gguf")
+    server = await live_server(dataclasses.replace(settings, ai=ai))
+    client = await connect(server.ws_url, team.conversation, team.owner)
+    await client.ask("anyone there?")
+    error = await client.until("error")
+    assert error == {"type": "error", "code": "ai_unavailable",
+                     "message": "AI provider not available"}
+    async with aiohttp.ClientSession() as session, session.get(server.url + "/healthz") as resp:
+        body = await resp.json()
+    assert resp.status == 200 and body["status"] == "ok"
+    assert body["chat"]["provider"] == "embedded" and body["chat"]["state"] == "failed"
+    assert "no GGUF model" in body["chat"]["error"]
+    await client.close()
