@@ -62,7 +62,7 @@ async def test_presence_spans_three_nodes_and_a_killed_node_users_expire(
     for watcher in (a, b):
         await watcher.expect(left(c.hello["connection_id"]), 5)  # type: ignore[arg-type]
     # ttl = 3 x GAP_REPAIR_S (0.5 s) plus one heartbeat period to notice
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 4.0
 
 
 async def test_sigterm_closes_sockets_for_reconnect_and_saves_editor_state(

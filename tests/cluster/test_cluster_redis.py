@@ -170,5 +170,5 @@ async def test_updates_dropped_between_nodes_are_repaired_by_the_state_vector_ex
     assert len(dropped) >= 5, "the updates really were dropped"
     assert broker_two.stats.dropped >= 5
     # repaired within GAP_REPAIR_S plus two broker round trips (and polling slack)
-    assert max(latencies) < repair_s + 0.5, latencies
+    assert max(latencies) < repair_s + 1.0, latencies
     await node_clients.converged(5)
