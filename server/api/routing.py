@@ -136,6 +136,22 @@ def _authenticate(request: Request, services: Services) -> Principal:
     return principal
 
 
+MAX_JSON_DEPTH = 32
+
+
+def _too_deep(data: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when lists/objects nest deeper than ``limit`` (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
@@ -153,11 +169,17 @@ async def _read_json(request: Request, model: type[BaseModel]) -> BaseModel:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+        except RecursionError:
+            raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
+        if _too_deep(data):
+            raise ApiError(400, "invalid_json", "request body is nested too deeply")
         try:
             # Lone surrogates parse as JSON but cannot be stored as UTF-8.
             json.dumps(data, ensure_ascii=False).encode()
         except UnicodeEncodeError:
             raise ApiError(400, "invalid_json", "request body is not valid UTF-8") from None
+        except RecursionError:
+            raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -183,6 +205,9 @@ def database_error(exc: asyncpg.PostgresError) -> ApiError | None:
         return ApiError(422, "validation_error", "a value is not allowed")
     if isinstance(exc, asyncpg.DataError):
         return ApiError(422, "validation_error", "a value cannot be stored")
+    if isinstance(exc, asyncpg.ProgramLimitExceededError):
+        # e.g. a huge JSON value in a GIN-indexed column, or JSON nested too deeply.
+        return ApiError(422, "value_too_large", "a value is too large or too deeply nested")
     return None
 
 

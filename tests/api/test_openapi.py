@@ -101,7 +101,7 @@ def _fuzz(doc: dict[str, Any], base_url: str, token: str, real: dict[str, Any]) 
 async def test_schemathesis_finds_no_server_error(settings: Settings, tmp_path: Path) -> None:
     # The fuzzer's HTTP client blocks, so the server under test runs in its own process.
     node = ProcessServer(free_port(), server_env(settings), tmp_path / "fuzz-server.log")
-    await node.start()
+    await node.start(timeout_s=180)
     try:
         async with aiohttp.ClientSession() as session:
             api = Api(session, node.url)

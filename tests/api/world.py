@@ -20,6 +20,7 @@ class World:
     folder_id: uuid.UUID
     file_id: uuid.UUID
     conversation_id: uuid.UUID
+    execution_id: uuid.UUID
 
 
 async def build_world(api: Api, db: Database) -> World:
@@ -51,4 +52,12 @@ async def build_world(api: Api, db: Database) -> World:
             " values ($1, 'user', 'hi')",
             conversation_id,
         )
-    return World(users, workspace_id, project_id, folder_id, file_id, conversation_id)
+        execution_id = await conn.fetchval(
+            "insert into public.code_executions (user_id, project_id, language, source_code,"
+            " status, stdout, exit_code) values ($1, $2, 'python', 'print(1)', 'Accepted',"
+            " '1\n', 0) returning id",
+            uuid.UUID(owner.id), project_id,
+        )
+    return World(
+        users, workspace_id, project_id, folder_id, file_id, conversation_id, execution_id
+    )
