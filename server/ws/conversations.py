@@ -20,7 +20,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ai.chat import ChatError, ChatHub, Watcher, error_frame
 from server.access import conversation_access, parse_uuid
-from server.close_codes import NOT_FOUND, SLOW_CONSUMER, TOO_LARGE, TRY_AGAIN_LATER
+from server.close_codes import (
+    FORBIDDEN,
+    NOT_FOUND,
+    SLOW_CONSUMER,
+    TOO_LARGE,
+    TRY_AGAIN_LATER,
+)
 from server.services import Services
 from server.ws_auth import authenticate_websocket
 
@@ -86,7 +92,12 @@ async def conversation_socket(websocket: WebSocket) -> None:
             if len(text) > MAX_FRAME_CHARS:
                 await _close(websocket, TOO_LARGE, "message too large")
                 break
-            await _handle(hub, watcher, conversation_id, user_id, access.role, text)
+            # Roles change while sockets stay open: look the role up again for each request.
+            current = await conversation_access(services.db, principal.user_id, conversation_id)
+            if current is None or not current.is_member:
+                await _close(websocket, FORBIDDEN, "no longer a member of this workspace")
+                break
+            await _handle(hub, watcher, conversation_id, user_id, current.role, text)
     finally:
         await hub.unwatch(conversation_id, watcher)
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):

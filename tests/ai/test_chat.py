@@ -302,3 +302,22 @@ async def test_embedded_model_that_cannot_start_leaves_the_app_working(
     assert body["chat"]["provider"] == "embedded" and body["chat"]["state"] == "failed"
     assert "no GGUF model" in body["chat"]["error"]
     await client.close()
+
+
+async def test_role_changes_apply_to_open_sockets(
+    chat_server: LiveServer, fake_openai: FakeOpenAI, team: Team, db: Database
+) -> None:
+    client = await connect(chat_server.ws_url, team.conversation, team.member)
+    async with db.service() as conn:
+        await conn.execute("update public.workspace_members set role = 'viewer' "
+                           "where workspace_id = $1 and user_id = $2", team.workspace, team.member)
+    await client.ask("still allowed?")
+    assert (await client.until("error"))["code"] == "forbidden"
+    async with db.service() as conn:
+        await conn.execute("delete from public.workspace_members "
+                           "where workspace_id = $1 and user_id = $2", team.workspace, team.member)
+    await client.ask("and now?")
+    msg = await client.ws.receive(5)
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4403
+    assert fake_openai.requests == []
+    await client.close()
