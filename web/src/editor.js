@@ -144,6 +144,14 @@ export class Editors {
     for (const entry of this.open.values()) entry.setToken(token)
   }
 
+  /** Viewers read along; the server drops their edits anyway, this keeps the UI honest. */
+  setReadOnly (readOnly) {
+    this.readOnly = readOnly
+    for (const entry of this.open.values()) {
+      entry.view.dispatch({ effects: entry.readOnly.reconfigure(EditorState.readOnly.of(readOnly)) })
+    }
+  }
+
   closeAll () {
     for (const id of [...this.open.keys()]) this.close(id)
   }

@@ -10,7 +10,7 @@ import { TerminalPanel } from './terminal.js'
 import { RunPanel } from './run.js'
 import { JsonSocket } from './jsonsocket.js'
 import { userColor } from './colors.js'
-import { hashParams, setHashParam } from './projects.js'
+import { hashParams, listProjects, setHashParam } from './projects.js'
 import { onSessionChange } from './session.js'
 
 const OPEN_KEY = (projectId) => `icreate.open.${projectId}`
@@ -45,6 +45,14 @@ export class Ide {
     const projectSelect = h('select', { 'data-testid': 'project-select', onchange: () => onSwitch(projectSelect.value) },
       projects.map(({ project: p, workspace: w }) => h('option', { value: p.id }, w.name ? `${w.name} / ${p.name}` : p.name)))
     projectSelect.value = project.id
+    // Someone may have invited us since the page loaded: list again when the menu opens.
+    let listing = null
+    projectSelect.addEventListener('focus', () => {
+      listing = listing || listProjects().then((all) => {
+        projectSelect.replaceChildren(...all.map(({ project: p, workspace: w }) => h('option', { value: p.id }, w.name ? `${w.name} / ${p.name}` : p.name)))
+        projectSelect.value = project.id
+      }).catch(showError).finally(() => { listing = null })
+    })
     const inviteEmail = h('input', { type: 'email', placeholder: 'invite by email', 'data-testid': 'invite-email' })
     const inviteRole = h('select', { 'data-testid': 'invite-role' }, ['member', 'viewer', 'admin'].map((r) => h('option', { value: r }, r)))
     const invite = async () => {
@@ -79,7 +87,7 @@ export class Ide {
     const left = h('aside', { class: 'left' }, [
       h('h2', {}, 'Online'), this.presence,
       h('h2', {}, 'Files'),
-      h('div', { class: 'row' }, [
+      h('div', { class: 'row writer-only' }, [
         newName,
         h('button', { title: 'New file', 'data-testid': 'new-file', onclick: () => create('file').catch(showError) }, '+ File'),
         h('button', { title: 'New folder', 'data-testid': 'new-folder', onclick: () => create('folder').catch(showError) }, '+ Dir')
@@ -100,7 +108,7 @@ export class Ide {
       for (const [key, el] of Object.entries(bottomPanels)) el.hidden = key !== name
       if (name === 'Terminal' && this.terminal) this.terminal.resize()
     })
-    const runButton = h('button', { class: 'primary', 'data-testid': 'run', onclick: () => this.run(bottomTabs).catch(showError) }, '▶ Run')
+    const runButton = h('button', { class: 'primary writer-only', 'data-testid': 'run', onclick: () => this.run(bottomTabs).catch(showError) }, '▶ Run')
     const center = h('main', {}, [
       h('div', { class: 'editor-bar' }, [editorTabs, h('span', { class: 'spacer' }), runStatus, runButton]),
       panes,
@@ -288,7 +296,7 @@ export class Ide {
     const readOnly = role === 'viewer'
     this.root.dataset.role = role || ''
     this.tree.readOnly = readOnly
-    this.editors.readOnly = readOnly
+    this.editors.setReadOnly(readOnly)
     this.tree.render()
   }
 
