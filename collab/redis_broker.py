@@ -101,6 +101,7 @@ class RedisBroker:
         self._writer: asyncio.Task[None] | None = None
         self._first_connect = asyncio.Event()
         self._last_rx = 0.0
+        self._sub_lock = asyncio.Lock()
         # A test hook like ``LocalBus.filter``: return False to drop an incoming message on
         # purpose (gap-repair tests drop updates between real processes with it).
         self.filter: Callable[[str, bytes], bool] | None = None
@@ -210,7 +211,7 @@ class RedisBroker:
         handlers = self._handlers[channel]
         handlers.append(handler)
         if len(handlers) == 1:
-            await self._send_subscribe([channel], wait=True)
+            await self._confirmed(await self._sync_subscription(channel))
 
     async def unsubscribe(self, channel: str, handler: Handler) -> None:
         handlers = self._handlers.get(channel)
@@ -220,20 +221,30 @@ class RedisBroker:
         if handlers:
             return
         del self._handlers[channel]
-        pubsub = self._pubsub
-        if pubsub is not None and self._connected:
-            try:
-                await pubsub.unsubscribe((self.prefix + channel).encode())
-            except CONNECTION_ERRORS as exc:
-                log.info("redis broker: unsubscribe %s deferred: %r", channel, exc)
+        await self._sync_subscription(channel)
 
     def on_resubscribe(self, callback: ResubscribeCallback) -> None:
         self._resubscribe.append(callback)
 
-    async def _send_subscribe(
-        self, channels: list[str], *, wait: bool
-    ) -> list[asyncio.Future[None]]:
-        """Send SUBSCRIBE; the futures the reader resolves when Redis confirms."""
+    async def _sync_subscription(self, channel: str) -> list[asyncio.Future[None]]:
+        """Make Redis match ``self._handlers`` for ``channel``.
+
+        Under one lock, deciding from the handlers *now*: an unsubscribe racing a new
+        subscribe of the same channel cannot leave Redis unsubscribed while a handler waits.
+        """
+        async with self._sub_lock:
+            if channel in self._handlers:
+                return await self._send_subscribe([channel])
+            pubsub = self._pubsub
+            if pubsub is not None:
+                try:
+                    await pubsub.unsubscribe((self.prefix + channel).encode())
+                except CONNECTION_ERRORS as exc:
+                    log.info("redis broker: unsubscribe %s deferred: %r", channel, exc)
+            return []
+
+    async def _send_subscribe(self, channels: list[str]) -> list[asyncio.Future[None]]:
+        """Send SUBSCRIBE (hold ``_sub_lock``); the futures the reader resolves on confirm."""
         pubsub = self._pubsub
         if pubsub is None or not channels:
             return []  # the reader subscribes every known channel when it (re)connects
@@ -250,9 +261,6 @@ class RedisBroker:
             await pubsub.subscribe(*names)
         except CONNECTION_ERRORS as exc:
             log.info("redis broker: subscribe deferred until reconnect: %r", exc)
-            return futures
-        if wait:
-            await self._confirmed(futures)
         return futures
 
     async def _confirmed(self, futures: list[asyncio.Future[None]]) -> None:
@@ -329,8 +337,9 @@ class RedisBroker:
         await asyncio.wait_for(self._client.ping(), self.config.connect_timeout_s)
         pubsub = self._client.pubsub()
         await asyncio.wait_for(pubsub.connect(), self.config.connect_timeout_s)
-        self._pubsub = pubsub
-        return await self._send_subscribe(list(self._handlers), wait=False)
+        async with self._sub_lock:
+            self._pubsub = pubsub
+            return await self._send_subscribe(list(self._handlers))
 
     async def _repair_after(self, confirmations: list[asyncio.Future[None]]) -> None:
         """Once resubscribed (confirmed by Redis), let the hubs publish their Step1s."""

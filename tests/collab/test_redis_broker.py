@@ -263,3 +263,26 @@ async def test_a_frozen_redis_is_detected_by_the_ping_watchdog(
         os.kill(pid, signal.SIGCONT)
         await a.close()
         await b.close()
+
+
+async def test_leaving_and_rejoining_a_channel_at_once_keeps_it_subscribed(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """A room unloading while another loads on the same channel (unsubscribe || subscribe)."""
+    a_id, b_id = ids()
+    a = RedisBroker(redis_url, a_id, prefix=redis_prefix, config=FAST)
+    b = RedisBroker(redis_url, b_id, prefix=redis_prefix, config=FAST)
+    await a.start()
+    await b.start()
+    try:
+        old, new = Inbox(), Inbox()
+        for round_ in range(20):
+            await b.subscribe("project:7", old)
+            await asyncio.gather(b.unsubscribe("project:7", old), b.subscribe("project:7", new))
+            await a.publish("project:7", str(round_).encode())
+            await until(lambda r=round_: str(r).encode() in new.payloads(), 3)  # type: ignore[misc]
+            await b.unsubscribe("project:7", new)
+        assert old.items == []
+    finally:
+        await a.close()
+        await b.close()
