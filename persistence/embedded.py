@@ -24,6 +24,8 @@ def start_embedded_postgres(data_dir: Path, *, cleanup: str | None = "stop") -> 
         warnings.simplefilter("ignore")
         import pgserver
 
+    # pgserver logs every pg_ctl command line at INFO; only its problems matter here.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
     get_server = pgserver.get_server  # type: ignore[attr-defined]
     server = get_server(str(data_dir), cleanup_mode=cleanup)
