@@ -15,6 +15,7 @@ import asyncio
 import codecs
 import contextlib
 import fcntl
+import hashlib
 import os
 import resource
 import shutil
@@ -22,7 +23,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -528,35 +529,23 @@ async def _feed(pipe: Any, data: bytes) -> None:
             pipe.close()
 
 
-@dataclass
+@dataclass(frozen=True)
 class UidPool:
-    """One sandbox uid per project while anything of that project runs, so a fork bomb in
-    one project exhausts only that project's RLIMIT_NPROC."""
+    """One sandbox uid per project, derived from its id: the same on every server process
+    of a machine (they share the workdir), and a fork bomb in one project exhausts only
+    that project's RLIMIT_NPROC. Two projects share a uid with probability 1/size."""
 
     size: int
-    _slots: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (slot, refs)
+
+    def slot(self, key: str) -> int:
+        return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % self.size
 
     def acquire(self, key: str) -> int:
-        if key in self._slots:
-            slot, refs = self._slots[key]
-            self._slots[key] = (slot, refs + 1)
-            return slot
-        used = {slot for slot, _ in self._slots.values()}
-        slot = next(i for i in range(self.size) if i not in used)
-        self._slots[key] = (slot, 1)
-        return slot
+        return self.slot(key)
 
     def release(self, key: str) -> None:
-        slot, refs = self._slots[key]
-        if refs <= 1:
-            del self._slots[key]
-        else:
-            self._slots[key] = (slot, refs - 1)
+        """Nothing to give back: the uid is a function of the key."""
 
     @contextlib.contextmanager
     def hold(self, key: str) -> Iterator[int]:
-        slot = self.acquire(key)
-        try:
-            yield slot
-        finally:
-            self.release(key)
+        yield self.slot(key)

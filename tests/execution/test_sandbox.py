@@ -66,7 +66,7 @@ async def test_fork_bomb_is_contained(local_backend: LocalBackend) -> None:
     result = await run(local_backend, "bash", ":(){ :|:& };:\nwait", wall_time_s=3)
     assert time.monotonic() - started < 10
     assert "Resource temporarily unavailable" in result.stderr
-    uid = local_backend.sandbox.identity_for(0).uid
+    uid = local_backend.sandbox.identity_for(local_backend.uids.slot("test-project")).uid
     if uid is not None:
         # The kernel tears the PID namespace down asynchronously: poll with a deadline.
         deadline = time.monotonic() + 5
@@ -123,7 +123,7 @@ async def test_disk_filler_is_stopped_by_the_file_size_limit(
 ) -> None:
     workdir = exec_root / "workspaces" / "filler"
     workdir.mkdir(parents=True)
-    uid = local_backend.sandbox.identity_for(0).uid
+    uid = local_backend.sandbox.identity_for(local_backend.uids.slot("test-project")).uid
     if uid is not None:
         os.chown(workdir, uid, uid)
     result = await run(
@@ -241,7 +241,7 @@ async def test_cannot_write_outside_the_workdir(
 ) -> None:
     workdir = exec_root / "workspaces" / "writer"
     workdir.mkdir(parents=True)
-    uid = local_backend.sandbox.identity_for(0).uid
+    uid = local_backend.sandbox.identity_for(local_backend.uids.slot("test-project")).uid
     if uid is not None:
         os.chown(workdir, uid, uid)
     code = f"""
@@ -285,7 +285,7 @@ async def test_background_process_does_not_outlive_the_run(
 ) -> None:
     workdir = exec_root / "workspaces" / "bg"
     workdir.mkdir(parents=True)
-    uid = local_backend.sandbox.identity_for(0).uid
+    uid = local_backend.sandbox.identity_for(local_backend.uids.slot("test-project")).uid
     if uid is not None:
         os.chown(workdir, uid, uid)
     code = "(trap '' TERM HUP; while true; do date +%s%N > /workspace/tick; sleep 0.05; done) &\n" \

@@ -347,7 +347,7 @@ async def test_shutdown_kills_every_shell(
     await term.type("(trap '' TERM HUP; sleep 300) & echo bg-$((3*3))")
     await term.read_until("bg-9")
     hub = hub_of(server)
-    uid = hub.local.sandbox.identity_for(0).uid
+    uid = hub.local.sandbox.identity_for(hub.local.uids.slot(str(world.project))).uid
     await server.stop()
     msg = await term.ws.receive(timeout=10)
     while msg.type == aiohttp.WSMsgType.TEXT:
