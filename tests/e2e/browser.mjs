@@ -47,6 +47,7 @@ class Window {
     })
     this.page.on('pageerror', (err) => this.problems.push(`pageerror: ${err.message}`))
     await this.page.goto(`${this.config.url}/#${hash}`)
+    log(this.label, 'page loaded')
     await this.signIn()
     return this
   }
@@ -57,6 +58,7 @@ class Window {
     await page.getByTestId('auth-password').fill(this.user.password)
     await page.getByTestId('auth-submit').click()
     await page.getByTestId('ide').waitFor()
+    log(this.label, 'ide shown')
     await this.waitFor(() => document.querySelector('[data-testid=ide]').parentElement.dataset.channel === 'open', null, 'project channel open')
     log(this.label, 'signed in as', this.user.email)
   }
@@ -351,8 +353,12 @@ const scenarios = {
     page.setDefaultTimeout(STEP_MS)
     page.setDefaultNavigationTimeout(LOAD_MS)
     const problems = []
+    let probing = false // the deliberate inline script below must be refused, not reported
     page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`))
-    page.on('console', (msg) => log('console', msg.type(), msg.text()))
+    page.on('console', (msg) => {
+      log('console', msg.type(), msg.text())
+      if (!probing && (msg.type() === 'error' || /Content.Security.Policy/i.test(msg.text()))) problems.push(`console ${msg.type()}: ${msg.text()}`)
+    })
     await page.goto(config.url + '/')
     await page.screenshot({ path: join(config.artifacts, '01-sign-in.png') })
     await page.getByTestId('auth-toggle').click()
@@ -363,6 +369,10 @@ const scenarios = {
     await page.getByTestId('ide').waitFor()
     await page.locator('[data-testid=tree-item]').first().waitFor()
     await page.screenshot({ path: join(config.artifacts, '02-signed-up.png') })
+    // Let the editor and terminal settle (their styles are applied at run time), then probe.
+    await page.locator('[data-testid=tab][data-status=synced]').first().waitFor()
+    await page.locator('[data-testid=terminal][data-status=open]').waitFor()
+    probing = true
     const inlineRan = await page.evaluate(() => {
       window.__inline = false
       const s = document.createElement('script')
