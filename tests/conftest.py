@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from execution.config import ExecutionConfig
 from persistence.db import Database
 from server.settings import Settings
 from tests.support.databases import PostgresForTests, RedisForTests
@@ -57,7 +60,20 @@ def redis_prefix() -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path, redis_prefix: str) -> Settings:
+def exec_root() -> Iterator[Path]:
+    """A workdir root for sandboxed runs and terminals.
+
+    pytest's tmp_path lives under a 0700 directory that the sandbox uid cannot traverse
+    (bubblewrap binds the workdir as that uid), so the root is made here, mode 0711.
+    """
+    root = Path(tempfile.mkdtemp(prefix="icreate-exec-"))
+    root.chmod(0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, redis_prefix: str, exec_root: Path) -> Settings:
     return Settings(
         database_url=database_url,
         redis_url=None,
@@ -67,6 +83,9 @@ def settings(database_url: str, tmp_path: Path, redis_prefix: str) -> Settings:
         data_dir=tmp_path / "data",
         db_pool_min=1,
         db_pool_max=8,
+        execution=ExecutionConfig(
+            workdir_root=exec_root / "workspaces", storage_root=exec_root / "storage"
+        ),
     )
 
 

@@ -1,27 +1,15 @@
-"""Fixtures for the execution tests: a workdir root the sandbox uids can traverse."""
+"""Fixtures for the execution tests (``exec_root`` comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from execution.config import ExecutionConfig
 from execution.local import LocalBackend
-
-
-@pytest.fixture
-def exec_root() -> Iterator[Path]:
-    # pytest's tmp_path lives under a 0700 directory that the sandbox uid cannot traverse
-    # (bubblewrap binds the workdir as that uid), so the root is made here, mode 0711.
-    root = Path(tempfile.mkdtemp(prefix="icreate-exec-"))
-    root.chmod(0o711)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
