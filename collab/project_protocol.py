@@ -11,6 +11,20 @@ Client -> server:
   ``active_file_id`` is also the file shown next to the user in presence.
 - ``{"type": "open_file", "file_id": uuid | null}``: presence only.
 - ``{"type": "ping"}``: answered with ``{"type": "pong"}``.
+
+Server -> client:
+- ``{"type": "hello", "connection_id", "instance_id", "project_id", "user_id", "role",
+  "presence": [member...], "editor_state": {"type": "editor_state", ...} | null}`` first;
+  a member is ``{connection_id, user_id, role, email, name, file_id, since}`` (one per socket).
+- ``presence.join`` / ``presence.update`` ``{"member"}``, ``presence.leave``
+  ``{"connection_id", "user_id"}``: from every node of the cluster.
+- project events as published by REST and execution (``file.created``, ``file.updated``,
+  ``file.renamed``, ``file.moved``, ``file.deleted``, ``file.restored`` with ``file``;
+  ``execution.*``), unchanged.
+- ``{"type": "error", "code", "message"}`` for a bad frame (codes: ``invalid_json``,
+  ``invalid_message``, ``unknown_type``, ``too_large``); the socket stays open.
+- Closes: 4401 no/bad token, 4403 not a member (or access revoked later), 4404 no such
+  project, 4408 slow consumer, 1001 server shutting down (reconnect elsewhere).
 """
 
 from __future__ import annotations
