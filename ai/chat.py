@@ -472,7 +472,9 @@ class ChatHub:
         context_request: ContextRequest | None,
     ) -> tuple[Reply, dict[str, Any], list[ChatMessage], Provider]:
         async with self.db.acquire() as conn:
-            checks = await store.reply_checks(conn, room.id, user_id)
+            checks = await store.reply_checks(
+                conn, room.id, user_id, self.config.history_messages
+            )
             if checks is None:
                 raise ChatError("not_found", "no such conversation")
             conversation = checks.conversation
@@ -504,12 +506,8 @@ class ChatHub:
                 raise ChatError(
                     "busy", "the assistant is still answering in this conversation"
                 ) from None
-            history = await store.recent_messages(
-                conn, room.id, self.config.history_messages,
-                [uuid.UUID(user_message["id"]), uuid.UUID(placeholder["id"])],
-            )
         prompt = build_prompt(
-            history, content, context=editor,
+            checks.history, content, context=editor,
             budget_tokens=self.slot.context_tokens - self.slot.max_output_tokens,
             max_context_chars=self.config.max_context_chars,
             system_prompt=self.config.system_prompt,

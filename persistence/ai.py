@@ -19,14 +19,6 @@ update public.messages set content = $2, metadata = $3, tokens_used = $4, model 
 where id = $1
 returning {MESSAGE_COLUMNS}
 """
-# Newest first; the caller reverses. Empty assistant placeholders (failed replies) are skipped.
-SELECT_RECENT_MESSAGES = """
-select id, role, content from public.messages
-where conversation_id = $1 and role in ('user', 'assistant') and content <> ''
-  and id <> all($3::uuid[])
-order by created_at desc, id desc
-limit $2
-"""
 EXPIRE_STALE_CHAT_JOBS = """
 update public.ai_jobs set status = 'failed', error = 'abandoned', completed_at = now()
 where conversation_id = $1 and job_type = 'chat' and status in ('pending', 'running')
@@ -45,8 +37,9 @@ INSERT_AI_TOKENS_USAGE = """
 insert into public.usage_records (user_id, workspace_id, resource_type, amount, unit, metadata)
 values ($1, $2, 'ai_tokens', $3, 'tokens', $4)
 """
-# Everything checked before a reply, in one round trip: the conversation, the user's plan
-# limits (subscription, else free) and the tokens used this UTC month.
+# Everything read before a reply, in one round trip: the conversation, the user's plan
+# limits (subscription, else free), the tokens used this UTC month, and the latest
+# messages (oldest first; empty placeholders of failed replies skipped) for the prompt.
 SELECT_REPLY_CHECKS = """
 select c.id, c.project_id, p.workspace_id, c.is_archived,
   (select sp.limits
@@ -60,7 +53,15 @@ select c.id, c.project_id, p.workspace_id, c.is_archived,
   (select coalesce(sum(u.amount), 0)::bigint from public.usage_records u
    where u.user_id = $2 and u.resource_type = 'ai_tokens'
      and u.recorded_at >= date_trunc('month', now() at time zone 'utc') at time zone 'utc'
-  ) as used
+  ) as used,
+  (select coalesce(json_agg(json_build_object('role', h.role, 'content', h.content)
+                            order by h.created_at, h.id), '[]'::json)
+   from (select m.role, m.content, m.created_at, m.id from public.messages m
+         where m.conversation_id = c.id and m.role in ('user', 'assistant')
+           and m.content <> ''
+         order by m.created_at desc, m.id desc
+         limit $3) h
+  ) as history
 from public.conversations c join public.projects p on p.id = c.project_id
 where c.id = $1
 """
@@ -132,28 +133,18 @@ async def finish_message(
     return message_dict(row)
 
 
-async def recent_messages(
-    conn: asyncpg.Connection,
-    conversation_id: uuid.UUID,
-    limit: int,
-    exclude: list[uuid.UUID],
-) -> list[tuple[str, str]]:
-    """(role, content) of the latest messages, oldest first."""
-    rows = await conn.fetch(SELECT_RECENT_MESSAGES, conversation_id, limit, exclude)
-    return [(row["role"], row["content"]) for row in reversed(rows)]
-
-
 @dataclass(frozen=True)
 class ReplyChecks:
     conversation: ConversationInfo
     ai_token_limit: int | None  # None: unlimited
     ai_tokens_used: int
+    history: list[tuple[str, str]]  # (role, content), oldest first
 
 
 async def reply_checks(
-    conn: asyncpg.Connection, conversation_id: uuid.UUID, user_id: uuid.UUID
+    conn: asyncpg.Connection, conversation_id: uuid.UUID, user_id: uuid.UUID, history: int
 ) -> ReplyChecks | None:
-    row = await conn.fetchrow(SELECT_REPLY_CHECKS, conversation_id, user_id)
+    row = await conn.fetchrow(SELECT_REPLY_CHECKS, conversation_id, user_id, history)
     if row is None:
         return None
     limits = row["plan_limits"] if row["plan_limits"] is not None else row["free_limits"]
@@ -162,6 +153,7 @@ async def reply_checks(
                          bool(row["is_archived"])),
         _ai_token_limit(limits),
         int(row["used"]),
+        [(str(item["role"]), str(item["content"])) for item in row["history"]],
     )
 
 
