@@ -69,6 +69,7 @@ class RedisBrokerConfig:
     connect_timeout_s: float = 2.0
     command_timeout_s: float = 5.0
     subscribe_confirm_s: float = 2.0
+    drain_on_close_s: float = 1.0
 
 
 class RedisBroker:
@@ -102,6 +103,7 @@ class RedisBroker:
         self._first_connect = asyncio.Event()
         self._last_rx = 0.0
         self._sub_lock = asyncio.Lock()
+        self._drained = asyncio.Event()
         # A test hook like ``LocalBus.filter``: return False to drop an incoming message on
         # purpose (gap-repair tests drop updates between real processes with it).
         self.filter: Callable[[str, bytes], bool] | None = None
@@ -140,6 +142,10 @@ class RedisBroker:
             log.warning("redis broker: %s unreachable at start; serving locally", self.url)
 
     async def close(self) -> None:
+        if self._queue and self._connected:
+            # What the hubs published while stopping (Step1s, presence "bye") goes out first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), self.config.drain_on_close_s)
         self._closing = True
         self._queue_ready.set()
         for task in (self._reader, self._writer):
@@ -171,6 +177,7 @@ class RedisBroker:
             self._drop(1, "queue_full")
             return
         self._queue.append(((self.prefix + channel).encode(), self._sender + payload))
+        self._drained.clear()
         self._queue_ready.set()
 
     def _drop(self, count: int, reason: str) -> None:
@@ -203,6 +210,8 @@ class RedisBroker:
                     continue
                 self.stats.published += len(batch)
                 metrics.PUBLISHED.inc(len(batch))
+            if not self._queue:
+                self._drained.set()
 
     # -- subscribing -------------------------------------------------------------------
 

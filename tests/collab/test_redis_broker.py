@@ -286,3 +286,24 @@ async def test_leaving_and_rejoining_a_channel_at_once_keeps_it_subscribed(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_messages_published_just_before_close_still_go_out(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """A stopping node's last words (presence "bye", final Step1s) are not cut off."""
+    a_id, b_id = ids()
+    a = RedisBroker(redis_url, a_id, prefix=redis_prefix, config=FAST)
+    b = RedisBroker(redis_url, b_id, prefix=redis_prefix, config=FAST)
+    await a.start()
+    await b.start()
+    try:
+        inbox = Inbox()
+        await b.subscribe("project:1", inbox)
+        for i in range(500):
+            await a.publish("project:1", str(i).encode())
+        await a.close()
+        await until(lambda: len(inbox.items) == 500)
+        assert inbox.payloads()[-1] == b"499"
+    finally:
+        await b.close()
