@@ -138,8 +138,9 @@ CLUSTER_ROWS: list[tuple[str, Getter, int]] = [
 
 
 def cluster_table(report: dict[str, Any], scenario: str) -> list[str]:
-    results = report["results"].get(scenario, {})
-    cols = [t for t in ("ours", "ours-x2", "hocuspocus", "hocuspocus-x2") if t in results]
+    results = report["results"]
+    present = results.get(scenario, {})
+    cols = [t for t in ("ours", "ours-x2", "hocuspocus", "hocuspocus-x2") if t in present]
     if not any(c.endswith("-x2") for c in cols):
         return []
     labels = [report["targets"].get(t, t) for t in cols]
