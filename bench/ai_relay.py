@@ -250,14 +250,15 @@ def render(results: dict[str, Any]) -> str:
         "## AI relay (bench/ai_relay.py)",
         "",
         f"{results['deltas']} deltas every {results['interval_ms']} ms from a fake provider "
+        f"(each watcher count {results['repeat']} rounds, the median round shown) "
         "(own process); the app in its own process; latency = receive time - provider send "
         "time. Raw = this process reading the provider directly, in the same round; the "
         f"watchers are spread over {results['client_procs']} client processes.",
         "",
         "| watchers | raw first delta ms | relay first delta ms | raw deltas/s | relay deltas/s "
         "| raw p50 / p99 ms | relay p50 / p99 ms | overhead p50 / p99 ms "
-        "| server CPU µs per delivered delta |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU µs per delivered delta | p99 overhead of each round ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results["rounds"]:
         lines.append(
@@ -266,16 +267,18 @@ def render(results: dict[str, Any]) -> str:
             f"{r['relay']['deltas_per_s']:.0f} | {r['raw']['p50_ms']:.2f} / "
             f"{r['raw']['p99_ms']:.2f} | {r['relay']['p50_ms']:.2f} / "
             f"{r['relay']['p99_ms']:.2f} | {r['overhead_p50_ms']:.2f} / "
-            f"{r['overhead_p99_ms']:.2f} | {r['server_cpu_us_per_delivered_delta']:.0f} |"
+            f"{r['overhead_p99_ms']:.2f} | {r['server_cpu_us_per_delivered_delta']:.0f} | "
+            + ", ".join(f"{v:.1f}" for v in r["all_overhead_p99_ms"]) + " |"
         )
     lines += [
         "",
         f"Target: relay overhead < 5 ms at p99. Measured {results['measured_at']} on "
         f"{results['cpus']} CPUs with a 1-minute load average of "
-        f"{results['load_average_1m']} (other work shares the machine: latency percentiles "
-        "move a lot between runs; CPU per delivered delta is the steadier figure).",
-        "Relay first delta includes the checks and writes made before the provider call "
-        "(plan allowance, job and messages: three round trips to PostgreSQL).",
+        f"{results['load_average_1m']} (other work shares the machine, and the watcher "
+        "processes share its cores with the server: latency percentiles move a lot between "
+        "runs; CPU per delivered delta is the steadier figure).",
+        "Relay first delta includes what happens before the provider call: plan allowance "
+        "and history (one query), job and messages (one statement).",
         END,
     ]
     return "\n".join(lines)
@@ -319,10 +322,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         rounds = []
         for count in counts:
             assert server.proc is not None
-            result = await one_round(server.ws_url, provider_url, conversation, tokens[:count],
-                                     server.proc.pid, args.client_procs, idle_cpu_per_s)
-            rounds.append(result)
-            print(json.dumps(result), flush=True)
+            tries = []
+            for _ in range(args.repeat):
+                result = await one_round(server.ws_url, provider_url, conversation,
+                                         tokens[:count], server.proc.pid, args.client_procs,
+                                         idle_cpu_per_s)
+                print(json.dumps(result), flush=True)
+                tries.append(result)
+            # The machine is shared: report the round with the median p99 overhead.
+            tries.sort(key=lambda r: r["overhead_p99_ms"])
+            chosen = dict(tries[len(tries) // 2])
+            chosen["all_overhead_p99_ms"] = [r["overhead_p99_ms"] for r in tries]
+            rounds.append(chosen)
     finally:
         if server is not None:
             await server.terminate()
@@ -330,7 +341,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await provider.wait()
         pg.cleanup()
     return {"deltas": args.deltas, "interval_ms": args.interval_ms, "rounds": rounds,
-            "client_procs": args.client_procs,
+            "client_procs": args.client_procs, "repeat": args.repeat,
             "load_average_1m": round(os.getloadavg()[0], 1),
             "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "cpus": os.cpu_count()}
@@ -342,6 +353,8 @@ if __name__ == "__main__":
     parser.add_argument("--deltas", type=int, default=200)
     parser.add_argument("--interval-ms", type=float, default=10.0)
     parser.add_argument("--fake-provider", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds per watcher count; the median round is reported")
     parser.add_argument("--client-procs", type=int, default=2,
                         help="processes the watchers are spread over")
     parser.add_argument("--client", nargs=3, default=None, help=argparse.SUPPRESS)
