@@ -44,7 +44,8 @@ class Compaction:
     text: str
 
 
-# state (or None) + log updates in id order -> Merged; raises to abort (nothing is written)
+# state (or None) + log updates in id order -> Merged; raises to abort (nothing is written).
+# Pure (bytes in, bytes out): stores run it in a worker thread.
 MergeFn = Callable[[bytes | None, list[bytes]], Merged]
 # files.content -> (state, state vector)
 BuildFn = Callable[[str], tuple[bytes, bytes]]
@@ -164,7 +165,7 @@ class MemoryStore:
             return None
         async with f.lock:
             rows = list(f.log)
-            merged = merge(f.state, [u for _, u in rows])
+            merged = await asyncio.to_thread(merge, f.state, [u for _, u in rows])
             upto = rows[-1][0] if rows else 0
             f.state, f.state_vector = merged.state, merged.state_vector
             f.content = merged.text

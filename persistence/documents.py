@@ -8,6 +8,7 @@ after taking the lock, never from a process's memory.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -129,7 +130,8 @@ class PostgresDocumentStore:
             if row is None or row["type"] == "folder":
                 return None
             log = await conn.fetch(SELECT_LOG, file_id)
-            merged = merge(row["state"], [r["update"] for r in log])
+            # CPU-bound CRDT work off the event loop (see collab.hub.merge_document).
+            merged = await asyncio.to_thread(merge, row["state"], [r["update"] for r in log])
             await conn.execute(UPSERT_STATE, file_id, merged.state, merged.state_vector)
             await conn.execute(
                 UPDATE_FILE_TEXT, file_id, merged.text, len(merged.text.encode("utf-8"))
