@@ -154,10 +154,12 @@ async function scenarioEdit () {
     if (texts.some((t) => t !== texts[0])) diverged += 1
   }
   const closes = clients.reduce((a, c) => a + c.stats.closes, 0) - closesBefore
+  const closeCodes = [...new Set(clients.flatMap((c) => c.stats.closeCodes))]
   const deflate = clients.filter((c) => c.counter.deflate).length
   for (const c of clients) c.destroy()
   emit({
     event: 'result',
+    close_codes: closeCodes,
     clients: clients.length,
     synced: syncedCount,
     seconds: elapsed,
@@ -291,7 +293,23 @@ async function scenarioHistory () {
   }
   text.insert(text.length, '<END>')
   const sentMs = now() - t0
+  // If the server closes the watcher (e.g. as a slow consumer during the burst) and the client
+  // does not come back, fresh probe clients look for the end marker instead, once a second.
+  let probing = true
+  const probe = async () => {
+    while (probing) {
+      await sleep(1000)
+      if (!probing || watcher.stats.closes === 0) continue
+      const c = connect(target, doc, 0)
+      const t = await withDeadline(c.synced, 5000)
+      if (t !== 'timeout' && c.text.toString().endsWith('<END>')) resolveEnd(t)
+      c.destroy()
+    }
+  }
+  const prober = probe()
   const endAt = await withDeadline(ended, ingestTimeoutS * 1000)
+  probing = false
+  await prober
   const ingestMs = endAt === 'timeout' ? null : endAt - t0
   const expected = writer.text.toString()
   writer.destroy()
@@ -313,6 +331,7 @@ async function scenarioHistory () {
   emit({
     event: 'result',
     edits,
+    watcher_close_codes: watcher.stats.closeCodes,
     text_chars: expected.length,
     send_ms: sentMs,
     ingest_ms: ingestMs,

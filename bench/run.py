@@ -109,8 +109,11 @@ def run_loadgen(
             if name in {"baseline", "measure_start", "measure_end"}:
                 samples[name] = sample(running.groups)
                 marks[name] = time.monotonic()
-            if name == "measure_start" and profile_out is not None:
-                seconds = float(scenario.params.get("durationS") or scenario.params.get("idleS", 5))
+            # Profiles cover the measured window of the edit scenarios and the connection storm
+            # (5,000 joins) of the idle scenario.
+            trigger = "baseline" if scenario.kind == "idle" else "measure_start"
+            if name == trigger and profile_out is not None:
+                seconds = float(scenario.params.get("durationS") or 60)
                 pid = running.groups[0].pids()[0]
                 profiler = pyspy.start(pid, seconds, profile_out, LOADGEN_CORE)
             elif name == "result":

@@ -67,11 +67,16 @@ export function connect (target, docName, serverIndex, opts = {}) {
     })
     provider.on('sync', (state) => { if (state) markSynced() })
   }
-  const stats = { closes: 0 }
+  const stats = { closes: 0, closeCodes: [] }
+  const onClose = (event) => {
+    stats.closes += 1
+    const code = event?.code ?? event?.event?.code
+    if (code !== undefined) stats.closeCodes.push(code)
+  }
   if (target.protocol === 'hocuspocus') {
-    provider.on('close', () => { stats.closes += 1 })
+    provider.on('close', onClose)
   } else {
-    provider.on('connection-close', () => { stats.closes += 1 })
+    provider.on('connection-close', onClose)
   }
   return {
     doc,
