@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -48,6 +49,9 @@ def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None
     status = cmd_migrate(settings)
     if status:
         return status
+    # uvicorn re-raises a captured SIGTERM after its graceful shutdown; with the default
+    # handler that kills the process before atexit stops the embedded PostgreSQL.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     app = create_app(dataclasses.replace(settings, host=host, port=port))
     log.info("serving on http://%s:%d (instance %s)", host, port, settings.instance_id)
     uvicorn.run(
