@@ -35,12 +35,18 @@ class OpenFile {
       colorLight: lighten(color),
       id: user.id
     })
+    this.forbidden = 0
     this.provider.on('status', ({ status }) => onStatus(this, status))
-    this.provider.on('sync', (synced) => onStatus(this, synced ? 'synced' : 'syncing'))
+    this.provider.on('sync', (synced) => {
+      if (synced) this.forbidden = 0
+      onStatus(this, synced ? 'synced' : 'syncing')
+    })
     this.provider.on('connection-close', async (event) => {
+      const code = event && event.code
       // An expired token: get a new one before the provider's own reconnect.
-      if (event && event.code === 4401 && (await refresh())) this.provider.params = { token: accessToken() }
-      else if (event && (event.code === 4403 || event.code === 4404)) this.provider.shouldConnect = false
+      if (code === 4401 && (await refresh())) this.provider.params = { token: accessToken() }
+      // A 4403 is retried a few times (see jsonsocket.js); a missing file is final.
+      else if (code === 4404 || code === 4401 || (code === 4403 && ++this.forbidden > 3)) this.provider.shouldConnect = false
     })
     this.readOnly = new Compartment()
     this.dom = h('div', { class: 'editor-pane', 'data-file-id': file.id })

@@ -15,6 +15,7 @@ export class TerminalPanel {
     this.term.open(root)
     this.closed = false
     this.attempt = 0
+    this.forbidden = 0
     this.term.onData((data) => this.send(['stdin', data]))
     this.term.onResize(({ rows, cols }) => this.send(['set_size', rows, cols]))
     this.resizeObserver = new ResizeObserver(() => this.resize())
@@ -48,13 +49,14 @@ export class TerminalPanel {
         return
       }
       if (!Array.isArray(message)) return
+      this.forbidden = 0
       if (message[0] === 'stdout') this.term.write(message[1])
       else if (message[0] === 'disconnect') this.term.write(`\r\n[terminal exited ${message[1] ?? ''}]\r\n`)
     }
     ws.onclose = async (event) => {
       if (this.ws !== ws || this.closed) return
       this.onStatus(`closed ${event.code}`)
-      if (event.code === 4403 || event.code === 4404) return
+      if (event.code === 4404 || (event.code === 4403 && ++this.forbidden > 3)) return
       if (event.code === 4401 && !(await refresh())) return
       const delay = Math.min(10000, 500 * 2 ** this.attempt++) * (0.5 + Math.random())
       this.timer = setTimeout(() => this.connect(), delay)
