@@ -74,7 +74,12 @@ class Window {
       await this.page.waitForFunction(fn, arg, { timeout, polling: 50 })
     } catch (err) {
       await this.shot(`timeout-${what.replace(/\W+/g, '-')}`).catch(() => {})
-      throw new Error(`${this.label}: timed out waiting for ${what}`)
+      const state = await this.page.evaluate(() => JSON.stringify({
+        app: { ...document.getElementById('app').dataset },
+        chat: { ...(document.querySelector('[data-testid=chat]') || { dataset: {} }).dataset },
+        terminal: { ...(document.querySelector('[data-testid=terminal]') || { dataset: {} }).dataset }
+      })).catch(() => '?')
+      throw new Error(`${this.label}: timed out waiting for ${what} (page state ${state}; ${err.message.split('\n')[0]})`)
     }
   }
 
