@@ -46,7 +46,7 @@ class SocketPeer:
     """The hub's ``Peer`` over an ASGI WebSocket: a bounded queue and one writer task."""
 
     __slots__ = (
-        "_close", "_queue", "_queue_max", "_send", "_wake", "awareness_ids", "conn_id",
+        "_close", "_queue", "_queue_max", "_send", "_waiter", "awareness_ids", "conn_id",
         "denied_sent", "read_only", "user_id", "workspace_id", "writer",
     )
 
@@ -68,7 +68,8 @@ class SocketPeer:
         self._send = send
         self._queue: deque[bytes] = deque()
         self._queue_max = queue_max
-        self._wake = asyncio.Event()
+        # The writer's wake-up: a bare future while it waits (lighter than an Event per socket).
+        self._waiter: asyncio.Future[None] | None = None
         self._close: tuple[int, str] | None = None
         self.writer: asyncio.Task[None] | None = None
 
@@ -86,14 +87,19 @@ class SocketPeer:
             self.close(SLOW_CONSUMER, "slow consumer")
             return
         self._queue.append(frame)
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def close(self, code: int, reason: str) -> None:
         if self._close is None:
             # A close frame's reason must fit in 123 bytes.
             self._close = (code, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
             self._queue.clear()
-            self._wake.set()
+            self._wake()
 
     def start(self) -> None:
         self.writer = asyncio.create_task(self._write(), name=f"ws-docs-writer-{self.conn_id}")
@@ -101,10 +107,13 @@ class SocketPeer:
     async def _write(self) -> None:
         send = self._send
         queue = self._queue
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                await self._wake.wait()
-                self._wake.clear()
+                if not queue and self._close is None:
+                    self._waiter = loop.create_future()
+                    await self._waiter
+                    self._waiter = None
                 while queue:
                     await send({"type": "websocket.send", "bytes": queue.popleft()})
                 if self._close is not None:
@@ -164,6 +173,8 @@ class DocumentSocket:
             read_only=not access.can_write,
             queue_max=services.settings.collab.send_queue_max,
         )
+        # This frame lives as long as the socket: keep only what the peer needs.
+        del websocket, principal, access
         peer.start()
         try:
             room = await hub.join(file_id, peer)
@@ -178,7 +189,7 @@ class DocumentSocket:
             return
         except Exception:
             log.exception("loading document %s failed (conn=%s user=%s)",
-                          file_id, peer.conn_id, principal.user_id)
+                          file_id, peer.conn_id, peer.user_id)
             peer.close(INTERNAL_ERROR, "could not load the document")
             metrics.CLOSES.labels(str(INTERNAL_ERROR)).inc()
             await peer.finish()
