@@ -50,8 +50,9 @@ def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None
     if status:
         return status
     # uvicorn re-raises a captured SIGTERM after its graceful shutdown; with the default
-    # handler that kills the process before atexit stops the embedded PostgreSQL.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # handler that kills the process before atexit stops the embedded PostgreSQL. A stop
+    # that was asked for and completed is a clean exit.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     app = create_app(dataclasses.replace(settings, host=host, port=port))
     log.info("serving on http://%s:%d (instance %s)", host, port, settings.instance_id)
     uvicorn.run(
@@ -60,6 +61,7 @@ def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None
         port=port,
         log_level=settings.log_level,
         ws_per_message_deflate=False,
+        ws_ping_interval=settings.collab.keepalive_s,
         timeout_graceful_shutdown=10,
     )
     return 0

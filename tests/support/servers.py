@@ -55,6 +55,7 @@ async def start_live_server(settings: Settings) -> LiveServer:
         port=port,
         log_level="warning",
         ws_per_message_deflate=False,
+        ws_ping_interval=settings.collab.keepalive_s,
         lifespan="on",
     )
     server = uvicorn.Server(config)
