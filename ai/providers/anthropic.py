@@ -16,7 +16,7 @@ from typing import Any
 
 from ai.config import AIConfig
 from ai.providers.base import ChatMessage, ProviderError, ProviderEvent, TextDelta, Usage
-from ai.providers.http import HttpStreamClient, with_retries
+from ai.providers.http import HttpProvider
 from ai.tokens import estimate_messages, estimate_tokens
 
 RETRYABLE_ERROR_TYPES = frozenset({"overloaded_error", "api_error", "rate_limit_error"})
@@ -39,29 +39,13 @@ def split_system(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str]]
     return system, turns
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     name = "anthropic"
 
     def __init__(self, config: AIConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.model = config.model or config.anthropic_model
         self.url = config.anthropic_base_url.rstrip("/") + "/v1/messages"
-        self.client = HttpStreamClient(config)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        await self.client.close()
-
-    def health(self) -> dict[str, Any]:
-        return {"provider": self.name, "state": "ready", "model": self.model,
-                "last_error": self.client.last_error}
-
-    def stream(
-        self, messages: list[ChatMessage], *, max_tokens: int
-    ) -> AsyncIterator[ProviderEvent]:
-        return with_retries(lambda: self._attempt(messages, max_tokens), self.config, self.client)
 
     async def _attempt(
         self, messages: list[ChatMessage], max_tokens: int

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import aiohttp
 
 from ai.config import AIConfig
 from ai.providers.base import (
+    ChatMessage,
     ProviderError,
     ProviderEvent,
     backoff_delay,
@@ -135,3 +137,39 @@ async def with_retries(
                      tries + 1, delay)
         tries += 1
         await asyncio.sleep(delay)
+
+
+class HttpProvider(ABC):
+    """What every HTTP streaming provider shares: the client, its lifecycle, retries.
+
+    Subclasses say how one attempt is made (``_attempt``); ``stream`` wraps it in the
+    retry-before-the-first-token policy of ``with_retries``.
+    """
+
+    name: str
+    model: str
+
+    def __init__(self, config: AIConfig) -> None:
+        self.config = config
+        self.client = HttpStreamClient(config)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def health(self) -> dict[str, Any]:
+        return {"provider": self.name, "state": "ready", "model": self.model,
+                "last_error": self.client.last_error}
+
+    def stream(
+        self, messages: list[ChatMessage], *, max_tokens: int
+    ) -> AsyncIterator[ProviderEvent]:
+        return with_retries(lambda: self._attempt(messages, max_tokens), self.config, self.client)
+
+    @abstractmethod
+    def _attempt(
+        self, messages: list[ChatMessage], max_tokens: int
+    ) -> AsyncIterator[ProviderEvent]:
+        """One request to the provider, as a stream of events."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from ai.config import AIConfig
 from ai.providers.base import ChatMessage, ProviderError, ProviderEvent, TextDelta, Usage
-from ai.providers.http import HttpStreamClient, with_retries
+from ai.providers.http import HttpProvider
 from ai.tokens import estimate_messages, estimate_tokens
 
 RETRYABLE_STREAM_ERRORS = frozenset(
@@ -29,32 +29,16 @@ def chat_completions_url(base_url: str) -> str:
     return base + "/v1/chat/completions"
 
 
-class OpenAICompatProvider:
+class OpenAICompatProvider(HttpProvider):
     def __init__(
         self, config: AIConfig, base_url: str, api_key: str | None, model: str,
         name: str = "openai",
     ) -> None:
-        self.config = config
+        super().__init__(config)
         self.name = name
         self.model = model
         self.url = chat_completions_url(base_url)
         self.api_key = api_key
-        self.client = HttpStreamClient(config)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        await self.client.close()
-
-    def health(self) -> dict[str, Any]:
-        return {"provider": self.name, "state": "ready", "model": self.model,
-                "last_error": self.client.last_error}
-
-    def stream(
-        self, messages: list[ChatMessage], *, max_tokens: int
-    ) -> AsyncIterator[ProviderEvent]:
-        return with_retries(lambda: self._attempt(messages, max_tokens), self.config, self.client)
 
     async def _attempt(
         self, messages: list[ChatMessage], max_tokens: int
