@@ -277,6 +277,27 @@ const scenarios = {
     }
   },
 
+  // A viewer reads along live but cannot change anything.
+  async viewer (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)
+    await Promise.all([alice.openFile(config.file_name), bob.openFile(config.file_name)])
+    await bob.waitFor(() => document.getElementById('app').dataset.role === 'viewer', null, 'viewer role')
+    await alice.typeAtEnd('\nwritten by the owner')
+    await bob.waitForText('written by the owner')
+    await bob.page.locator('.editor-pane:not([hidden]) .cm-content').click()
+    await bob.page.keyboard.type('viewer typing', { delay: 10 })
+    await bob.shot('read-only')
+    return {
+      alice_text: await alice.editorText(),
+      bob_text: await bob.editorText(),
+      bob_readonly: await bob.page.locator('.editor-pane:not([hidden]) .cm-content').getAttribute('aria-readonly'),
+      bob_run_visible: await bob.page.getByTestId('run').isVisible(),
+      bob_new_file_visible: await bob.page.getByTestId('new-file').isVisible(),
+      bob_rename_buttons: await bob.page.getByTestId('rename').count(),
+      problems: [...alice.problems, ...bob.problems]
+    }
+  },
+
   // Open files come back after a reload.
   async reload (browser, config) {
     const alice = await new Window(browser, config, config.users[0], 'alice').open(`project=${config.project_id}`)

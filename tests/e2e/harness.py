@@ -106,13 +106,15 @@ class Api:
         )
         return User(str(data["user"]["id"]), email, name, data["access_token"])
 
-    async def shared_project(self, owner: User, *members: User) -> dict[str, Any]:
-        """A workspace of ``owner`` with ``members`` in it, and one project with a file."""
+    async def shared_project(
+        self, owner: User, *members: User, role: str = "member"
+    ) -> dict[str, Any]:
+        """A workspace of ``owner`` with ``members`` in it (as ``role``), and a project."""
         workspace = await self.call("POST", "/workspaces", owner, {"name": "Pair programming"})
         for member in members:
             await self.call(
                 "POST", f"/workspaces/{workspace['id']}/members", owner,
-                {"email": member.email, "role": "member"},
+                {"email": member.email, "role": role},
             )
         project = await self.call(
             "POST", f"/workspaces/{workspace['id']}/projects", owner, {"name": "demo"}

@@ -67,11 +67,11 @@ def creds(user: User) -> dict[str, str]:
     return {"email": user.email, "password": PASSWORD, "name": user.name}
 
 
-async def pair(api: Api) -> tuple[User, User, dict[str, Any]]:
+async def pair(api: Api, role: str = "member") -> tuple[User, User, dict[str, Any]]:
     tag = uuid.uuid4().hex[:8]
     alice = await api.sign_up(f"alice-{tag}@example.com", "Alice")
     bob = await api.sign_up(f"bob-{tag}@example.com", "Bob")
-    stage = await api.shared_project(alice, bob)
+    stage = await api.shared_project(alice, bob, role=role)
     return alice, bob, stage
 
 
@@ -210,4 +210,22 @@ async def test_saved_version_is_restored_into_both_editors(ide: IdeServer, api: 
     assert result["alice_text"] == result["bob_text"]
     assert any("first draft" in v for v in result["versions"])
     assert len(result["versions"]) >= 2, "the restore is itself a new version"
+    no_problems(result)
+
+
+async def test_a_viewer_reads_along_but_cannot_change_anything(ide: IdeServer, api: Api) -> None:
+    alice, bob, stage = await pair(api, role="viewer")
+    project_id = stage["project"]["id"]
+    await api.create_file(alice, project_id, "spec.md", "# spec\n")
+    result = await run_browser("viewer", {
+        "url": ide.url, "project_id": project_id, "file_name": "spec.md",
+        "users": [creds(alice), creds(bob)],
+    })
+    assert "written by the owner" in result["bob_text"]
+    assert "viewer typing" not in result["bob_text"]
+    assert "viewer typing" not in result["alice_text"]
+    assert result["bob_readonly"] == "true"
+    assert not result["bob_run_visible"]
+    assert not result["bob_new_file_visible"]
+    assert result["bob_rename_buttons"] == 0
     no_problems(result)
