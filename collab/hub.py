@@ -476,7 +476,10 @@ class DocumentHub:
         roles = await self.roles(sorted(pairs, key=str))
         for room in list(self.rooms.values()):
             for peer in list(room.peers):
-                role = roles.get((peer.user_id, peer.workspace_id))
+                key = (peer.user_id, peer.workspace_id)
+                if key not in pairs:
+                    continue  # joined while the query ran: its role was checked on connect
+                role = roles.get(key)
                 if role is None:
                     self._close_peer(peer, FORBIDDEN, "access revoked")
                 else:

@@ -573,7 +573,10 @@ class ProjectHub:
         roles = await self.store.project_roles(sorted(pairs, key=str))
         for room in list(self.rooms.values()):
             for peer in list(room.peers.values()):
-                role = roles.get((uuid.UUID(peer.member.user_id), room.project_id))
+                key = (uuid.UUID(peer.member.user_id), room.project_id)
+                if key not in pairs:
+                    continue  # joined while the query ran: its role was checked on connect
+                role = roles.get(key)
                 if role is None:
                     peer.close_later(FORBIDDEN, "access revoked")
                 elif role != peer.member.role:
