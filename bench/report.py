@@ -170,7 +170,7 @@ def cluster_table(report: dict[str, Any], scenario: str) -> list[str]:
 def render(report: dict[str, Any]) -> str:
     load = report["machine"].get("loadavg_start")
     runs = "; ".join(
-        f"{r['started']}: {', '.join(r['scenarios'])}" for r in report.get("merged_runs", [])
+        f"{r['started']} ({len(r['scenarios'])} results)" for r in report.get("merged_runs", [])
     )
     lines = [
         START,
@@ -204,17 +204,19 @@ def write_readme(report: dict[str, Any], readme: Path) -> None:
 
 
 def merge(base: dict[str, Any], overlays: list[dict[str, Any]]) -> dict[str, Any]:
-    """``base`` with whole scenarios replaced by the later runs that measured them again."""
+    """``base`` with the (scenario, target) results that later runs measured again."""
     merged: dict[str, Any] = json.loads(json.dumps(base))
-    merged["merged_runs"] = [{"started": base["started"], "scenarios": sorted(base["results"])}]
+
+    def keys(report: dict[str, Any]) -> list[str]:
+        return sorted(f"{s}/{t}" for s, entries in report["results"].items() for t in entries)
+
+    merged["merged_runs"] = [{"started": base["started"], "scenarios": keys(base)}]
     for overlay in overlays:
         for scenario, entries in overlay["results"].items():
-            merged["results"][scenario] = entries
+            merged["results"].setdefault(scenario, {}).update(entries)
             merged["scenarios"][scenario] = overlay["scenarios"][scenario]
         merged["targets"].update(overlay["targets"])
-        merged["merged_runs"].append(
-            {"started": overlay["started"], "scenarios": sorted(overlay["results"])}
-        )
+        merged["merged_runs"].append({"started": overlay["started"], "scenarios": keys(overlay)})
         merged["seconds"] = merged.get("seconds", 0) + overlay.get("seconds", 0)
     return merged
 

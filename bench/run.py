@@ -171,6 +171,16 @@ def measure(
     return out
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and how many files of ours differed from it (a shared tree)."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=BENCH.parent, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "server", "collab", "persistence", "sql")
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_server_files": len(dirty.splitlines())}
+
+
 def load_average() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
@@ -210,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": mode,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "machine": {"cpus": os.cpu_count(), "loadavg_start": load_average(), "nice": args.nice},
+        "code": code_version(),
         "scenarios": {s.name: {"kind": s.kind, "docs": s.docs, **s.params} for s in chosen},
         "targets": {t.name: t.label for t in all_targets if t.name in wanted},
         "results": {},
@@ -297,7 +308,7 @@ def run_one(
     finally:
         running.stop()
         for proc in running.procs:
-            if proc.proc is not None and proc.proc.returncode not in (0, -15, None):
+            if proc.proc is not None and proc.proc.returncode not in (0, -15, 143, None):
                 code = proc.proc.returncode
                 print(f"    {proc.name} exited {code}: {proc.tail(5)}", file=sys.stderr)
 
