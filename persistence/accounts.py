@@ -18,7 +18,7 @@ values ($1, $2, $3, 'authenticated', 'authenticated', now(), now())
 returning id
 """
 SELECT_CREDENTIALS = """
-select id, email, encrypted_password
+select id, email, encrypted_password, raw_user_meta_data
 from auth.users
 where lower(email) = lower($1) and deleted_at is null
   and (banned_until is null or banned_until < now())
@@ -80,7 +80,8 @@ values ($1, $2, $3, $4, now() + make_interval(secs => $5))
 # Locks the token row so two concurrent uses of one token cannot both rotate it.
 SELECT_REFRESH_TOKEN = """
 select t.id, t.user_id, t.session_id, t.rotated_at, t.revoked_at,
-       t.expires_at <= now() as expired, s.revoked_at as session_revoked_at, u.email
+       t.expires_at <= now() as expired, s.revoked_at as session_revoked_at, u.email,
+       u.raw_user_meta_data
 from public.refresh_tokens t
 join public.user_sessions_extended s on s.id = t.session_id
 join auth.users u on u.id = t.user_id

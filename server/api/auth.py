@@ -91,7 +91,12 @@ async def _start_session(
 
 
 def _tokens(
-    ctx: Ctx, user_id: uuid.UUID, email: str, session_id: uuid.UUID, refresh: str
+    ctx: Ctx,
+    user_id: uuid.UUID,
+    email: str,
+    session_id: uuid.UUID,
+    refresh: str,
+    user_metadata: dict[str, Any] | None,
 ) -> dict[str, Any]:
     settings = ctx.services.settings
     now = int(time.time())
@@ -102,6 +107,7 @@ def _tokens(
         audience=settings.jwt_audience,
         ttl_s=settings.access_token_ttl_s,
         session_id=str(session_id),
+        user_metadata=user_metadata,
         now=now,
     )
     return {
@@ -126,7 +132,7 @@ async def sign_up(ctx: Ctx) -> dict[str, Any]:
             session_id, refresh = await _start_session(ctx, conn, user_id)
     except asyncpg.UniqueViolationError:
         raise ApiError(409, "email_taken", "an account with this email already exists") from None
-    return _tokens(ctx, user_id, email, session_id, refresh)
+    return _tokens(ctx, user_id, email, session_id, refresh, meta)
 
 
 async def sign_in(ctx: Ctx) -> dict[str, Any]:
@@ -146,7 +152,9 @@ async def sign_in(ctx: Ctx) -> dict[str, Any]:
     async with ctx.db.service() as conn:
         await accounts.mark_signed_in(conn, found["id"], new_hash)
         session_id, refresh = await _start_session(ctx, conn, found["id"])
-    return _tokens(ctx, found["id"], found["email"], session_id, refresh)
+    return _tokens(
+        ctx, found["id"], found["email"], session_id, refresh, found["raw_user_meta_data"]
+    )
 
 
 async def refresh(ctx: Ctx) -> dict[str, Any]:
@@ -174,7 +182,9 @@ async def refresh(ctx: Ctx) -> dict[str, Any]:
             await accounts.touch_session(conn, row["session_id"])
     if reused:
         raise invalid_refresh("refresh_token_reused")
-    return _tokens(ctx, row["user_id"], row["email"], row["session_id"], token)
+    return _tokens(
+        ctx, row["user_id"], row["email"], row["session_id"], token, row["raw_user_meta_data"]
+    )
 
 
 async def sign_out(ctx: Ctx) -> None:

@@ -37,6 +37,7 @@ def issue_access_token(
     audience: str = "authenticated",
     ttl_s: int = 3600,
     session_id: str | None = None,
+    user_metadata: dict[str, Any] | None = None,
     now: float | None = None,
 ) -> str:
     issued = int(now if now is not None else time.time())
@@ -48,6 +49,9 @@ def issue_access_token(
         "iat": issued,
         "exp": issued + ttl_s,
         "jti": uuid.uuid4().hex,
+        # As in Supabase's tokens: what the user gave at sign-up (full_name), so sockets
+        # can show a display name without a query.
+        "user_metadata": user_metadata or {},
     }
     if session_id:
         claims["session_id"] = session_id

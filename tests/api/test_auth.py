@@ -228,3 +228,23 @@ async def test_profile_update(api: Api) -> None:
     assert bad.status == 422
     unknown = await api.call("PATCH", "/me", {"email": "x@y.test"}, token=user.token)
     assert unknown.status == 422
+
+
+async def test_tokens_carry_the_sign_up_metadata_as_supabase_does(api: Api) -> None:
+    email = "named@example.test"
+    signed_up = await api.call(
+        "POST", "/auth/signup", {"email": email, "password": PASSWORD, "full_name": "Ada L."}
+    )
+    assert signed_up.status == 201, signed_up.body
+    signed_in = await api.sign_in(email)
+    assert signed_in.status == 200, signed_in.body
+    refreshed = await api.call(
+        "POST", "/auth/refresh", {"refresh_token": signed_in.body["refresh_token"]}
+    )
+    assert refreshed.status == 200, refreshed.body
+    for reply in (signed_up, signed_in, refreshed):
+        claims = jwt.decode(
+            reply.body["access_token"], TEST_JWT_SECRET, algorithms=["HS256"],
+            audience="authenticated",
+        )
+        assert claims["user_metadata"] == {"full_name": "Ada L."}
