@@ -487,6 +487,11 @@ class DocumentHub:
 
     # ---- the API other parts use (docs/hubs.md) --------------------------------------
 
+    def live_text(self, file_id: uuid.UUID) -> str | None:
+        """The text of a loaded room, without any I/O; None when the room is not loaded."""
+        room = self.rooms.get(file_id)
+        return room.read_text() if room is not None else None
+
     async def read_text(self, file_id: uuid.UUID) -> str | None:
         """Live text when loaded, else the stored document's text; None: no such file."""
         room = self.rooms.get(file_id)

@@ -200,6 +200,24 @@ def _scan_dir(dir_fd: int, prefix: str, result: Scan, max_bytes: int, max_files:
             result.files.append(Found(rel, data))
 
 
+def read_file(root: Path, rel: str, max_bytes: int) -> bytes | None:
+    """The bytes of the regular file at ``rel`` under ``root`` (no symlink followed)."""
+    parts = safe_parts(rel)
+    if parts is None:
+        return None
+    try:
+        root_fd = os.open(root, DIR_FLAGS)
+    except OSError:
+        return None
+    try:
+        with _dir_chain(root_fd, parts[:-1], create=False) as dir_fd:
+            return _read_regular(dir_fd, parts[-1], max_bytes)
+    except OSError:
+        return None
+    finally:
+        os.close(root_fd)
+
+
 def _read_regular(dir_fd: int, name: str, max_bytes: int) -> bytes | None:
     try:
         fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)

@@ -84,6 +84,10 @@ class Terminal:
     )
     closed: bool = False
     paused_count: int = 0
+    uid: int | None = None
+    # Input typed while editors' live text is being written to disk, in order.
+    input_backlog: list[bytes] = field(default_factory=list)
+    refreshing: bool = False
 
     @property
     def project_id(self) -> uuid.UUID:
@@ -178,10 +182,38 @@ class TerminalHub:
     # -- input --------------------------------------------------------------------------
 
     def write(self, terminal: Terminal, client: Client, text: str) -> None:
+        """Type into the shell. Enter first brings editors' live text into the workdir,
+        so the command sees the latest edits; input typed meanwhile waits, in order."""
         if not client.can_write or terminal.closed:
             return
         terminal.last_typist = client.user_id
         data = text.encode()
+        if terminal.refreshing:
+            terminal.input_backlog.append(data)
+            return
+        enter = data.find(b"\r")
+        if enter < 0:
+            self._type(terminal, data)
+            return
+        self._type(terminal, data[:enter])
+        terminal.input_backlog.append(data[enter:])
+        terminal.refreshing = True
+        self._spawn_task(self._refresh_then_type(terminal))
+
+    async def _refresh_then_type(self, terminal: Terminal) -> None:
+        try:
+            async with self.workspaces.lock(terminal.project_id):
+                await self.workspaces.refresh(terminal.project_id, terminal.manifest, terminal.uid)
+        except Exception:
+            log.exception("refreshing the workdir of terminal %s failed", terminal.key)
+        finally:
+            terminal.refreshing = False
+            backlog, terminal.input_backlog = terminal.input_backlog, []
+            self._type(terminal, b"".join(backlog))
+
+    def _type(self, terminal: Terminal, data: bytes) -> None:
+        if not data or terminal.closed:
+            return
         try:
             os.write(terminal.master, data)
         except BlockingIOError:
@@ -241,6 +273,7 @@ class TerminalHub:
             key=key, master=master, reaper=ProcessReaper(proc.pid), pid=proc.pid,
             owner=user_id, manifest=manifest,
             parser=ShellParser(output_cap=self.config.terminal_command_output_bytes),
+            uid=identity.uid,
         )
         proc.returncode = 0  # reaped by the ProcessReaper, not by Popen
         self._spawn_task(self._watch(terminal, owner_key))

@@ -68,6 +68,32 @@ class Workspaces:
         root = self.path(project_id)
         return await asyncio.to_thread(_write_all, root, contents, uid)
 
+    async def refresh(
+        self, project_id: uuid.UUID, manifest: Manifest, uid: int | None
+    ) -> list[str]:
+        """Write editors' live text into an open workdir before the next command runs.
+
+        Only files whose room is loaded and whose disk copy is still what the manifest
+        recorded: a file the shell changed since is left alone (it is brought back to the
+        project by ``sync_back``, the CRDT merges it there).
+        """
+        documents = self.hubs.get("documents")
+        if documents is None:
+            return []
+        changed: list[tuple[str, uuid.UUID, bytes]] = []
+        for rel, (file_id, recorded) in manifest.entries.items():
+            text = documents.live_text(file_id)
+            if text is None:
+                continue
+            data = text.encode()
+            if len(data) <= self.config.max_sync_file_bytes and disk.digest(data) != recorded:
+                changed.append((rel, file_id, data))
+        if not changed:
+            return []
+        root = self.path(project_id)
+        return await asyncio.to_thread(_refresh_files, root, manifest, changed, uid,
+                                       self.config.max_sync_file_bytes)
+
     async def _content(self, row: dict[str, Any], documents: Any) -> bytes | None:
         if row["storage_path"]:
             blob = self._blob_path(row["storage_path"])
@@ -217,6 +243,20 @@ def _write_all(root: Path, contents: list[tuple[str, uuid.UUID, bytes]],
         if disk.write_file(root, rel, data, uid):
             manifest.entries[rel] = (file_id, disk.digest(data))
     return manifest
+
+
+def _refresh_files(root: Path, manifest: Manifest,
+                   changed: list[tuple[str, uuid.UUID, bytes]], uid: int | None,
+                   max_bytes: int) -> list[str]:
+    written: list[str] = []
+    for rel, file_id, data in changed:
+        on_disk = disk.read_file(root, rel, max_bytes)
+        if on_disk is None or disk.digest(on_disk) != manifest.entries[rel][1]:
+            continue  # changed or removed in the workdir since: the shell's version wins
+        if disk.write_file(root, rel, data, uid):
+            manifest.entries[rel] = (file_id, disk.digest(data))
+            written.append(rel)
+    return written
 
 
 def _write_blob(target: Path, data: bytes) -> None:

@@ -358,3 +358,29 @@ async def test_shutdown_kills_every_shell(
         while processes_of(uid) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         assert processes_of(uid) == []
+
+
+async def test_a_command_sees_the_editors_latest_text(
+    live_server: StartServer, term_settings: Settings, world: World, db: Database,
+    open_term: Callable[..., Awaitable[Term]],
+) -> None:
+    server = await live_server(term_settings)
+    async with db.service() as conn:
+        file_id = await conn.fetchval(
+            "select id from public.files where project_id = $1 and path = 'hello.txt'",
+            world.project,
+        )
+    term = await open_term(server, world.project, world.member)
+    await term.read_until("$ ")
+    await term.type("cat hello.txt")
+    await term.read_until("hello from the project\r\n")
+    # An editor changes the file while the shell is open (the room stays loaded).
+    documents = server.app.state.services.hubs["documents"]
+    await documents.write_text(file_id, "edited live in the editor\n", world.owner)
+    await term.type("cat hello.txt")
+    await term.read_until("edited live in the editor\r\n")
+    # A file the shell itself changed is not overwritten by an older editor text.
+    await term.type("echo from-the-shell > hello.txt; echo done")
+    await term.read_until("done\r\n")
+    await term.type("cat hello.txt")
+    await term.read_until("from-the-shell\r\n")
