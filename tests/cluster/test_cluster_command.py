@@ -37,7 +37,10 @@ async def test_cluster_command_serves_two_nodes_behind_one_port_and_stops_on_ctr
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        await wait_http_ok(f"http://127.0.0.1:{base}/healthz", 90)
+        try:
+            await wait_http_ok(f"http://127.0.0.1:{base}/healthz", 90)
+        except TimeoutError as exc:
+            raise AssertionError(f"cluster not ready: {log_path.read_text()[-3000:]}") from exc
         seen: set[str] = set()
         kinds: set[str] = set()
         # a new TCP connection per request: the proxy balances connections
