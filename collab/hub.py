@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 BAD_MESSAGE = 4400
 FORBIDDEN = 4403
-SLOW_CONSUMER = 4408
+SLOW_CONSUMER = 1013  # try again later: stock y-websocket clients give up on any 44xx
 TOO_LARGE = 4413
 INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012

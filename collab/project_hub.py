@@ -50,7 +50,7 @@ GOING_AWAY = 1001
 # Broker payloads: EVENT_TAG + the event's JSON (relayed as is), else a JSON presence message.
 EVENT_TAG = b"\x01"
 FORBIDDEN = 4403
-SLOW_CONSUMER = 4408
+SLOW_CONSUMER = 1013  # try again later: stock y-websocket clients give up on any 44xx
 
 
 class TextChannel(Protocol):

@@ -24,7 +24,7 @@ Server -> client:
 - ``{"type": "error", "code", "message"}`` for a bad frame (codes: ``invalid_json``,
   ``invalid_message``, ``unknown_type``, ``too_large``); the socket stays open.
 - Closes: 4401 no/bad token, 4403 not a member (or access revoked later), 4404 no such
-  project, 4408 slow consumer, 1001 server shutting down (reconnect elsewhere).
+  project, 1013 slow consumer (try again later), 1001 server shutting down (reconnect elsewhere).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class Peer(Protocol):
     def closed(self) -> bool: ...
 
     def send(self, frame: bytes) -> None:
-        """Queue a frame; a peer whose queue is full closes itself (4408)."""
+        """Queue a frame; a peer whose queue is full closes itself (1013)."""
         ...
 
     def close(self, code: int, reason: str) -> None:

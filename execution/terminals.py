@@ -4,7 +4,7 @@ client gets the recent scrollback (terminal queries removed); the shell is kille
 idle timeout without clients; every command is recorded into ``terminal_sessions``.
 
 Backpressure: each client has a bounded queue. A client that falls behind while others
-keep up is disconnected (4408); when every client is behind, reading the PTY pauses, so
+keep up is disconnected (1013); when every client is behind, reading the PTY pauses, so
 the program writing (``yes``) blocks in the kernel instead of filling our memory.
 """
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 16384
 RC_DIR = "/etc/icreate"
 DEFAULT_ROWS, DEFAULT_COLS = 24, 80
-SLOW_CLIENT = 4408
+SLOW_CLIENT = 1013  # try again later: the client may reconnect and get the scrollback
 # Out: ["stdout", text] | ["disconnect", code] | None (close the socket).
 Message = list[Any] | None
 

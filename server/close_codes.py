@@ -10,4 +10,6 @@ NOT_FOUND = 4404
 BAD_MESSAGE = 4400
 TOO_LARGE = 4413
 OVER_BUDGET = 4429
-SLOW_CONSUMER = 4408
+# A slow consumer may reconnect and resync: stock y-websocket clients treat every
+# 4400-4499 close as final, so this is 1013 (try again later), not a 44xx code.
+SLOW_CONSUMER = TRY_AGAIN_LATER

@@ -5,7 +5,7 @@ authorization, accept); afterwards frames go straight through ASGI ``receive``/`
 so the hot path is one ``receive``, the room's work, and one queued ``send`` per peer.
 
 Each socket has one writer task draining a bounded queue; a full queue closes the socket
-with 4408 (a slow consumer is never silently skipped). Keepalive pings are uvicorn's
+with 1013 (a slow consumer is never silently skipped). Keepalive pings are uvicorn's
 (``ws_ping_interval``, 20 s by default).
 """
 

@@ -140,4 +140,4 @@ async def test_slow_consumer_is_closed(live_server: StartServer, world: DocWorld
         for _ in range(20):
             room.broadcast(protocol.sync_update(protocol.EMPTY_UPDATE))
         assert peer.closed
-        assert await close_code_after(slow, None) == 4408
+        assert await close_code_after(slow, None) == 1013
