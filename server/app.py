@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from ai.chat import ChatHub
 from collab.broker import Broker, LocalBroker
@@ -57,6 +58,32 @@ def routes() -> list[BaseRoute]:
         WebSocketRoute("/ws/projects/{project_id}/terminals/{name}", terminal_socket),
         WebSocketRoute("/ws/conversations/{conversation_id}", conversation_socket),
     ]
+
+
+DOCS_PREFIX = "/ws/docs/"
+
+
+class App(Starlette):
+    """Starlette, except that ``/ws/docs/{file_id}`` sockets skip the middleware stack.
+
+    Every frame a document socket sends otherwise passes through the exception middleware's
+    ``send`` wrapper; that socket's handler does its own error handling, so it is called
+    directly (with ``app`` and ``path_params`` in the scope, as the router would set them).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root):]
+            file_id = path[len(DOCS_PREFIX):]
+            if path.startswith(DOCS_PREFIX) and file_id and "/" not in file_id:
+                scope["app"] = self
+                scope["path_params"] = {"file_id": file_id}
+                await document_socket(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -110,7 +137,7 @@ def create_app(settings: Settings) -> Starlette:
             await broker.close()
             await db.close()
 
-    app = Starlette(
+    app = App(
         # The page mount catches every path, so it stays last.
         routes=[*routes(), web_route()],
         lifespan=lifespan,
