@@ -478,6 +478,8 @@ class ChatHub:
             if checks is None:
                 raise ChatError("not_found", "no such conversation")
             conversation = checks.conversation
+            if conversation.is_archived:
+                raise ChatError("archived", "this conversation is archived: unarchive it to ask")
             limit, used = checks.ai_token_limit, checks.ai_tokens_used
             if limit is not None and used >= limit:
                 raise ChatError(

@@ -178,6 +178,22 @@ async def test_quota_exhausted_refuses_before_calling_the_provider(
     await owner.close()
 
 
+async def test_archived_conversation_refuses_new_questions(
+    chat_server: LiveServer, fake_openai: FakeOpenAI, team: Team, db: Database
+) -> None:
+    async with db.service() as conn:
+        await conn.execute(
+            "update public.conversations set is_archived = true where id = $1", team.conversation
+        )
+    client = await connect(chat_server.ws_url, team.conversation, team.member)
+    await client.ask("still there?")
+    assert (await client.until("error"))["code"] == "archived"
+    assert fake_openai.requests == []
+    async with db.acquire() as conn:
+        assert await conn.fetchval("select count(*) from public.messages") == 0
+    await client.close()
+
+
 async def test_viewer_watches_but_cannot_send_or_cancel(
     chat_server: LiveServer, fake_openai: FakeOpenAI, team: Team
 ) -> None:
