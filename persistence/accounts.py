@@ -91,24 +91,34 @@ for update of t
 MARK_ROTATED = "update public.refresh_tokens set rotated_at = now() where id = $1"
 
 INSERT_ATTEMPT = """
-insert into public.auth_attempts (email, ip_address, succeeded) values ($1, $2::inet, $3)
+insert into public.auth_attempts (email, ip_address, succeeded, kind)
+values ($1, $2::inet, $3, $4)
 """
 # Failures for an email since its last success, within the window: (count, seconds left).
 EMAIL_FAILURES = """
 select count(*) as failures,
        extract(epoch from min(created_at) + make_interval(secs => $2) - now()) as retry_after
 from public.auth_attempts
-where email = $1 and not succeeded
+where email = $1 and kind = 'sign_in' and not succeeded
   and created_at > now() - make_interval(secs => $2)
   and created_at > coalesce(
-    (select max(created_at) from public.auth_attempts where email = $1 and succeeded),
+    (select max(created_at) from public.auth_attempts
+     where email = $1 and kind = 'sign_in' and succeeded),
     '-infinity')
 """
 IP_FAILURES = """
 select count(*) as failures,
        extract(epoch from min(created_at) + make_interval(secs => $2) - now()) as retry_after
 from public.auth_attempts
-where ip_address = $1::inet and not succeeded
+where ip_address = $1::inet and kind = 'sign_in' and not succeeded
+  and created_at > now() - make_interval(secs => $2)
+"""
+# Sign-ups from an ip within the window: (count, seconds until the oldest leaves it).
+IP_SIGN_UPS = """
+select count(*) as sign_ups,
+       extract(epoch from min(created_at) + make_interval(secs => $2) - now()) as retry_after
+from public.auth_attempts
+where ip_address = $1::inet and kind = 'sign_up'
   and created_at > now() - make_interval(secs => $2)
 """
 PRUNE_ATTEMPTS = """
@@ -219,9 +229,13 @@ async def mark_rotated(conn: asyncpg.Connection, token_id: uuid.UUID) -> None:
 
 
 async def record_attempt(
-    conn: asyncpg.Connection, email: str, ip_address: str | None, succeeded: bool
+    conn: asyncpg.Connection,
+    email: str,
+    ip_address: str | None,
+    succeeded: bool,
+    kind: str = "sign_in",
 ) -> None:
-    await conn.execute(INSERT_ATTEMPT, email, ip_address, succeeded)
+    await conn.execute(INSERT_ATTEMPT, email, ip_address, succeeded, kind)
 
 
 async def email_failures(
@@ -238,6 +252,14 @@ async def ip_failures(
     row = await conn.fetchrow(IP_FAILURES, ip_address, float(window_s))
     assert row is not None
     return int(row["failures"]), float(row["retry_after"] or 0)
+
+
+async def ip_sign_ups(
+    conn: asyncpg.Connection, ip_address: str, window_s: int
+) -> tuple[int, float]:
+    row = await conn.fetchrow(IP_SIGN_UPS, ip_address, float(window_s))
+    assert row is not None
+    return int(row["sign_ups"]), float(row["retry_after"] or 0)
 
 
 async def prune_attempts(conn: asyncpg.Connection, older_than_s: int) -> None:

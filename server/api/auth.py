@@ -124,6 +124,7 @@ def _tokens(
 async def sign_up(ctx: Ctx) -> dict[str, Any]:
     body: SignUp = ctx.body
     email = normalise_email(body.email)
+    await rate_limit.admit_sign_up(ctx.db, email, client_info(ctx.request).ip_address)
     password_hash = await hash_password(body.password)
     meta = {"full_name": body.full_name} if body.full_name else {}
     try:

@@ -27,14 +27,22 @@ class SignInLimits:
 DEFAULT_LIMITS = SignInLimits()
 
 
-def too_many(retry_after_s: float) -> ApiError:
+@dataclass(frozen=True)
+class SignUpLimits:
+    per_ip: int = 20
+    window_s: int = 3600
+
+
+DEFAULT_SIGN_UP_LIMITS = SignUpLimits()
+
+
+def too_many(
+    retry_after_s: float,
+    code: str = "too_many_attempts",
+    message: str = "too many failed sign-in attempts; try again later",
+) -> ApiError:
     seconds = max(1, math.ceil(retry_after_s))
-    return ApiError(
-        429,
-        "too_many_attempts",
-        "too many failed sign-in attempts; try again later",
-        headers={"Retry-After": str(seconds)},
-    )
+    return ApiError(429, code, message, headers={"Retry-After": str(seconds)})
 
 
 async def check_sign_in_allowed(
@@ -62,3 +70,23 @@ async def record_sign_in(
         await accounts.record_attempt(conn, email, ip_address, succeeded)
         if not succeeded:
             await accounts.prune_attempts(conn, limits.keep_s)
+
+
+async def admit_sign_up(
+    db: Database, email: str, ip_address: str | None,
+    limits: SignUpLimits = DEFAULT_SIGN_UP_LIMITS,
+) -> None:
+    """Count this sign-up attempt against its ip, or raise 429 when the ip is over budget.
+
+    Every attempt counts, a refused duplicate email too: the 409 must not be an oracle
+    that can be asked at full speed.
+    """
+    if ip_address is None:
+        return
+    async with db.service() as conn:
+        count, retry_after = await accounts.ip_sign_ups(conn, ip_address, limits.window_s)
+        if count >= limits.per_ip:
+            raise too_many(
+                retry_after, "too_many_sign_ups", "too many sign-ups from this address; try later"
+            )
+        await accounts.record_attempt(conn, email, ip_address, True, kind="sign_up")

@@ -248,3 +248,16 @@ async def test_tokens_carry_the_sign_up_metadata_as_supabase_does(api: Api) -> N
             audience="authenticated",
         )
         assert claims["user_metadata"] == {"full_name": "Ada L."}
+
+
+async def test_sign_ups_are_limited_per_ip_and_do_not_touch_sign_in_limits(api: Api) -> None:
+    first = await api.sign_up()
+    for _ in range(19):  # 20 per ip per hour, duplicates included
+        await api.sign_up()
+    refused = await api.call(
+        "POST", "/auth/signup", {"email": "one-more@example.test", "password": PASSWORD}
+    )
+    assert refused.status == 429 and refused.error_code == "too_many_sign_ups", refused.body
+    assert int(refused.headers["Retry-After"]) > 0
+    signed_in = await api.sign_in(first.email)
+    assert signed_in.status == 200, signed_in.body
