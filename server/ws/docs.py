@@ -18,6 +18,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Coroutine
+from types import CoroutineType
 from typing import Any, cast
 
 from starlette.types import Receive, Scope, Send
@@ -99,7 +100,7 @@ class SocketPeer:
             self._queue.append(frame)
             return
         step = self._send({"type": "websocket.send", "bytes": frame})
-        if not isinstance(step, Coroutine):
+        if not isinstance(step, CoroutineType):  # a concrete type: no ABC check per frame
             self._start_drain(step)
             return
         try:
