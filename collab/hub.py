@@ -46,7 +46,7 @@ from typing import Any
 from collab import metrics, protocol
 from collab.broker import Broker
 from collab.config import CollabConfig
-from collab.room import Peer, Room, apply_all, build_from_text, new_doc
+from collab.room import Peer, Room, apply_all, build_from_text, merge_tree, new_doc
 from collab.store import DocumentStore, FileGone, Merged, StoredDocument
 from collab.text_diff import apply_text
 
@@ -77,15 +77,21 @@ def merge_document(state: bytes | None, updates: list[bytes], live: bytes | None
     Pure bytes in and out, so stores may run it in a worker thread: pycrdt's calls hold
     the GIL, but the event loop then stalls for one call at most, not the whole merge.
     """
-    pieces = [state or b"", *updates, live or b""]
+    # The stored state is the merge of the pieces themselves, not a Doc's re-encoding: a Doc
+    # leaves out structs still waiting for a missing predecessor (a log row drawn earlier
+    # but committed later than the rows read), and deleting their rows would lose them.
+    pieces = [p for p in (state, *updates, live) if p]
+    if not pieces:
+        pieces = [new_doc()[0].get_update()]
+    merged = merge_tree(pieces)
     doc, text = new_doc()
-    apply_all(doc, pieces)
-    merged = doc.get_update()
-    # The check: the new state alone must decode to the text of the applied pieces.
+    doc.apply_update(merged)
+    # The check: the state alone decodes to the text of the pieces merged another way
+    # (reverse order: a different merge; one apply, so nothing waits on a later piece).
     check, check_text = new_doc()
-    check.apply_update(merged)
-    expected = str(text)
-    if str(check_text) != expected:
+    apply_all(check, pieces[::-1])
+    expected = str(check_text)
+    if str(text) != expected:
         raise MergeMismatch("merged state decodes to a different text than its pieces")
     return Merged(merged, doc.get_state(), expected)
 

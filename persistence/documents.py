@@ -51,7 +51,10 @@ update public.files
 set content = $2, size_bytes = $3, updated_at = now()
 where id = $1 and content is distinct from $2
 """
-DELETE_LOG_UPTO = "delete from public.document_updates where file_id = $1 and id <= $2"
+# Exactly the rows that were merged: an append whose id was drawn before the merge read the
+# log but that committed after it has a lower id than the newest merged row, and `id <= max`
+# would delete it unmerged.
+DELETE_MERGED_LOG = "delete from public.document_updates where id = any($1::bigint[])"
 SELECT_LATEST_VERSION = """
 select content from public.file_versions where file_id = $1
 order by version_number desc limit 1
@@ -137,7 +140,7 @@ class PostgresDocumentStore:
                 UPDATE_FILE_TEXT, file_id, merged.text, len(merged.text.encode("utf-8"))
             )
             if log:
-                await conn.execute(DELETE_LOG_UPTO, file_id, log[-1]["id"])
+                await conn.execute(DELETE_MERGED_LOG, [r["id"] for r in log])
             return Compaction(len(log), len(merged.state), merged.text)
 
     async def save_version(

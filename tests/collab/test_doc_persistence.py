@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from collab.hub import merge_document
+from collab.store import Merged
 from persistence.documents import PostgresDocumentStore
 from tests.collab.conftest import DocWorld
 from tests.collab.node_agent import NodeAgent, wait_until
@@ -153,6 +155,53 @@ async def test_compaction_under_concurrent_writes_loses_nothing(world: DocWorld)
             assert f"<{n}.{i}>" in final
     assert len(final) == sum(len(f"<{n}.{i}>") for n in range(writers) for i in range(per_writer))
     assert await world.content(file_id) == final
+
+
+async def test_compaction_keeps_an_append_that_commits_while_it_merges(
+    world: DocWorld,
+) -> None:
+    """A log row whose id was drawn before compaction read the log, but which committed
+    during the merge, is not deleted unmerged (ids are not commit-ordered)."""
+    from pycrdt import Text
+
+    from collab.room import apply_all, build_from_text, new_doc
+    from persistence.documents import INSERT_LOG
+
+    store = PostgresDocumentStore(world.db)
+    file_id = await world.new_file("")
+    first = await store.initialize(file_id, build_from_text)
+    assert first.state is not None
+    doc, _ = new_doc()
+    doc.apply_update(first.state)
+    text = doc.get("content", type=Text)
+
+    def edit(value: str) -> bytes:
+        before = doc.get_state()
+        text.insert(len(text), value)
+        return doc.get_update(before)
+
+    early, late = edit("a"), edit("b")
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_merge(state: bytes | None, updates: list[bytes]) -> Merged:
+        entered.set()
+        release.wait(10)
+        return merge_document(state, updates, None)
+
+    async with world.db.acquire() as slow_writer:
+        transaction = slow_writer.transaction()
+        await transaction.start()
+        await slow_writer.execute(INSERT_LOG, [file_id], [early])  # lower id, uncommitted
+        await store.append_updates([(file_id, late)])  # higher id, committed
+        compaction = asyncio.create_task(store.compact(file_id, slow_merge))
+        assert await asyncio.to_thread(entered.wait, 10)
+        await transaction.commit()  # commits while the merge runs
+    release.set()
+    await compaction
+    stored = await store.load(file_id)
+    check, check_text = new_doc()
+    apply_all(check, [stored.state or b"", *stored.updates])
+    assert str(check_text) == "ab"
 
 
 async def test_save_endpoint_and_metrics(live_server: StartServer, world: DocWorld) -> None:
