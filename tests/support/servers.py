@@ -59,8 +59,6 @@ async def start_live_server(settings: Settings) -> LiveServer:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    # Signal handlers belong to pytest, not to the server under test.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     live = LiveServer(settings, app, server, task, port)
     await wait_http_ok(live.url + "/healthz")
