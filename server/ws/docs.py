@@ -18,7 +18,6 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Coroutine
-from types import CoroutineType
 from typing import Any, cast
 
 from starlette.types import Receive, Scope, Send
@@ -100,7 +99,7 @@ class SocketPeer:
             self._queue.append(frame)
             return
         step = self._send({"type": "websocket.send", "bytes": frame})
-        if not isinstance(step, CoroutineType):  # a concrete type: no ABC check per frame
+        if not isinstance(step, Coroutine):
             self._start_drain(step)
             return
         try:
