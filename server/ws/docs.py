@@ -1,12 +1,11 @@
 """``GET /ws/docs/{file_id}?token=JWT``: document sync (y-websocket protocol, binary frames).
 
-A raw ASGI endpoint, called by ``server.app.App`` without the middleware stack: Starlette's
-``WebSocket`` is used for the handshake (authentication, authorization, accept); afterwards
-frames go straight through ASGI ``receive``/``send``, so the hot path is one ``receive``,
-the room's work, and one direct ``send`` per peer.
+A raw ASGI endpoint: Starlette's ``WebSocket`` is used for the handshake (authentication,
+authorization, accept); afterwards frames go straight through ASGI ``receive``/``send``,
+so the hot path is one ``receive``, the room's work, and one queued ``send`` per peer.
 
-A socket gets a drain task only while it has a backlog; a full backlog closes it with 1013
-(a slow consumer is never silently skipped). Keepalive pings are uvicorn's
+Each socket has one writer task draining a bounded queue; a full queue closes the socket
+with 1013 (a slow consumer is never silently skipped). Keepalive pings are uvicorn's
 (``ws_ping_interval``, 20 s by default).
 """
 
@@ -17,8 +16,6 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Coroutine
-from typing import Any, cast
 
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -46,18 +43,11 @@ WRITER_GRACE_S = 2.0
 
 
 class SocketPeer:
-    """The hub's ``Peer`` over an ASGI WebSocket: direct writes, a bounded backlog.
-
-    A frame is written at once when nothing is in flight: the ASGI ``send`` coroutine is
-    stepped by hand and, with the transport not paused, finishes in that first step (no
-    task, no wake-up). Only when a send suspends (back-pressure) does a drain task take
-    over the rest of it and the frames queued behind it; a full backlog closes the socket
-    with 1013 (a slow consumer is never silently skipped). An idle socket owns no task.
-    """
+    """The hub's ``Peer`` over an ASGI WebSocket: a bounded queue and one writer task."""
 
     __slots__ = (
-        "_close", "_drain", "_queue", "_queue_max", "_send", "awareness_ids", "conn_id",
-        "denied_sent", "read_only", "user_id", "workspace_id",
+        "_close", "_queue", "_queue_max", "_send", "_waiter", "awareness_ids", "conn_id",
+        "denied_sent", "read_only", "user_id", "workspace_id", "writer",
     )
 
     def __init__(
@@ -78,9 +68,10 @@ class SocketPeer:
         self._send = send
         self._queue: deque[bytes] = deque()
         self._queue_max = queue_max
+        # The writer's wake-up: a bare future while it waits (lighter than an Event per socket).
+        self._waiter: asyncio.Future[None] | None = None
         self._close: tuple[int, str] | None = None
-        # Owns the backlog while one exists: the suspended send, queued frames, the close.
-        self._drain: asyncio.Task[None] | None = None
+        self.writer: asyncio.Task[None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -89,102 +80,63 @@ class SocketPeer:
     def send(self, frame: bytes) -> None:
         if self._close is not None:
             return
-        if self._drain is not None:
-            if len(self._queue) >= self._queue_max:
-                log.warning("slow consumer: conn=%s user=%s (%d frames queued)",
-                            self.conn_id, self.user_id, len(self._queue))
-                metrics.CLOSES.labels(str(SLOW_CONSUMER)).inc()
-                self.close(SLOW_CONSUMER, "slow consumer")
-                return
-            self._queue.append(frame)
+        if len(self._queue) >= self._queue_max:
+            log.warning("slow consumer: conn=%s user=%s (%d frames queued)",
+                        self.conn_id, self.user_id, len(self._queue))
+            metrics.CLOSES.labels(str(SLOW_CONSUMER)).inc()
+            self.close(SLOW_CONSUMER, "slow consumer")
             return
-        step = self._send({"type": "websocket.send", "bytes": frame})
-        if not isinstance(step, Coroutine):
-            self._start_drain(step)
-            return
-        try:
-            yielded = step.send(None)
-        except StopIteration:
-            return
-        except Exception as exc:  # the client went away
-            self._gone(exc)
-            return
-        self._start_drain(_finish(step, yielded))
+        self._queue.append(frame)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def close(self, code: int, reason: str) -> None:
         if self._close is None:
             # A close frame's reason must fit in 123 bytes.
             self._close = (code, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
             self._queue.clear()
-            if self._drain is None:
-                self._start_drain(None)
+            self._wake()
 
-    def _gone(self, exc: BaseException) -> None:
-        log.debug("sending to %s stopped: %s", self.conn_id, exc)
-        self._close = self._close or (GOING_AWAY, "gone")
-        self._queue.clear()
+    def start(self) -> None:
+        self.writer = asyncio.create_task(self._write(), name=f"ws-docs-writer-{self.conn_id}")
 
-    def _start_drain(self, pending: Awaitable[None] | None) -> None:
-        self._drain = asyncio.create_task(
-            self._write(pending), name=f"ws-docs-drain-{self.conn_id}"
-        )
-
-    async def _write(self, pending: Awaitable[None] | None) -> None:
+    async def _write(self) -> None:
         send = self._send
         queue = self._queue
+        loop = asyncio.get_running_loop()
         try:
-            if pending is not None:
-                await pending
-            while queue:
-                await send({"type": "websocket.send", "bytes": queue.popleft()})
-            if self._close is not None:
-                code, reason = self._close
-                await send({"type": "websocket.close", "code": code, "reason": reason})
+            while True:
+                if not queue and self._close is None:
+                    self._waiter = loop.create_future()
+                    await self._waiter
+                    self._waiter = None
+                while queue:
+                    await send({"type": "websocket.send", "bytes": queue.popleft()})
+                if self._close is not None:
+                    code, reason = self._close
+                    await send({"type": "websocket.close", "code": code, "reason": reason})
+                    return
         except Exception as exc:  # the client went away while we were sending
-            self._gone(exc)
-        finally:
-            self._drain = None
+            log.debug("writer of %s stopped: %s", self.conn_id, exc)
+            self._close = self._close or (GOING_AWAY, "gone")
 
     async def finish(self) -> None:
-        """Let a pending close go out (within WRITER_GRACE_S), then stop the drain task."""
-        drain = self._drain
-        if drain is None or drain.done():
+        """Let the writer flush a pending close, then stop it."""
+        writer = self.writer
+        if writer is None or writer.done():
             return
-        if self._close is not None:
+        if self._close is None:
+            writer.cancel()
+        else:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(drain), WRITER_GRACE_S)
-        drain.cancel()
+                await asyncio.wait_for(asyncio.shield(writer), WRITER_GRACE_S)
+            writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await drain
-
-
-async def _finish(step: Coroutine[Any, Any, None], yielded: object) -> None:
-    """Run a coroutine whose first step was taken by hand to its end, as a task would.
-
-    ``yielded`` is what that step yielded: a future it waits on, or ``None`` (a bare
-    yield, as in ``asyncio.sleep(0)``). The coroutine reads a future's outcome itself.
-    """
-    while True:
-        future = cast("asyncio.Future[Any] | None", yielded)
-        thrown: BaseException | None = None
-        try:
-            if future is None:
-                await asyncio.sleep(0)
-            else:
-                # The coroutine's yield marked it blocking, as a task would have cleared.
-                future._asyncio_future_blocking = False
-                await future
-        except BaseException as exc:
-            # The future's own outcome reaches the coroutine through its result(); anything
-            # else (this task cancelled after the future was done) is thrown into it.
-            own = future is not None and future.done() and (
-                future.cancelled() or future.exception() is exc
-            )
-            thrown = None if own else exc
-        try:
-            yielded = step.send(None) if thrown is None else step.throw(thrown)
-        except StopIteration:
-            return
+            await writer
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
@@ -223,6 +175,7 @@ class DocumentSocket:
         )
         # This frame lives as long as the socket: keep only what the peer needs.
         del websocket, principal, access
+        peer.start()
         try:
             room = await hub.join(file_id, peer)
         except FileGone:

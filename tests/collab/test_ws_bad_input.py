@@ -136,10 +136,8 @@ async def test_slow_consumer_is_closed(live_server: StartServer, world: DocWorld
         await slow.recv()
         room = hub.rooms[file_id]
         peer = room.peers[0]
-        # The client reads nothing: frames fill the socket buffers until the transport
-        # pauses, then queue behind the suspended send, and the bound is passed in one go.
-        frame = protocol.sync_update(bytes(256 * 1024))
-        for _ in range(40):
-            room.broadcast(frame)
+        # Queue more frames than the bound in one go, before the writer can drain any.
+        for _ in range(20):
+            room.broadcast(protocol.sync_update(protocol.EMPTY_UPDATE))
         assert peer.closed
         assert await close_code_after(slow, None) == 1013
