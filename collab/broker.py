@@ -11,8 +11,10 @@ only ever sees messages that another instance published. Two implementations:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -34,6 +36,13 @@ class Broker(Protocol):
     async def close(self) -> None: ...
 
     async def publish(self, channel: str, payload: bytes) -> None: ...
+
+    def publish_nowait(self, channel: str, payload: bytes) -> None:
+        """Publish without waiting: queued, delivered in order with ``publish``'s messages.
+
+        For code that must not yield (a frame handled inside the transport's callback).
+        """
+        ...
 
     async def subscribe(self, channel: str, handler: Handler) -> None: ...
 
@@ -59,6 +68,10 @@ class LocalBroker:
         self.bus = bus or LocalBus()
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
         self._resubscribe: list[ResubscribeCallback] = []
+        # publish_nowait's queue and the task that delivers it (only while others share the
+        # bus; alone, nothing is ever delivered and nothing is queued).
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._drainer: asyncio.Task[None] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -68,11 +81,38 @@ class LocalBroker:
         self.bus.brokers.append(self)
 
     async def close(self) -> None:
+        drainer, self._drainer = self._drainer, None
+        if drainer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(drainer), 5)
+            drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
         if self in self.bus.brokers:
             self.bus.brokers.remove(self)
         self._handlers.clear()
 
     async def publish(self, channel: str, payload: bytes) -> None:
+        # After what publish_nowait queued: one order for both.
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
+        await self._send(channel, payload)
+
+    def publish_nowait(self, channel: str, payload: bytes) -> None:
+        if len(self.bus.brokers) < 2:
+            return
+        self._outbox.append((channel, payload))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(
+                self._drain(), name=f"local-broker-{self.instance_id}"
+            )
+
+    async def _drain(self) -> None:
+        while self._outbox:
+            channel, payload = self._outbox.popleft()
+            await self._send(channel, payload)
+
+    async def _send(self, channel: str, payload: bytes) -> None:
         for broker in list(self.bus.brokers):
             if broker is self:
                 continue

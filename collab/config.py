@@ -11,7 +11,9 @@ class CollabConfig:
     max_message_bytes: int = 8 * 1024 * 1024
     max_document_bytes: int = 32 * 1024 * 1024
     keepalive_s: float = 20.0
-    send_queue_max: int = 1024
+    # A socket whose unsent backlog exceeds this when another frame is due is a slow
+    # consumer (closed with 1013); one frame larger than this still goes to a drained socket.
+    send_buffer_bytes: int = 4 * 1024 * 1024
     log_flush_ms: int = 20
     compact_after_s: float = 5.0
     version_bucket_s: float = 300.0
@@ -27,7 +29,7 @@ class CollabConfig:
             max_message_bytes=int(env.get("WS_MAX_MESSAGE_BYTES", d.max_message_bytes)),
             max_document_bytes=int(env.get("MAX_DOCUMENT_BYTES", d.max_document_bytes)),
             keepalive_s=float(env.get("WS_KEEPALIVE_S", d.keepalive_s)),
-            send_queue_max=int(env.get("WS_SEND_QUEUE_MAX", d.send_queue_max)),
+            send_buffer_bytes=int(env.get("WS_SEND_BUFFER_BYTES", d.send_buffer_bytes)),
             log_flush_ms=int(env.get("DOC_LOG_FLUSH_MS", d.log_flush_ms)),
             compact_after_s=float(env.get("DOC_COMPACT_AFTER_S", d.compact_after_s)),
             version_bucket_s=float(env.get("DOC_VERSION_BUCKET_S", d.version_bucket_s)),

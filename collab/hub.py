@@ -232,8 +232,11 @@ class DocumentHub:
 
     # ---- client frames (the hot path) --------------------------------------------
 
-    async def receive(self, room: Room, peer: Peer, raw: bytes) -> None:
-        """One frame from a client. Faults close that client only; the room is untouched."""
+    def receive(self, room: Room, peer: Peer, raw: bytes) -> None:
+        """One frame from a client. Faults close that client only; the room is untouched.
+
+        Synchronous (the transport calls it from its data callback): nothing here waits.
+        """
         stats = self.stats
         stats.bytes_in += len(raw)
         if len(raw) > self.config.max_message_bytes:
@@ -269,7 +272,7 @@ class DocumentHub:
                 stats.updates_out += delivered
                 stats.bytes_out += delivered * len(out)
                 self._log_update(room, frame.payload, peer.user_id)
-                await self._publish(room.channel, out)
+                self._publish_nowait(room.channel, out)
             elif kind == protocol.MSG_AWARENESS:
                 entries = protocol.parse_awareness(frame.payload)
                 if peer.read_only and not self.config.viewer_awareness:
@@ -280,7 +283,7 @@ class DocumentHub:
                 delivered = room.broadcast(raw, peer)
                 stats.awareness_in_client += 1
                 stats.bytes_out += delivered * len(raw)
-                await self._publish(room.channel, raw)
+                self._publish_nowait(room.channel, raw)
             elif kind == protocol.MSG_QUERY_AWARENESS:
                 known = room.awareness.snapshot_frame()
                 if known is not None:
@@ -310,6 +313,12 @@ class DocumentHub:
         if user_id is not None:
             room.last_editor = user_id
         room.changed_since_version = True
+
+    def _publish_nowait(self, channel: str, frame: bytes) -> None:
+        try:
+            self.broker.publish_nowait(channel, frame)
+        except Exception as exc:  # a broken broker must not break local editing
+            log.warning("publish on %s failed: %s", channel, exc)
 
     async def _publish(self, channel: str, frame: bytes) -> None:
         try:

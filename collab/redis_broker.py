@@ -170,6 +170,9 @@ class RedisBroker:
 
     async def publish(self, channel: str, payload: bytes) -> None:
         """Queue ``payload`` for every other instance; drop (counted) while disconnected."""
+        self.publish_nowait(channel, payload)
+
+    def publish_nowait(self, channel: str, payload: bytes) -> None:
         if not self._connected or self._closing:
             self._drop(1, "disconnected")
             return

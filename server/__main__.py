@@ -45,6 +45,7 @@ def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None
     import uvicorn
 
     from server.app import create_app
+    from server.serving import uvicorn_options
 
     status = cmd_migrate(settings)
     if status:
@@ -60,9 +61,8 @@ def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None
         host=host,
         port=port,
         log_level=settings.log_level,
-        ws_per_message_deflate=False,
-        ws_ping_interval=settings.collab.keepalive_s,
         timeout_graceful_shutdown=10,
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -1,11 +1,13 @@
 """``GET /ws/docs/{file_id}?token=JWT``: document sync (y-websocket protocol, binary frames).
 
 A raw ASGI endpoint: Starlette's ``WebSocket`` is used for the handshake (authentication,
-authorization, accept); afterwards frames go straight through ASGI ``receive``/``send``,
-so the hot path is one ``receive``, the room's work, and one queued ``send`` per peer.
+authorization, accept). Afterwards, under our uvicorn protocol (server/ws_transport.py),
+every frame for a peer is written straight to its transport: one room broadcast is one
+synchronous write per peer, with no task or coroutine per socket. Under another ASGI
+server a peer is a bounded queue drained by a writer task through ``send``.
 
-Each socket has one writer task draining a bounded queue; a full queue closes the socket
-with 1013 (a slow consumer is never silently skipped). Keepalive pings are uvicorn's
+Either way the unsent backlog is bounded (``WS_SEND_BUFFER_BYTES``): a slow consumer is
+closed with 1013, never silently skipped. Keepalive pings are uvicorn's
 (``ws_ping_interval``, 20 s by default).
 """
 
@@ -36,19 +38,80 @@ from server.close_codes import (
 )
 from server.services import Services
 from server.ws_auth import authenticate_websocket
+from server.ws_transport import DirectChannel, direct_channel
 
 log = logging.getLogger(__name__)
 
 WRITER_GRACE_S = 2.0
 
 
-class SocketPeer:
-    """The hub's ``Peer`` over an ASGI WebSocket: a bounded queue and one writer task."""
+class _PeerIdentity:
+    """Who is on the socket, as the hub's ``Peer`` protocol describes it."""
 
-    __slots__ = (
-        "_close", "_queue", "_queue_max", "_send", "_waiter", "awareness_ids", "conn_id",
-        "denied_sent", "read_only", "user_id", "workspace_id", "writer",
-    )
+    __slots__ = ("awareness_ids", "conn_id", "denied_sent", "read_only", "user_id", "workspace_id")
+
+    def __init__(self, user_id: str, workspace_id: uuid.UUID, read_only: bool) -> None:
+        self.conn_id = uuid.uuid4().hex[:12]
+        self.user_id = user_id
+        self.workspace_id = workspace_id
+        self.read_only = read_only
+        self.denied_sent = False
+        self.awareness_ids: set[int] = set()
+
+
+class DirectPeer(_PeerIdentity):
+    """The hub's ``Peer`` over a direct channel: each frame goes to the transport at once.
+
+    The transport's buffer is the send queue: a socket whose backlog exceeds the bound when
+    another frame is due is closed with 1013 (the close frame follows what is buffered).
+    """
+
+    __slots__ = ("_buffer_max", "_channel", "_closed")
+
+    def __init__(
+        self,
+        channel: DirectChannel,
+        *,
+        user_id: str,
+        workspace_id: uuid.UUID,
+        read_only: bool,
+        buffer_max: int,
+    ) -> None:
+        super().__init__(user_id, workspace_id, read_only)
+        self._channel = channel
+        self._buffer_max = buffer_max
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or not self._channel.open
+
+    @property
+    def channel(self) -> DirectChannel:
+        return self._channel
+
+    def send(self, frame: bytes) -> None:
+        if self._closed:
+            return
+        channel = self._channel
+        if channel.buffered > self._buffer_max:
+            _slow_consumer(self, channel.buffered)
+            return
+        channel.send_bytes(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        if not self._closed:
+            self._closed = True
+            self._channel.close(code, _close_reason(reason))
+
+    async def finish(self) -> None:
+        """Nothing runs on this peer's behalf: sends happened when they were made."""
+
+
+class QueuedPeer(_PeerIdentity):
+    """The hub's ``Peer`` over plain ASGI (another server): a bounded queue and a writer."""
+
+    __slots__ = ("_buffer_max", "_close", "_queue", "_queued_bytes", "_send", "_waiter", "writer")
 
     def __init__(
         self,
@@ -57,17 +120,13 @@ class SocketPeer:
         user_id: str,
         workspace_id: uuid.UUID,
         read_only: bool,
-        queue_max: int,
+        buffer_max: int,
     ) -> None:
-        self.conn_id = uuid.uuid4().hex[:12]
-        self.user_id = user_id
-        self.workspace_id = workspace_id
-        self.read_only = read_only
-        self.denied_sent = False
-        self.awareness_ids: set[int] = set()
+        super().__init__(user_id, workspace_id, read_only)
         self._send = send
         self._queue: deque[bytes] = deque()
-        self._queue_max = queue_max
+        self._queued_bytes = 0
+        self._buffer_max = buffer_max
         # The writer's wake-up: a bare future while it waits (lighter than an Event per socket).
         self._waiter: asyncio.Future[None] | None = None
         self._close: tuple[int, str] | None = None
@@ -80,13 +139,11 @@ class SocketPeer:
     def send(self, frame: bytes) -> None:
         if self._close is not None:
             return
-        if len(self._queue) >= self._queue_max:
-            log.warning("slow consumer: conn=%s user=%s (%d frames queued)",
-                        self.conn_id, self.user_id, len(self._queue))
-            metrics.CLOSES.labels(str(SLOW_CONSUMER)).inc()
-            self.close(SLOW_CONSUMER, "slow consumer")
+        if self._queued_bytes > self._buffer_max:
+            _slow_consumer(self, self._queued_bytes)
             return
         self._queue.append(frame)
+        self._queued_bytes += len(frame)
         self._wake()
 
     def _wake(self) -> None:
@@ -96,9 +153,9 @@ class SocketPeer:
 
     def close(self, code: int, reason: str) -> None:
         if self._close is None:
-            # A close frame's reason must fit in 123 bytes.
-            self._close = (code, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
+            self._close = (code, _close_reason(reason))
             self._queue.clear()
+            self._queued_bytes = 0
             self._wake()
 
     def start(self) -> None:
@@ -115,7 +172,9 @@ class SocketPeer:
                     await self._waiter
                     self._waiter = None
                 while queue:
-                    await send({"type": "websocket.send", "bytes": queue.popleft()})
+                    frame = queue.popleft()
+                    self._queued_bytes -= len(frame)
+                    await send({"type": "websocket.send", "bytes": frame})
                 if self._close is not None:
                     code, reason = self._close
                     await send({"type": "websocket.close", "code": code, "reason": reason})
@@ -137,6 +196,21 @@ class SocketPeer:
             writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
+
+
+SocketPeer = DirectPeer | QueuedPeer
+
+
+def _close_reason(reason: str) -> str:
+    # A close frame's reason must fit in 123 bytes.
+    return reason.encode("utf-8")[:120].decode("utf-8", "ignore")
+
+
+def _slow_consumer(peer: SocketPeer, backlog: int) -> None:
+    log.warning("slow consumer: conn=%s user=%s (%d bytes unsent)",
+                peer.conn_id, peer.user_id, backlog)
+    metrics.CLOSES.labels(str(SLOW_CONSUMER)).inc()
+    peer.close(SLOW_CONSUMER, "slow consumer")
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
@@ -166,16 +240,19 @@ class DocumentSocket:
             return
         hub: DocumentHub = services.hubs["documents"]
         await websocket.accept()
-        peer = SocketPeer(
-            send,
-            user_id=principal.user_id,
-            workspace_id=access.workspace_id,
-            read_only=not access.can_write,
-            queue_max=services.settings.collab.send_queue_max,
-        )
+        user_id, workspace_id = principal.user_id, access.workspace_id
+        read_only, buffer_max = not access.can_write, services.settings.collab.send_buffer_bytes
         # This frame lives as long as the socket: keep only what the peer needs.
         del websocket, principal, access
-        peer.start()
+        channel = direct_channel(scope)
+        peer: SocketPeer
+        if channel is not None:
+            peer = DirectPeer(channel, user_id=user_id, workspace_id=workspace_id,
+                              read_only=read_only, buffer_max=buffer_max)
+        else:
+            peer = QueuedPeer(send, user_id=user_id, workspace_id=workspace_id,
+                              read_only=read_only, buffer_max=buffer_max)
+            peer.start()
         try:
             room = await hub.join(file_id, peer)
         except FileGone:
@@ -206,7 +283,14 @@ class DocumentSocket:
     @staticmethod
     async def _serve(hub: DocumentHub, room: Room, peer: SocketPeer, receive: Receive) -> None:
         handle = hub.receive
+        channel = peer.channel if isinstance(peer, DirectPeer) else None
         while not peer.closed:
+            if channel is not None and channel.nothing_queued:
+                # From here binary frames go from the transport straight to the hub; what
+                # the ASGI queue held before has been handled, so the order is kept. Text
+                # frames and the disconnect still arrive below.
+                channel.set_receiver(lambda data: handle(room, peer, data))
+                channel = None
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
@@ -217,7 +301,7 @@ class DocumentSocket:
                     metrics.CLOSES.labels(str(BAD_MESSAGE)).inc()
                     peer.close(BAD_MESSAGE, "binary frames only")
                     return
-                await handle(room, peer, data)
+                handle(room, peer, data)
             elif kind == "websocket.disconnect":
                 return
 

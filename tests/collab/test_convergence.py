@@ -37,7 +37,7 @@ async def run_trace(trace: list[tuple[str, int, int, object]]) -> None:
     room = None
     for client in clients:
         room = await hub.join(file_id, client)
-        await hub.receive(room, client, client.step1())
+        hub.receive(room, client, client.step1())
     assert room is not None
     outboxes: list[list[bytes]] = [[] for _ in clients]
     sent: list[bytes] = []
@@ -54,12 +54,12 @@ async def run_trace(trace: list[tuple[str, int, int, object]]) -> None:
         elif kind == "send":
             # Deliver a few of this client's queued frames (others stay in flight).
             for frame in outboxes[who][: position + 1]:
-                await hub.receive(room, client, frame)
+                hub.receive(room, client, frame)
                 sent.append(frame)
             del outboxes[who][: position + 1]
     for who, client in enumerate(clients):
         for frame in outboxes[who]:
-            await hub.receive(room, client, frame)
+            hub.receive(room, client, frame)
             sent.append(frame)
     texts = {client.value() for client in clients}
     assert len(texts) == 1, texts

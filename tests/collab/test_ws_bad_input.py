@@ -6,7 +6,10 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import pytest
+from pycrdt import Doc, Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -33,17 +36,23 @@ async def close_code_after(ws: ClientConnection, frame: bytes | str | None) -> i
     return ws.close_code
 
 
+async def sync_fresh(ws: ClientConnection) -> tuple[Doc[Any], Text]:
+    """Step1 with an empty state vector; the document the server's Step2 gives."""
+    doc, text = new_doc()
+    await ws.send(protocol.sync_step1(b"\x00"))
+    async with asyncio.timeout(5):
+        while True:
+            frame = protocol.parse_frame(await ws.recv())  # type: ignore[arg-type]
+            if frame.kind == protocol.MSG_SYNC and frame.sub == protocol.SYNC_STEP2:
+                doc.apply_update(frame.payload)
+                return doc, text
+
+
 async def served_text(server: LiveServer, file_id: object, token: str) -> str:
     """The text a fresh client syncs from the server (Step1 -> Step2)."""
-    doc, text = new_doc()
     async with connect(doc_url(server, file_id, token)) as ws:
-        await ws.send(protocol.sync_step1(b"\x00"))
-        async with asyncio.timeout(5):
-            while True:
-                frame = protocol.parse_frame(await ws.recv())  # type: ignore[arg-type]
-                if frame.kind == protocol.MSG_SYNC and frame.sub == protocol.SYNC_STEP2:
-                    doc.apply_update(frame.payload)
-                    return str(text)
+        _, text = await sync_fresh(ws)
+        return str(text)
 
 
 def doc_url(server: LiveServer, file_id: object, token: str) -> str:
@@ -123,10 +132,13 @@ async def test_deleted_file_closes_sockets(live_server: StartServer, world: DocW
 
 
 async def test_slow_consumer_is_closed(live_server: StartServer, world: DocWorld) -> None:
+    """A client that stops reading is closed with 1013 once its backlog passes the bound,
+    after every frame queued before the close (nothing is skipped silently)."""
     import dataclasses
 
     settings = dataclasses.replace(
-        world.settings, collab=dataclasses.replace(world.settings.collab, send_queue_max=8)
+        world.settings,
+        collab=dataclasses.replace(world.settings.collab, send_buffer_bytes=64 * 1024),
     )
     server = await live_server(settings)
     file_id = await world.new_file("")
@@ -136,8 +148,19 @@ async def test_slow_consumer_is_closed(live_server: StartServer, world: DocWorld
         await slow.recv()
         room = hub.rooms[file_id]
         peer = room.peers[0]
-        # Queue more frames than the bound in one go, before the writer can drain any.
-        for _ in range(20):
-            room.broadcast(protocol.sync_update(protocol.EMPTY_UPDATE))
-        assert peer.closed
-        assert await close_code_after(slow, None) == 1013
+        frame = protocol.sync_update(b"\x00" * 65536)
+        sent = 0
+        # Synchronous: the client cannot read until the loop ends, so the kernel's socket
+        # buffers fill first, then the server's own backlog, then the bound is hit.
+        while not peer.closed and sent < 1000:
+            room.broadcast(frame)
+            sent += 0 if peer.closed else 1
+        assert peer.closed, "64 MB queued and the slow consumer is still open"
+        received = 0
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(20):
+                while True:
+                    assert await slow.recv() == frame
+                    received += 1
+        assert slow.close_code == 1013
+        assert received == sent

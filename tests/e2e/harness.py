@@ -18,6 +18,7 @@ import aiohttp
 import uvicorn
 
 from server.app import create_app
+from server.serving import uvicorn_options
 from server.settings import Settings
 from tests.support.net import free_port, wait_http_ok
 
@@ -64,7 +65,7 @@ async def start_ide_server(settings: Settings, exec_root: Path) -> IdeServer:
     )
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-        ws_per_message_deflate=False, lifespan="on",
+        lifespan="on", **uvicorn_options(settings),
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

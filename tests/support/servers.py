@@ -16,6 +16,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from server.app import create_app
+from server.serving import uvicorn_options
 from server.settings import Settings
 from tests.support.net import free_port, wait_http_ok
 
@@ -54,9 +55,8 @@ async def start_live_server(settings: Settings) -> LiveServer:
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        ws_per_message_deflate=False,
-        ws_ping_interval=settings.collab.keepalive_s,
         lifespan="on",
+        **uvicorn_options(settings),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -1,0 +1,148 @@
+"""uvicorn's WebSocket protocol plus a direct channel for the sockets that carry the load.
+
+Every frame sent through ASGI costs a ``send`` coroutine, an ``Event`` wait, a websockets
+``Frame`` object, its serialisation and a join, per socket: a document update typed by one
+client and delivered to four others paid that four times, and it was most of the server's
+CPU per delivered update. A server frame is unmasked, so its bytes are the same for every
+socket; the direct channel writes them straight to the transport, synchronously, in order
+with everything else the protocol writes (each write is one whole frame).
+
+The handshake, pings, the close handshake and every incoming frame stay uvicorn's and
+websockets'. An endpoint finds the channel in ``scope["extensions"]`` once it has accepted;
+under another ASGI server the extension is absent and the endpoint uses plain ``send``.
+
+Incoming binary frames can be handed to a synchronous receiver instead of the ASGI queue
+(no queue hop, no task wake-up and no pause/resume of reading per frame).
+
+This subclasses uvicorn's ``WebSocketsSansIOProtocol`` and reads its state attributes, so
+uvicorn is pinned to a minor version in pyproject.toml; tests/collab/test_ws_transport.py
+checks what is relied on.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+DIRECT_EXTENSION = "icreate.direct"
+
+_BINARY = 0x82  # FIN + binary
+_TEXT = 0x81  # FIN + text
+_U16 = struct.Struct("!BBH")
+_U64 = struct.Struct("!BBQ")
+
+Receiver = Callable[[bytes], None]
+
+
+def frame_header(first: int, length: int) -> bytes:
+    """The header of an unmasked, unfragmented server frame of ``length`` payload bytes."""
+    if length < 126:
+        return bytes((first, length))
+    if length < 65536:
+        return _U16.pack(first, 126, length)
+    return _U64.pack(first, 127, length)
+
+
+class DirectChannel:
+    """Synchronous sends (and an optional synchronous receiver) for one accepted socket."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: DirectWebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    @property
+    def open(self) -> bool:
+        """Accepted, not closing, not gone: frames written now reach the client."""
+        p = self._protocol
+        return p.handshake_complete and not p.close_sent and not p.disconnected
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the kernel (a slow reader's backlog)."""
+        return self._protocol.transport.get_write_buffer_size()
+
+    def send_bytes(self, data: bytes) -> None:
+        if self.open:
+            self._protocol.transport.write(frame_header(_BINARY, len(data)) + data)
+
+    def send_text(self, text: str) -> None:
+        if self.open:
+            data = text.encode()
+            self._protocol.transport.write(frame_header(_TEXT, len(data)) + data)
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Start the close handshake now; the ASGI side sees ``websocket.disconnect``."""
+        self._protocol.close_direct(code, reason)
+
+    @property
+    def nothing_queued(self) -> bool:
+        """No received message waits in the ASGI queue (safe to switch to a receiver)."""
+        return self._protocol.queue.empty()
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        """Hand incoming binary frames to ``receiver`` (synchronously) instead of ASGI."""
+        self._protocol.receiver = receiver
+
+
+class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O protocol; each accepted socket's scope carries a ``DirectChannel``."""
+
+    receiver: Receiver | None = None
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][DIRECT_EXTENSION] = DirectChannel(self)
+
+    def start_keepalive(self) -> None:
+        # Called once the handshake response is written: the upgrade request and the
+        # response (headers included) are never read again, so a long-lived idle socket
+        # does not keep them.
+        super().start_keepalive()
+        self.request = None  # type: ignore[assignment]
+        self.response = None  # type: ignore[assignment]
+
+    def send_receive_event_to_app(self) -> None:
+        receiver = self.receiver
+        if receiver is None or self.curr_msg_data_type != "bytes" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        frames = self.frames
+        self.frames = []
+        try:
+            receiver(frames[0] if len(frames) == 1 else b"".join(frames))
+        except Exception:
+            self.logger.exception("WebSocket frame handler failed")
+            self.close_direct(1011, "internal error")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.receiver = None
+        super().connection_lost(exc)
+
+    def close_direct(self, code: int, reason: str) -> None:
+        """What ASGI ``websocket.close`` does after the handshake, without a coroutine."""
+        if self.close_sent or self.disconnected or not self.handshake_complete:
+            return
+        self.receiver = None
+        if self.transport.is_closing():
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
+
+def direct_channel(scope: Mapping[str, Any]) -> DirectChannel | None:
+    """The socket's direct channel, when the server runs ``DirectWebSocketProtocol``."""
+    extensions = scope.get("extensions") or {}
+    channel = extensions.get(DIRECT_EXTENSION)
+    return channel if isinstance(channel, DirectChannel) else None

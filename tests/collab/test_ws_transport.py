@@ -1,0 +1,145 @@
+"""The direct channel (server/ws_transport.py) under a real uvicorn, and the fallback without it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+
+from collab import protocol
+from server.app import create_app
+from server.serving import uvicorn_options
+from server.settings import Settings
+from server.ws_transport import (
+    DirectChannel,
+    DirectWebSocketProtocol,
+    direct_channel,
+    frame_header,
+)
+from tests.collab.conftest import DocWorld
+from tests.collab.test_ws_bad_input import sync_fresh
+from tests.support.net import free_port, wait_http_ok
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+@pytest.mark.parametrize("opcode", [Opcode.BINARY, Opcode.TEXT])
+def test_frame_header_matches_websockets(length: int, opcode: Opcode) -> None:
+    payload = b"a" * length
+    first = 0x82 if opcode is Opcode.BINARY else 0x81
+    ours = frame_header(first, length) + payload
+    assert ours == Frame(opcode, payload).serialize(mask=False)
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any, ws: Any) -> AsyncIterator[str]:
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            ws=ws, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_http_ok(f"http://127.0.0.1:{port}/healthz")
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+class EchoApp:
+    """Accepts, writes through the channel and ASGI alternately, echoes binary frames
+    through a receiver, closes on the text frame "bye"."""
+
+    def __init__(self) -> None:
+        self.channels: list[DirectChannel | None] = []
+        self.protocols: list[Any] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        channel = direct_channel(scope)
+        self.channels.append(channel)
+        assert channel is not None and channel.open
+        channel.send_bytes(b"one")
+        await send({"type": "websocket.send", "text": "two"})
+        channel.send_text("thr\u00e9e")
+        channel.send_bytes(b"x" * 70000)
+        assert channel.nothing_queued
+        channel.set_receiver(lambda data: channel.send_bytes(b"echo:" + data))
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") == "bye":
+                channel.close(4000, "bye now")
+                assert not channel.open
+                channel.send_bytes(b"after close: never sent")
+
+
+async def test_direct_channel_interleaves_with_asgi_and_closes() -> None:
+    app = EchoApp()
+    async with serve(app, DirectWebSocketProtocol) as url, connect(url + "/x") as ws:
+        assert await ws.recv() == b"one"
+        assert await ws.recv() == "two"
+        assert await ws.recv() == "thr\u00e9e"
+        assert await ws.recv() == b"x" * 70000
+        await ws.send(b"ping")
+        assert await ws.recv() == b"echo:ping"
+        await ws.send("bye")
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 4000
+        assert ws.close_reason == "bye now"
+
+
+async def test_handshake_objects_are_not_kept() -> None:
+    """An idle socket does not hold its upgrade request and response."""
+    kept: list[DirectWebSocketProtocol] = []
+
+    class Recording(DirectWebSocketProtocol):
+        def connection_made(self, transport: Any) -> None:
+            kept.append(self)
+            super().connection_made(transport)
+
+    async with serve(EchoApp(), Recording) as url, connect(url + "/x") as ws:
+        await ws.recv()
+        assert kept and kept[0].request is None and kept[0].response is None
+
+
+async def test_document_sync_without_the_direct_channel(world: DocWorld) -> None:
+    """Under uvicorn's stock protocol document sockets fall back to ASGI send, same protocol."""
+    file_id = await world.new_file("hello")
+    token = world.token(world.owner)
+    app = create_app(world.settings)
+    async with serve(app, "websockets-sansio") as url:
+        doc_url = f"{url}/ws/docs/{file_id}?token={token}"
+        async with connect(doc_url) as a, connect(doc_url) as b:
+            docs = [await sync_fresh(ws) for ws in (a, b)]
+            (doc_a, text_a), (doc_b, text_b) = docs
+            assert str(text_a) == str(text_b) == "hello"
+            before = doc_a.get_state()
+            text_a += " world"
+            await a.send(protocol.sync_update(doc_a.get_update(before)))
+            async with asyncio.timeout(5):
+                while str(text_b) != "hello world":
+                    frame = protocol.parse_frame(await b.recv())  # type: ignore[arg-type]
+                    if frame.kind == protocol.MSG_SYNC and frame.sub == protocol.SYNC_UPDATE:
+                        doc_b.apply_update(frame.payload)
+
+
+def test_serving_options_use_the_direct_protocol(settings: Settings) -> None:
+    options = uvicorn_options(settings)
+    assert options["ws"] is DirectWebSocketProtocol
+    assert options["ws_per_message_deflate"] is False
