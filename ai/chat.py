@@ -492,6 +492,15 @@ class ChatHub:
             editor = None
             if context_request is not None:
                 editor = await self._editor_context(conn, conversation, context_request)
+            prompt = build_prompt(
+                checks.history, content, context=editor,
+                budget_tokens=self.slot.context_tokens - self.slot.max_output_tokens,
+                max_context_chars=self.config.max_context_chars,
+                system_prompt=self.config.system_prompt,
+            )
+            # What this reply may cost at most: its prompt and the output cap. Held against
+            # the allowance while it runs, so parallel requests cannot overspend it.
+            reserve = estimate_messages(m.content for m in prompt) + self.slot.max_output_tokens
             job_input = {
                 "conversation_id": str(room.id),
                 "content_chars": len(content),
@@ -502,18 +511,18 @@ class ChatHub:
                 job_id, user_message, placeholder = await store.start_reply(
                     conn, user_id, conversation, job_input, content,
                     {"context": raw_context} if raw_context else {}, provider.model,
-                    self.config.stale_job_s,
+                    self.config.stale_job_s, token_limit=limit, reserve_tokens=reserve,
                 )
             except store.ActiveJobExists:
                 raise ChatError(
                     "busy", "the assistant is still answering in this conversation"
                 ) from None
-        prompt = build_prompt(
-            checks.history, content, context=editor,
-            budget_tokens=self.slot.context_tokens - self.slot.max_output_tokens,
-            max_context_chars=self.config.max_context_chars,
-            system_prompt=self.config.system_prompt,
-        )
+            except store.AllowanceExhausted as exc:
+                raise ChatError(
+                    "quota_exceeded",
+                    "your plan's AI allowance for this month is used up or taken by replies "
+                    f"still running ({exc.committed}/{exc.limit} tokens)",
+                ) from None
         reply = Reply(placeholder, conversation=conversation, user_id=user_id, job_id=job_id,
                       started=time.monotonic())
         return reply, user_message, prompt, provider

@@ -70,8 +70,9 @@ where c.id = $1
 # placed strictly after the question, so history order never depends on random ids.
 INSERT_REPLY_START = f"""
 with job as (
-  insert into public.ai_jobs (user_id, project_id, conversation_id, job_type, status, input)
-  values ($1, $2, $3, 'chat', 'pending', $4)
+  insert into public.ai_jobs
+    (user_id, project_id, conversation_id, job_type, status, input, reserved_tokens)
+  values ($1, $2, $3, 'chat', 'pending', $4, $9)
   returning id
 ), question as (
   insert into public.messages (conversation_id, role, content, metadata, created_at)
@@ -89,6 +90,23 @@ union all
 select (select id from job), 1, answer.* from answer
 order by position
 """
+# Serialises the allowance check and the job insert of one user across every process.
+LOCK_AI_ALLOWANCE = (
+    "select pg_advisory_xact_lock(hashtextextended('ai_tokens:' || $1::uuid::text, 0))"
+)
+# What the user's allowance is already committed to: this UTC month's ai_tokens usage plus
+# the reservations of their chat jobs still pending or running (younger than the stale
+# limit: an older one's process died). Run after LOCK_AI_ALLOWANCE, in its own statement,
+# so that its snapshot includes the job of whoever held the lock before.
+SELECT_AI_TOKENS_COMMITTED = """
+select
+  (select coalesce(sum(u.amount), 0)::bigint from public.usage_records u
+   where u.user_id = $1 and u.resource_type = 'ai_tokens'
+     and u.recorded_at >= date_trunc('month', now() at time zone 'utc') at time zone 'utc')
+  + (select coalesce(sum(j.reserved_tokens), 0)::bigint from public.ai_jobs j
+     where j.user_id = $1 and j.job_type = 'chat' and j.status in ('pending', 'running')
+       and j.created_at > now() - make_interval(secs => $2))
+"""
 SELECT_FILE = """
 select id, project_id, path, name, language, type, is_deleted, content
 from public.files where id = $1
@@ -97,6 +115,15 @@ from public.files where id = $1
 
 class ActiveJobExists(Exception):
     """Another chat job is pending or running in this conversation."""
+
+
+class AllowanceExhausted(Exception):
+    """The user's monthly AI allowance is used up or reserved by their running replies."""
+
+    def __init__(self, committed: int, limit: int) -> None:
+        super().__init__(f"{committed}/{limit} tokens")
+        self.committed = committed
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -166,16 +193,32 @@ async def start_reply(
     user_metadata: dict[str, Any],
     model: str,
     stale_after_s: float,
+    *,
+    token_limit: int | None = None,
+    reserve_tokens: int = 0,
 ) -> tuple[uuid.UUID, dict[str, Any], dict[str, Any]]:
     """(job id, user message, assistant placeholder); ``ActiveJobExists`` when busy.
 
+    With a ``token_limit``, the allowance check and the job (which reserves
+    ``reserve_tokens``) are one transaction under the user's lock: ``AllowanceExhausted``
+    when this month's usage plus the reservations of running replies reach the limit.
     A job older than ``stale_after_s`` (its process died) is expired and the insert retried.
     """
     args = (user_id, conversation.project_id, conversation.id, job_input, content,
-            user_metadata, {"status": "streaming"}, model)
+            user_metadata, {"status": "streaming"}, model, reserve_tokens)
     for attempt in range(2):
         try:
-            rows = await conn.fetch(INSERT_REPLY_START, *args)
+            if token_limit is None:
+                rows = await conn.fetch(INSERT_REPLY_START, *args)
+            else:
+                async with conn.transaction():
+                    await conn.execute(LOCK_AI_ALLOWANCE, user_id)
+                    committed = await conn.fetchval(
+                        SELECT_AI_TOKENS_COMMITTED, user_id, stale_after_s
+                    )
+                    if committed >= token_limit:
+                        raise AllowanceExhausted(int(committed), token_limit)
+                    rows = await conn.fetch(INSERT_REPLY_START, *args)
             return rows[0]["job_id"], message_dict(rows[0]), message_dict(rows[1])
         except asyncpg.UniqueViolationError as exc:
             expired = await conn.execute(EXPIRE_STALE_CHAT_JOBS, conversation.id, stale_after_s)

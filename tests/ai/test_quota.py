@@ -1,0 +1,122 @@
+"""The monthly AI allowance is checked and taken atomically, across processes.
+
+Two hubs with their own database pools stand for two server processes. Parallel requests
+of one user, in conversations of their own, arrive when the allowance has room for fewer
+of them than were sent: exactly that many reach the provider, the rest are refused with
+``quota_exceeded`` before any provider call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ai.chat import ChatError, ChatHub
+from collab.broker import LocalBroker, LocalBus
+from persistence.db import Database
+from tests.ai.conftest import fake_openai_config
+from tests.ai.helpers import Team
+from tests.fakes import openai_server
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.sse_server import Script
+from tests.support import factories
+
+PARALLEL = 6
+SET_USAGE = """
+with cleared as (
+  delete from public.usage_records where user_id = $1 and resource_type = 'ai_tokens'
+)
+insert into public.usage_records (user_id, workspace_id, resource_type, amount, unit)
+values ($1, $2, 'ai_tokens', $3, 'tokens')
+"""
+
+
+@pytest.fixture
+async def two_hubs(
+    fake_openai: FakeOpenAI, db: Database, database_url: str, tmp_path: Path
+) -> AsyncIterator[list[ChatHub]]:
+    bus = LocalBus()
+    other_db = await Database.connect(database_url, min_size=1, max_size=5)
+    config = fake_openai_config(fake_openai)
+    hubs = []
+    for node, pool in (("node-a", db), ("node-b", other_db)):
+        broker = LocalBroker(node, bus)
+        await broker.start()
+        hubs.append(ChatHub.from_config(pool, broker, config, tmp_path))
+    yield hubs
+    for hub in hubs:
+        await hub.close()
+        await hub.broker.close()
+    await other_db.close()
+
+
+async def ask_in_parallel(hubs: list[ChatHub], team: Team, db: Database) -> list[bool]:
+    """The same question from the member in PARALLEL new conversations, at once."""
+    async with db.service() as conn:
+        conversations = [
+            await factories.create_conversation(conn, team.project, team.member, f"q{i}")
+            for i in range(PARALLEL)
+        ]
+
+    async def ask(index: int, conversation: uuid.UUID) -> bool:
+        try:
+            await hubs[index % 2].submit(conversation, team.member, "member", "same question")
+        except ChatError as exc:
+            assert exc.code == "quota_exceeded", exc.message
+            return False
+        return True
+
+    return list(await asyncio.gather(*(ask(i, c) for i, c in enumerate(conversations))))
+
+
+async def replies_finished(db: Database) -> None:
+    for _ in range(1000):
+        async with db.acquire() as conn:
+            active = await conn.fetchval(
+                "select count(*) from public.ai_jobs where status in ('pending', 'running')")
+        if active == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError("replies still running")
+
+
+async def test_parallel_requests_pass_only_while_the_allowance_lasts(
+    two_hubs: list[ChatHub], fake_openai: FakeOpenAI, team: Team, db: Database
+) -> None:
+    # Slow replies: the allowed ones are still running while the others are checked.
+    fake_openai.default = Script(chunks=openai_server.stream(["ok"]), first_delay_s=0.3)
+    async with db.service() as conn:
+        limit = await conn.fetchval(
+            "select (limits->>'ai_tokens')::bigint from public.subscription_plans "
+            "where slug = 'free'")
+        # One token left: room for one reply.
+        await conn.execute(SET_USAGE, team.member, team.workspace, limit - 1)
+
+    allowed = await ask_in_parallel(two_hubs, team, db)
+    assert sum(allowed) == 1
+    await replies_finished(db)
+    assert len(fake_openai.requests) == 1
+    async with db.acquire() as conn:
+        reserved = await conn.fetchval(
+            "select reserved_tokens from public.ai_jobs where status = 'completed'")
+        # The reservation: the prompt's estimate plus the output cap.
+        assert reserved > two_hubs[0].slot.max_output_tokens
+
+    # Room for two reservations (the second leaves one token short of a third).
+    async with db.service() as conn:
+        await conn.execute(SET_USAGE, team.member, team.workspace, limit - reserved - 1)
+    allowed = await ask_in_parallel(two_hubs, team, db)
+    assert sum(allowed) == 2
+    await replies_finished(db)
+    assert len(fake_openai.requests) == 3
+    async with db.acquire() as conn:
+        assert await conn.fetchval(
+            "select count(*) from public.ai_jobs where status = 'completed'") == 3
+        # Refused requests left nothing behind: no job, no message.
+        assert await conn.fetchval("select count(*) from public.ai_jobs") == 3
+        assert await conn.fetchval(
+            "select count(*) from public.messages where role = 'user'") == 3
