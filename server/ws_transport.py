@@ -21,11 +21,13 @@ checks what is relied on.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import Protocol, State
 
 DIRECT_EXTENSION = "icreate.direct"
 
@@ -44,6 +46,68 @@ def frame_header(first: int, length: int) -> bytes:
     if length < 65536:
         return _U16.pack(first, 126, length)
     return _U64.pack(first, 127, length)
+
+
+class _MessageQueue:
+    """The part of ``asyncio.Queue`` uvicorn uses (one consumer: the app's ``receive``).
+
+    ``asyncio.Queue`` allocates three deques and an ``Event`` (another deque), about
+    3 KB, for a queue that on a document socket only ever holds the final disconnect.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+
+class _WritableFlag:
+    """The part of ``asyncio.Event`` uvicorn uses for its ``writable`` flag, without a deque."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if not self._set:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+        return True
 
 
 class DirectChannel:
@@ -93,6 +157,12 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
 
     receiver: Receiver | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Per-socket memory matters with thousands of idle editors.
+        self.queue = _MessageQueue()  # type: ignore[assignment]
+        self.writable = _WritableFlag()  # type: ignore[assignment]
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
@@ -102,10 +172,16 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     def start_keepalive(self) -> None:
         # Called once the handshake response is written: the upgrade request and the
         # response (headers included) are never read again, so a long-lived idle socket
-        # does not keep them.
+        # does not keep them. websockets' handshake parser keeps the request in its frame
+        # for the life of the connection; a fresh frame parser (the one it delegates to)
+        # takes over while nothing is buffered, i.e. between frames.
         super().start_keepalive()
         self.request = None  # type: ignore[assignment]
         self.response = None  # type: ignore[assignment]
+        conn = self.conn
+        if conn.state is State.OPEN and not conn.reader.buffer:
+            conn.parser = Protocol.parse(conn)
+            next(conn.parser)
 
     def send_receive_event_to_app(self) -> None:
         receiver = self.receiver

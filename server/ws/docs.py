@@ -242,8 +242,10 @@ class DocumentSocket:
         await websocket.accept()
         user_id, workspace_id = principal.user_id, access.workspace_id
         read_only, buffer_max = not access.can_write, services.settings.collab.send_buffer_bytes
-        # This frame lives as long as the socket: keep only what the peer needs.
+        # This frame and the scope live as long as the socket: keep only what the peer needs
+        # (the handshake's headers and the token in the query string are not needed again).
         del websocket, principal, access
+        scope["headers"], scope["query_string"] = [], b""
         channel = direct_channel(scope)
         peer: SocketPeer
         if channel is not None:
