@@ -99,7 +99,7 @@ class LocalBroker:
         await self._send(channel, payload)
 
     def publish_nowait(self, channel: str, payload: bytes) -> None:
-        if len(self.bus.brokers) < 2:
+        if len(self.bus.brokers) < 2 or self not in self.bus.brokers:
             return
         self._outbox.append((channel, payload))
         if self._drainer is None or self._drainer.done():

@@ -210,7 +210,8 @@ class DocumentHub:
             peer.send(known)
         return room
 
-    async def leave(self, room: Room, peer: Peer) -> None:
+    def leave(self, room: Room, peer: Peer) -> None:
+        """Unregister the peer and remove its awareness states for everyone (no waiting)."""
         if peer not in room.peers:
             return
         room.peers.remove(peer)
@@ -220,7 +221,7 @@ class DocumentHub:
         removal = room.awareness.remove(peer.awareness_ids)
         if removal is not None:
             room.broadcast(removal)
-            await self._publish(room.channel, removal)
+            self._publish_nowait(room.channel, removal)
 
     async def _drop(self, room: Room) -> None:
         if self.rooms.get(room.file_id) is room:

@@ -26,6 +26,7 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import Protocol, State
 
@@ -37,6 +38,7 @@ _U16 = struct.Struct("!BBH")
 _U64 = struct.Struct("!BBQ")
 
 Receiver = Callable[[bytes], None]
+FrameHandler = Callable[[bytes | str], None]
 
 
 def frame_header(first: int, length: int) -> bytes:
@@ -151,11 +153,24 @@ class DirectChannel:
         """Hand incoming binary frames to ``receiver`` (synchronously) instead of ASGI."""
         self._protocol.receiver = receiver
 
+    def detach(self, on_frame: FrameHandler, on_lost: Callable[[], None]) -> bool:
+        """Let the socket live on without its ASGI coroutine (no task per idle socket).
+
+        From now on every data frame goes to ``on_frame`` (text frames as ``str``) and
+        ``on_lost`` runs once when the connection is gone, however it ends; the app
+        returns right after and the connection stays open. Call it only when
+        ``nothing_queued``. False (nothing changed) if the connection is already closing.
+        """
+        return self._protocol.detach(on_frame, on_lost)
+
 
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O protocol; each accepted socket's scope carries a ``DirectChannel``."""
 
     receiver: Receiver | None = None
+    detached = False
+    on_frame: FrameHandler | None = None
+    on_lost: Callable[[], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -184,27 +199,80 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             next(conn.parser)
 
     def send_receive_event_to_app(self) -> None:
-        receiver = self.receiver
-        if receiver is None or self.curr_msg_data_type != "bytes" or self.close_sent:
+        on_frame = self.on_frame if self.detached else self.receiver
+        text = self.curr_msg_data_type != "bytes"
+        if on_frame is None or self.close_sent or (text and not self.detached):
             super().send_receive_event_to_app()
             return
         frames = self.frames
         self.frames = []
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
         try:
-            receiver(frames[0] if len(frames) == 1 else b"".join(frames))
+            if text:
+                # uvicorn's own check of a text frame's UTF-8 happens on the ASGI path.
+                self.on_frame_text(data)
+            else:
+                on_frame(data)
         except Exception:
             self.logger.exception("WebSocket frame handler failed")
             self.close_direct(1011, "internal error")
 
+    def on_frame_text(self, data: bytes) -> None:
+        assert self.on_frame is not None
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            self.close_direct(1007, "invalid UTF-8")
+            return
+        self.on_frame(text)
+
+    def detach(self, on_frame: FrameHandler, on_lost: Callable[[], None]) -> bool:
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return False
+        self.detached = True
+        self.on_frame = on_frame
+        self.on_lost = on_lost
+        return True
+
+    async def run_asgi(self) -> None:
+        # uvicorn's, except that a detached socket stays open when the app returns.
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.detached:
+            # Only the ASGI side reads the scope (logging, the app): a detached socket
+            # does not need it any more.
+            self.scope = None  # type: ignore[assignment]
+        elif self.close_timer is None:
+            self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.receiver = None
+        self.on_frame = None
+        on_lost, self.on_lost = self.on_lost, None
         super().connection_lost(exc)
+        if on_lost is not None:
+            try:
+                on_lost()
+            except Exception:
+                self.logger.exception("WebSocket close handler failed")
 
     def close_direct(self, code: int, reason: str) -> None:
         """What ASGI ``websocket.close`` does after the handshake, without a coroutine."""
         if self.close_sent or self.disconnected or not self.handshake_complete:
             return
         self.receiver = None
+        self.on_frame = None
         if self.transport.is_closing():
             return
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})

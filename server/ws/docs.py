@@ -276,36 +276,47 @@ class DocumentSocket:
         except BaseException:  # cancelled while the document loaded: stop the writer too
             await peer.finish()
             raise
+        detached = False
         try:
-            await self._serve(hub, room, peer, receive)
+            detached = await self._serve(hub, room, peer, receive)
         finally:
-            await hub.leave(room, peer)
-            await peer.finish()
+            if not detached:
+                hub.leave(room, peer)
+                await peer.finish()
 
     @staticmethod
-    async def _serve(hub: DocumentHub, room: Room, peer: SocketPeer, receive: Receive) -> None:
-        handle = hub.receive
+    async def _serve(hub: DocumentHub, room: Room, peer: SocketPeer, receive: Receive) -> bool:
+        """Frames until the socket closes; True if the socket was handed to its transport."""
         channel = peer.channel if isinstance(peer, DirectPeer) else None
         while not peer.closed:
             if channel is not None and channel.nothing_queued:
-                # From here binary frames go from the transport straight to the hub; what
-                # the ASGI queue held before has been handled, so the order is kept. Text
-                # frames and the disconnect still arrive below.
-                channel.set_receiver(lambda data: handle(room, peer, data))
+                # What the ASGI queue held has been handled, so the order is kept. From
+                # here frames go from the transport straight to the hub, and leaving runs
+                # when the connection is lost: no coroutine waits per socket.
+                if channel.detach(
+                    lambda data: _on_frame(hub, room, peer, data),
+                    lambda: hub.leave(room, peer),
+                ):
+                    return True
                 channel = None
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
                 data = message.get("bytes")
-                if data is None:
-                    log.warning("document protocol fault: conn=%s user=%s file=%s: text frame",
-                                peer.conn_id, peer.user_id, room.file_id)
-                    metrics.CLOSES.labels(str(BAD_MESSAGE)).inc()
-                    peer.close(BAD_MESSAGE, "binary frames only")
-                    return
-                handle(room, peer, data)
+                _on_frame(hub, room, peer, message["text"] if data is None else data)
             elif kind == "websocket.disconnect":
-                return
+                return False
+        return False
+
+
+def _on_frame(hub: DocumentHub, room: Room, peer: SocketPeer, data: bytes | str) -> None:
+    if isinstance(data, str):
+        log.warning("document protocol fault: conn=%s user=%s file=%s: text frame",
+                    peer.conn_id, peer.user_id, room.file_id)
+        metrics.CLOSES.labels(str(BAD_MESSAGE)).inc()
+        peer.close(BAD_MESSAGE, "binary frames only")
+        return
+    hub.receive(room, peer, data)
 
 
 document_socket = DocumentSocket()

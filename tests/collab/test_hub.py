@@ -197,7 +197,7 @@ async def test_awareness_known_states_and_removal(hub: DocumentHub,
     await connect(hub, file_id, b)
     assert b.awareness == {77: '{"user":"a"}'}
     hub.receive(room, b, protocol.query_awareness())
-    await hub.leave(room, a)
+    hub.leave(room, a)
     assert b.awareness == {77: "null"}
 
 
@@ -239,7 +239,7 @@ async def test_idle_room_is_compacted_and_unloaded(hub: DocumentHub,
     peer = ClientPeer()
     room = await connect(hub, file_id, peer)
     hub.receive(room, peer, peer.edit(0, "bye"))
-    await hub.leave(room, peer)
+    hub.leave(room, peer)
     await eventually(lambda: file_id not in hub.rooms)
     assert store.files[file_id].content == "bye"
     assert await hub.read_text(file_id) == "bye"
@@ -252,7 +252,7 @@ async def test_failed_compaction_keeps_room_and_retries(hub: DocumentHub,
     room = await connect(hub, file_id, peer)
     hub.receive(room, peer, peer.edit(0, "precious"))
     store.fail_next = 3
-    await hub.leave(room, peer)
+    hub.leave(room, peer)
     await eventually(lambda: file_id not in hub.rooms, timeout=6)
     assert store.files[file_id].content == "precious"
 

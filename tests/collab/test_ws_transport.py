@@ -143,3 +143,62 @@ def test_serving_options_use_the_direct_protocol(settings: Settings) -> None:
     options = uvicorn_options(settings)
     assert options["ws"] is DirectWebSocketProtocol
     assert options["ws_per_message_deflate"] is False
+
+
+class DetachingApp:
+    """Accepts, detaches with an echo handler, and returns: no coroutine per socket."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes | str] = []
+        self.lost = 0
+        self.gone = asyncio.Event()
+        self.returned = asyncio.Event()
+        self.channel: DirectChannel | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        channel = self.channel = direct_channel(scope)
+        assert channel is not None
+
+        def on_frame(data: bytes | str) -> None:
+            self.frames.append(data)
+            if data == "close please":
+                channel.close(4001, "as asked")
+            elif isinstance(data, bytes):
+                channel.send_bytes(b"echo:" + data)
+
+        def on_lost() -> None:
+            self.lost += 1
+            self.gone.set()
+
+        assert channel.detach(on_frame, on_lost)
+        self.returned.set()
+
+
+@pytest.mark.parametrize("who_closes", ["client", "server"])
+async def test_detached_socket_outlives_its_app(who_closes: str) -> None:
+    app = DetachingApp()
+    async with serve(app, DirectWebSocketProtocol) as url:
+        async with connect(url + "/x") as ws:
+            await asyncio.wait_for(app.returned.wait(), 5)
+            await asyncio.sleep(0.05)  # the app has returned: the socket must still work
+            await ws.send(b"a")
+            assert await ws.recv() == b"echo:a"
+            if who_closes == "server":
+                await ws.send("close please")
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5)
+                assert ws.close_code == 4001
+        await asyncio.wait_for(app.gone.wait(), 5)
+        await asyncio.sleep(0.05)
+        assert app.lost == 1
+        expected: list[bytes | str] = [b"a"] + (["close please"] if who_closes == "server" else [])
+        assert app.frames == expected
+        assert app.channel is not None and not app.channel.open
