@@ -39,6 +39,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset query (a round trip per acquire).
+
+    asyncpg still rolls back a transaction left open. Nothing else needs resetting: every
+    setting this code makes is transaction-local (``set_config(..., true)``), locks are
+    ``pg_advisory_xact_lock`` and nothing LISTENs on pooled connections (the migration
+    runner's session lock is on a connection of its own).
+    """
+
+
 class Database:
     """Owns the pool; hands out transactions for the service or for a user."""
 
@@ -48,7 +58,8 @@ class Database:
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10) -> Database:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+            reset=_keep_session,
         )
         return cls(pool)
 
