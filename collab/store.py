@@ -70,10 +70,12 @@ class DocumentStore(Protocol):
         no longer exist are dropped."""
         ...
 
-    async def compact(self, file_id: uuid.UUID, merge: MergeFn) -> Compaction | None:
+    async def compact(
+        self, file_id: uuid.UUID, merge: MergeFn, *, editor: str | None = None
+    ) -> Compaction | None:
         """Under the file lock, in one transaction: merge state + log rows read from the
-        store, write state, files.content, files.size_bytes, delete the merged rows.
-        None when the file is gone."""
+        store, write state, files.content, files.size_bytes (and files.updated_by =
+        ``editor`` when the text changed), delete the merged rows. None when the file is gone."""
         ...
 
     async def save_version(
@@ -105,6 +107,7 @@ class _MemoryFile:
     log: list[tuple[int, bytes]] = field(default_factory=list)
     versions: list[dict[str, Any]] = field(default_factory=list)
     last_auto_version: float | None = None
+    updated_by: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -158,7 +161,9 @@ class MemoryStore:
             self._next_id += 1
             f.log.append((self._next_id, update))
 
-    async def compact(self, file_id: uuid.UUID, merge: MergeFn) -> Compaction | None:
+    async def compact(
+        self, file_id: uuid.UUID, merge: MergeFn, *, editor: str | None = None
+    ) -> Compaction | None:
         self._maybe_fail()
         f = self.files.get(file_id)
         if f is None:
@@ -168,6 +173,8 @@ class MemoryStore:
             merged = await asyncio.to_thread(merge, f.state, [u for _, u in rows])
             upto = rows[-1][0] if rows else 0
             f.state, f.state_vector = merged.state, merged.state_vector
+            if editor is not None and merged.text != f.content:
+                f.updated_by = editor
             f.content = merged.text
             f.log = [(i, u) for i, u in f.log if i > upto]
             return Compaction(len(rows), len(merged.state), merged.text)

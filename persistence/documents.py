@@ -35,26 +35,40 @@ from unnest($1::uuid[], $2::bytea[]) with ordinality as u(file_id, update, n)
 join public.files f on f.id = u.file_id
 order by u.n
 """
-UPSERT_STATE = """
-insert into public.document_states (file_id, state, state_vector, updated_at)
-values ($1, $2, $3, now())
-on conflict (file_id) do update
-  set state = excluded.state, state_vector = excluded.state_vector, updated_at = now()
+# What compaction reads, in one round trip once the file lock is held.
+SELECT_FOR_COMPACTION = """
+select f.type, s.state, l.ids, l.updates
+from public.files f
+left join public.document_states s on s.file_id = f.id
+left join lateral (
+  select array_agg(u.id order by u.id) as ids, array_agg(u.update order by u.id) as updates
+  from public.document_updates u where u.file_id = f.id
+) l on true
+where f.id = $1
+"""
+# What compaction writes, in one round trip: the state, the text (and who changed it, only
+# when it changed) and the deletion of exactly the rows that were merged.
+WRITE_COMPACTION = """
+with state as (
+  insert into public.document_states (file_id, state, state_vector, updated_at)
+  values ($1, $2, $3, now())
+  on conflict (file_id) do update
+    set state = excluded.state, state_vector = excluded.state_vector, updated_at = now()
+), text as (
+  update public.files
+  set content = $4, size_bytes = $5, updated_at = now(), updated_by = coalesce($6, updated_by)
+  where id = $1 and content is distinct from $4
+)
+-- Exactly the rows that were merged: an append whose id was drawn before the merge read
+-- the log but that committed after it has a lower id than the newest merged row, and
+-- `id <= max` would delete it unmerged.
+delete from public.document_updates where id = any($7::bigint[])
 """
 INSERT_FIRST_STATE = """
 insert into public.document_states (file_id, state, state_vector)
 values ($1, $2, $3)
 on conflict (file_id) do nothing
 """
-UPDATE_FILE_TEXT = """
-update public.files
-set content = $2, size_bytes = $3, updated_at = now()
-where id = $1 and content is distinct from $2
-"""
-# Exactly the rows that were merged: an append whose id was drawn before the merge read the
-# log but that committed after it has a lower id than the newest merged row, and `id <= max`
-# would delete it unmerged.
-DELETE_MERGED_LOG = "delete from public.document_updates where id = any($1::bigint[])"
 SELECT_LATEST_VERSION = """
 select content from public.file_versions where file_id = $1
 order by version_number desc limit 1
@@ -126,22 +140,23 @@ class PostgresDocumentStore:
         async with self.db.acquire() as conn:
             await conn.execute(INSERT_LOG, [f for f, _ in rows], [u for _, u in rows])
 
-    async def compact(self, file_id: uuid.UUID, merge: MergeFn) -> Compaction | None:
+    async def compact(
+        self, file_id: uuid.UUID, merge: MergeFn, *, editor: str | None = None
+    ) -> Compaction | None:
         async with self.db.service() as conn:
             await conn.execute(LOCK_FILE, file_id)
-            row = await conn.fetchrow(SELECT_FILE_STATE, file_id)
+            row = await conn.fetchrow(SELECT_FOR_COMPACTION, file_id)
             if row is None or row["type"] == "folder":
                 return None
-            log = await conn.fetch(SELECT_LOG, file_id)
+            ids: list[int] = row["ids"] or []
+            updates: list[bytes] = row["updates"] or []
             # CPU-bound CRDT work off the event loop (see collab.hub.merge_document).
-            merged = await asyncio.to_thread(merge, row["state"], [r["update"] for r in log])
-            await conn.execute(UPSERT_STATE, file_id, merged.state, merged.state_vector)
+            merged = await asyncio.to_thread(merge, row["state"], updates)
             await conn.execute(
-                UPDATE_FILE_TEXT, file_id, merged.text, len(merged.text.encode("utf-8"))
+                WRITE_COMPACTION, file_id, merged.state, merged.state_vector, merged.text,
+                len(merged.text.encode("utf-8")), uuid.UUID(editor) if editor else None, ids,
             )
-            if log:
-                await conn.execute(DELETE_MERGED_LOG, [r["id"] for r in log])
-            return Compaction(len(log), len(merged.state), merged.text)
+            return Compaction(len(ids), len(merged.state), merged.text)
 
     async def save_version(
         self,

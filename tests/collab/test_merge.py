@@ -50,3 +50,19 @@ def test_pieces_in_any_order_give_the_same_text() -> None:
     mixed, mixed_text = new_doc()
     apply_all(mixed, [b"", *shuffled])
     assert str(mixed_text) == str(ordered_text)
+
+
+def test_merge_document_checks_against_the_live_text_or_the_pieces() -> None:
+    from collab.hub import merge_document
+
+    updates = _edit_trace(7, 300)
+    doc, text = new_doc()
+    apply_all(doc, updates)
+    live, expected = doc.get_update(), str(text)
+    # The live text agrees: accepted without a second merge.
+    assert merge_document(None, updates, live, expected).text == expected
+    # This process lacks what another wrote (its text differs): the pieces decide.
+    partial, partial_text = new_doc()
+    apply_all(partial, updates[:100])
+    merged = merge_document(None, updates, partial.get_update(), str(partial_text))
+    assert merged.text == expected

@@ -23,6 +23,7 @@ class StoreUnderTest:
     new_file: Callable[[str], Awaitable[uuid.UUID]]
     user_id: str
     workspace_id: uuid.UUID
+    updated_by: Callable[[uuid.UUID], Awaitable[str | None]]
 
 
 @pytest.fixture
@@ -37,7 +38,16 @@ async def postgres_sut(db: Database) -> StoreUnderTest:
             return await factories.create_file(conn, project, f"f-{uuid.uuid4().hex}.txt",
                                                content)
 
-    return StoreUnderTest(PostgresDocumentStore(db), new_pg_file, str(owner), workspace_id)
+    async def pg_updated_by(file_id: uuid.UUID) -> str | None:
+        async with db.acquire() as conn:
+            value = await conn.fetchval(
+                "select updated_by from public.files where id = $1", file_id
+            )
+        return str(value) if value is not None else None
+
+    return StoreUnderTest(
+        PostgresDocumentStore(db), new_pg_file, str(owner), workspace_id, pg_updated_by
+    )
 
 
 @pytest.fixture(params=["memory", "postgres"])
@@ -54,7 +64,10 @@ def sut(request: pytest.FixtureRequest) -> StoreUnderTest:
         mem.add_file(file_id, content)
         return file_id
 
-    return StoreUnderTest(mem, new_mem_file, user, workspace)
+    async def mem_updated_by(file_id: uuid.UUID) -> str | None:
+        return mem.files[file_id].updated_by
+
+    return StoreUnderTest(mem, new_mem_file, user, workspace, mem_updated_by)
 
 
 def text_of(state: bytes | None, updates: list[bytes]) -> str:
@@ -105,13 +118,22 @@ async def test_log_and_compaction(sut: StoreUnderTest) -> None:
     stored = await sut.store.load(file_id)
     assert stored.updates == [u1, u2]
     assert text_of(stored.state, stored.updates) == "ab"
-    result = await sut.store.compact(file_id, lambda s, us: merge_document(s, us, None))
+    result = await sut.store.compact(
+        file_id, lambda s, us: merge_document(s, us, None), editor=sut.user_id
+    )
     assert result is not None
     assert (result.merged_rows, result.text) == (2, "ab")
     after = await sut.store.load(file_id)
     assert after.updates == []
     assert after.content == "ab"
     assert text_of(after.state, []) == "ab"
+    assert await sut.updated_by(file_id) == sut.user_id
+    # Nothing new: the row is not touched, whoever compacts.
+    again = await sut.store.compact(
+        file_id, lambda s, us: merge_document(s, us, None), editor=str(uuid.uuid4())
+    )
+    assert again is not None and again.merged_rows == 0
+    assert await sut.updated_by(file_id) == sut.user_id
 
 
 async def test_compaction_failure_writes_nothing(sut: StoreUnderTest) -> None:
