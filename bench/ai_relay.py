@@ -1,14 +1,26 @@
 """AI relay benchmark: what the chat hub adds between the provider's stream and the watchers.
 
     .venv/bin/python bench/ai_relay.py [--watchers 1,10,50] [--deltas 200] [--interval-ms 10]
+                                       [--repeat 3] [--targets app,floor] [--profile]
+                                       [--no-readme]
 
-One run starts: a fake OpenAI-compatible provider (own process) whose every delta carries its
-send time (``time.time_ns()``); an embedded PostgreSQL; the app (``python -m server serve``,
-own process) pointed at the fake. For each watcher count W, W WebSockets watch one
-conversation, one of them asks, and at the same time this process reads a *raw* stream
-straight from the provider. Latency of a delta = receive time - the provider's send time, on
-one machine's clock, so the relay's overhead is the watchers' latency minus the raw stream's.
-Results: bench/results/ai-relay-latest.json and a section of bench/README.md.
+One run starts an embedded PostgreSQL, the fake provider (``ai_relay_provider.py``: one
+ticker writes each delta, stamped with its send time, to every open stream) and the app
+(``python -m server serve``) pointed at it. The app and its PostgreSQL are pinned to core 0;
+the provider, the client and this process to core 1. Each round, one client process
+(``ai_relay_client.py``) holds W watcher sockets of one conversation and a raw stream read
+straight from the provider; it asks both at the same instant. Receive times are the kernel's
+(``SO_TIMESTAMPNS``), so the client's own scheduling does not count. Because raw and relayed
+streams carry the same deltas, the relay's overhead is taken per delta: watcher receive time
+minus raw receive time of the same delta.
+
+The same rounds run against a floor (``ai_relay_floor.py``: a bare uvloop relay, no
+framework, no database, pinned like the app), interleaved with the app's: what this machine
+charges for one more process hop, against which the app's overhead can be read.
+
+Results: bench/results/ai-relay-latest.json and a section of bench/README.md (not with
+``--profile``, which samples the server with py-spy each round and writes
+bench/results/profile-ai-relay-W.txt instead).
 """
 
 from __future__ import annotations
@@ -17,7 +29,9 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,61 +39,37 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-from aiohttp import web
-
-REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
-from ai.sse import SSEParser  # noqa: E402
+import pyspy  # noqa: E402
+from procs import (  # noqa: E402
+    PRIORITY,
+    Pinned,
+    children,
+    cpu_seconds,
+    pin,
+    pinned_cmd,
+    prioritize,
+    wait_http_ok,
+    wait_tcp,
+)
+
 from persistence.db import Database  # noqa: E402
 from persistence.migrate import migrate_dsn  # noqa: E402
 from server.auth.tokens import issue_access_token  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from tests.support import factories  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
-from tests.support.servers import ProcessServer, server_env  # noqa: E402
+from tests.support.servers import server_env  # noqa: E402
 
-RESULTS = REPO / "bench" / "results"
-README = REPO / "bench" / "README.md"
+RESULTS = BENCH / "results"
+README = BENCH / "README.md"
 START, END = "<!-- ai-relay:start -->", "<!-- ai-relay:end -->"
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
-
-
-# -- the fake provider (runs in its own process) ------------------------------------------
-
-
-def fake_provider(port: int, deltas: int, interval_s: float) -> None:
-    async def completions(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        for _ in range(deltas):
-            next_at += interval_s
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            chunk = {"model": "bench", "choices": [
-                {"index": 0, "delta": {"content": f"<{time.time_ns()}>"}, "finish_reason": None}]}
-            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        end = {"model": "bench", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        usage = {"model": "bench", "choices": [],
-                 "usage": {"prompt_tokens": 10, "completion_tokens": deltas}}
-        await resp.write(f"data: {json.dumps(end)}\n\ndata: {json.dumps(usage)}\n\n".encode())
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
-        return resp
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, handle_signals=True)
-
-
-# -- measuring ------------------------------------------------------------------------------
-
-
-def stamps(text: str) -> list[int]:
-    return [int(part) for part in text.replace(">", "").split("<") if part]
+SERVER_CORE, CLIENT_CORE = 0, 1
+LABELS = {"app": "**app**", "floor": "bare relay"}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -89,136 +79,203 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-class Track:
-    """Per-stream: when the request went out, and (receive, send) times of each delta."""
-
-    def __init__(self) -> None:
-        self.asked_ns = 0
-        self.latencies_ms: list[float] = []
-        self.received_ns: list[int] = []
-
-    def delta(self, text: str) -> None:
-        now = time.time_ns()
-        for sent in stamps(text):
-            self.latencies_ms.append((now - sent) / 1e6)
-            self.received_ns.append(now)
-
-    @property
-    def first_ms(self) -> float:
-        return (self.received_ns[0] - self.asked_ns) / 1e6 if self.received_ns else float("nan")
-
-    @property
-    def rate(self) -> float:
-        if len(self.received_ns) < 2:
-            return float("nan")
-        span = (self.received_ns[-1] - self.received_ns[0]) / 1e9
-        return (len(self.received_ns) - 1) / span if span else float("nan")
+def rate(times_ns: list[int]) -> float:
+    if len(times_ns) < 2:
+        return float("nan")
+    span = (max(times_ns) - min(times_ns)) / 1e9
+    return (len(times_ns) - 1) / span if span else float("nan")
 
 
-async def raw_stream(session: aiohttp.ClientSession, url: str, track: Track) -> None:
-    body = {"model": "bench", "messages": [{"role": "user", "content": "raw"}],
-            "stream": True, "stream_options": {"include_usage": True}}
-    track.asked_ns = time.time_ns()
-    parser = SSEParser()
-    async with session.post(url + "/v1/chat/completions", json=body) as resp:
-        async for chunk in resp.content.iter_any():
-            for event in parser.feed(chunk):
-                if event.data.strip() == "[DONE]":
-                    return
-                data = json.loads(event.data)
-                for choice in data.get("choices") or ():
-                    if choice["delta"].get("content"):
-                        track.delta(choice["delta"]["content"])
-
-
-async def watch(ws: aiohttp.ClientWebSocketResponse, track: Track) -> None:
-    async for msg in ws:
-        event = json.loads(msg.data)
-        if event["type"] == "delta" and not event.get("catch_up"):
-            track.delta(event["text"])
-        elif event["type"] in ("done", "error"):
-            if event["type"] == "error":
-                print("error:", event, file=sys.stderr)
-            return
-
-
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def client_process(ws_url: str, conversation: str, tokens: list[str]) -> None:
-    """Watchers in a process of their own: 'ready' once connected, then waits for
-    '<asked_ns> <ask 0|1>' on stdin, and prints its tracks as JSON when the reply is done."""
-    async with aiohttp.ClientSession() as session:
-        sockets = [
-            await session.ws_connect(f"{ws_url}/ws/conversations/{conversation}?token={t}",
-                                     max_msg_size=0)
-            for t in tokens
-        ]
-        tracks = [Track() for _ in sockets]
-        print("ready", flush=True)
-        line = await asyncio.to_thread(sys.stdin.readline)
-        asked_s, ask = line.split()
-        tasks = [asyncio.create_task(watch(ws, tr))
-                 for ws, tr in zip(sockets, tracks, strict=True)]
-        if ask == "1":
-            await sockets[0].send_str(json.dumps({"type": "user_message", "content": "go"}))
-        await asyncio.gather(*tasks)
-        for ws in sockets:
-            await ws.close()
-    for track in tracks:
-        track.asked_ns = int(asked_s)
-    print(json.dumps([{"lat": t.latencies_ms, "first_ms": t.first_ms, "rate": t.rate}
-                      for t in tracks]), flush=True)
-
-
-async def one_round(
-    app_ws: str, provider: str, conversation: uuid.UUID, tokens: list[str], server_pid: int,
-    client_procs: int, idle_cpu_per_s: float,
-) -> dict[str, Any]:
-    groups = [tokens[i::client_procs] for i in range(min(client_procs, len(tokens)))]
-    procs = []
-    for group in groups:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--client", app_ws, str(conversation), ",".join(group),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        assert (await proc.stdout.readline()).strip() == b"ready"
-        procs.append(proc)
-    raw = Track()
-    cpu_before = cpu_s(server_pid)
-    started = time.monotonic()
-    asked = time.time_ns()
-    for index, proc in enumerate(procs):
-        assert proc.stdin is not None
-        proc.stdin.write(f"{asked} {1 if index == 0 else 0}\n".encode())
-        await proc.stdin.drain()
-    async with aiohttp.ClientSession() as session:
-        await raw_stream(session, provider, raw)
-    outputs = [json.loads((await proc.communicate())[0]) for proc in procs]
-    # Less what the idle server burns anyway (other hubs' timers), per second of the round.
-    server_cpu = cpu_s(server_pid) - cpu_before - idle_cpu_per_s * (time.monotonic() - started)
-    tracks = [t for out in outputs for t in out]
-    relay_lat = [v for t in tracks for v in t["lat"]]
-    delivered = len(relay_lat)
+def analyse(out: dict[str, Any], deltas: int) -> dict[str, Any]:
+    """Latencies, per-delta overhead, first delta and rates from one client's report."""
+    raw = {send: received for send, received in out["raw"]}
+    watchers = out["watchers"]
+    last_relayed = max((p[0] for w in watchers for p in w["pairs"]), default=0)
+    raw_in_window = [(s, r) for s, r in out["raw"] if s <= last_relayed]
+    relay_lat: list[float] = []
+    overhead: list[float] = []
+    unmatched = 0
+    for watcher in watchers:
+        for send, received in watcher["pairs"]:
+            relay_lat.append((received - send) / 1e6)
+            if send in raw:
+                overhead.append((received - raw[send]) / 1e6)
+            else:
+                unmatched += 1
+    matched = {s for w in watchers for s, _ in w["pairs"] if s in raw}
+    raw_lat = [(raw[s] - s) / 1e6 for s in matched]
+    firsts = [(w["pairs"][0][1] - out["relay_asked_ns"]) / 1e6 for w in watchers if w["pairs"]]
+    counts = [len(w["pairs"]) for w in watchers]
+    frames = sum(w["frames"] for w in watchers)
     return {
-        "watchers": len(tokens),
-        "client_processes": len(procs),
-        "server_cpu_s": server_cpu,
-        "server_idle_cpu_per_s": idle_cpu_per_s,
-        "server_cpu_us_per_delivered_delta": server_cpu / delivered * 1e6 if delivered else None,
-        "deltas_per_watcher": statistics.mean(len(t["lat"]) for t in tracks),
-        "raw": {"first_delta_ms": raw.first_ms, "deltas_per_s": raw.rate,
-                "p50_ms": pct(raw.latencies_ms, 50), "p99_ms": pct(raw.latencies_ms, 99)},
-        "relay": {"first_delta_ms": statistics.median(t["first_ms"] for t in tracks),
-                  "deltas_per_s": statistics.median(t["rate"] for t in tracks),
-                  "p50_ms": pct(relay_lat, 50), "p99_ms": pct(relay_lat, 99)},
-        "overhead_p50_ms": pct(relay_lat, 50) - pct(raw.latencies_ms, 50),
-        "overhead_p99_ms": pct(relay_lat, 99) - pct(raw.latencies_ms, 99),
+        "watchers": len(watchers),
+        "incomplete_watchers": sum(1 for w in watchers if not w["done"] or w["failed"]),
+        "deltas_per_watcher_min": min(counts, default=0),
+        "deltas_expected": deltas,
+        "delivered": sum(counts),
+        "delta_frames_per_delta": frames / sum(counts) if sum(counts) else float("nan"),
+        "unmatched": unmatched,
+        "raw": {
+            "first_delta_ms": (out["raw"][0][1] - out["raw_asked_ns"]) / 1e6
+            if out["raw"] else float("nan"),
+            "deltas_per_s": rate([r for _, r in raw_in_window]),
+            "p50_ms": pct(raw_lat, 50), "p99_ms": pct(raw_lat, 99),
+        },
+        "relay": {
+            "first_delta_ms": statistics.median(firsts) if firsts else float("nan"),
+            "first_delta_max_ms": max(firsts, default=float("nan")),
+            "deltas_per_s": statistics.median(
+                rate([r for _, r in w["pairs"]]) for w in watchers) if watchers else 0.0,
+            "p50_ms": pct(relay_lat, 50), "p99_ms": pct(relay_lat, 99),
+        },
+        "overhead_p50_ms": pct(overhead, 50),
+        "overhead_p99_ms": pct(overhead, 99),
+        "overhead_max_ms": max(overhead, default=float("nan")),
+        "samples": {"overhead": overhead, "relay": relay_lat, "raw": raw_lat},
     }
+
+
+def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from a target's rounds: percentiles over every round's deltas together
+    (a single 200-delta round's p99 is its second worst delta), medians of the rest."""
+    samples = {k: [v for r in results for v in r["samples"][k]] for k in ("overhead", "relay",
+                                                                          "raw")}
+    for r in results:
+        del r["samples"]
+
+    def median(*path: str) -> float:
+        values = []
+        for r in results:
+            value: Any = r
+            for key in path:
+                value = value[key]
+            values.append(value)
+        return float(statistics.median(values))
+
+    return {
+        "target": results[0]["target"],
+        "watchers": results[0]["watchers"],
+        "rounds": len(results),
+        "delivered": sum(r["delivered"] for r in results),
+        "incomplete_watchers": sum(r["incomplete_watchers"] for r in results),
+        "delta_frames_per_delta": median("delta_frames_per_delta"),
+        "raw": {"first_delta_ms": median("raw", "first_delta_ms"),
+                "deltas_per_s": median("raw", "deltas_per_s"),
+                "p50_ms": pct(samples["raw"], 50), "p99_ms": pct(samples["raw"], 99)},
+        "relay": {"first_delta_ms": median("relay", "first_delta_ms"),
+                  "deltas_per_s": median("relay", "deltas_per_s"),
+                  "p50_ms": pct(samples["relay"], 50), "p99_ms": pct(samples["relay"], 99)},
+        "overhead_p50_ms": pct(samples["overhead"], 50),
+        "overhead_p99_ms": pct(samples["overhead"], 99),
+        "overhead_max_ms": max(samples["overhead"], default=float("nan")),
+        "server_cpu_us_per_delivered_delta": median("server_cpu_us_per_delivered_delta"),
+        "all_overhead_p99_ms": [r["overhead_p99_ms"] for r in results],
+        "all_rounds": results,
+    }
+
+
+class Bench:
+    """The processes of one run: PostgreSQL and the app on core 0, the provider on core 1."""
+
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.pg: Any = None
+        self.postmaster: int | None = None
+        self.provider: Pinned | None = None
+        self.server: Pinned | None = None
+        self.floor: Pinned | None = None
+
+    def start(self) -> None:
+        from persistence.embedded import start_embedded_postgres
+
+        dsn, self.pg = start_embedded_postgres(self.work / "pg", cleanup="delete")
+        pid_file = self.work / "pg" / "postmaster.pid"
+        if pid_file.exists():
+            self.postmaster = int(pid_file.read_text().split()[0])
+            pin([self.postmaster, *children(self.postmaster)], SERVER_CORE)
+        self.conversation, users = asyncio.run(setup_database(dsn, max(self.args.counts)))
+        self.tokens = [issue_access_token(SECRET, str(u), None) for u in users]
+        provider_port = free_port()
+        self.provider_url = f"http://127.0.0.1:{provider_port}"
+        self.provider = Pinned(
+            "provider",
+            [sys.executable, str(BENCH / "ai_relay_provider.py"), str(provider_port),
+             "--deltas", str(self.args.deltas), "--interval-ms", str(self.args.interval_ms)],
+            CLIENT_CORE, self.work / "provider.log",
+        ).start()
+        wait_tcp(provider_port, 30, self.provider.proc)
+        settings = Settings(database_url=dsn, jwt_secret=SECRET, data_dir=self.work / "data")
+        env = server_env(settings, {"AI_BASE_URL": self.provider_url, "AI_MODEL": "bench",
+                                    "AI_API_KEY": "bench", "LOG_LEVEL": "warning"})
+        port = free_port()
+        self.ws_url = f"ws://127.0.0.1:{port}"
+        self.server = Pinned(
+            "server", [sys.executable, "-m", "server", "serve", "--port", str(port)],
+            SERVER_CORE, self.work / "server.log", env=env, cwd=REPO,
+        ).start()
+        wait_http_ok(f"http://127.0.0.1:{port}/healthz", 60, self.server.proc)
+        floor_port = free_port()
+        self.floor_url = f"ws://127.0.0.1:{floor_port}"
+        self.floor = Pinned(
+            "floor", [sys.executable, str(BENCH / "ai_relay_floor.py"), str(floor_port),
+                      self.provider_url],
+            SERVER_CORE, self.work / "floor.log",
+        ).start()
+        wait_tcp(floor_port, 30, self.floor.proc)
+        before = cpu_seconds(self.server.pid)
+        time.sleep(3)
+        self.idle_cpu_per_s = (cpu_seconds(self.server.pid) - before) / 3
+
+    def db_cpu(self) -> float:
+        if self.postmaster is None:
+            return 0.0
+        return sum(cpu_seconds(p) for p in [self.postmaster, *children(self.postmaster)])
+
+    def round(self, target: str, count: int, profile: Path | None) -> dict[str, Any]:
+        assert self.server is not None and self.floor is not None
+        relay, ws_url = (self.server, self.ws_url) if target == "app" else \
+            (self.floor, self.floor_url)
+        cmd = [sys.executable, str(BENCH / "ai_relay_client.py"), ws_url,
+               self.provider_url, str(self.conversation), ",".join(self.tokens[:count]),
+               str(self.args.deltas)]
+        client = subprocess.Popen(pinned_cmd(cmd, CLIENT_CORE), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        prioritize(client.pid)
+        assert client.stdin is not None and client.stdout is not None
+        if client.stdout.readline().strip() != "ready":
+            client.kill()
+            raise RuntimeError("the client did not connect")
+        seconds = self.args.deltas * self.args.interval_ms / 1000 + 1
+        spy = None if profile is None else pyspy.start(relay.pid, seconds, profile, CLIENT_CORE)
+        server_before, db_before, started = cpu_seconds(relay.pid), self.db_cpu(), \
+            time.monotonic()
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        output, _ = client.communicate(timeout=120 + seconds)
+        elapsed = time.monotonic() - started
+        server_cpu = cpu_seconds(relay.pid) - server_before
+        db_cpu = self.db_cpu() - db_before
+        if spy is not None:
+            spy.wait(30)
+        result = analyse(json.loads(output), self.args.deltas)
+        if target == "app":
+            # Less what the idle app burns anyway (other hubs' timers) during the round.
+            server_cpu -= self.idle_cpu_per_s * elapsed
+        delivered = result["delivered"]
+        result.update(
+            target=target, server_cpu_s=server_cpu, db_cpu_s=db_cpu,
+            server_cpu_us_per_delivered_delta=server_cpu / delivered * 1e6 if delivered
+            else None,
+        )
+        return result
+
+    def stop(self) -> None:
+        for proc in (self.server, self.floor, self.provider):
+            if proc is not None:
+                proc.stop()
+        if self.pg is not None:
+            self.pg.cleanup()
 
 
 async def setup_database(dsn: str, people: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
@@ -249,36 +306,45 @@ def render(results: dict[str, Any]) -> str:
         START,
         "## AI relay (bench/ai_relay.py)",
         "",
-        f"{results['deltas']} deltas every {results['interval_ms']} ms from a fake provider "
-        f"(each watcher count {results['repeat']} rounds, the median round shown) "
-        "(own process); the app in its own process; latency = receive time - provider send "
-        "time. Raw = this process reading the provider directly, in the same round; the "
-        f"watchers are spread over {results['client_procs']} client processes.",
+        f"{results['deltas']} deltas, one every {results['interval_ms']} ms, from a fake "
+        "provider that writes each delta (stamped with its send time) to the raw stream and "
+        "to the app's stream at once. The app and its PostgreSQL on core 0; provider and "
+        "client on core 1; one client process holds every watcher socket and the raw stream "
+        "and takes receive times from the kernel (`SO_TIMESTAMPNS`). Latency = receive - "
+        "send time; **overhead = watcher receive - raw receive of the same delta**. "
+        f"{results['repeat']} rounds per watcher count and relay, interleaved; latency "
+        "percentiles over the deltas of all rounds together, the rest medians of the rounds "
+        f"(niceness {results['nice']}).",
         "",
-        "| watchers | raw first delta ms | relay first delta ms | raw deltas/s | relay deltas/s "
-        "| raw p50 / p99 ms | relay p50 / p99 ms | overhead p50 / p99 ms "
-        "| server CPU µs per delivered delta | p99 overhead of each round ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| watchers | relay | first delta ms raw / relay | deltas/s raw / relay "
+        "| raw latency p50 / p99 ms | relay latency p50 / p99 ms "
+        "| overhead p50 / p99 / max ms | frames per delta | server CPU µs per delivered delta "
+        "| p99 overhead of each round ms |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results["rounds"]:
         lines.append(
-            f"| {r['watchers']} | {r['raw']['first_delta_ms']:.1f} | "
-            f"{r['relay']['first_delta_ms']:.1f} | {r['raw']['deltas_per_s']:.0f} | "
+            f"| {r['watchers']} | {LABELS[r['target']]} | {r['raw']['first_delta_ms']:.1f} / "
+            f"{r['relay']['first_delta_ms']:.1f} | {r['raw']['deltas_per_s']:.0f} / "
             f"{r['relay']['deltas_per_s']:.0f} | {r['raw']['p50_ms']:.2f} / "
             f"{r['raw']['p99_ms']:.2f} | {r['relay']['p50_ms']:.2f} / "
             f"{r['relay']['p99_ms']:.2f} | {r['overhead_p50_ms']:.2f} / "
-            f"{r['overhead_p99_ms']:.2f} | {r['server_cpu_us_per_delivered_delta']:.0f} | "
-            + ", ".join(f"{v:.1f}" for v in r["all_overhead_p99_ms"]) + " |"
+            f"{r['overhead_p99_ms']:.2f} / {r['overhead_max_ms']:.2f} | "
+            f"{r['delta_frames_per_delta']:.2f} | "
+            f"{r['server_cpu_us_per_delivered_delta']:.0f} | "
+            + ", ".join(f"{v:.2f}" for v in r["all_overhead_p99_ms"]) + " |"
         )
     lines += [
         "",
         f"Target: relay overhead < 5 ms at p99. Measured {results['measured_at']} on "
-        f"{results['cpus']} CPUs with a 1-minute load average of "
-        f"{results['load_average_1m']} (other work shares the machine, and the watcher "
-        "processes share its cores with the server: latency percentiles move a lot between "
-        "runs; CPU per delivered delta is the steadier figure).",
-        "Relay first delta includes what happens before the provider call: plan allowance "
-        "and history (one query), job and messages (one statement).",
+        f"{results['cpus']} CPUs, 1-minute load average {results['load_average_1m']} at the "
+        f"start (the machine is shared with other work). Code: {results['code']}.",
+        "Relay first delta includes the app's work before the provider call (plan allowance "
+        "and history in one query, the job and messages in one statement); raw first delta "
+        "is the provider answering directly. Frames per delta < 1 means deltas were merged "
+        "for watchers that fell behind. Bare relay = `ai_relay_floor.py` (uvloop, no "
+        "framework, no database), pinned like the app: the machine's own cost of one more "
+        "process hop. CPU per delivered delta of the app is net of its idle CPU.",
         END,
     ]
     return "\n".join(lines)
@@ -294,82 +360,88 @@ def write_readme(block: str) -> None:
     README.write_text(text)
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
-    from persistence.embedded import start_embedded_postgres
+def code_version() -> str:
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True,
+                              check=False).stdout.strip()
 
-    counts = [int(c) for c in args.watchers.split(",")]
-    tmp = Path(tempfile.mkdtemp(prefix="ai-relay-"))
-    dsn, pg = start_embedded_postgres(tmp / "pg", cleanup="delete")
-    provider_port = free_port()
-    provider = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--fake-provider", str(provider_port),
-        "--deltas", str(args.deltas), "--interval-ms", str(args.interval_ms),
-    )
-    provider_url = f"http://127.0.0.1:{provider_port}"
-    server: ProcessServer | None = None
+    dirty = git("status", "--porcelain", "--", "server", "ai", "persistence", "sql")
+    return f"{git('rev-parse', '--short', 'HEAD')} ({len(dirty.splitlines())} uncommitted files)"
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    load = round(os.getloadavg()[0], 1)
+    work = Path(tempfile.mkdtemp(prefix="ai-relay-"))
+    bench = Bench(args, work)
+    rounds = []
     try:
-        conversation, users = await setup_database(dsn, max(counts))
-        settings = Settings(database_url=dsn, jwt_secret=SECRET, data_dir=tmp / "data")
-        env = server_env(settings, {"AI_BASE_URL": provider_url, "AI_MODEL": "bench",
-                                    "AI_API_KEY": "bench", "LOG_LEVEL": "warning"})
-        server = ProcessServer(free_port(), env, tmp / "server.log")
-        await server.start()
-        tokens = [issue_access_token(SECRET, str(u), None) for u in users]
-        assert server.proc is not None
-        idle_before = cpu_s(server.proc.pid)
-        await asyncio.sleep(3)
-        idle_cpu_per_s = (cpu_s(server.proc.pid) - idle_before) / 3
-        rounds = []
-        for count in counts:
-            assert server.proc is not None
-            tries = []
-            for _ in range(args.repeat):
-                result = await one_round(server.ws_url, provider_url, conversation,
-                                         tokens[:count], server.proc.pid, args.client_procs,
-                                         idle_cpu_per_s)
-                print(json.dumps(result), flush=True)
-                tries.append(result)
-            # The machine is shared: report the round with the median p99 overhead.
-            tries.sort(key=lambda r: r["overhead_p99_ms"])
-            chosen = dict(tries[len(tries) // 2])
-            chosen["all_overhead_p99_ms"] = [r["overhead_p99_ms"] for r in tries]
-            rounds.append(chosen)
+        bench.start()
+        for count in args.counts:
+            tries: dict[str, list[dict[str, Any]]] = {t: [] for t in args.target_list}
+            # Interleaved, so that noise from other work lands on app and floor alike.
+            for rep in range(args.repeat):
+                for target in args.target_list:
+                    profile = (RESULTS / f".profile-ai-relay-{target}-{count}-{rep}.raw"
+                               if args.profile else None)
+                    result = bench.round(target, count, profile)
+                    print(json.dumps({k: v for k, v in result.items() if k != "samples"}),
+                          flush=True)
+                    tries[target].append(result)
+            for target, results in tries.items():
+                rounds.append(pooled(results))
+                if args.profile:
+                    write_profile(target, count, args.repeat)
+    except BaseException:
+        for proc in (bench.server, bench.floor, bench.provider):
+            if proc is not None:
+                print(f"--- {proc.name} log\n{proc.tail()}", file=sys.stderr)
+        raise
     finally:
-        if server is not None:
-            await server.terminate()
-        provider.terminate()
-        await provider.wait()
-        pg.cleanup()
+        bench.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return {"deltas": args.deltas, "interval_ms": args.interval_ms, "rounds": rounds,
-            "client_procs": args.client_procs, "repeat": args.repeat,
-            "load_average_1m": round(os.getloadavg()[0], 1),
+            "repeat": args.repeat, "nice": PRIORITY["nice"], "load_average_1m": load,
             "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "cpus": os.cpu_count()}
+            "cpus": os.cpu_count(), "code": code_version()}
+
+
+def write_profile(target: str, count: int, repeat: int) -> None:
+    raws = [RESULTS / f".profile-ai-relay-{target}-{count}-{rep}.raw" for rep in range(repeat)]
+    merged = RESULTS / f".profile-ai-relay-{target}-{count}.raw"
+    merged.write_text("".join(p.read_text() for p in raws if p.exists()))
+    for path in raws:
+        path.unlink(missing_ok=True)
+    out = RESULTS / f"profile-ai-relay-{target}-{count}.txt"
+    out.write_text(f"py-spy of the {target}, {count} watchers, {repeat} rounds\n"
+                   + pyspy.summarize(merged))
+    merged.unlink()
+    print(f"profile: {out.relative_to(REPO)}", flush=True)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--watchers", default="1,10,50")
     parser.add_argument("--deltas", type=int, default=200)
     parser.add_argument("--interval-ms", type=float, default=10.0)
-    parser.add_argument("--fake-provider", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds per watcher count; the median round is reported")
-    parser.add_argument("--client-procs", type=int, default=2,
-                        help="processes the watchers are spread over")
-    parser.add_argument("--client", nargs=3, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--nice", type=int, default=-10 if os.geteuid() == 0 else 0,
+                        help="niceness of measured processes (default -10 as root, else 0)")
+    parser.add_argument("--targets", default="app,floor",
+                        help="app (the server) and/or floor (a bare relay), interleaved")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the app in every round; no README table")
     parser.add_argument("--no-readme", action="store_true")
     parsed = parser.parse_args()
-    if parsed.fake_provider is not None:
-        fake_provider(parsed.fake_provider, parsed.deltas, parsed.interval_ms / 1000)
-        sys.exit(0)
-    if parsed.client is not None:
-        url, conv, joined = parsed.client
-        asyncio.run(client_process(url, conv, joined.split(",")))
-        sys.exit(0)
-    report = asyncio.run(main(parsed))
+    parsed.counts = [int(c) for c in parsed.watchers.split(",")]
+    parsed.target_list = [t for t in parsed.targets.split(",") if t]
+    PRIORITY["nice"] = parsed.nice
+    report = main(parsed)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ai-relay-latest.json").write_text(json.dumps(report, indent=2))
-    if not parsed.no_readme:
+    name = "ai-relay-profile.json" if parsed.profile else "ai-relay-latest.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=1))
+    if not parsed.no_readme and not parsed.profile:
         write_readme(render(report))
     print(render(report))
