@@ -1,8 +1,12 @@
 """The chat hub: one reply at a time per conversation, streamed to every watcher.
 
-A *watcher* is one listening client (a WebSocket or an SSE response): a bounded queue of
-encoded JSON frames. Each event is encoded once and pushed to every local watcher, then
-published on the broker channel ``conv:{id}`` so watchers on other processes get it too.
+A *watcher* is one listening client (a WebSocket or an SSE response). Each event is
+encoded once (one JSON ``str``) and pushed to every local watcher, then published on the
+broker channel ``conv:{id}`` so watchers on other processes get it too. A watcher with a
+``FrameSink`` (a socket's direct channel) has the frame written to its transport right
+away, inside the fan-out loop: no task, queue or wake-up per watcher per delta. Otherwise
+frames wait in a bounded queue for the watcher's own writer, which merges a backlog of
+deltas into one frame.
 
 The process that accepted the user's message owns the reply (``Reply``): it stores the
 messages, calls the provider, records the job and the usage. Other processes keep a
@@ -19,10 +23,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ai.config import AIConfig
 from ai.prompt import EditorContext, build_prompt, excerpt
@@ -129,24 +133,58 @@ def coalesce(items: list[str | Delta]) -> list[str]:
     return frames
 
 
-class Watcher:
-    """One listening client: frames queue up here and its own writer sends them."""
+class FrameSink(Protocol):
+    """Takes text frames synchronously (a socket's direct channel): its transport's buffer
+    is the watcher's queue, ``buffered`` its length in bytes."""
 
-    def __init__(self, maxsize: int = 4096) -> None:
+    @property
+    def buffered(self) -> int: ...
+
+    def send_text(self, text: str) -> None: ...
+
+
+class Watcher:
+    """One listening client: frames go straight to its ``sink``, or queue up here for its
+    own writer. Either way the backlog is bounded: past it the watcher is closed
+    (``overflowed``, and ``on_overflow`` runs) rather than slowing everyone."""
+
+    def __init__(
+        self,
+        maxsize: int = 4096,
+        *,
+        sink: FrameSink | None = None,
+        sink_max_buffered: int = 1 << 20,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
         self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize)
         self.overflowed = False
         self.closed = False
         self._ended = False
+        self.sink = sink
+        self.sink_max_buffered = sink_max_buffered
+        self.on_overflow = on_overflow
 
     def push(self, frame: str | Delta) -> None:
         if self.closed:
             return
+        sink = self.sink
+        if sink is not None:
+            if sink.buffered > self.sink_max_buffered:
+                self._overflow()
+            else:
+                sink.send_text(frame if isinstance(frame, str) else frame.frame)
+            return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            # A client that cannot keep up is dropped rather than slowing everyone.
-            self.overflowed = True
-            self.close()
+            self._overflow()
+
+    def _overflow(self) -> None:
+        # A client that cannot keep up is dropped rather than slowing everyone.
+        self.overflowed = True
+        self.close()
+        if self.on_overflow is not None:
+            self.on_overflow()
 
     def close(self) -> None:
         if self.closed:
