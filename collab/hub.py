@@ -161,6 +161,7 @@ class DocumentHub:
             except Exception:
                 log.exception("final compaction of %s failed (log rows are kept)", room.file_id)
             await self._drop(room)
+        await self.store.close()
 
     async def _every(self, period: float, tick: Callable[[], Awaitable[None]]) -> None:
         while True:

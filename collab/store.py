@@ -98,6 +98,10 @@ class DocumentStore(Protocol):
         """The current workspace role of each (user id, workspace id); None: not a member."""
         ...
 
+    async def close(self) -> None:
+        """Give back what the store holds (the hub calls it last when it stops)."""
+        ...
+
 
 @dataclass
 class _MemoryFile:
@@ -119,6 +123,9 @@ class MemoryStore:
         self.roles: dict[tuple[str, uuid.UUID], str] = {}
         self._next_id = 0
         self.fail_next: int = 0  # test hook: make the next N writes raise
+
+    async def close(self) -> None:
+        pass
 
     def add_file(self, file_id: uuid.UUID, content: str | None = None) -> None:
         self.files[file_id] = _MemoryFile(content)

@@ -8,7 +8,7 @@ decides what they see even if a ``WHERE`` is missing in Python.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -54,6 +54,12 @@ class Database:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        # Whoever keeps a pooled connection checked out gives it back here first, or
+        # closing the pool would wait for it.
+        self._before_close: list[Callable[[], Awaitable[None]]] = []
+
+    def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
+        self._before_close.append(callback)
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10) -> Database:
@@ -64,6 +70,8 @@ class Database:
         return cls(pool)
 
     async def close(self) -> None:
+        for callback in self._before_close:
+            await callback()
         await self.pool.close()
 
     @asynccontextmanager
