@@ -36,10 +36,13 @@ async def test_stopped_server_loses_nothing(live_server: StartServer, world: Doc
     try:
         for agent in agents:
             await agent.wait_synced()
+        expected = ""
         for i in range(40):
             await agents[i % 2].call("append", value=f"{i};")
-        expected = "".join(f"{i};" for i in range(40))
-        await wait_until(lambda: _same(agents, expected))
+            expected += f"{i};"
+            # Each append is seen by both before the next: two appends at the same end
+            # before either saw the other are concurrent and may land in either order.
+            await wait_until(lambda text=expected: _same(agents, text))
         await server.stop()  # mid-session: the hub flushes and compacts on the way down
         assert await world.content(file_id) == expected
         codes = {c for a in agents for c in a.close_codes()}
