@@ -338,7 +338,10 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"Target: relay overhead < 5 ms at p99. Measured {results['measured_at']} on "
         f"{results['cpus']} CPUs, 1-minute load average {results['load_average_1m']} at the "
-        f"start (the machine is shared with other work). Code: {results['code']}.",
+        f"start and {results['load_average_1m_end']} at the end, both cores "
+        f"{results['machine_busy_pct']} % busy and {results['steal_pct']} % stolen by the "
+        "hypervisor during the run (the machine is shared with other work). "
+        f"Code: {results['code']}.",
         "Relay first delta includes the app's work before the provider call (plan allowance "
         "and history in one query, the job and messages in one statement); raw first delta "
         "is the provider answering directly. Frames per delta < 1 means deltas were merged "
@@ -360,6 +363,11 @@ def write_readme(block: str) -> None:
     README.write_text(text)
 
 
+def cpu_times() -> list[int]:
+    """The machine's ``cpu`` line of /proc/stat (user ... steal), in ticks."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
 def code_version() -> str:
     def git(*argv: str) -> str:
         return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True,
@@ -372,6 +380,7 @@ def code_version() -> str:
 def main(args: argparse.Namespace) -> dict[str, Any]:
     os.sched_setaffinity(0, {CLIENT_CORE})
     load = round(os.getloadavg()[0], 1)
+    ticks_before = cpu_times()
     work = Path(tempfile.mkdtemp(prefix="ai-relay-"))
     bench = Bench(args, work)
     rounds = []
@@ -400,8 +409,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         bench.stop()
         shutil.rmtree(work, ignore_errors=True)
+    ticks = [after - before for after, before in zip(cpu_times(), ticks_before, strict=True)]
+    busy = sum(ticks) - ticks[3] - ticks[4]  # less idle and iowait
     return {"deltas": args.deltas, "interval_ms": args.interval_ms, "rounds": rounds,
             "repeat": args.repeat, "nice": PRIORITY["nice"], "load_average_1m": load,
+            "load_average_1m_end": round(os.getloadavg()[0], 1),
+            "machine_busy_pct": round(100 * busy / max(1, sum(ticks)), 1),
+            "steal_pct": round(100 * ticks[7] / max(1, sum(ticks)), 2),
             "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "cpus": os.cpu_count(), "code": code_version()}
 
