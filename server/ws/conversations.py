@@ -38,7 +38,7 @@ from server.close_codes import (
     TRY_AGAIN_LATER,
 )
 from server.services import Services
-from server.ws_auth import authenticate_websocket
+from server.ws_auth import authenticate_raw, refuse
 from server.ws_transport import direct_channel
 
 log = logging.getLogger(__name__)
@@ -71,23 +71,20 @@ class ConversationSocket:
     """The ASGI app mounted at ``/ws/conversations/{conversation_id}``."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        services: Services = scope["app"].state.services
-        principal = await authenticate_websocket(websocket, services.settings)
-        if principal is None:
+        opened = await authenticate_raw(scope, receive, send)
+        if opened is None:
             return
+        websocket, services, principal = opened
         conversation_id = parse_uuid(scope["path_params"]["conversation_id"])
         access = None
         if conversation_id is not None:
             access = await conversation_access(services.db, principal.user_id, conversation_id)
         if conversation_id is None or access is None or not access.is_member:
-            await websocket.accept()
-            await websocket.close(NOT_FOUND, "no such conversation")
+            await refuse(websocket, NOT_FOUND, "no such conversation")
             return
         hub: ChatHub | None = services.hubs.get("chat")
         if hub is None:
-            await websocket.accept()
-            await websocket.close(TRY_AGAIN_LATER, "chat is not available")
+            await refuse(websocket, TRY_AGAIN_LATER, "chat is not available")
             return
         await websocket.accept()
         channel = direct_channel(scope)

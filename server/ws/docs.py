@@ -36,8 +36,7 @@ from server.close_codes import (
     SLOW_CONSUMER,
     TRY_AGAIN_LATER,
 )
-from server.services import Services
-from server.ws_auth import authenticate_websocket
+from server.ws_auth import authenticate_raw, refuse
 from server.ws_transport import DirectChannel, direct_channel
 
 log = logging.getLogger(__name__)
@@ -215,19 +214,17 @@ def _slow_consumer(peer: SocketPeer, backlog: int) -> None:
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     metrics.CLOSES.labels(str(code)).inc()
-    await websocket.accept()
-    await websocket.close(code, reason)
+    await refuse(websocket, code, reason)
 
 
 class DocumentSocket:
     """The ASGI app mounted at ``/ws/docs/{file_id}``."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        services: Services = scope["app"].state.services
-        principal = await authenticate_websocket(websocket, services.settings)
-        if principal is None:
+        opened = await authenticate_raw(scope, receive, send)
+        if opened is None:
             return
+        websocket, services, principal = opened
         file_id = parse_uuid(scope["path_params"]["file_id"])
         access = None
         if file_id is not None:

@@ -15,7 +15,7 @@ from collab.project_hub import Identity, ProjectHub
 from server.access import parse_uuid, project_access
 from server.close_codes import FORBIDDEN, NOT_FOUND
 from server.services import Services
-from server.ws_auth import authenticate_websocket
+from server.ws_auth import authenticate_websocket, refuse
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,10 @@ async def project_socket(websocket: WebSocket) -> None:
     if project_id is not None:
         access = await project_access(services.db, principal.user_id, project_id)
     if access is None or project_id is None:
-        await websocket.accept()
-        await websocket.close(NOT_FOUND, "no such project")
+        await refuse(websocket, NOT_FOUND, "no such project")
         return
     if not access.is_member or access.role is None:
-        await websocket.accept()
-        await websocket.close(FORBIDDEN, "not a member of this project's workspace")
+        await refuse(websocket, FORBIDDEN, "not a member of this project's workspace")
         return
     hub: ProjectHub = services.hubs["projects"]
     await websocket.accept()

@@ -21,16 +21,11 @@ from execution.terminals import Client, Terminal, TerminalError, TerminalHub
 from server.access import parse_uuid, project_access
 from server.close_codes import BAD_MESSAGE, FORBIDDEN, GOING_AWAY, NOT_FOUND, TRY_AGAIN_LATER
 from server.services import Services
-from server.ws_auth import authenticate_websocket
+from server.ws_auth import authenticate_websocket, refuse
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_FRAME = 64 * 1024
-
-
-async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
-    await websocket.accept()
-    await websocket.close(code, reason)
 
 
 async def terminal_socket(websocket: WebSocket) -> None:
@@ -44,24 +39,24 @@ async def terminal_socket(websocket: WebSocket) -> None:
     if project_id is not None:
         access = await project_access(services.db, principal.user_id, project_id)
     if access is None or project_id is None:
-        await _refuse(websocket, NOT_FOUND, "no such project")
+        await refuse(websocket, NOT_FOUND, "no such project")
         return
     if not access.is_member:
-        await _refuse(websocket, FORBIDDEN, "not a member of this project's workspace")
+        await refuse(websocket, FORBIDDEN, "not a member of this project's workspace")
         return
     if not NAME.match(name):
-        await _refuse(websocket, BAD_MESSAGE, "bad terminal name")
+        await refuse(websocket, BAD_MESSAGE, "bad terminal name")
         return
     hub: TerminalHub | None = services.hubs.get("terminals")
     if hub is None:
-        await _refuse(websocket, TRY_AGAIN_LATER, "terminals are not available")
+        await refuse(websocket, TRY_AGAIN_LATER, "terminals are not available")
         return
     user_id = uuid.UUID(principal.user_id)
     try:
         terminal, client, replay = await hub.attach(project_id, name, user_id, access.can_write)
     except TerminalError as exc:
         code = NOT_FOUND if exc.code == "not_running" else TRY_AGAIN_LATER
-        await _refuse(websocket, code, exc.message)
+        await refuse(websocket, code, exc.message)
         return
     await websocket.accept()
     sender = asyncio.create_task(_send_loop(websocket, hub, terminal, client))
