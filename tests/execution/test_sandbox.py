@@ -63,7 +63,10 @@ async def test_runs_as_an_unprivileged_uid_with_nproc_in_force(local_backend: Lo
 
 async def test_fork_bomb_is_contained(local_backend: LocalBackend) -> None:
     started = time.monotonic()
-    result = await run(local_backend, "bash", ":(){ :|:& };:\nwait", wall_time_s=3)
+    # The shell keeps one child (forked before the bomb) to wait for: with a bare `wait` it
+    # could exit before the bomb reached the limit, and the teardown would hide the errors.
+    bomb = "sleep 2 & keeper=$!\n:(){ :|:& };:\nwait $keeper"
+    result = await run(local_backend, "bash", bomb, wall_time_s=4)
     assert time.monotonic() - started < 10
     assert "Resource temporarily unavailable" in result.stderr
     uid = local_backend.sandbox.identity_for(local_backend.uids.slot("test-project")).uid
