@@ -28,12 +28,18 @@ def free_port() -> int:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a live process (all threads), 0.0 if it is gone."""
+    user, system = cpu_split(pid)
+    return user + system
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a live process in seconds: user space vs the kernel's work for it."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
+        return 0.0, 0.0
     fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def rss_bytes(pid: int) -> int:
@@ -101,6 +107,10 @@ class Group:
 
     def cpu(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids())
+
+    def system_cpu(self) -> float:
+        """The kernel's share of ``cpu()`` (socket writes, wake-ups, page faults)."""
+        return sum(cpu_split(pid)[1] for pid in self.pids())
 
     def rss(self) -> int:
         return sum(rss_bytes(pid) for pid in self.pids())

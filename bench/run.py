@@ -64,7 +64,10 @@ def raise_nofile() -> None:
 
 
 def sample(groups: list[Group]) -> dict[str, dict[str, float]]:
-    return {g.name: {"cpu_s": g.cpu(), "rss": float(g.rss())} for g in groups}
+    return {
+        g.name: {"cpu_s": g.cpu(), "sys_s": g.system_cpu(), "rss": float(g.rss())}
+        for g in groups
+    }
 
 
 def run_loadgen(
@@ -150,12 +153,14 @@ def measure(
         cpu = end[group]["cpu_s"] - start[group]["cpu_s"]
         entry: dict[str, Any] = {
             "cpu_s": cpu,
+            "sys_s": end[group]["sys_s"] - start[group]["sys_s"],
             "cpu_fraction": cpu / seconds if seconds else None,
             "rss_mb": end[group]["rss"] / 1e6,
         }
         delivered = result.get("delivered")
         if delivered:
             entry["cpu_us_per_delivered"] = cpu / delivered * 1e6
+            entry["sys_us_per_delivered"] = entry["sys_s"] / delivered * 1e6
         if "baseline" in samples and result.get("clients"):
             clients = result["clients"]
             entry["rss_baseline_mb"] = samples["baseline"][group]["rss"] / 1e6
