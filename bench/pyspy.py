@@ -7,6 +7,7 @@ generator's core; the figures of a profiled run are not used in the tables.
 from __future__ import annotations
 
 import re
+import os
 import shutil
 import subprocess
 import sys
@@ -29,8 +30,11 @@ def start(pid: int, seconds: float, out: Path, core: int) -> subprocess.Popen[by
     binary = py_spy()
     if binary is None:
         return None
+    # BENCH_PYSPY_NATIVE=1: C frames too (uvloop, pycrdt, asyncpg's protocol), at the cost
+    # of pausing the server for each sample (py-spy cannot unwind native stacks otherwise).
+    mode = ["--native"] if os.environ.get("BENCH_PYSPY_NATIVE") == "1" else ["--nonblocking"]
     cmd = [binary, "record", "--pid", str(pid), "--rate", "200", "--duration",
-           str(max(1, int(seconds))), "--format", "raw", "--nonblocking", "--output", str(out)]
+           str(max(1, int(seconds))), "--format", "raw", *mode, "--output", str(out)]
     return subprocess.Popen(
         pinned_cmd(cmd, core), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -202,3 +202,89 @@ async def test_detached_socket_outlives_its_app(who_closes: str) -> None:
         expected: list[bytes | str] = [b"a"] + (["close please"] if who_closes == "server" else [])
         assert app.frames == expected
         assert app.channel is not None and not app.channel.open
+
+
+def masked(opcode: Opcode, payload: bytes, *, fin: bool = True) -> bytes:
+    return Frame(opcode, payload, fin=fin).serialize(mask=True)
+
+
+def with_rsv1(frame: bytes) -> bytes:
+    """RSV1 set: compressed, which nobody negotiated (websockets will not build it)."""
+    return bytes([frame[0] | 0x40]) + frame[1:]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 4096, 0], ids=lambda n: f"chunk{n or 'all'}")
+async def test_detached_socket_reads_frames_however_tcp_splits_them(chunk: int) -> None:
+    """Data frames read by the splitter and frames websockets parses (a ping, a fragmented
+    message) arrive in order, whatever the read boundaries."""
+    app = DetachingApp()
+    stream = b"".join([
+        masked(Opcode.BINARY, b"a"),
+        masked(Opcode.TEXT, "b\u00e9".encode()),
+        masked(Opcode.PING, b"pp"),
+        masked(Opcode.BINARY, b"c" * 70000),
+        masked(Opcode.TEXT, b"he", fin=False),
+        masked(Opcode.CONT, b"ll", fin=False),
+        masked(Opcode.CONT, b"o", fin=True),
+        masked(Opcode.BINARY, b"d" * 300),
+        masked(Opcode.BINARY, b""),
+    ])
+    expected: list[bytes | str] = [b"a", "b\u00e9", b"c" * 70000, "hello", b"d" * 300, b""]
+    via_websockets: list[str] = []
+
+    class Counting(DirectWebSocketProtocol):
+        def send_receive_event_to_app(self) -> None:
+            via_websockets.append(self.curr_msg_data_type)
+            super().send_receive_event_to_app()
+
+    async with serve(app, Counting) as url, connect(url + "/x") as ws:
+        await asyncio.wait_for(app.returned.wait(), 5)
+        assert ws.transport is not None
+        step = chunk or len(stream)
+        for start in range(0, len(stream), step):
+            ws.transport.write(stream[start : start + step])
+            if chunk and start % (step * 64) == 0:
+                await asyncio.sleep(0)  # let some pieces arrive as separate reads
+        echoes = [await asyncio.wait_for(ws.recv(), 5) for _ in range(4)]
+        assert echoes == [b"echo:a", b"echo:" + b"c" * 70000, b"echo:" + b"d" * 300, b"echo:"]
+        assert app.frames == expected
+        # Still usable afterwards; this client negotiated permessage-deflate, so its own
+        # frames are compressed (RSV1) and go through websockets, between raw ones.
+        await ws.send(b"z")
+        ws.transport.write(masked(Opcode.BINARY, b"raw"))
+        assert await asyncio.wait_for(ws.recv(), 5) == b"echo:z"
+        assert await asyncio.wait_for(ws.recv(), 5) == b"echo:raw"
+        await ws.send(b"z")
+        assert await asyncio.wait_for(ws.recv(), 5) == b"echo:z"
+        # Only the fragmented message and the compressed frames needed websockets' parser.
+        assert via_websockets == ["text", "bytes", "bytes"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (Frame(Opcode.BINARY, b"unmasked").serialize(mask=False), 1002),
+        (with_rsv1(masked(Opcode.BINARY, b"x")), 1002),
+        (masked(Opcode.CONT, b"no start"), 1002),
+        (masked(Opcode.TEXT, b"\xff\xfe"), 1007),
+        # A header announcing more than uvicorn's ws_max_size (16 MiB): refused at once.
+        (bytes([0x82, 0x80 | 127]) + (17 << 20).to_bytes(8, "big") + b"mask", 1009),
+    ],
+    ids=["unmasked", "rsv1", "stray-continuation", "bad-utf8", "too-large"],
+)
+async def test_detached_socket_bad_frames_get_their_close_codes(bad: bytes, code: int) -> None:
+    app = DetachingApp()
+    async with (
+        serve(app, DirectWebSocketProtocol) as url,
+        connect(url + "/x", compression=None) as ws,
+    ):
+        await asyncio.wait_for(app.returned.wait(), 5)
+        assert ws.transport is not None
+        ws.transport.write(masked(Opcode.BINARY, b"ok") + bad + masked(Opcode.BINARY, b"never"))
+        assert await asyncio.wait_for(ws.recv(), 5) == b"echo:ok"
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == code
+        await asyncio.wait_for(app.gone.wait(), 5)
+        assert app.frames == [b"ok"]
+        assert app.lost == 1
