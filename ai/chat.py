@@ -32,7 +32,7 @@ from ai.config import AIConfig
 from ai.prompt import EditorContext, build_prompt, excerpt
 from ai.providers.base import ChatMessage, Provider, ProviderError, TextDelta, Usage
 from ai.registry import ProviderSlot, provider_slot
-from ai.tokens import estimate_messages, estimate_tokens
+from ai.tokens import estimate_tokens
 from collab.broker import Broker
 from persistence import ai as store
 from persistence.db import Database
@@ -241,6 +241,7 @@ class Reply(Stream):
     conversation: store.ConversationInfo | None = None
     user_id: uuid.UUID | None = None
     job_id: uuid.UUID | None = None
+    prompt_tokens: int = 0
     started: float = 0.0
     first_token_at: float | None = None
     task: asyncio.Task[None] | None = None
@@ -538,7 +539,7 @@ class ChatHub:
             )
             # What this reply may cost at most: its prompt and the output cap. Held against
             # the allowance while it runs, so parallel requests cannot overspend it.
-            reserve = estimate_messages(m.content for m in prompt) + self.slot.max_output_tokens
+            reserve = prompt.tokens + self.slot.max_output_tokens
             job_input = {
                 "conversation_id": str(room.id),
                 "content_chars": len(content),
@@ -562,8 +563,8 @@ class ChatHub:
                     f"still running ({exc.committed}/{exc.limit} tokens)",
                 ) from None
         reply = Reply(placeholder, conversation=conversation, user_id=user_id, job_id=job_id,
-                      started=time.monotonic())
-        return reply, user_message, prompt, provider
+                      prompt_tokens=prompt.tokens, started=time.monotonic())
+        return reply, user_message, prompt.messages, provider
 
     async def _editor_context(
         self, conn: Any, conversation: store.ConversationInfo, request: ContextRequest
@@ -610,13 +611,13 @@ class ChatHub:
     ) -> None:
         assert reply.job_id is not None
         try:
+            # The job was stored as running: nothing else goes to the database (or competes
+            # for this loop) while the provider request is on its way.
             reply.stream_task = asyncio.create_task(self._pump(room, reply, provider, prompt))
-            # pending -> running while the provider request is already on its way.
-            await self._start_job(reply.job_id, provider.model)
             if reply.cancel_reason is not None:
                 reply.stream_task.cancel()
             await asyncio.wait({reply.stream_task})
-            await self._finish(room, reply, provider, prompt)
+            await self._finish(room, reply, provider)
         except Exception:
             log.exception("chat: reply %s in %s failed to finish", reply.message_id, room.id)
             room.reply = None
@@ -628,13 +629,6 @@ class ChatHub:
             if room.reply is reply:
                 room.reply = None
             await self._maybe_release(room)
-
-    async def _start_job(self, job_id: uuid.UUID, model: str) -> None:
-        try:
-            async with self.db.acquire() as conn:
-                await store.start_job(conn, job_id, model)
-        except Exception:
-            log.exception("chat: marking job %s running failed", job_id)
 
     async def _pump(
         self, room: Room, reply: Reply, provider: Provider, prompt: list[ChatMessage]
@@ -656,9 +650,7 @@ class ChatHub:
                     usage = event
         return usage
 
-    async def _finish(
-        self, room: Room, reply: Reply, provider: Provider, prompt: list[ChatMessage]
-    ) -> None:
+    async def _finish(self, room: Room, reply: Reply, provider: Provider) -> None:
         assert reply.stream_task is not None and reply.job_id is not None
         assert reply.conversation is not None and reply.user_id is not None
         task = reply.stream_task
@@ -681,7 +673,7 @@ class ChatHub:
         if usage is None and (text or status == "canceled"):
             # Cut short: the provider reported nothing, count what was sent and received.
             usage = Usage(
-                estimate_messages(m.content for m in prompt), estimate_tokens(text),
+                reply.prompt_tokens, estimate_tokens(text),
                 estimated=True, finish_reason=None, model=provider.model,
             )
         duration_ms = int((time.monotonic() - reply.started) * 1000)

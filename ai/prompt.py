@@ -20,6 +20,15 @@ SAFETY = 0.85
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """The messages to send and their token estimate (``estimate_messages`` of their
+    contents), counted while the prompt was assembled so nobody tokenizes it again."""
+
+    messages: list[ChatMessage]
+    tokens: int
+
+
+@dataclass(frozen=True)
 class EditorContext:
     path: str
     language: str | None
@@ -63,7 +72,7 @@ def build_prompt(
     budget_tokens: int,
     max_context_chars: int,
     system_prompt: str | None = None,
-) -> list[ChatMessage]:
+) -> Prompt:
     """System + as much recent history as fits + the question (with its editor context).
 
     ``history`` is oldest first and excludes the question. The question and the system
@@ -72,27 +81,36 @@ def build_prompt(
     """
     budget = int(budget_tokens * SAFETY)
     system = ChatMessage("system", system_prompt or DEFAULT_SYSTEM_PROMPT)
-    remaining = budget - estimate_tokens(system.content) - MESSAGE_OVERHEAD
+    system_cost = estimate_tokens(system.content) + MESSAGE_OVERHEAD
+    remaining = budget - system_cost
     question_text = _clip(question, max(256, remaining * 2))
-    remaining -= estimate_tokens(question_text) + MESSAGE_OVERHEAD
+    question_cost = estimate_tokens(question_text) + MESSAGE_OVERHEAD
+    remaining -= question_cost
     if context is not None and remaining > 64:
         chars = min(max_context_chars, max(0, remaining // 2) * 3)
         block = render_context(context, chars)
         while estimate_tokens(block) > remaining // 2 and chars > 200:
             chars = chars * 2 // 3
             block = render_context(context, chars)
+        # Pieces never span whitespace: the joined text counts as block + question (a
+        # blank question, which the hub refuses, would be counted one token high).
         question_text = f"{block}\n\n{question_text}"
-        remaining -= estimate_tokens(block)
-    kept: list[ChatMessage] = []
+        block_cost = estimate_tokens(block)
+        remaining -= block_cost
+        question_cost += block_cost
+    kept: list[tuple[ChatMessage, int]] = []
     for role, content in reversed(history):
         cost = estimate_tokens(content) + MESSAGE_OVERHEAD
         if cost > remaining:
             break
         role_name: Role = "assistant" if role == "assistant" else "user"
-        kept.append(ChatMessage(role_name, content))
+        kept.append((ChatMessage(role_name, content), cost))
         remaining -= cost
     kept.reverse()
     # Chat templates expect the turns after the system prompt to start with the user.
-    while kept and kept[0].role != "user":
+    while kept and kept[0][0].role != "user":
         kept.pop(0)
-    return [system, *kept, ChatMessage("user", question_text)]
+    return Prompt(
+        [system, *(message for message, _ in kept), ChatMessage("user", question_text)],
+        system_cost + sum(cost for _, cost in kept) + question_cost,
+    )

@@ -24,9 +24,6 @@ update public.ai_jobs set status = 'failed', error = 'abandoned', completed_at =
 where conversation_id = $1 and job_type = 'chat' and status in ('pending', 'running')
   and created_at < now() - make_interval(secs => $2)
 """
-START_JOB = """
-update public.ai_jobs set status = 'running', started_at = now(), model = $2 where id = $1
-"""
 FINISH_JOB = """
 update public.ai_jobs
 set status = $2, output = $3, error = $4, tokens_used = $5, model = $6, duration_ms = $7,
@@ -65,14 +62,17 @@ select c.id, c.project_id, p.workspace_id, c.is_archived,
 from public.conversations c join public.projects p on p.id = c.project_id
 where c.id = $1
 """
-# The job, the user's message and the assistant's placeholder in one statement. Timestamps
+# The job, the user's message and the assistant's placeholder in one statement. The job is
+# running from the start: the provider is called right after, with no second round trip
+# to mark it (which would compete with the provider request for the loop). Timestamps
 # come from clock_timestamp() (now() is the same for a whole transaction) and the answer is
 # placed strictly after the question, so history order never depends on random ids.
 INSERT_REPLY_START = f"""
 with job as (
   insert into public.ai_jobs
-    (user_id, project_id, conversation_id, job_type, status, input, reserved_tokens)
-  values ($1, $2, $3, 'chat', 'pending', $4, $9)
+    (user_id, project_id, conversation_id, job_type, status, input, reserved_tokens,
+     model, started_at)
+  values ($1, $2, $3, 'chat', 'running', $4, $9, $8, now())
   returning id
 ), question as (
   insert into public.messages (conversation_id, role, content, metadata, created_at)
@@ -225,10 +225,6 @@ async def start_reply(
             if attempt or expired.endswith(" 0"):
                 raise ActiveJobExists(str(conversation.id)) from exc
     raise AssertionError("unreachable")
-
-
-async def start_job(conn: asyncpg.Connection, job_id: uuid.UUID, model: str) -> None:
-    await conn.execute(START_JOB, job_id, model)
 
 
 async def finish_job(

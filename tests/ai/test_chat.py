@@ -62,6 +62,8 @@ async def test_two_watchers_see_identical_text_and_reply_is_stored(
     assert job["status"] == "completed" and job["job_type"] == "chat"
     assert job["tokens_used"] == 49 and job["model"] == "gpt-fake-1"
     assert job["duration_ms"] >= 0 and job["user_id"] == team.member
+    # Stored as running from the start (no second round trip while the provider is asked).
+    assert job["started_at"] is not None and job["started_at"] <= job["completed_at"]
     assert usage["user_id"] == team.member and usage["workspace_id"] == team.workspace
     assert int(usage["amount"]) == 49 and usage["unit"] == "tokens"
     # The provider got the system prompt and the question.
