@@ -6,8 +6,8 @@ generator's core; the figures of a profiled run are not used in the tables.
 
 from __future__ import annotations
 
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys

@@ -47,7 +47,7 @@ from collab import metrics, protocol
 from collab.broker import Broker
 from collab.config import CollabConfig
 from collab.room import Peer, Room, apply_all, build_from_text, merge_tree, new_doc
-from collab.store import DocumentStore, FileGone, Merged, StoredDocument
+from collab.store import Compaction, DocumentStore, FileGone, Merged, StoredDocument
 from collab.text_diff import apply_text
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ SERVICE_RESTART = 1012
 
 _CHANNEL_PREFIX = "doc:"
 _MAX_BACKOFF_S = 30.0
+# Merges of at most this many bytes of pieces run on the event loop (well under a
+# millisecond); larger ones in a worker thread, where the hop costs less than the stall.
+_INLINE_MERGE_BYTES = 64 * 1024
 
 RoleSource = Callable[
     [Sequence[tuple[str, uuid.UUID]]], Awaitable[dict[tuple[str, uuid.UUID], str | None]]
@@ -392,7 +395,7 @@ class DocumentHub:
                 return True
             batch, self._pending = self._pending, []
             try:
-                await self.store.append_updates([(f, u) for f, u, _ in batch])
+                appended = await self.store.append_updates([(f, u) for f, u, _ in batch])
             except Exception as exc:
                 self._pending[:0] = batch
                 self._flush_failures += 1
@@ -404,7 +407,30 @@ class DocumentHub:
                 return False
             self._flush_failures = 0
             metrics.LOG_ROWS.inc(len(batch))
+            self._remember_rows(batch, appended)
             return True
+
+    def _remember_rows(
+        self, batch: list[tuple[uuid.UUID, bytes, float]], appended: list[tuple[uuid.UUID, int]]
+    ) -> None:
+        """Note each room's new log rows: its compaction merges them from memory."""
+        ids: dict[uuid.UUID, list[int]] = {}
+        for file_id, row_id in appended:
+            ids.setdefault(file_id, []).append(row_id)
+        updates: dict[uuid.UUID, list[bytes]] = {}
+        for file_id, update, _ in batch:
+            if file_id in ids:
+                updates.setdefault(file_id, []).append(update)
+        for file_id, row_ids in ids.items():
+            room = self.rooms.get(file_id)
+            if room is None:
+                continue
+            written = updates[file_id]
+            if len(row_ids) != len(written):
+                room.stored_generation = None  # cannot tell rows apart: read them back
+                continue
+            # Ids follow the insert's order, which is the batch's.
+            room.own_rows.extend(zip(sorted(row_ids), written, strict=True))
 
     async def _flush_all(self) -> None:
         for _ in range(3):
@@ -423,19 +449,55 @@ class DocumentHub:
             seq = room.log_seq
             started = time.perf_counter()
             live, live_text = room.doc.get_update(), room.read_text()
-            result = await self.store.compact(
-                room.file_id,
-                lambda state, updates: merge_document(state, updates, live, live_text),
-                editor=room.last_editor,
-            )
+            result = await self._compact_from_memory(room, live, live_text)
+            if result is not None:
+                metrics.COMPACTIONS.labels("memory").inc()
+            else:
+                result = await self.store.compact(
+                    room.file_id,
+                    lambda state, updates: merge_document(state, updates, live, live_text),
+                    editor=room.last_editor,
+                )
+                metrics.COMPACTIONS.labels("store").inc()
             metrics.COMPACTION_SECONDS.observe(time.perf_counter() - started)
             if result is None:
                 return
             metrics.COMPACTION_BYTES.observe(result.state_bytes)
             room.size = result.state_bytes
+            room.stored_state, room.stored_generation = result.state, result.generation
+            merged = set(result.merged_ids)
+            room.own_rows = [row for row in room.own_rows if row[0] not in merged]
             if room.log_seq == seq:
                 room.log_since = None
                 room.dirty = False
+
+    async def _compact_from_memory(
+        self, room: Room, live: bytes, live_text: str
+    ) -> Compaction | None:
+        """Merge the state and log rows this process holds, without reading them back.
+
+        The same merge (and check) as a compaction from the store, of the same pieces: the
+        store writes it only if its state is still the one merged and it has no log rows
+        but this process's. None when it is not (another process wrote), or nothing is known.
+        """
+        state, generation = room.stored_state, room.stored_generation
+        if state is None or generation is None:
+            return None
+        rows = list(room.own_rows)
+        updates = [update for _, update in rows]
+
+        def merge() -> Merged:
+            return merge_document(state, updates, live, live_text)
+
+        if len(state) + len(live) + sum(map(len, updates)) <= _INLINE_MERGE_BYTES:
+            merged = merge()
+        else:
+            merged = await asyncio.to_thread(merge)
+        return await self.store.compact_live(
+            room.file_id, merged, generation=generation,
+            own_ids=[row_id for row_id, _ in room.own_rows],
+            delete_ids=[row_id for row_id, _ in rows], editor=room.last_editor,
+        )
 
     async def _try_compact(self, room: Room, now: float) -> bool:
         try:

@@ -35,6 +35,11 @@ COMPACTION_BYTES = Histogram(
     buckets=(256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216),
 )
 COMPACTION_FAILURES = Counter("icreate_doc_compaction_failures_total", "Failed compactions")
+COMPACTIONS = Counter(
+    "icreate_doc_compactions_total",
+    "Compactions by what they merged: memory (what this process holds) or store (read back)",
+    ["source"],
+)
 CLOSES = Counter("icreate_doc_closes_total", "Document sockets closed by the server", ["code"])
 GAP_REPAIRS = Counter(
     "icreate_doc_gap_repairs_total", "Step2 answers published for other nodes' state vectors"

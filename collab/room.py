@@ -107,10 +107,22 @@ class Room:
         self.failures = 0
         self.retry_at = 0.0
         self.unloading = False
+        # What the store holds as far as this process knows: the state it loaded or last
+        # wrote (and that state's generation), and the log rows it loaded or appended since,
+        # (id, update) in id order. Compaction merges these instead of reading them back.
+        self.stored_state: bytes | None = None
+        self.stored_generation: int | None = None
+        self.own_rows: list[tuple[int, bytes]] = []
 
     def load(self, stored: StoredDocument) -> None:
         apply_all(self.doc, [stored.state or b"", *stored.updates])
         self.size = len(stored.state or b"") + sum(len(u) for u in stored.updates)
+        self.stored_state = stored.state
+        self.stored_generation = stored.generation if stored.state is not None else None
+        if len(stored.update_ids) == len(stored.updates):
+            self.own_rows = list(zip(stored.update_ids, stored.updates, strict=True))
+        else:  # a store that does not say which rows it read: compaction reads them back
+            self.stored_generation = None
 
     def apply(self, update: bytes) -> None:
         """Apply an update; a malformed one raises ``ProtocolError`` and changes nothing."""

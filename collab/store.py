@@ -25,7 +25,8 @@ class StoredDocument:
     state: bytes | None
     updates: list[bytes]
     content: str | None
-    last_update_id: int = 0
+    update_ids: tuple[int, ...] = ()  # the log rows' ids, in the order of ``updates``
+    generation: int | None = None  # of the stored state (None: no state stored)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Compaction:
     merged_rows: int
     state_bytes: int
     text: str
+    merged_ids: tuple[int, ...] = ()  # the log rows now part of the state (deleted)
+    generation: int | None = None  # of the state just written
+    state: bytes = b""  # the state just written
 
 
 # state (or None) + log updates in id order -> Merged; raises to abort (nothing is written).
@@ -65,9 +69,11 @@ class DocumentStore(Protocol):
         ``build(files.content)`` as its first state. Returns the document as now stored."""
         ...
 
-    async def append_updates(self, rows: Sequence[tuple[uuid.UUID, bytes]]) -> None:
+    async def append_updates(
+        self, rows: Sequence[tuple[uuid.UUID, bytes]]
+    ) -> list[tuple[uuid.UUID, int]]:
         """Append log rows (several files at once: the group commit). Rows for files that
-        no longer exist are dropped."""
+        no longer exist are dropped. Returns (file id, row id) of the rows appended."""
         ...
 
     async def compact(
@@ -76,6 +82,27 @@ class DocumentStore(Protocol):
         """Under the file lock, in one transaction: merge state + log rows read from the
         store, write state, files.content, files.size_bytes (and files.updated_by =
         ``editor`` when the text changed), delete the merged rows. None when the file is gone."""
+        ...
+
+    async def compact_live(
+        self,
+        file_id: uuid.UUID,
+        snapshot: Merged,
+        *,
+        generation: int,
+        own_ids: Sequence[int],
+        delete_ids: Sequence[int],
+        editor: str | None = None,
+    ) -> Compaction | None:
+        """Write a state the caller merged from what it holds, without reading anything back.
+
+        ``snapshot`` is the caller's merge of state ``generation`` (as it loaded or last
+        wrote it), the log rows ``delete_ids`` and its live document. Under the file lock,
+        only if the stored state is still ``generation`` and every log row of the file is
+        one of ``own_ids`` (rows the caller loaded or appended): write ``snapshot``
+        (generation + 1), files.content, size_bytes and updated_by as ``compact`` does,
+        and delete ``delete_ids``. Otherwise write nothing and return None (the caller
+        merges what the store holds with ``compact`` instead)."""
         ...
 
     async def save_version(
@@ -109,6 +136,7 @@ class _MemoryFile:
     state: bytes | None = None
     state_vector: bytes | None = None
     log: list[tuple[int, bytes]] = field(default_factory=list)
+    generation: int = 0
     versions: list[dict[str, Any]] = field(default_factory=list)
     last_auto_version: float | None = None
     updated_by: str | None = None
@@ -145,8 +173,10 @@ class MemoryStore:
             raise OSError("store unavailable (test)")
 
     def _stored(self, f: _MemoryFile) -> StoredDocument:
-        last = f.log[-1][0] if f.log else 0
-        return StoredDocument(f.state, [u for _, u in f.log], f.content, last)
+        return StoredDocument(
+            f.state, [u for _, u in f.log], f.content, tuple(i for i, _ in f.log),
+            f.generation if f.state is not None else None,
+        )
 
     async def load(self, file_id: uuid.UUID) -> StoredDocument:
         self._maybe_fail()
@@ -159,14 +189,19 @@ class MemoryStore:
                 f.state, f.state_vector = build(f.content or "")
             return self._stored(f)
 
-    async def append_updates(self, rows: Sequence[tuple[uuid.UUID, bytes]]) -> None:
+    async def append_updates(
+        self, rows: Sequence[tuple[uuid.UUID, bytes]]
+    ) -> list[tuple[uuid.UUID, int]]:
         self._maybe_fail()
+        appended: list[tuple[uuid.UUID, int]] = []
         for file_id, update in rows:
             f = self.files.get(file_id)
             if f is None:
                 continue
             self._next_id += 1
             f.log.append((self._next_id, update))
+            appended.append((file_id, self._next_id))
+        return appended
 
     async def compact(
         self, file_id: uuid.UUID, merge: MergeFn, *, editor: str | None = None
@@ -178,13 +213,47 @@ class MemoryStore:
         async with f.lock:
             rows = list(f.log)
             merged = await asyncio.to_thread(merge, f.state, [u for _, u in rows])
-            upto = rows[-1][0] if rows else 0
-            f.state, f.state_vector = merged.state, merged.state_vector
-            if editor is not None and merged.text != f.content:
-                f.updated_by = editor
-            f.content = merged.text
-            f.log = [(i, u) for i, u in f.log if i > upto]
-            return Compaction(len(rows), len(merged.state), merged.text)
+            merged_ids = tuple(i for i, _ in rows)
+            self._write_state(f, merged, merged_ids, editor)
+            return Compaction(len(rows), len(merged.state), merged.text, merged_ids, f.generation,
+                              merged.state)
+
+    async def compact_live(
+        self,
+        file_id: uuid.UUID,
+        snapshot: Merged,
+        *,
+        generation: int,
+        own_ids: Sequence[int],
+        delete_ids: Sequence[int],
+        editor: str | None = None,
+    ) -> Compaction | None:
+        self._maybe_fail()
+        f = self.files.get(file_id)
+        if f is None:
+            return None
+        async with f.lock:
+            own = set(own_ids)
+            if f.state is None or f.generation != generation or any(
+                i not in own for i, _ in f.log
+            ):
+                return None
+            deleted = tuple(i for i, _ in f.log if i in set(delete_ids))
+            self._write_state(f, snapshot, deleted, editor)
+            return Compaction(len(deleted), len(snapshot.state), snapshot.text, deleted,
+                              f.generation, snapshot.state)
+
+    @staticmethod
+    def _write_state(
+        f: _MemoryFile, merged: Merged, merged_ids: Sequence[int], editor: str | None
+    ) -> None:
+        f.state, f.state_vector = merged.state, merged.state_vector
+        f.generation += 1
+        if editor is not None and merged.text != f.content:
+            f.updated_by = editor
+        f.content = merged.text
+        gone = set(merged_ids)
+        f.log = [(i, u) for i, u in f.log if i not in gone]
 
     async def save_version(
         self,

@@ -3,7 +3,9 @@
 Implements ``collab.store.DocumentStore``. Every write that must not race with another
 process (first state from text, compaction, numbering versions) runs in one transaction
 under ``pg_advisory_xact_lock`` on the file, and reads what it merges from the database
-after taking the lock, never from a process's memory.
+after taking the lock. The one exception, ``compact_live``, writes a process's own
+document, and only when the database proves it holds everything stored
+(sql/0063_document_state_generation.sql).
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from typing import Any
 
 import asyncpg
 
-from collab.store import BuildFn, Compaction, FileGone, MergeFn, StoredDocument
+from collab.store import BuildFn, Compaction, FileGone, Merged, MergeFn, StoredDocument
 from persistence.db import Database
 
 LOCK_FILE = "select pg_advisory_xact_lock(hashtextextended('doc:' || $1::uuid::text, 0))"
 SELECT_FILE_STATE = """
-select f.content, f.type, f.is_deleted, s.state
+select f.content, f.type, f.is_deleted, s.state, s.generation
 from public.files f
 left join public.document_states s on s.file_id = f.id
 where f.id = $1
@@ -35,6 +37,7 @@ select u.file_id, u.update
 from unnest($1::uuid[], $2::bytea[]) with ordinality as u(file_id, update, n)
 join public.files f on f.id = u.file_id
 order by u.n
+returning file_id, id
 """
 # What compaction reads, in one round trip once the file lock is held.
 SELECT_FOR_COMPACTION = """
@@ -51,20 +54,25 @@ where f.id = $1
 # when it changed) and the deletion of exactly the rows that were merged.
 WRITE_COMPACTION = """
 with state as (
-  insert into public.document_states (file_id, state, state_vector, updated_at)
-  values ($1, $2, $3, now())
+  insert into public.document_states (file_id, state, state_vector, updated_at, generation)
+  values ($1, $2, $3, now(), 1)
   on conflict (file_id) do update
-    set state = excluded.state, state_vector = excluded.state_vector, updated_at = now()
+    set state = excluded.state, state_vector = excluded.state_vector, updated_at = now(),
+        generation = public.document_states.generation + 1
+  returning generation
 ), text as (
   update public.files
   set content = $4, size_bytes = $5, updated_at = now(), updated_by = coalesce($6, updated_by)
   where id = $1 and content is distinct from $4
+), merged as (
+  -- Exactly the rows that were merged: an append whose id was drawn before the merge read
+  -- the log but that committed after it has a lower id than the newest merged row, and
+  -- `id <= max` would delete it unmerged.
+  delete from public.document_updates where id = any($7::bigint[])
 )
--- Exactly the rows that were merged: an append whose id was drawn before the merge read
--- the log but that committed after it has a lower id than the newest merged row, and
--- `id <= max` would delete it unmerged.
-delete from public.document_updates where id = any($7::bigint[])
+select generation from state
 """
+COMPACT_LIVE = "select public.compact_document_live($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 INSERT_FIRST_STATE = """
 insert into public.document_states (file_id, state, state_vector)
 values ($1, $2, $3)
@@ -117,15 +125,16 @@ class _LogConnection:
         self._conn: Any = None
         self._lock = asyncio.Lock()
 
-    async def execute(self, query: str, *args: Any) -> None:
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self._lock:
             if self._conn is None:
                 self._conn = await self._db.pool.acquire()
             try:
-                await self._conn.execute(query, *args)
+                rows: list[asyncpg.Record] = await self._conn.fetch(query, *args)
             except BaseException:
                 await self._give_back()
                 raise
+            return rows
 
     async def _give_back(self) -> None:
         conn, self._conn = self._conn, None
@@ -154,7 +163,8 @@ class PostgresDocumentStore:
             state=row["state"],
             updates=[r["update"] for r in log],
             content=row["content"],
-            last_update_id=log[-1]["id"] if log else 0,
+            update_ids=tuple(r["id"] for r in log),
+            generation=row["generation"],
         )
 
     async def load(self, file_id: uuid.UUID) -> StoredDocument:
@@ -173,12 +183,15 @@ class PostgresDocumentStore:
                 return stored  # another process initialised it while we waited
             state, state_vector = build(stored.content or "")
             await conn.execute(INSERT_FIRST_STATE, file_id, state, state_vector)
-            return StoredDocument(state, [], stored.content, 0)
+            return StoredDocument(state, [], stored.content, (), 0)
 
-    async def append_updates(self, rows: Sequence[tuple[uuid.UUID, bytes]]) -> None:
+    async def append_updates(
+        self, rows: Sequence[tuple[uuid.UUID, bytes]]
+    ) -> list[tuple[uuid.UUID, int]]:
         if not rows:
-            return
-        await self._log.execute(INSERT_LOG, [f for f, _ in rows], [u for _, u in rows])
+            return []
+        appended = await self._log.fetch(INSERT_LOG, [f for f, _ in rows], [u for _, u in rows])
+        return [(r[0], r[1]) for r in appended]
 
     async def compact(
         self, file_id: uuid.UUID, merge: MergeFn, *, editor: str | None = None
@@ -192,11 +205,34 @@ class PostgresDocumentStore:
             updates: list[bytes] = row["updates"] or []
             # CPU-bound CRDT work off the event loop (see collab.hub.merge_document).
             merged = await asyncio.to_thread(merge, row["state"], updates)
-            await conn.execute(
+            generation = await conn.fetchval(
                 WRITE_COMPACTION, file_id, merged.state, merged.state_vector, merged.text,
                 len(merged.text.encode("utf-8")), uuid.UUID(editor) if editor else None, ids,
             )
-            return Compaction(len(ids), len(merged.state), merged.text)
+            return Compaction(len(ids), len(merged.state), merged.text, tuple(ids), generation,
+                              merged.state)
+
+    async def compact_live(
+        self,
+        file_id: uuid.UUID,
+        snapshot: Merged,
+        *,
+        generation: int,
+        own_ids: Sequence[int],
+        delete_ids: Sequence[int],
+        editor: str | None = None,
+    ) -> Compaction | None:
+        # One statement, no transaction block: the function locks, checks and writes.
+        async with self.db.acquire() as conn:
+            written = await conn.fetchval(
+                COMPACT_LIVE, file_id, generation, list(own_ids), list(delete_ids),
+                snapshot.state, snapshot.state_vector, snapshot.text,
+                len(snapshot.text.encode("utf-8")), uuid.UUID(editor) if editor else None,
+            )
+        if written is None:
+            return None
+        return Compaction(len(delete_ids), len(snapshot.state), snapshot.text,
+                          tuple(delete_ids), written, snapshot.state)
 
     async def save_version(
         self,

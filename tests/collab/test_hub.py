@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -296,6 +297,26 @@ async def test_stop_closes_with_1012_and_persists(store: CountingStore) -> None:
     assert store.files[file_id].content == "unsaved"
 
 
+@contextlib.asynccontextmanager
+async def two_hubs(
+    store: MemoryStore, bus: LocalBus
+) -> AsyncIterator[list[DocumentHub]]:
+    """Two processes' hubs on one store and one broker bus, stopped at the end."""
+    started: list[tuple[DocumentHub, LocalBroker]] = []
+    try:
+        for name in ("a", "b"):
+            broker = LocalBroker(name, bus)
+            await broker.start()
+            h = DocumentHub(store, broker, FAST)
+            await h.start()
+            started.append((h, broker))
+        yield [h for h, _ in started]
+    finally:
+        for h, broker in started:
+            await h.stop()
+            await broker.close()
+
+
 async def test_gap_repair_between_two_hubs(store: CountingStore) -> None:
     bus = LocalBus()
     dropped: list[bytes] = []
@@ -306,30 +327,21 @@ async def test_gap_repair_between_two_hubs(store: CountingStore) -> None:
             return False
         return True
 
-    hubs = []
-    for name in ("a", "b"):
-        broker = LocalBroker(name, bus)
-        await broker.start()
-        h = DocumentHub(store, broker, FAST)
-        await h.start()
-        hubs.append((h, broker))
-    file_id = new_file(store, "base")
-    pa, pb = ClientPeer(), ClientPeer()
-    room_a = await connect(hubs[0][0], file_id, pa)
-    room_b = await connect(hubs[1][0], file_id, pb)
-    bus.filter = drop_updates
-    for i in range(3):
-        hubs[0][0].receive(room_a, pa, pa.edit(0, f"a{i}"))
-    hubs[1][0].receive(room_b, pb, pb.edit(len(pb.value()), "!"))
-    await eventually(lambda: len(dropped) == 3)  # publish_nowait delivers from a task
-    assert pb.value() != pa.value()
-    started = time.monotonic()
-    await eventually(lambda: pa.value() == pb.value(), timeout=FAST.gap_repair_s * 3 + 1)
-    assert time.monotonic() - started <= FAST.gap_repair_s * 2 + 0.5
-    assert pa.value() == "a2a1a0base!"
-    for h, broker in hubs:
-        await h.stop()
-        await broker.close()
+    async with two_hubs(store, bus) as hubs:
+        file_id = new_file(store, "base")
+        pa, pb = ClientPeer(), ClientPeer()
+        room_a = await connect(hubs[0], file_id, pa)
+        room_b = await connect(hubs[1], file_id, pb)
+        bus.filter = drop_updates
+        for i in range(3):
+            hubs[0].receive(room_a, pa, pa.edit(0, f"a{i}"))
+        hubs[1].receive(room_b, pb, pb.edit(len(pb.value()), "!"))
+        await eventually(lambda: len(dropped) == 3)  # publish_nowait delivers from a task
+        assert pb.value() != pa.value()
+        started = time.monotonic()
+        await eventually(lambda: pa.value() == pb.value(), timeout=FAST.gap_repair_s * 3 + 1)
+        assert time.monotonic() - started <= FAST.gap_repair_s * 2 + 0.5
+        assert pa.value() == "a2a1a0base!"
 
 
 def test_merge_handles_log_rows_out_of_causal_order() -> None:
@@ -352,3 +364,48 @@ def test_merge_handles_log_rows_out_of_causal_order() -> None:
     expected = clients[0].value()
     merged = merge_document(state, list(reversed(updates)), None)
     assert merged.text == expected
+
+
+def compactions(source: str) -> float:
+    from collab import metrics
+
+    value: float = metrics.COMPACTIONS.labels(source)._value.get()
+    return value
+
+
+async def test_compaction_merges_what_the_room_holds(hub: DocumentHub,
+                                                     store: CountingStore) -> None:
+    """Alone on a file, a process compacts from memory: nothing is read back."""
+    file_id = new_file(store, "seed")
+    peer = ClientPeer()
+    room = await connect(hub, file_id, peer)
+    memory_before, store_before = compactions("memory"), compactions("store")
+    for i in range(5):
+        hub.receive(room, peer, peer.edit(len(peer.value()), f" {i}"))
+        await eventually(lambda: not store.files[file_id].log and room.log_since is None)
+    assert store.files[file_id].content == "seed 0 1 2 3 4"
+    assert compactions("memory") - memory_before >= 5
+    assert compactions("store") == store_before
+    assert room.own_rows == []
+    assert room.stored_state == store.files[file_id].state
+
+
+async def test_another_writer_sends_compaction_to_the_store(store: CountingStore) -> None:
+    """With two processes on one file, each merges what the store holds; nothing is lost."""
+    file_id = new_file(store, "")
+    async with two_hubs(store, LocalBus()) as (hub_a, hub_b):
+        pa, pb = ClientPeer(), ClientPeer()
+        room_a = await connect(hub_a, file_id, pa)
+        room_b = await connect(hub_b, file_id, pb)
+        store_before = compactions("store")
+        for i in range(6):
+            hub_a.receive(room_a, pa, pa.edit(0, f"a{i}"))
+            hub_b.receive(room_b, pb, pb.edit(len(pb.value()), f"b{i}"))
+            await asyncio.sleep(0.1)
+        await eventually(lambda: pa.value() == pb.value())
+        final = pa.value()
+        assert all(f"a{i}" in final and f"b{i}" in final for i in range(6))
+        stored = store.files[file_id]
+        await eventually(lambda: stored.content == final and not stored.log)
+        assert compactions("store") > store_before
+    assert store.files[file_id].content == final

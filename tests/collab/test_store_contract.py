@@ -136,6 +136,75 @@ async def test_log_and_compaction(sut: StoreUnderTest) -> None:
     assert await sut.updated_by(file_id) == sut.user_id
 
 
+async def test_appended_rows_are_identified_and_generations_count_writes(
+    sut: StoreUnderTest,
+) -> None:
+    file_id = await sut.new_file("")
+    first = await sut.store.initialize(file_id, build_from_text)
+    assert first.generation == 0
+    u1 = edit(first.state, "b")
+    u2 = edit(merge_bytes(first.state, u1), "a")
+    appended = await sut.store.append_updates(
+        [(file_id, u1), (uuid.uuid4(), b"\x00\x00"), (file_id, u2)]
+    )
+    assert [f for f, _ in appended] == [file_id, file_id]
+    assert appended[0][1] < appended[1][1]
+    stored = await sut.store.load(file_id)
+    assert stored.update_ids == tuple(i for _, i in appended)
+    result = await sut.store.compact(file_id, lambda s, us: merge_document(s, us, None))
+    assert result is not None
+    assert result.merged_ids == stored.update_ids
+    assert result.generation == 1
+    assert (await sut.store.load(file_id)).generation == 1
+
+
+async def test_compact_live_writes_what_the_caller_merged(sut: StoreUnderTest) -> None:
+    file_id = await sut.new_file("")
+    first = await sut.store.initialize(file_id, build_from_text)
+    u1 = edit(first.state, "b")
+    u2 = edit(merge_bytes(first.state, u1), "a")
+    (_, id1), (_, id2) = await sut.store.append_updates([(file_id, u1), (file_id, u2)])
+    # The caller merged state 0 and the first row only; the second was appended meanwhile.
+    merged = merge_document(first.state, [u1], None)
+    result = await sut.store.compact_live(
+        file_id, merged, generation=0, own_ids=[id1, id2], delete_ids=[id1],
+        editor=sut.user_id,
+    )
+    assert result is not None
+    assert (result.merged_ids, result.generation, result.text) == ((id1,), 1, "b")
+    assert result.state == merged.state
+    after = await sut.store.load(file_id)
+    assert (after.state, after.update_ids, after.content) == (merged.state, (id2,), "b")
+    assert text_of(after.state, after.updates) == "ab"
+    assert await sut.updated_by(file_id) == sut.user_id
+
+
+@pytest.mark.parametrize("why", ["stale-generation", "foreign-row"])
+async def test_compact_live_writes_nothing_unless_it_holds_everything(
+    sut: StoreUnderTest, why: str
+) -> None:
+    file_id = await sut.new_file("")
+    first = await sut.store.initialize(file_id, build_from_text)
+    u1 = edit(first.state, "b")
+    [(_, id1)] = await sut.store.append_updates([(file_id, u1)])
+    generation = 0
+    if why == "stale-generation":
+        # Another process compacted in between: the state the caller merged is gone.
+        await sut.store.compact(file_id, lambda s, us: merge_document(s, us, None))
+        generation_now = (await sut.store.load(file_id)).generation
+        assert generation_now == 1
+    else:
+        # Another process appended a row the caller does not hold.
+        await sut.store.append_updates([(file_id, edit(merge_bytes(first.state, u1), "z"))])
+    before = await sut.store.load(file_id)
+    merged = merge_document(first.state, [u1], None)
+    result = await sut.store.compact_live(
+        file_id, merged, generation=generation, own_ids=[id1], delete_ids=[id1]
+    )
+    assert result is None
+    assert await sut.store.load(file_id) == before
+
+
 async def test_compaction_failure_writes_nothing(sut: StoreUnderTest) -> None:
     file_id = await sut.new_file("")
     first = await sut.store.initialize(file_id, build_from_text)
