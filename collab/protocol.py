@@ -16,6 +16,7 @@ bytes, unknown types) and raises ``ProtocolError``; everything else only encodes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MSG_SYNC = 0
 MSG_AWARENESS = 1
@@ -38,9 +39,11 @@ class ProtocolError(ValueError):
     """A malformed frame; the connection that sent it is closed with 4400."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """A parsed frame: ``kind`` (message type), ``sub`` (sync sub-type or -1), ``payload``."""
+class Frame(NamedTuple):
+    """A parsed frame: ``kind`` (message type), ``sub`` (sync sub-type or -1), ``payload``.
+
+    A named tuple: one is built per received frame, and a frozen dataclass costs more.
+    """
 
     kind: int
     sub: int
@@ -103,6 +106,12 @@ def write_var_string(text: str) -> bytes:
 
 def parse_frame(frame: bytes) -> Frame:
     """Validate and split one frame. Raises ``ProtocolError``."""
+    if len(frame) > 2 and frame[0] == MSG_SYNC and frame[1] <= SYNC_UPDATE:
+        # Nearly every frame: a sync message whose type and sub-type are one byte each.
+        payload, pos = read_var_bytes(frame, 2)
+        if pos != len(frame):
+            raise ProtocolError("trailing bytes after the message")
+        return Frame(MSG_SYNC, frame[1], payload)
     kind, pos = read_var_uint(frame, 0)
     if kind == MSG_SYNC:
         sub, pos = read_var_uint(frame, pos)

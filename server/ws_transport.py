@@ -65,6 +65,23 @@ def frame_header(first: int, length: int) -> bytes:
     return _U64.pack(first, 127, length)
 
 
+_last_payload: bytes | None = None
+_last_frame = b""
+
+
+def binary_frame(data: bytes) -> bytes:
+    """The whole server frame (header + ``data``) of one binary message.
+
+    A broadcast sends the same bytes object to every peer of a room in a row: the frame is
+    built once for all of them (one entry of cache, by identity).
+    """
+    global _last_payload, _last_frame
+    if data is not _last_payload:
+        _last_frame = frame_header(_BINARY, len(data)) + data
+        _last_payload = data
+    return _last_frame
+
+
 class _MessageQueue:
     """The part of ``asyncio.Queue`` uvicorn uses (one consumer: the app's ``receive``).
 
@@ -148,7 +165,7 @@ class DirectChannel:
 
     def send_bytes(self, data: bytes) -> None:
         if self.open:
-            self._protocol.transport.write(frame_header(_BINARY, len(data)) + data)
+            self._protocol.transport.write(binary_frame(data))
 
     def send_text(self, text: str) -> None:
         if self.open:

@@ -20,6 +20,7 @@ from server.settings import Settings
 from server.ws_transport import (
     DirectChannel,
     DirectWebSocketProtocol,
+    binary_frame,
     direct_channel,
     frame_header,
 )
@@ -35,6 +36,9 @@ def test_frame_header_matches_websockets(length: int, opcode: Opcode) -> None:
     first = 0x82 if opcode is Opcode.BINARY else 0x81
     ours = frame_header(first, length) + payload
     assert ours == Frame(opcode, payload).serialize(mask=False)
+    if opcode is Opcode.BINARY:
+        assert binary_frame(payload) == ours
+        assert binary_frame(payload) is binary_frame(payload)  # built once per message
 
 
 @contextlib.asynccontextmanager
