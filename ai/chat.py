@@ -247,6 +247,9 @@ class Reply(Stream):
     task: asyncio.Task[None] | None = None
     stream_task: asyncio.Task[Usage | None] | None = None
     cancel_reason: str | None = None
+    # Set once watchers have the reply's message_created: its first delta waits for it
+    # (the provider request itself does not).
+    announced: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Room:
@@ -495,11 +498,16 @@ class ChatHub:
             if room.reply is None:
                 await self._maybe_release(room)
         self.replies_started += 1
-        await self._emit(room, {"type": "message_created", "message": user_message})
-        await self._emit(room, {"type": "message_created", "message": reply.message})
+        # The provider request goes out while the messages are announced (fan-out to every
+        # watcher and the broker); deltas wait for the announcement.
         reply.task = asyncio.create_task(
             self._run(room, reply, provider, prompt), name=f"chat-reply-{conversation_id}"
         )
+        try:
+            await self._emit(room, {"type": "message_created", "message": user_message})
+            await self._emit(room, {"type": "message_created", "message": reply.message})
+        finally:
+            reply.announced.set()
         return {"user_message": user_message, "message": reply.message}
 
     async def _prepare(
@@ -640,6 +648,7 @@ class ChatHub:
                 if isinstance(event, TextDelta):
                     if reply.first_token_at is None:
                         reply.first_token_at = time.monotonic()
+                        await reply.announced.wait()
                     reply.parts.append(event.text)
                     reply.seq += 1
                     await self._emit(room, {

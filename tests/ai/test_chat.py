@@ -74,6 +74,23 @@ async def test_two_watchers_see_identical_text_and_reply_is_stored(
     await member.close()
 
 
+async def test_every_watcher_gets_the_announcement_before_any_delta(
+    chat_server: LiveServer, fake_openai: FakeOpenAI, team: Team
+) -> None:
+    """The provider is asked while the messages are announced; deltas still come after."""
+    fake_openai.play(Script(chunks=openai_server.stream(PIECES, usage=(40, 9)), delay_s=0))
+    watchers = [await connect(chat_server.ws_url, team.conversation, team.owner)
+                for _ in range(20)]
+    await watchers[0].ask("quick?")
+    for watcher in watchers:
+        await watcher.until_finished()
+        kinds = [e["type"] for e in watcher.events if e["type"] in ("message_created", "delta")]
+        assert kinds[:2] == ["message_created", "message_created"], kinds
+        assert kinds.count("message_created") == 2 and "delta" in kinds
+    for watcher in watchers:
+        await watcher.close()
+
+
 async def test_late_joiner_gets_text_so_far_then_the_rest(
     chat_server: LiveServer, fake_openai: FakeOpenAI, team: Team
 ) -> None:
