@@ -448,11 +448,12 @@ class DocumentHub:
             await self.flush()
             seq = room.log_seq
             started = time.perf_counter()
-            live, live_text = room.doc.get_update(), room.read_text()
-            result = await self._compact_from_memory(room, live, live_text)
+            live_text = room.read_text()
+            result = await self._compact_from_memory(room, live_text)
             if result is not None:
                 metrics.COMPACTIONS.labels("memory").inc()
             else:
+                live, live_text = room.doc.get_update(), room.read_text()
                 result = await self.store.compact(
                     room.file_id,
                     lambda state, updates: merge_document(state, updates, live, live_text),
@@ -471,9 +472,7 @@ class DocumentHub:
                 room.log_since = None
                 room.dirty = False
 
-    async def _compact_from_memory(
-        self, room: Room, live: bytes, live_text: str
-    ) -> Compaction | None:
+    async def _compact_from_memory(self, room: Room, live_text: str) -> Compaction | None:
         """Merge the state and log rows this process holds, without reading them back.
 
         The same merge (and check) as a compaction from the store, of the same pieces: the
@@ -487,9 +486,12 @@ class DocumentHub:
         updates = [update for _, update in rows]
 
         def merge() -> Merged:
-            return merge_document(state, updates, live, live_text)
+            # Exactly the stored pieces: the live document would only add what is still to
+            # be logged (or arrived from other processes), and a third of the merge's work.
+            # Its text is the check: equal unless an update arrived since the flush.
+            return merge_document(state, updates, None, live_text)
 
-        if len(state) + len(live) + sum(map(len, updates)) <= _INLINE_MERGE_BYTES:
+        if len(state) + sum(map(len, updates)) <= _INLINE_MERGE_BYTES:
             merged = merge()
         else:
             merged = await asyncio.to_thread(merge)
