@@ -30,7 +30,9 @@ Gap repair between nodes (the bound)
 
 Roles: every ``role_check_s`` the hub re-reads the roles of all connected (user, workspace)
 pairs in one query; a peer no longer a member is closed with 4403, a demoted one becomes
-read-only. This works across processes without any coupling to the REST code.
+read-only. This works across processes without any coupling to the REST code. When the
+store tracks a version of the memberships (sql/0064), the hub reads that one number instead
+and the roles only when it moved, or every ``_ROLES_RECHECK_S`` regardless.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ _MAX_BACKOFF_S = 30.0
 # Merges of at most this many bytes of pieces run on the event loop (well under a
 # millisecond); larger ones in a worker thread, where the hop costs less than the stall.
 _INLINE_MERGE_BYTES = 64 * 1024
+# Roles are re-read at least this often even when the membership version did not move.
+_ROLES_RECHECK_S = 30.0
 
 RoleSource = Callable[
     [Sequence[tuple[str, uuid.UUID]]], Awaitable[dict[tuple[str, uuid.UUID], str | None]]
@@ -116,6 +120,10 @@ class DocumentHub:
         self.broker = broker
         self.config = config
         self.roles: RoleSource = roles or store.member_roles
+        # Only the store's own roles follow its membership version.
+        self._roles_version = None if roles is not None else store.member_roles_version
+        self._roles_seen: int | None = None  # the version of the last full check
+        self._roles_checked_at = 0.0
         self.rooms: dict[uuid.UUID, Room] = {}
         self._loading: dict[uuid.UUID, asyncio.Task[Room]] = {}
         self._pending: list[tuple[uuid.UUID, bytes, float]] = []
@@ -560,7 +568,18 @@ class DocumentHub:
         }
         if not pairs:
             return
-        roles = await self.roles(sorted(pairs, key=str))
+        version = await self._roles_version() if self._roles_version is not None else None
+        now = time.monotonic()
+        if (
+            version is not None
+            and version == self._roles_seen
+            and now - self._roles_checked_at < _ROLES_RECHECK_S
+        ):
+            return  # no membership changed since every connected role was read
+        # Peers that join later had their role read on connect; a change committed after
+        # the version was read moves it again, so the next tick reads the roles.
+        roles = await self.roles(list(pairs))
+        self._roles_seen, self._roles_checked_at = version, now
         for room in list(self.rooms.values()):
             for peer in list(room.peers):
                 key = (peer.user_id, peer.workspace_id)

@@ -125,6 +125,10 @@ class DocumentStore(Protocol):
         """The current workspace role of each (user id, workspace id); None: not a member."""
         ...
 
+    async def member_roles_version(self) -> int | None:
+        """A number that changes whenever any membership may have; None: not tracked."""
+        ...
+
     async def close(self) -> None:
         """Give back what the store holds (the hub calls it last when it stops)."""
         ...
@@ -290,3 +294,6 @@ class MemoryStore:
         self, pairs: Sequence[tuple[str, uuid.UUID]]
     ) -> dict[tuple[str, uuid.UUID], str | None]:
         return {pair: self.roles.get(pair) for pair in pairs}
+
+    async def member_roles_version(self) -> int | None:
+        return None  # tests edit ``roles`` directly: every check reads them

@@ -97,6 +97,7 @@ from public.file_versions where file_id = $1
 returning id, file_id, version_number, content, size_bytes, changed_by, change_message,
           created_at
 """
+SELECT_MEMBER_ROLES_VERSION = "select version from public.member_roles_version"
 SELECT_MEMBER_ROLES = """
 select p.user_id, p.workspace_id, m.role
 from unnest($1::uuid[], $2::uuid[]) as p(user_id, workspace_id)
@@ -263,6 +264,11 @@ class PostgresDocumentStore:
                 change_message,
             )
             return dict(created) if created is not None else None
+
+    async def member_roles_version(self) -> int | None:
+        async with self.db.acquire() as conn:
+            version: int | None = await conn.fetchval(SELECT_MEMBER_ROLES_VERSION)
+        return version
 
     async def member_roles(
         self, pairs: Sequence[tuple[str, uuid.UUID]]
