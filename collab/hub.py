@@ -404,6 +404,11 @@ class DocumentHub:
             batch, self._pending = self._pending, []
             try:
                 appended = await self.store.append_updates([(f, u) for f, u, _ in batch])
+            except asyncio.CancelledError:
+                # Stopping: the insert may or may not have committed. Keep the batch for the
+                # final flush (a row written twice is harmless: updates are idempotent).
+                self._pending[:0] = batch
+                raise
             except Exception as exc:
                 self._pending[:0] = batch
                 self._flush_failures += 1

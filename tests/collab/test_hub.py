@@ -409,3 +409,35 @@ async def test_another_writer_sends_compaction_to_the_store(store: CountingStore
         await eventually(lambda: stored.content == final and not stored.log)
         assert compactions("store") > store_before
     assert store.files[file_id].content == final
+
+
+async def test_stopping_during_a_group_commit_loses_nothing() -> None:
+    """The flush in progress when the hub stops is cancelled; its rows are written after."""
+
+    class SlowFirstAppend(CountingStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.appending = asyncio.Event()
+            self.never = asyncio.Event()
+            self.first = True
+
+        async def append_updates(self, rows: Any) -> list[tuple[uuid.UUID, int]]:
+            if self.first:
+                self.first = False
+                self.appending.set()
+                await self.never.wait()  # the stop cancels the flush right here
+            return await super().append_updates(rows)
+
+    store = SlowFirstAppend()
+    broker = LocalBroker("solo")
+    await broker.start()
+    h = DocumentHub(store, broker, FAST)
+    await h.start()
+    file_id = new_file(store, "seed ")
+    peer = ClientPeer()
+    room = await connect(h, file_id, peer)
+    h.receive(room, peer, peer.edit(len(peer.value()), "last words"))
+    await asyncio.wait_for(store.appending.wait(), 2)
+    await h.stop()
+    await broker.close()
+    assert store.files[file_id].content == "seed last words"
