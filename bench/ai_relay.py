@@ -69,6 +69,7 @@ README = BENCH / "README.md"
 START, END = "<!-- ai-relay:start -->", "<!-- ai-relay:end -->"
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
 SERVER_CORE, CLIENT_CORE = 0, 1
+IDLE_WINDOW_S = 3.0
 LABELS = {"app": "**app**", "floor": "bare relay"}
 
 
@@ -223,9 +224,11 @@ class Bench:
             SERVER_CORE, self.work / "floor.log",
         ).start()
         wait_tcp(floor_port, 30, self.floor.proc)
+        # The app's CPU while nobody streams (keepalives, maintenance), over a fixed window:
+        # subtracted from each round's CPU so the figure per delta is the relay's own.
         before = cpu_seconds(self.server.pid)
-        time.sleep(3)
-        self.idle_cpu_per_s = (cpu_seconds(self.server.pid) - before) / 3
+        time.sleep(IDLE_WINDOW_S)
+        self.idle_cpu_per_s = (cpu_seconds(self.server.pid) - before) / IDLE_WINDOW_S
 
     def db_cpu(self) -> float:
         if self.postmaster is None:

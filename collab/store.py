@@ -40,12 +40,18 @@ class Merged:
 
 @dataclass(frozen=True)
 class Compaction:
-    merged_rows: int
-    state_bytes: int
+    state: bytes  # the state just written
     text: str
-    merged_ids: tuple[int, ...] = ()  # the log rows now part of the state (deleted)
-    generation: int | None = None  # of the state just written
-    state: bytes = b""  # the state just written
+    merged_ids: tuple[int, ...]  # the log rows now part of the state (deleted)
+    generation: int | None  # of the state just written (None: the store does not count)
+
+    @property
+    def merged_rows(self) -> int:
+        return len(self.merged_ids)
+
+    @property
+    def state_bytes(self) -> int:
+        return len(self.state)
 
 
 # state (or None) + log updates in id order -> Merged; raises to abort (nothing is written).
@@ -219,8 +225,7 @@ class MemoryStore:
             merged = await asyncio.to_thread(merge, f.state, [u for _, u in rows])
             merged_ids = tuple(i for i, _ in rows)
             self._write_state(f, merged, merged_ids, editor)
-            return Compaction(len(rows), len(merged.state), merged.text, merged_ids, f.generation,
-                              merged.state)
+            return Compaction(merged.state, merged.text, merged_ids, f.generation)
 
     async def compact_live(
         self,
@@ -242,10 +247,10 @@ class MemoryStore:
                 i not in own for i, _ in f.log
             ):
                 return None
-            deleted = tuple(i for i, _ in f.log if i in set(delete_ids))
+            wanted = set(delete_ids)
+            deleted = tuple(i for i, _ in f.log if i in wanted)
             self._write_state(f, snapshot, deleted, editor)
-            return Compaction(len(deleted), len(snapshot.state), snapshot.text, deleted,
-                              f.generation, snapshot.state)
+            return Compaction(snapshot.state, snapshot.text, deleted, f.generation)
 
     @staticmethod
     def _write_state(

@@ -210,8 +210,7 @@ class PostgresDocumentStore:
                 WRITE_COMPACTION, file_id, merged.state, merged.state_vector, merged.text,
                 len(merged.text.encode("utf-8")), uuid.UUID(editor) if editor else None, ids,
             )
-            return Compaction(len(ids), len(merged.state), merged.text, tuple(ids), generation,
-                              merged.state)
+            return Compaction(merged.state, merged.text, tuple(ids), generation)
 
     async def compact_live(
         self,
@@ -232,8 +231,7 @@ class PostgresDocumentStore:
             )
         if written is None:
             return None
-        return Compaction(len(delete_ids), len(snapshot.state), snapshot.text,
-                          tuple(delete_ids), written, snapshot.state)
+        return Compaction(snapshot.state, snapshot.text, tuple(delete_ids), written)
 
     async def save_version(
         self,

@@ -7,9 +7,10 @@ non-browser client (Node, CLI) may omit it, which is allowed: hijacking needs a 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.auth.tokens import Principal, TokenError, verify_access_token
 from server.close_codes import FORBIDDEN, UNAUTHENTICATED
@@ -62,3 +63,15 @@ async def authenticate_raw(
     if principal is None:
         return None
     return websocket, services, principal
+
+
+async def text_messages(websocket: WebSocket) -> AsyncIterator[str | None]:
+    """An accepted socket's messages until the client goes away: text, or None for bytes."""
+    while True:
+        try:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        yield message.get("text")

@@ -38,7 +38,7 @@ from server.close_codes import (
     TRY_AGAIN_LATER,
 )
 from server.services import Services
-from server.ws_auth import authenticate_raw, refuse
+from server.ws_auth import authenticate_raw, refuse, text_messages
 from server.ws_transport import direct_channel
 
 log = logging.getLogger(__name__)
@@ -118,14 +118,7 @@ async def _serve(
 ) -> None:
     """The client's requests, until it goes away (or is closed)."""
     user_id = uuid.UUID(user)
-    while True:
-        try:
-            message = await websocket.receive()
-        except (WebSocketDisconnect, RuntimeError):
-            return
-        if message["type"] == "websocket.disconnect":
-            return
-        text = message.get("text")
+    async for text in text_messages(websocket):
         if text is None:
             watcher.push(error_frame("bad_request", "send JSON text frames"))
             continue

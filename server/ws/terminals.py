@@ -21,7 +21,7 @@ from execution.terminals import Client, Terminal, TerminalError, TerminalHub
 from server.access import parse_uuid, project_access
 from server.close_codes import BAD_MESSAGE, FORBIDDEN, GOING_AWAY, NOT_FOUND, TRY_AGAIN_LATER
 from server.services import Services
-from server.ws_auth import authenticate_websocket, refuse
+from server.ws_auth import authenticate_websocket, refuse, text_messages
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -78,14 +78,7 @@ async def terminal_socket(websocket: WebSocket) -> None:
 async def _receive_loop(
     websocket: WebSocket, hub: TerminalHub, terminal: Terminal, client: Client
 ) -> None:
-    while True:
-        try:
-            message = await websocket.receive()
-        except (WebSocketDisconnect, RuntimeError):
-            return
-        if message["type"] == "websocket.disconnect":
-            return
-        text = message.get("text")
+    async for text in text_messages(websocket):
         if text is None or len(text) > MAX_FRAME:
             continue
         try:
