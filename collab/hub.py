@@ -126,7 +126,10 @@ class DocumentHub:
         self._roles_checked_at = 0.0
         self.rooms: dict[uuid.UUID, Room] = {}
         self._loading: dict[uuid.UUID, asyncio.Task[Room]] = {}
-        self._pending: list[tuple[uuid.UUID, bytes, float]] = []
+        # Updates still to be logged, with their room (which knows the file and keeps the
+        # row ids for its compaction), and when the oldest of them was queued.
+        self._pending: list[tuple[Room, bytes]] = []
+        self._pending_since: float | None = None
         self._flush_lock = asyncio.Lock()
         self._compact_locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -322,10 +325,11 @@ class DocumentHub:
             peer.close(code, reason)
 
     def _log_update(self, room: Room, update: bytes, user_id: str | None) -> None:
-        now = time.monotonic()
-        self._pending.append((room.file_id, update, now))
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append((room, update))
         if room.log_since is None:
-            room.log_since = now
+            room.log_since = time.monotonic()
         room.log_seq += 1
         if user_id is not None:
             room.last_editor = user_id
@@ -393,7 +397,7 @@ class DocumentHub:
     async def _flush_tick(self) -> None:
         if self._pending and time.monotonic() >= self._flush_retry_at:
             await self.flush()
-        oldest = self._pending[0][2] if self._pending else None
+        oldest = self._pending_since if self._pending else None
         metrics.LOG_LAG_SECONDS.set(time.monotonic() - oldest if oldest is not None else 0.0)
 
     async def flush(self) -> bool:
@@ -401,16 +405,19 @@ class DocumentHub:
         async with self._flush_lock:
             if not self._pending:
                 return True
-            batch, self._pending = self._pending, []
+            batch, since = self._pending, self._pending_since
+            self._pending = []
             try:
-                appended = await self.store.append_updates([(f, u) for f, u, _ in batch])
+                row_ids = await self.store.append_updates(
+                    [(room.file_id, update) for room, update in batch]
+                )
             except asyncio.CancelledError:
                 # Stopping: the insert may or may not have committed. Keep the batch for the
                 # final flush (a row written twice is harmless: updates are idempotent).
-                self._pending[:0] = batch
+                self._requeue(batch, since)
                 raise
             except Exception as exc:
-                self._pending[:0] = batch
+                self._requeue(batch, since)
                 self._flush_failures += 1
                 backoff = min(_MAX_BACKOFF_S, 0.05 * 2**self._flush_failures)
                 self._flush_retry_at = time.monotonic() + backoff
@@ -420,30 +427,18 @@ class DocumentHub:
                 return False
             self._flush_failures = 0
             metrics.LOG_ROWS.inc(len(batch))
-            self._remember_rows(batch, appended)
+            # Each room notes its new rows: its compaction merges them from memory.
+            for (room, update), row_id in zip(batch, row_ids, strict=True):
+                if row_id is not None:
+                    room.own_rows.append((row_id, update))
             return True
 
-    def _remember_rows(
-        self, batch: list[tuple[uuid.UUID, bytes, float]], appended: list[tuple[uuid.UUID, int]]
-    ) -> None:
-        """Note each room's new log rows: its compaction merges them from memory."""
-        ids: dict[uuid.UUID, list[int]] = {}
-        for file_id, row_id in appended:
-            ids.setdefault(file_id, []).append(row_id)
-        updates: dict[uuid.UUID, list[bytes]] = {}
-        for file_id, update, _ in batch:
-            if file_id in ids:
-                updates.setdefault(file_id, []).append(update)
-        for file_id, row_ids in ids.items():
-            room = self.rooms.get(file_id)
-            if room is None:
-                continue
-            written = updates[file_id]
-            if len(row_ids) != len(written):
-                room.stored_generation = None  # cannot tell rows apart: read them back
-                continue
-            # Ids follow the insert's order, which is the batch's.
-            room.own_rows.extend(zip(sorted(row_ids), written, strict=True))
+    def _requeue(self, batch: list[tuple[Room, bytes]], since: float | None) -> None:
+        """Put a batch that was not written back in front of what queued meanwhile."""
+        if self._pending:
+            since = min(s for s in (since, self._pending_since) if s is not None)
+        self._pending[:0] = batch
+        self._pending_since = since
 
     async def _flush_all(self) -> None:
         for _ in range(3):

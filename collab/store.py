@@ -75,11 +75,10 @@ class DocumentStore(Protocol):
         ``build(files.content)`` as its first state. Returns the document as now stored."""
         ...
 
-    async def append_updates(
-        self, rows: Sequence[tuple[uuid.UUID, bytes]]
-    ) -> list[tuple[uuid.UUID, int]]:
-        """Append log rows (several files at once: the group commit). Rows for files that
-        no longer exist are dropped. Returns (file id, row id) of the rows appended."""
+    async def append_updates(self, rows: Sequence[tuple[uuid.UUID, bytes]]) -> list[int | None]:
+        """Append log rows (several files at once: the group commit), in order. Rows for
+        files that no longer exist are dropped. Returns each row's id (ascending in the
+        order given), or None where it was dropped."""
         ...
 
     async def compact(
@@ -199,18 +198,17 @@ class MemoryStore:
                 f.state, f.state_vector = build(f.content or "")
             return self._stored(f)
 
-    async def append_updates(
-        self, rows: Sequence[tuple[uuid.UUID, bytes]]
-    ) -> list[tuple[uuid.UUID, int]]:
+    async def append_updates(self, rows: Sequence[tuple[uuid.UUID, bytes]]) -> list[int | None]:
         self._maybe_fail()
-        appended: list[tuple[uuid.UUID, int]] = []
+        appended: list[int | None] = []
         for file_id, update in rows:
             f = self.files.get(file_id)
             if f is None:
+                appended.append(None)
                 continue
             self._next_id += 1
             f.log.append((self._next_id, update))
-            appended.append((file_id, self._next_id))
+            appended.append(self._next_id)
         return appended
 
     async def compact(

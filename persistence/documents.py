@@ -31,13 +31,21 @@ where f.id = $1
 SELECT_LOG = """
 select id, update from public.document_updates where file_id = $1 order by id
 """
+# The group commit: rows in the order given (ids ascend with it), rows of files that are
+# gone skipped. Two arrays back, not a record per row: the new ids in order and the
+# (1-based) positions skipped, so the writer maps ids to its rows without decoding UUIDs.
 INSERT_LOG = """
-insert into public.document_updates (file_id, update)
-select u.file_id, u.update
-from unnest($1::uuid[], $2::bytea[]) with ordinality as u(file_id, update, n)
-join public.files f on f.id = u.file_id
-order by u.n
-returning file_id, id
+with input as (
+    select u.file_id, u.update, u.n, f.id is not null as known
+    from unnest($1::uuid[], $2::bytea[]) with ordinality as u(file_id, update, n)
+    left join public.files f on f.id = u.file_id
+), inserted as (
+    insert into public.document_updates (file_id, update)
+    select file_id, update from input where known order by n
+    returning id
+)
+select array(select id from inserted order by id) as ids,
+       array(select n from input where not known order by n) as skipped
 """
 # What compaction reads, in one round trip once the file lock is held.
 SELECT_FOR_COMPACTION = """
@@ -126,16 +134,16 @@ class _LogConnection:
         self._conn: Any = None
         self._lock = asyncio.Lock()
 
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record:
         async with self._lock:
             if self._conn is None:
                 self._conn = await self._db.pool.acquire()
             try:
-                rows: list[asyncpg.Record] = await self._conn.fetch(query, *args)
+                row: asyncpg.Record = await self._conn.fetchrow(query, *args)
             except BaseException:
                 await self._give_back()
                 raise
-            return rows
+            return row
 
     async def _give_back(self) -> None:
         conn, self._conn = self._conn, None
@@ -186,13 +194,17 @@ class PostgresDocumentStore:
             await conn.execute(INSERT_FIRST_STATE, file_id, state, state_vector)
             return StoredDocument(state, [], stored.content, (), 0)
 
-    async def append_updates(
-        self, rows: Sequence[tuple[uuid.UUID, bytes]]
-    ) -> list[tuple[uuid.UUID, int]]:
+    async def append_updates(self, rows: Sequence[tuple[uuid.UUID, bytes]]) -> list[int | None]:
         if not rows:
             return []
-        appended = await self._log.fetch(INSERT_LOG, [f for f, _ in rows], [u for _, u in rows])
-        return [(r[0], r[1]) for r in appended]
+        ids, skipped = await self._log.fetchrow(
+            INSERT_LOG, [f for f, _ in rows], [u for _, u in rows]
+        )
+        if not skipped:
+            return list(ids)
+        gone = set(skipped)
+        new_ids = iter(ids)
+        return [None if n in gone else next(new_ids) for n in range(1, len(rows) + 1)]
 
     async def compact(
         self, file_id: uuid.UUID, merge: MergeFn, *, editor: str | None = None

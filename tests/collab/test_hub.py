@@ -421,7 +421,7 @@ async def test_stopping_during_a_group_commit_loses_nothing() -> None:
             self.never = asyncio.Event()
             self.first = True
 
-        async def append_updates(self, rows: Any) -> list[tuple[uuid.UUID, int]]:
+        async def append_updates(self, rows: Any) -> list[int | None]:
             if self.first:
                 self.first = False
                 self.appending.set()

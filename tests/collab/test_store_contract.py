@@ -139,18 +139,25 @@ async def test_log_and_compaction(sut: StoreUnderTest) -> None:
 async def test_appended_rows_are_identified_and_generations_count_writes(
     sut: StoreUnderTest,
 ) -> None:
-    file_id = await sut.new_file("")
+    file_id, other_id = await sut.new_file(""), await sut.new_file("")
     first = await sut.store.initialize(file_id, build_from_text)
     assert first.generation == 0
     u1 = edit(first.state, "b")
     u2 = edit(merge_bytes(first.state, u1), "a")
-    appended = await sut.store.append_updates(
-        [(file_id, u1), (uuid.uuid4(), b"\x00\x00"), (file_id, u2)]
+    other = edit(None, "o")
+    # Two files interleaved, a file that does not exist between them: each row's id
+    # (or None) at its own position, ascending in the order given.
+    ids = await sut.store.append_updates(
+        [(other_id, other), (file_id, u1), (uuid.uuid4(), b"\x00\x00"), (file_id, u2),
+         (other_id, other)]
     )
-    assert [f for f, _ in appended] == [file_id, file_id]
-    assert appended[0][1] < appended[1][1]
+    assert ids[2] is None
+    known = [i for i in ids if i is not None]
+    assert len(known) == 4 and known == sorted(known)
+    id1, id2 = ids[1], ids[3]
     stored = await sut.store.load(file_id)
-    assert stored.update_ids == tuple(i for _, i in appended)
+    assert stored.update_ids == (id1, id2)
+    assert (await sut.store.load(other_id)).update_ids == (ids[0], ids[4])
     result = await sut.store.compact(file_id, lambda s, us: merge_document(s, us, None))
     assert result is not None
     assert result.merged_ids == stored.update_ids
@@ -163,7 +170,8 @@ async def test_compact_live_writes_what_the_caller_merged(sut: StoreUnderTest) -
     first = await sut.store.initialize(file_id, build_from_text)
     u1 = edit(first.state, "b")
     u2 = edit(merge_bytes(first.state, u1), "a")
-    (_, id1), (_, id2) = await sut.store.append_updates([(file_id, u1), (file_id, u2)])
+    id1, id2 = await sut.store.append_updates([(file_id, u1), (file_id, u2)])
+    assert id1 is not None and id2 is not None
     # The caller merged state 0 and the first row only; the second was appended meanwhile.
     merged = merge_document(first.state, [u1], None)
     result = await sut.store.compact_live(
@@ -186,7 +194,8 @@ async def test_compact_live_writes_nothing_unless_it_holds_everything(
     file_id = await sut.new_file("")
     first = await sut.store.initialize(file_id, build_from_text)
     u1 = edit(first.state, "b")
-    [(_, id1)] = await sut.store.append_updates([(file_id, u1)])
+    [id1] = await sut.store.append_updates([(file_id, u1)])
+    assert id1 is not None
     generation = 0
     if why == "stale-generation":
         # Another process compacted in between: the state the caller merged is gone.
