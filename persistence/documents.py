@@ -120,13 +120,14 @@ def _usable(row: asyncpg.Record | None) -> asyncpg.Record:
     return row
 
 
-class _LogConnection:
-    """One pooled connection kept for the update log's group commits.
+class _HeldConnection:
+    """One pooled connection kept for the hub's frequent one-statement calls.
 
-    The hub appends tens of times a second while people type; a pool acquire and release
-    cost this process more CPU than the insert itself (about 170 and 250 us here). A
-    failed append gives the connection back (the pool replaces a broken one) and the next
-    append takes another.
+    The update log's group commits (tens a second while people type), compactions from
+    memory (one per edited file every few seconds) and the membership-version poll: a pool
+    acquire and release cost this process more CPU than such a statement itself (about 170
+    and 250 us here). Calls take turns; a failed call gives the connection back (the pool
+    replaces a broken one) and the next call takes another.
     """
 
     def __init__(self, db: Database) -> None:
@@ -145,6 +146,10 @@ class _LogConnection:
                 raise
             return row
 
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        row = await self.fetchrow(query, *args)
+        return row[0] if row is not None else None
+
     async def _give_back(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -159,11 +164,11 @@ class _LogConnection:
 class PostgresDocumentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._log = _LogConnection(db)
-        db.on_close(self._log.close)
+        self._held = _HeldConnection(db)
+        db.on_close(self._held.close)
 
     async def close(self) -> None:
-        await self._log.close()
+        await self._held.close()
 
     async def _read(self, conn: asyncpg.Connection, file_id: uuid.UUID) -> StoredDocument:
         row = _usable(await conn.fetchrow(SELECT_FILE_STATE, file_id))
@@ -197,7 +202,7 @@ class PostgresDocumentStore:
     async def append_updates(self, rows: Sequence[tuple[uuid.UUID, bytes]]) -> list[int | None]:
         if not rows:
             return []
-        ids, skipped = await self._log.fetchrow(
+        ids, skipped = await self._held.fetchrow(
             INSERT_LOG, [f for f, _ in rows], [u for _, u in rows]
         )
         if not skipped:
@@ -235,12 +240,11 @@ class PostgresDocumentStore:
         editor: str | None = None,
     ) -> Compaction | None:
         # One statement, no transaction block: the function locks, checks and writes.
-        async with self.db.acquire() as conn:
-            written = await conn.fetchval(
-                COMPACT_LIVE, file_id, generation, list(own_ids), list(delete_ids),
-                snapshot.state, snapshot.state_vector, snapshot.text,
-                len(snapshot.text.encode("utf-8")), uuid.UUID(editor) if editor else None,
-            )
+        written = await self._held.fetchval(
+            COMPACT_LIVE, file_id, generation, list(own_ids), list(delete_ids),
+            snapshot.state, snapshot.state_vector, snapshot.text,
+            len(snapshot.text.encode("utf-8")), uuid.UUID(editor) if editor else None,
+        )
         if written is None:
             return None
         return Compaction(snapshot.state, snapshot.text, tuple(delete_ids), written)
@@ -276,8 +280,7 @@ class PostgresDocumentStore:
             return dict(created) if created is not None else None
 
     async def member_roles_version(self) -> int | None:
-        async with self.db.acquire() as conn:
-            version: int | None = await conn.fetchval(SELECT_MEMBER_ROLES_VERSION)
+        version: int | None = await self._held.fetchval(SELECT_MEMBER_ROLES_VERSION)
         return version
 
     async def member_roles(
