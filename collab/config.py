@@ -14,7 +14,7 @@ class CollabConfig:
     # A socket whose unsent backlog exceeds this when another frame is due is a slow
     # consumer (closed with 1013); one frame larger than this still goes to a drained socket.
     send_buffer_bytes: int = 4 * 1024 * 1024
-    log_flush_ms: int = 20
+    log_flush_ms: int = 50
     compact_after_s: float = 5.0
     version_bucket_s: float = 300.0
     idle_unload_s: float = 30.0

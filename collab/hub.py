@@ -130,6 +130,9 @@ class DocumentHub:
         # row ids for its compaction), and when the oldest of them was queued.
         self._pending: list[tuple[Room, bytes]] = []
         self._pending_since: float | None = None
+        # Resolved when the group commit under way (or the next one) ends: compactions wait
+        # for it rather than pay a round trip of their own.
+        self._flushed: asyncio.Future[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._compact_locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -328,6 +331,7 @@ class DocumentHub:
         if not self._pending:
             self._pending_since = time.monotonic()
         self._pending.append((room, update))
+        room.unflushed += 1
         if room.log_since is None:
             room.log_since = time.monotonic()
         room.log_seq += 1
@@ -402,6 +406,23 @@ class DocumentHub:
 
     async def flush(self) -> bool:
         """Write every queued update in one insert; False (and requeued) on failure."""
+        try:
+            return await self._flush()
+        finally:
+            waiter, self._flushed = self._flushed, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    async def _after_a_flush(self) -> None:
+        """Wait for the end of the group commit under way or the next (two windows at most)."""
+        if self._flushed is None:
+            self._flushed = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.shield(self._flushed), 2 * self.config.log_flush_ms / 1000
+            )
+
+    async def _flush(self) -> bool:
         async with self._flush_lock:
             if not self._pending:
                 return True
@@ -429,6 +450,7 @@ class DocumentHub:
             metrics.LOG_ROWS.inc(len(batch))
             # Each room notes its new rows: its compaction merges them from memory.
             for (room, update), row_id in zip(batch, row_ids, strict=True):
+                room.unflushed -= 1
                 if row_id is not None:
                     room.own_rows.append((row_id, update))
             return True
@@ -453,7 +475,10 @@ class DocumentHub:
     async def _compact(self, room: Room) -> None:
         lock = self._compact_locks.setdefault(room.file_id, asyncio.Lock())
         async with lock:
-            await self.flush()
+            # It merges what the log holds: the room's own updates are logged first (the
+            # maintenance tick has usually waited for the group commit that did it).
+            if room.unflushed:
+                await self.flush()
             seq = room.log_seq
             started = time.perf_counter()
             live_text = room.read_text()
@@ -537,22 +562,28 @@ class DocumentHub:
 
     async def _maintenance_tick(self) -> None:
         now = time.monotonic()
+        cfg = self.config
+        work: list[tuple[Room, bool]] = []  # (room, idle) of the rooms to compact
         for room in list(self.rooms.values()):
             if room.retry_at > now or self._stopping:
                 continue
-            cfg = self.config
             idle = room.idle_since is not None and now - room.idle_since >= cfg.idle_unload_s
             due = room.log_since is not None and now - room.log_since >= cfg.compact_after_s
-            if not (idle or due):
-                if room.changed_since_version and (
-                    now - room.version_checked_at >= self.config.version_bucket_s
-                ):
-                    await self._auto_version(room, now)
-                continue
-            if not await self._try_compact(room, now):
+            if idle or due:
+                work.append((room, idle))
+            elif room.changed_since_version and (
+                now - room.version_checked_at >= cfg.version_bucket_s
+            ):
+                await self._auto_version(room, now)
+        if any(room.unflushed for room, _ in work):
+            # Their updates go out with the next group commit: one insert for all of them
+            # instead of a round trip per compaction.
+            await self._after_a_flush()
+        for room, idle in work:
+            if self._stopping or not await self._try_compact(room, now):
                 continue
             if room.changed_since_version and (
-                idle or now - room.version_checked_at >= self.config.version_bucket_s
+                idle or now - room.version_checked_at >= cfg.version_bucket_s
             ):
                 await self._auto_version(room, now)
             if idle and not room.peers and self.rooms.get(room.file_id) is room:

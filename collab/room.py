@@ -100,6 +100,7 @@ class Room:
         # persistence bookkeeping (hub-owned)
         self.log_since: float | None = None  # first update logged here since the last compaction
         self.log_seq = 0
+        self.unflushed = 0  # of its updates, how many are queued for the log or being written
         self.dirty = False  # memory may hold changes the stored state lacks
         self.last_editor: str | None = None
         self.changed_since_version = False

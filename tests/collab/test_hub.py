@@ -390,6 +390,56 @@ async def test_compaction_merges_what_the_room_holds(hub: DocumentHub,
     assert room.stored_state == store.files[file_id].state
 
 
+async def test_compactions_ride_the_regular_group_commit() -> None:
+    """A compaction due while its room has updates queued waits for the group commit that
+    writes them instead of writing the log itself: one insert per window, however many
+    rooms compact."""
+
+    class CountingAppends(CountingStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.appends = 0
+
+        async def append_updates(self, rows: Any) -> list[int | None]:
+            self.appends += 1
+            await asyncio.sleep(0.001)  # a round trip
+            return await super().append_updates(rows)
+
+    store = CountingAppends()
+    broker = LocalBroker("solo")
+    await broker.start()
+    window = 0.2  # two maintenance ticks: compactions fall due between group commits
+    h = DocumentHub(store, broker, CollabConfig(log_flush_ms=int(window * 1000),
+                                                compact_after_s=0.1))
+    await h.start()
+    try:
+        rooms = []
+        for _ in range(4):
+            peer = ClientPeer()
+            rooms.append((await connect(h, new_file(store), peer), peer))
+        memory_before = compactions("memory")
+        started = time.monotonic()
+        while (now := time.monotonic() - started) < 1.5:
+            # Every room always has an update queued; their compactions fall due at
+            # different times (the rooms start 25 ms apart).
+            for i, (room, peer) in enumerate(rooms):
+                if now >= i * 0.025:
+                    h.receive(room, peer, peer.edit(len(peer.value()), "x"))
+            await asyncio.sleep(0.005)
+        elapsed = time.monotonic() - started
+        appends = store.appends
+    finally:
+        await h.stop()
+        await broker.close()
+    assert compactions("memory") - memory_before >= 10  # 4 rooms, one every window or two
+    # The flush loop sleeps a whole window between inserts: at most elapsed / window of them
+    # (without waiting, every compaction added one: 22-25 in all here).
+    # A few more: an edit can land between the insert and the compaction that waited for it.
+    assert appends <= elapsed / window + 5
+    for room, peer in rooms:
+        assert store.files[room.file_id].content == peer.value()
+
+
 async def test_another_writer_sends_compaction_to_the_store(store: CountingStore) -> None:
     """With two processes on one file, each merges what the store holds; nothing is lost."""
     file_id = new_file(store, "")
