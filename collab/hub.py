@@ -456,9 +456,8 @@ class DocumentHub:
             return True
 
     def _requeue(self, batch: list[tuple[Room, bytes]], since: float | None) -> None:
-        """Put a batch that was not written back in front of what queued meanwhile."""
-        if self._pending:
-            since = min(s for s in (since, self._pending_since) if s is not None)
+        """Put a batch that was not written back in front of what queued meanwhile (its
+        oldest update is then the oldest of all)."""
         self._pending[:0] = batch
         self._pending_since = since
 

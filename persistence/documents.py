@@ -135,12 +135,12 @@ class _HeldConnection:
         self._conn: Any = None
         self._lock = asyncio.Lock()
 
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record:
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
         async with self._lock:
             if self._conn is None:
                 self._conn = await self._db.pool.acquire()
             try:
-                row: asyncpg.Record = await self._conn.fetchrow(query, *args)
+                row: asyncpg.Record | None = await self._conn.fetchrow(query, *args)
             except BaseException:
                 await self._give_back()
                 raise
@@ -202,9 +202,9 @@ class PostgresDocumentStore:
     async def append_updates(self, rows: Sequence[tuple[uuid.UUID, bytes]]) -> list[int | None]:
         if not rows:
             return []
-        ids, skipped = await self._held.fetchrow(
-            INSERT_LOG, [f for f, _ in rows], [u for _, u in rows]
-        )
+        result = await self._held.fetchrow(INSERT_LOG, [f for f, _ in rows], [u for _, u in rows])
+        assert result is not None  # a select without from: always one row
+        ids, skipped = result
         if not skipped:
             return list(ids)
         gone = set(skipped)
