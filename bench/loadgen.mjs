@@ -7,6 +7,7 @@
 // samples the server's CPU and RSS when it reads {"event":"measure_start"} and
 // {"event":"measure_end"}; the last line is {"event":"result", ...}. Every phase has a deadline.
 import fs from 'node:fs'
+import { PerformanceObserver, performance } from 'node:perf_hooks'
 import * as Y from 'yjs'
 import { connect, now } from './lib/clients.mjs'
 
@@ -33,6 +34,38 @@ function summarize (values) {
     max: sorted.length ? sorted[sorted.length - 1] : null,
     mean: values.length ? sum / values.length : null
   }
+}
+
+// The load generator's own garbage-collection pauses, as [start, end] on the `now()` clock. A
+// delivery whose send..receive interval overlaps one waited for the load generator, not only
+// for the server: the tail of edit->peer latency is reported with and without those.
+function watchGcPauses () {
+  const pauses = []
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      const start = performance.timeOrigin + entry.startTime
+      pauses.push([start, start + entry.duration])
+    }
+  })
+  observer.observe({ entryTypes: ['gc'] })
+  return { pauses, stop: () => observer.disconnect() }
+}
+
+// Latencies of the deliveries ([sentAt, receivedAt] pairs) that overlap no pause.
+function outsidePauses (deliveries, pauses) {
+  const sorted = pauses.slice().sort((a, b) => a[0] - b[0])
+  const ends = [] // running maximum of pause ends, for a binary search on starts
+  let maxEnd = -Infinity
+  for (const [, end] of sorted) { maxEnd = Math.max(maxEnd, end); ends.push(maxEnd) }
+  const out = []
+  for (const [sent, received] of deliveries) {
+    // the last pause starting before `received`: an overlap iff some pause up to it ends after `sent`
+    let lo = 0
+    let hi = sorted.length
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (sorted[mid][0] < received) lo = mid + 1; else hi = mid }
+    if (lo === 0 || ends[lo - 1] <= sent) out.push(received - sent)
+  }
+  return out
 }
 
 function cpuSeconds () {
@@ -97,6 +130,7 @@ async function scenarioEdit () {
   const latAll = []
   const latCross = []
   const latSame = []
+  const deliveries = [] // [sentAt, receivedAt]
   let delivered = 0 // one edit arriving at one peer (what "delivered update" means below)
   let updateEvents = 0 // Yjs update events applied from the network (servers may merge edits)
   let sent = 0
@@ -116,6 +150,7 @@ async function scenarioEdit () {
           const lat = t - ts
           delivered += 1
           latAll.push(lat)
+          deliveries.push([ts, t])
           if (Number(m[2]) === client.serverIndex % target.urls.length) latSame.push(lat)
           else latCross.push(lat)
         }
@@ -135,6 +170,7 @@ async function scenarioEdit () {
     return start
   })
   await sleep(warmupS * 1000)
+  const gc = watchGcPauses()
   const closesBefore = clients.reduce((a, c) => a + c.stats.closes, 0)
   const cpu0 = cpuSeconds()
   measureStart = now()
@@ -142,7 +178,9 @@ async function scenarioEdit () {
   emit({ event: 'measure_start' })
   await sleep(durationS * 1000)
   measuring = false
+  gc.stop()
   const elapsed = (now() - measureStart) / 1000
+  const gcInWindow = gc.pauses.filter(([start]) => start >= measureStart)
   emit({ event: 'measure_end' })
   const cpu1 = cpuSeconds()
   for (const t of timers) { clearTimeout(t); clearInterval(t) }
@@ -172,6 +210,12 @@ async function scenarioEdit () {
     latency_ms: summarize(latAll),
     latency_same_ms: summarize(latSame),
     latency_cross_ms: summarize(latCross),
+    latency_outside_loadgen_gc_ms: summarize(outsidePauses(deliveries, gc.pauses)),
+    loadgen_gc: {
+      pauses: gcInWindow.length,
+      total_ms: gcInWindow.reduce((a, [start, end]) => a + end - start, 0),
+      max_ms: gcInWindow.reduce((a, [start, end]) => Math.max(a, end - start), 0)
+    },
     diverged_docs_after_300ms: diverged,
     closes_during_measure: closes,
     deflate_negotiated: deflate,

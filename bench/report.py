@@ -44,6 +44,10 @@ def num(value: Any, digits: int = 1) -> str:
 ROWS: list[tuple[str, str, Getter, int, bool | None]] = [
     ("20×5×5 edit→peer p50 (ms)", "edit20", lambda e: dig(e, "latency_ms", "p50"), 2, True),
     ("20×5×5 edit→peer p99 (ms)", "edit20", lambda e: dig(e, "latency_ms", "p99"), 2, True),
+    ("20×5×5 … p99 of deliveries clear of load-generator GC pauses (ms)", "edit20",
+     lambda e: dig(e, "latency_outside_loadgen_gc_ms", "p99"), 2, True),
+    ("20×5×5 load generator's GC pauses in the window (ms)", "edit20",
+     lambda e: dig(e, "loadgen_gc", "total_ms"), 0, None),
     ("20×5×5 server CPU per delivered update (µs)", "edit20",
      lambda e: dig(e, "server", "server", "cpu_us_per_delivered"), 1, True),
     ("50×5×5 edit→peer p50 (ms)", "edit50", lambda e: dig(e, "latency_ms", "p50"), 2, True),

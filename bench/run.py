@@ -190,6 +190,15 @@ def load_average() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
+def variant_target(spec: str) -> Target:
+    """``NAME:K=V,K=V`` -> ours with those environment settings, as target ours-NAME."""
+    name, _, settings = spec.partition(":")
+    options = dict(item.split("=", 1) for item in settings.split(",") if item)
+    if not name or not options:
+        raise SystemExit(f"--variant {spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE]")
+    return Target(f"ours-{name}", f"ours ({settings})", "ours", options=options)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -202,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="niceness of measured processes (default -10 as root, else 0)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per (scenario, target), interleaved; the median run is kept")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:K=V[,K=V]",
+                        help="also run ours as target ours-NAME with these environment\n"
+                             "settings (an A/B in one interleaved run), e.g.\n"
+                             "--variant nolog:DOC_LOG_FLUSH_MS=1000,DOC_COMPACT_AFTER_S=1000")
     parser.add_argument("--profile", action="store_true",
                         help="only profile ours (py-spy) under edit50 and idle; no tables")
     args = parser.parse_args(argv)
@@ -211,9 +224,13 @@ def main(argv: list[str] | None = None) -> int:
 
     raise_nofile()
     mode = "quick" if args.quick else "full"
-    singles: list[Target] = [OURS, *PEERS, *([] if args.quick else PEERS_FULL_EXTRA)]
+    variants = [variant_target(spec) for spec in args.variant]
+    singles: list[Target] = [
+        OURS, *variants, *PEERS, *([] if args.quick else PEERS_FULL_EXTRA)
+    ]
     all_targets = singles + CLUSTER
     wanted = set(args.targets.split(",")) if args.targets else {t.name for t in all_targets}
+    wanted |= {t.name for t in variants}
     picked = args.scenarios.split(",") if args.scenarios else None
     chosen = [s for s in scenarios(args.quick) if picked is None or s.name in picked]
 
@@ -349,8 +366,10 @@ def summary_line(scenario: Scenario, entry: dict[str, Any]) -> str:
     server = entry.get("server", {}).get("server", {})
     if scenario.kind == "edit":
         lat = entry.get("latency_ms", {})
+        clear = entry.get("latency_outside_loadgen_gc_ms", {})
         return (
-            f"p50 {fmt(lat.get('p50'))} ms p99 {fmt(lat.get('p99'))} ms, "
+            f"p50 {fmt(lat.get('p50'))} ms p99 {fmt(lat.get('p99'))} ms "
+            f"(clear of loadgen GC {fmt(clear.get('p99'))}), "
             f"{fmt(entry.get('delivered_per_s'))} upd/s, "
             f"{fmt(server.get('cpu_us_per_delivered'))} µs/upd, rss {fmt(server.get('rss_mb'))} MB"
         )
