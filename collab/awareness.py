@@ -17,8 +17,18 @@ class AwarenessStates:
     def __len__(self) -> int:
         return sum(1 for entry in self._entries.values() if not entry.removed)
 
-    def apply(self, entries: list[AwarenessEntry]) -> list[AwarenessEntry]:
-        """Record newer entries; return those that changed something (older clocks are stale)."""
+    def apply(
+        self, entries: list[AwarenessEntry], controlled: set[int] | None = None
+    ) -> list[AwarenessEntry]:
+        """Record newer entries; return those that changed something.
+
+        An entry whose clock the room already holds is stale: stock y-websocket clients send
+        every awareness update they receive back to the server, so most of what arrives is
+        such an echo, and relaying it would cost a round of sends per peer. ``controlled``
+        (the sending socket's ids) gains the client ids this socket introduced (unknown to
+        the room, or removed) and loses those it removed, as @y/websocket-server keeps them:
+        closing the socket removes exactly those, not the states it merely echoed.
+        """
         accepted: list[AwarenessEntry] = []
         for entry in entries:
             known = self._entries.get(entry.client_id)
@@ -28,6 +38,11 @@ class AwarenessStates:
                     continue
                 if entry.clock == known.clock and not (entry.removed and not known.removed):
                     continue
+            if controlled is not None:
+                if entry.removed:
+                    controlled.discard(entry.client_id)
+                elif known is None or known.removed:
+                    controlled.add(entry.client_id)
             self._entries[entry.client_id] = entry
             accepted.append(entry)
         return accepted

@@ -300,13 +300,14 @@ class DocumentHub:
                 entries = protocol.parse_awareness(frame.payload)
                 if peer.read_only and not self.config.viewer_awareness:
                     return
-                for entry in entries:
-                    peer.awareness_ids.add(entry.client_id)
-                room.awareness.apply(entries)
-                delivered = room.broadcast(raw, peer)
                 stats.awareness_in_client += 1
-                stats.bytes_out += delivered * len(raw)
-                self._publish_nowait(room.channel, raw)
+                accepted = room.awareness.apply(entries, peer.awareness_ids)
+                relay = _awareness_relay(raw, entries, accepted)
+                if relay is None:
+                    return  # an echo of states the room holds
+                delivered = room.broadcast(relay, peer)
+                stats.bytes_out += delivered * len(relay)
+                self._publish_nowait(room.channel, relay)
             elif kind == protocol.MSG_QUERY_AWARENESS:
                 known = room.awareness.snapshot_frame()
                 if known is not None:
@@ -373,10 +374,13 @@ class DocumentHub:
                 self.stats.updates_out += delivered
                 self.stats.bytes_out += delivered * len(out)
             elif frame.kind == protocol.MSG_AWARENESS:
-                room.awareness.apply(protocol.parse_awareness(frame.payload))
-                delivered = room.broadcast(payload)
                 self.stats.awareness_in_broker += 1
-                self.stats.bytes_out += delivered * len(payload)
+                entries = protocol.parse_awareness(frame.payload)
+                relay = _awareness_relay(payload, entries, room.awareness.apply(entries))
+                if relay is None:
+                    return
+                delivered = room.broadcast(relay)
+                self.stats.bytes_out += delivered * len(relay)
         except protocol.ProtocolError as exc:
             log.warning("bad frame from the broker on %s: %s", channel, exc)
 
@@ -678,6 +682,17 @@ class DocumentHub:
         for peer in list(room.peers):
             self._close_peer(peer, code, reason)
         room.idle_since = time.monotonic() - self.config.idle_unload_s
+
+
+def _awareness_relay(
+    raw: bytes, entries: list[protocol.AwarenessEntry], accepted: list[protocol.AwarenessEntry]
+) -> bytes | None:
+    """What to pass on of an awareness frame: all of it, its new entries only, or nothing."""
+    if not accepted:
+        return None
+    if len(accepted) == len(entries):
+        return raw
+    return protocol.awareness_frame(protocol.encode_awareness(accepted))
 
 
 def _stored_text(stored: StoredDocument) -> str:

@@ -202,6 +202,62 @@ async def test_awareness_known_states_and_removal(hub: DocumentHub,
     assert b.awareness == {77: "null"}
 
 
+def _awareness(client_id: int, clock: int, state: str) -> bytes:
+    return protocol.awareness_frame(
+        protocol.encode_awareness([protocol.AwarenessEntry(client_id, clock, state)])
+    )
+
+
+async def test_awareness_echoes_are_not_relayed(hub: DocumentHub, store: CountingStore) -> None:
+    """Stock y-websocket clients send back every awareness update they receive: a state
+    the room already holds (same clock) goes no further, or each change costs a relay per
+    peer squared."""
+    file_id = new_file(store)
+    a, b, c = ClientPeer(), ClientPeer(), ClientPeer()
+    room = await connect(hub, file_id, a)
+    await connect(hub, file_id, b)
+    await connect(hub, file_id, c)
+    sent_before = [len(p.frames) for p in (a, b, c)]
+    hub.receive(room, a, _awareness(7, 1, '{"cursor":1}'))
+    assert b.awareness[7] == c.awareness[7] == '{"cursor":1}'
+    hub.receive(room, b, _awareness(7, 1, '{"cursor":1}'))  # b's echo
+    hub.receive(room, c, _awareness(7, 1, '{"cursor":1}'))  # c's echo
+    assert [len(p.frames) - n for p, n in zip((a, b, c), sent_before, strict=True)] == [0, 1, 1]
+    # A frame mixing a stale entry with a new one relays only the new one.
+    hub.receive(room, b, protocol.awareness_frame(protocol.encode_awareness([
+        protocol.AwarenessEntry(7, 1, '{"cursor":1}'),
+        protocol.AwarenessEntry(8, 1, '{"cursor":2}'),
+    ])))
+    relayed = protocol.parse_awareness(protocol.parse_frame(c.frames[-1]).payload)
+    assert [(e.client_id, e.clock) for e in relayed] == [(8, 1)]
+    assert a.awareness[8] == '{"cursor":2}'
+
+
+async def test_a_leaving_peer_removes_only_the_states_it_introduced(
+    hub: DocumentHub, store: CountingStore
+) -> None:
+    """A socket that echoed other clients' states does not take them along when it
+    closes: only the client ids that first reached the room through it are removed."""
+    file_id = new_file(store)
+    a, b, c = ClientPeer(), ClientPeer(), ClientPeer()
+    room = await connect(hub, file_id, a)
+    await connect(hub, file_id, b)
+    await connect(hub, file_id, c)
+    hub.receive(room, a, _awareness(1, 1, '{"user":"a"}'))
+    hub.receive(room, b, _awareness(2, 1, '{"user":"b"}'))
+    hub.receive(room, b, _awareness(1, 1, '{"user":"a"}'))  # b echoes a's state
+    hub.leave(room, b)
+    assert c.awareness == {1: '{"user":"a"}', 2: "null"}
+    assert a.awareness[2] == "null"
+    # A newer state of client 1 relayed by another socket leaves it with the socket that
+    # introduced it: c's close removes nothing.
+    hub.receive(room, c, _awareness(1, 2, '{"user":"a","cursor":4}'))
+    frames_before = len(a.frames)
+    hub.leave(room, c)
+    assert len(a.frames) == frames_before
+    assert a.awareness[1] == '{"user":"a","cursor":4}'
+
+
 async def test_write_text_is_a_diff_not_a_rebuild(hub: DocumentHub,
                                                   store: CountingStore) -> None:
     file_id = new_file(store, "line one\nline two\n")

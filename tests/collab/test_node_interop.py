@@ -136,6 +136,40 @@ async def test_awareness_arrives_and_is_removed(live_server: StartServer,
         await b.stop()
 
 
+async def test_a_closing_client_takes_only_its_own_cursor(live_server: StartServer,
+                                                          world: DocWorld) -> None:
+    """Stock clients echo every awareness state they receive; when one of them closes,
+    the server removes its own state, not the echoed ones (the others' cursors do not
+    blink out)."""
+    server = await live_server(world.settings)
+    file_id = await world.new_file("")
+    token = world.token(world.owner)
+    agents = [await NodeAgent.start(server.ws_url, file_id, token) for _ in range(3)]
+    a, b, c = agents
+    try:
+        ids = []
+        for n, agent in enumerate(agents):
+            await agent.wait_synced()
+            await agent.call("set_awareness", state={"user": {"name": f"user{n}"}})
+            ids.append(await agent.call("client_id"))
+        for agent in agents:  # everyone sees the two others (and has echoed them)
+            for other in ids:
+                if other != await agent.call("client_id"):
+                    await wait_until(lambda agent=agent, other=other: _has(agent, other))
+        await c.stop()
+        await wait_until(lambda: _gone(a, ids[2]))
+        await wait_until(lambda: _gone(b, ids[2]))
+        await asyncio.sleep(0.3)  # a removal of the others would have come with c's
+        # (a client told that its own state is gone re-announces it at once, so the cursors
+        # would be back by now: what the others saw removed is the evidence)
+        assert await a.call("awareness_removed") == [ids[2]]
+        assert await b.call("awareness_removed") == [ids[2]]
+        assert await _has(a, ids[1]) and await _has(b, ids[0])
+    finally:
+        for agent in agents:
+            await agent.stop()
+
+
 async def _has(agent: NodeAgent, client_id: int) -> bool:
     return str(client_id) in await agent.call("awareness")
 

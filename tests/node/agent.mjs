@@ -21,6 +21,9 @@ provider.on('connection-close', (event) => {
   if (event) { closes.push(event.code); out({ event: 'close', code: event.code }) }
 })
 provider.on('sync', (synced) => { if (synced) out({ event: 'synced' }) })
+// Every client id whose state this client saw removed, in order (a cursor vanishing).
+const removedStates = []
+provider.awareness.on('change', ({ removed }) => { removedStates.push(...removed) })
 
 const handlers = {
   text: () => text.toString(),
@@ -33,6 +36,7 @@ const handlers = {
   disconnect: () => { provider.shouldConnect = false; provider.disconnect(); return true },
   connect: () => { provider.connect(); return true },
   set_awareness: ({ state }) => { provider.awareness.setLocalState(state); return true },
+  awareness_removed: () => removedStates,
   awareness: () => Object.fromEntries([...provider.awareness.getStates().entries()].filter(([id]) => id !== doc.clientID)),
   exit: () => { provider.destroy(); setTimeout(() => process.exit(0), 50); return true }
 }
