@@ -48,7 +48,7 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario("edit50", "edit", 50,
                  {"clientsPerDoc": 5, "rate": 5, "warmupS": 3, "durationS": measure}, True),
         Scenario("idle", "idle", 100 if quick else 500,
-                 {"connections": 1000 if quick else 5000, "idleS": 5 if quick else 10}),
+                 {"connections": 1000 if quick else 5000, "idleS": 5 if quick else 30}),
         Scenario("simul", "simul", 5 if quick else 10, {"clientsPerRound": 5, "windowMs": 2000}),
         Scenario("history", "history", 1,
                  {"edits": 20_000 if quick else 100_000, "fresh": 5 if quick else 7,
