@@ -38,6 +38,8 @@ class Scenario:
     docs: int
     params: dict[str, Any]
     cluster: bool = False  # also run against the cluster targets
+    # The figure its target is stated in: repeats report the run with its median.
+    judged_by: str = "p99"
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -46,7 +48,8 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario("edit20", "edit", 20,
                  {"clientsPerDoc": 5, "rate": 5, "warmupS": 3, "durationS": measure}, True),
         Scenario("edit50", "edit", 50,
-                 {"clientsPerDoc": 5, "rate": 5, "warmupS": 3, "durationS": measure}, True),
+                 {"clientsPerDoc": 5, "rate": 5, "warmupS": 3, "durationS": measure}, True,
+                 judged_by="cpu"),
         Scenario("idle", "idle", 100 if quick else 500,
                  {"connections": 1000 if quick else 5000, "idleS": 5 if quick else 30}),
         Scenario("simul", "simul", 5 if quick else 10, {"clientsPerRound": 5, "windowMs": 2000}),
@@ -338,7 +341,9 @@ def run_one(
 def key_figure(scenario: Scenario, entry: dict[str, Any]) -> float:
     """What the median run is chosen by (errors sort last)."""
     value: Any = None
-    if scenario.kind == "edit":
+    if scenario.kind == "edit" and scenario.judged_by == "cpu":
+        value = (entry.get("server") or {}).get("server", {}).get("cpu_us_per_delivered")
+    elif scenario.kind == "edit":
         value = (entry.get("latency_ms") or {}).get("p99")
     elif scenario.kind == "idle":
         value = (entry.get("server") or {}).get("server", {}).get("rss_kb_per_conn")
