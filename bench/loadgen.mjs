@@ -127,10 +127,9 @@ async function scenarioEdit () {
 
   let measuring = false
   let measureStart = Infinity
-  const latAll = []
   const latCross = []
   const latSame = []
-  const deliveries = [] // [sentAt, receivedAt]
+  const deliveries = [] // [sentAt, receivedAt] of every delivery measured
   let delivered = 0 // one edit arriving at one peer (what "delivered update" means below)
   let updateEvents = 0 // Yjs update events applied from the network (servers may merge edits)
   let sent = 0
@@ -149,7 +148,6 @@ async function scenarioEdit () {
           if (ts < measureStart) continue
           const lat = t - ts
           delivered += 1
-          latAll.push(lat)
           deliveries.push([ts, t])
           if (Number(m[2]) === client.serverIndex % target.urls.length) latSame.push(lat)
           else latCross.push(lat)
@@ -207,7 +205,7 @@ async function scenarioEdit () {
     delivered_per_s: delivered / elapsed,
     update_events: updateEvents,
     expected_deliveries: sent * (clientsPerDoc - 1),
-    latency_ms: summarize(latAll),
+    latency_ms: summarize(deliveries.map(([sentAt, receivedAt]) => receivedAt - sentAt)),
     latency_same_ms: summarize(latSame),
     latency_cross_ms: summarize(latCross),
     latency_outside_loadgen_gc_ms: summarize(outsidePauses(deliveries, gc.pauses)),

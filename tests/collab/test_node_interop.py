@@ -152,9 +152,9 @@ async def test_a_closing_client_takes_only_its_own_cursor(live_server: StartServ
             await agent.wait_synced()
             await agent.call("set_awareness", state={"user": {"name": f"user{n}"}})
             ids.append(await agent.call("client_id"))
-        for agent in agents:  # everyone sees the two others (and has echoed them)
+        for agent, own in zip(agents, ids, strict=True):  # everyone sees (and echoed) the others
             for other in ids:
-                if other != await agent.call("client_id"):
+                if other != own:
                     await wait_until(lambda agent=agent, other=other: _has(agent, other))
         await c.stop()
         await wait_until(lambda: _gone(a, ids[2]))
