@@ -59,7 +59,8 @@ class Window {
     await page.getByTestId('auth-submit').click()
     await page.getByTestId('ide').waitFor()
     log(this.label, 'ide shown')
-    await this.waitFor(() => document.querySelector('[data-testid=ide]').parentElement.dataset.channel === 'open', null, 'project channel open')
+    // Joined: the project channel is subscribed and the tree listed after that.
+    await this.waitFor(() => document.querySelector('[data-testid=ide]').parentElement.dataset.channel === 'joined', null, 'project channel joined')
     log(this.label, 'signed in as', this.user.email)
   }
 

@@ -250,6 +250,11 @@ export class Ide {
     } else if (type.startsWith('execution.')) {
       this.runner.event(msg)
     } else if (type === 'hello') {
+      // Joined: file events from here on arrive on the channel. Those published before
+      // (while connecting, or while a dropped socket was away) are in a fresh listing.
+      this.tree.load()
+        .then(() => { if (this.root.dataset.channel === 'open') this.root.dataset.channel = 'joined' })
+        .catch((err) => this.error(err))
       this.members = new Map((msg.presence || []).map((m) => [m.connection_id, m]))
       this.renderPresence()
       this.setRole(msg.role)

@@ -11,14 +11,25 @@ export class FileTree {
     this.onRenamed = onRenamed || (() => {})
     this.onError = onError || (() => {})
     this.files = new Map()
+    this.arriving = [] // one list per load in flight: the events it must not lose
     this.selectedFolder = null
     this.collapsed = new Set()
     this.readOnly = false
   }
 
+  /** The whole tree over REST. Events that arrive while the list is on its way may be
+   * newer than it: they are applied again on top of it, not lost. */
   async load () {
-    const files = await api.files(this.projectId)
+    const arrived = []
+    this.arriving.push(arrived)
+    let files
+    try {
+      files = await api.files(this.projectId)
+    } finally {
+      this.arriving.splice(this.arriving.indexOf(arrived), 1)
+    }
     this.files = new Map(files.filter((f) => !f.is_deleted).map((f) => [f.id, f]))
+    for (const [type, file] of arrived) this.apply(type, file)
     this.render()
   }
 
@@ -29,6 +40,7 @@ export class FileTree {
   /** A file.* event from the project channel (or our own REST answer). */
   apply (type, file) {
     if (!file || !file.id) return
+    for (const arrived of this.arriving) arrived.push([type, file])
     if (type === 'file.deleted' || file.is_deleted) {
       for (const id of this.subtree(file.id)) {
         this.files.delete(id)
