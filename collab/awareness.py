@@ -16,8 +16,11 @@ Who may write a client id's state (a client id is a random number a Yjs document
   ``REMOTE_HOLD_S`` belongs to that node; local sockets cannot claim it until the node
   announces its removal or stops renewing it (clients renew every 15 s; 30 s is
   y-protocols' own timeout). A broker state for an id a local socket holds is dropped: the
-  holding node's word wins, on each node. Limit: two nodes that have never seen an id can
-  each let a local socket claim it; each node then serves its own claimant's state.
+  holding node's word wins, on each node. Limits: two nodes that have never seen an id
+  (a room just loaded on one of them) can each let a local socket claim it, and each then
+  serves its own claimant's state; and the clients of a killed node, reconnecting through
+  another one, get their cursors shown there again at most ``REMOTE_HOLD_S`` after their
+  last renewal (a clean shutdown announces the removals, so no wait).
 - **Invalid states** (not JSON, or JSON that is not an object or null) are dropped.
 
 Dropped entries are counted (``icreate_doc_awareness_dropped_total``); the rest of a frame
