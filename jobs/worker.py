@@ -1,0 +1,466 @@
+"""The worker: claims due jobs, runs their handlers, writes what happened.
+
+One ``Worker`` per process (the server runs one inside unless told not to;
+``python -m server worker`` runs one apart). It owns four things, all stopped by ``stop()``:
+a LISTEN connection (NOTIFY wakes it within milliseconds of a commit), the claim loop, the
+completion writer (results of jobs that finished together are written by one statement),
+and the housekeeping loop (heartbeat of its running jobs, reaping of expired leases,
+re-LISTEN after a lost connection). Bounds: a job whose worker died runs again within
+``lease_s`` plus a third of it; an idle worker runs one claim per ``poll_interval_s``; ``stop``
+returns within ``shutdown_grace_s`` plus a few seconds, with every running job either
+finished or released to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import heapq
+import logging
+import os
+import random
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from jobs import queries
+from jobs.config import WorkerConfig
+from jobs.definition import Job, JobContext, PermanentJobError, output_json
+from jobs.timing import CHANNEL, parse_wake, retry_delay, wake_payload
+from persistence.db import Database
+
+log = logging.getLogger(__name__)
+
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+MAX_ERROR_CHARS = 8000
+MAX_KNOWN_DUE = 10_000  # future wake-ups remembered; beyond that the poll finds them
+STOP_AFTER_CANCEL_S = 2.0
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    """One failed attempt, as given to ``Worker.on_failure`` hooks."""
+
+    job_id: uuid.UUID
+    job_name: str
+    job_type: str
+    attempt: int
+    max_attempts: int
+    final: bool  # True: the job is now 'failed'; False: it will be retried
+    error: str  # what background_jobs.error holds
+    exception: BaseException | None  # None when a lease expired (the worker died)
+    worker_id: str
+
+
+FailureHook = Callable[[JobFailure], Awaitable[None]]
+
+
+class _JobLog(logging.LoggerAdapter[logging.Logger]):
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        prefix = f"[{extra['job_name']} {extra['job_id']} attempt {extra['attempt']}]"
+        return f"{prefix} {msg}", kwargs
+
+
+@dataclass
+class _Running:
+    job: Job[Any]
+    job_id: uuid.UUID
+    attempt: int
+    max_attempts: int
+    task: asyncio.Task[None] | None = None
+    lease_lost: bool = False
+
+
+@dataclass
+class _Completion:
+    job_id: uuid.UUID
+    attempt: int
+    output: str | None
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        jobs: Iterable[Job[Any]],
+        *,
+        dsn: str,
+        config: WorkerConfig | None = None,
+        worker_id: str | None = None,
+        on_failure: Iterable[FailureHook] = (),
+    ) -> None:
+        self.db = db
+        self.dsn = dsn
+        self.config = config or WorkerConfig()
+        self.worker_id = worker_id or default_worker_id()
+        self.jobs: dict[str, Job[Any]] = {}
+        for job in jobs:
+            if job.name in self.jobs:
+                raise ValueError(f"job {job.name!r} registered twice")
+            self.jobs[job.name] = job
+        # Called after every failed attempt (the observability module writes error_logs).
+        self.on_failure: list[FailureHook] = list(on_failure)
+        self.ready = asyncio.Event()  # set once the first claim is done
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._running: dict[uuid.UUID, _Running] = {}
+        self._running_by_name: collections.Counter[str] = collections.Counter()
+        self._completions: list[_Completion] = []
+        self._wake = asyncio.Event()
+        self._flush_wake = asyncio.Event()
+        self._maybe_more = True
+        self._notified = 0  # bumped per relevant NOTIFY, so one arriving mid-claim counts
+        self._due: list[float] = []  # epoch seconds of known future jobs (a heap)
+        self._next_poll = 0.0
+        self._stopping = False
+        self._listener: asyncpg.Connection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._claim_task: asyncio.Task[None] | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._listen()
+        for job in self.jobs.values():
+            if job.every_s is not None:
+                async with self.db.acquire() as conn:
+                    await conn.execute(
+                        queries.ENSURE_PERIOD, job.name, job.job_type,
+                        job.input().model_dump_json(), job.priority, job.max_attempts, job.every_s,
+                    )
+        self._claim_task = asyncio.create_task(self._claim_loop(), name="jobs-claim")
+        self._flush_task = asyncio.create_task(self._flush_loop(), name="jobs-flush")
+        self._tasks = [
+            self._claim_task,
+            self._flush_task,
+            asyncio.create_task(self._housekeeping_loop(), name="jobs-housekeeping"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop claiming; let running jobs finish within the grace period, release the rest."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._claim_task is not None:
+            await asyncio.wait([self._claim_task], timeout=STOP_AFTER_CANCEL_S)
+        running = [r.task for r in self._running.values() if r.task is not None]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=self.config.shutdown_grace_s)
+            if pending:
+                leftover = [r.job_id for r in self._running.values() if r.task in pending]
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=STOP_AFTER_CANCEL_S)
+                await self._release(leftover)
+        if self._flush_task is not None:
+            self._flush_wake.set()
+            await asyncio.wait([self._flush_task], timeout=STOP_AFTER_CANCEL_S)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._listener is not None:
+            with contextlib.suppress(*DB_ERRORS):
+                await self._listener.close(timeout=2)
+            self._listener = None
+
+    # -- waking ------------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        await conn.add_listener(CHANNEL, self._on_notify)
+        self._listener = conn
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        name, due = parse_wake(str(payload))
+        if name not in self.jobs:
+            return
+        if due is not None and due > time.time():
+            if len(self._due) < MAX_KNOWN_DUE:
+                heapq.heappush(self._due, due)
+        else:
+            self._notified += 1
+            self._maybe_more = True
+        self._wake.set()
+
+    def _wait_timeout(self) -> float:
+        timeout = self._next_poll - time.monotonic()
+        if self._due:
+            timeout = min(timeout, self._due[0] + 0.005 - time.time())
+        return max(timeout, 0.0)
+
+    def _timer_fired(self) -> None:
+        now = time.time()
+        while self._due and self._due[0] <= now + 0.005:
+            heapq.heappop(self._due)
+        self._maybe_more = True
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    def _claim_plan(self) -> tuple[list[str], list[int], list[float], int] | None:
+        free = self.config.concurrency - len(self._running)
+        if free <= 0:
+            return None
+        names: list[str] = []
+        slots: list[int] = []
+        every: list[float] = []
+        for job in self.jobs.values():
+            cap = free
+            if job.concurrency is not None:
+                cap = min(free, job.concurrency - self._running_by_name[job.name])
+            if cap > 0:
+                names.append(job.name)
+                slots.append(cap)
+                every.append(job.every_s or 0.0)
+        return (names, slots, every, free) if names else None
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            plan = self._claim_plan() if self._maybe_more else None
+            if plan is not None:
+                try:
+                    await self._claim(*plan)
+                except DB_ERRORS:
+                    log.exception("jobs: claim failed; next try at the poll interval")
+                    self._maybe_more = False
+                self._next_poll = time.monotonic() + self.config.poll_interval_s
+                continue
+            self.ready.set()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._wait_timeout())
+            except TimeoutError:
+                self._timer_fired()
+
+    async def _claim(self, names: list[str], slots: list[int], every: list[float], limit: int
+                     ) -> None:
+        notified_before = self._notified
+        async with self.db.acquire() as conn:
+            rows = await conn.fetch(
+                queries.CLAIM, names, slots, every, limit, self.worker_id, self.config.lease_s
+            )
+        got = collections.Counter(row["job_name"] for row in rows)
+        self._maybe_more = (
+            len(rows) >= limit
+            or any(got[name] >= cap for name, cap in zip(names, slots, strict=True))
+            or self._notified != notified_before
+        )
+        for row in rows:
+            self._start(row)
+        for row in rows:
+            job = self.jobs[row["job_name"]]
+            if job.every_s is not None and row["period_start"] is not None:
+                # The claim inserted the next period's row: wake for it, here and elsewhere.
+                next_start = (time.time() // job.every_s + 1) * job.every_s
+                heapq.heappush(self._due, next_start)
+                await self._notify(wake_payload(job.name, next_start))
+
+    def _start(self, row: asyncpg.Record) -> None:
+        job = self.jobs[row["job_name"]]
+        entry = _Running(job, row["id"], row["attempts"], row["max_attempts"])
+        self._running[entry.job_id] = entry
+        self._running_by_name[job.name] += 1
+        self.counts["claimed"] += 1
+        entry.task = asyncio.create_task(
+            self._run(entry, row["input"], row["period_start"]), name=f"job-{job.name}"
+        )
+
+    async def _notify(self, payload: str) -> None:
+        try:
+            async with self.db.acquire() as conn:
+                await conn.execute(queries.NOTIFY, payload)
+        except DB_ERRORS:
+            log.warning("jobs: NOTIFY %s failed; other workers will poll", payload)
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def _run(self, entry: _Running, raw_input: str, period_start: datetime | None) -> None:
+        job = entry.job
+        ctx = JobContext(
+            job_id=entry.job_id, job_name=job.name, attempt=entry.attempt,
+            max_attempts=entry.max_attempts, worker_id=self.worker_id,
+            period_start=period_start, db=self.db,
+            log=_JobLog(logging.getLogger(f"jobs.{job.name}"),
+                        {"job_name": job.name, "job_id": entry.job_id, "attempt": entry.attempt}),
+            _heartbeat=self._heartbeat_one,
+        )
+        try:
+            try:
+                payload = job.parse(raw_input)
+                async with asyncio.timeout(job.timeout_s):
+                    output = await job.handler(ctx, payload)
+                result = output_json(output)
+            except asyncio.CancelledError:
+                if entry.lease_lost:
+                    ctx.log.warning("cancelled: its lease went to another worker")
+                    return
+                raise
+            except (ValidationError, PermanentJobError) as exc:
+                await self._failed(entry, exc, permanent=True)
+            except TimeoutError as exc:
+                await self._failed(entry, exc, permanent=False,
+                                   note=f"timed out after {job.timeout_s:g} s")
+            except Exception as exc:  # a handler's failure is data: stored, retried, reported
+                await self._failed(entry, exc, permanent=False)
+            else:
+                self._completions.append(_Completion(entry.job_id, entry.attempt, result))
+                self._flush_wake.set()
+        finally:
+            del self._running[entry.job_id]
+            self._running_by_name[job.name] -= 1
+            self._wake.set()
+
+    async def _failed(self, entry: _Running, exc: BaseException, *, permanent: bool,
+                      note: str | None = None) -> None:
+        job = entry.job
+        headline = note or f"{type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(exc))
+        error = f"{headline}\n{trace}"[:MAX_ERROR_CHARS]
+        final = permanent or entry.attempt >= entry.max_attempts
+        log.warning("jobs: %s %s attempt %d/%d failed%s: %s", job.name, entry.job_id,
+                    entry.attempt, entry.max_attempts, "" if final else ", will retry", headline)
+        try:
+            async with self.db.acquire() as conn:
+                if final:
+                    await conn.fetch(
+                        queries.FAIL, entry.job_id, entry.attempt, self.worker_id, error
+                    )
+                else:
+                    delay = retry_delay(entry.attempt, job.retry_base_s, job.retry_max_s)
+                    wake = wake_payload(job.name, time.time() + delay)
+                    await conn.fetch(queries.RETRY, entry.job_id, entry.attempt,
+                                     self.worker_id, error, delay, wake)
+        except DB_ERRORS:
+            log.exception("jobs: could not record the failure of %s; its lease will expire",
+                          entry.job_id)
+        self.counts["failed" if final else "retried"] += 1
+        await self._report(JobFailure(
+            entry.job_id, job.name, job.job_type, entry.attempt, entry.max_attempts, final,
+            error, exc, self.worker_id,
+        ))
+
+    async def _report(self, failure: JobFailure) -> None:
+        for hook in self.on_failure:
+            try:
+                await hook(failure)
+            except Exception:  # a broken reporter must not stop the worker
+                log.exception("jobs: failure hook %r raised", hook)
+
+    # -- writing results ---------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        """The only writer of completions; on stop it writes what is left, then returns."""
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            try:
+                await self._flush_completions()
+            except DB_ERRORS:
+                log.exception("jobs: writing completions failed; retrying")
+                await asyncio.sleep(0.5)
+                self._flush_wake.set()
+                continue
+            if self._stopping and not self._running:
+                return
+
+    async def _flush_completions(self) -> None:
+        """Write every finished job in one statement per round (group commit)."""
+        while self._completions:
+            batch, self._completions = self._completions, []
+            try:
+                async with self.db.acquire() as conn:
+                    rows = await conn.fetch(
+                        queries.COMPLETE, [c.job_id for c in batch], [c.attempt for c in batch],
+                        [c.output for c in batch], self.worker_id,
+                    )
+            except BaseException:
+                self._completions[:0] = batch  # written next round, or re-run after the lease
+                raise
+            self.counts["completed"] += len(rows)
+            if len(rows) < len(batch):
+                written = {row["id"] for row in rows}
+                lost = [str(c.job_id) for c in batch if c.job_id not in written]
+                log.warning("jobs: lease lost before the result was written: %s", lost)
+
+    # -- leases ------------------------------------------------------------------------------
+
+    async def _housekeeping_loop(self) -> None:
+        interval = self.config.lease_s / 3
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.0))
+            try:
+                await self._heartbeat_all()
+                await self._reap()
+                if self._listener is None or self._listener.is_closed():
+                    await self._relisten()
+            except DB_ERRORS:
+                log.exception("jobs: housekeeping failed; next round in %.1f s", interval)
+
+    async def _heartbeat_all(self) -> None:
+        ids = list(self._running)
+        if not ids:
+            return
+        async with self.db.acquire() as conn:
+            rows = await conn.fetch(queries.HEARTBEAT, ids, self.worker_id, self.config.lease_s)
+        kept = {row["id"] for row in rows}
+        for job_id in ids:
+            entry = self._running.get(job_id)
+            if job_id not in kept and entry is not None and entry.task is not None:
+                entry.lease_lost = True
+                entry.task.cancel()
+
+    async def _heartbeat_one(self, job_id: uuid.UUID) -> bool:
+        async with self.db.acquire() as conn:
+            rows = await conn.fetch(
+                queries.HEARTBEAT, [job_id], self.worker_id, self.config.lease_s
+            )
+        return bool(rows)
+
+    async def _reap(self) -> None:
+        async with self.db.acquire() as conn:
+            rows = await conn.fetch(queries.REAP)
+        for row in rows:
+            log.warning("jobs: %s %s: %s", row["job_name"], row["id"], row["error"])
+            self.counts["reaped"] += 1
+            await self._report(JobFailure(
+                row["id"], row["job_name"], row["job_type"], row["attempts"],
+                row["max_attempts"], row["status"] == "failed", row["error"], None,
+                self.worker_id,
+            ))
+
+    async def _relisten(self) -> None:
+        if self._listener is not None:
+            self._listener.terminate()
+        self._listener = None
+        await self._listen()
+        self._maybe_more = True  # NOTIFYs sent while deaf are lost: look now
+        self._wake.set()
+        log.info("jobs: listening again")
+
+    async def _release(self, job_ids: list[uuid.UUID]) -> None:
+        if not job_ids:
+            return
+        try:
+            async with self.db.acquire() as conn:
+                await conn.fetch(queries.RELEASE, job_ids, self.worker_id)
+        except DB_ERRORS:
+            log.exception("jobs: releasing %d job(s) failed; their leases will expire",
+                          len(job_ids))
+        else:
+            log.info("jobs: released %d unfinished job(s) at shutdown", len(job_ids))
