@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 class Recorder:
     def __init__(self, path: str) -> None:
-        self.file: TextIO = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+        self.file: TextIO = open(path, "a", buffering=1)  # open as long as the process
 
     def started(self, t0: float | None) -> None:
         if t0:
