@@ -24,10 +24,10 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from pydantic import ValidationError
@@ -44,6 +44,17 @@ DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutErro
 MAX_ERROR_CHARS = 8000
 MAX_KNOWN_DUE = 10_000  # future wake-ups remembered; beyond that the poll finds them
 STOP_AFTER_CANCEL_S = 2.0
+# The queue's own statements use a small pool of their own, with synchronous_commit off: a
+# claim or a result is not worth an fsync wait, because a PostgreSQL crash that forgets the
+# last few hundred ms of them only makes those jobs run again (at-least-once, as for a
+# killed worker). Enqueue is the caller's transaction and keeps its durability; so do the
+# handlers' own writes (ctx.db). A separate pool also keeps claims going when handlers or
+# requests hold every connection of the app's pool.
+QUEUE_POOL_SIZE = 4
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset round trip: these connections set nothing."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,7 @@ class Worker:
         self._next_poll = 0.0
         self._stopping = False
         self._listener: asyncpg.Connection | None = None
+        self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._claim_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
@@ -134,14 +146,12 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=1, max_size=QUEUE_POOL_SIZE, reset=_no_reset,
+            server_settings={"synchronous_commit": "off", "application_name": "jobs-worker"},
+        )
         await self._listen()
-        for job in self.jobs.values():
-            if job.every_s is not None:
-                async with self.db.acquire() as conn:
-                    await conn.execute(
-                        queries.ENSURE_PERIOD, job.name, job.job_type,
-                        job.input().model_dump_json(), job.priority, job.max_attempts, job.every_s,
-                    )
+        await self._ensure_periods()
         self._claim_task = asyncio.create_task(self._claim_loop(), name="jobs-claim")
         self._flush_task = asyncio.create_task(self._flush_loop(), name="jobs-flush")
         self._tasks = [
@@ -149,6 +159,23 @@ class Worker:
             self._flush_task,
             asyncio.create_task(self._housekeeping_loop(), name="jobs-housekeeping"),
         ]
+
+    @contextlib.asynccontextmanager
+    async def _queue(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for the queue's own statements (claims, results, leases)."""
+        assert self._pool is not None, "Worker.start() first"
+        async with self._pool.acquire() as conn:
+            yield cast(asyncpg.Connection, conn)
+
+    async def _ensure_periods(self) -> None:
+        """The current period's row of every recurring job, if missing (idempotent)."""
+        for job in self.jobs.values():
+            if job.every_s is not None:
+                async with self._queue() as conn:
+                    await conn.execute(
+                        queries.ENSURE_PERIOD, job.name, job.job_type,
+                        job.input().model_dump_json(), job.priority, job.max_attempts, job.every_s,
+                    )
 
     async def stop(self) -> None:
         """Stop claiming; let running jobs finish within the grace period, release the rest."""
@@ -179,6 +206,10 @@ class Worker:
             with contextlib.suppress(*DB_ERRORS):
                 await self._listener.close(timeout=2)
             self._listener = None
+        if self._pool is not None:
+            with contextlib.suppress(*DB_ERRORS):
+                await asyncio.wait_for(self._pool.close(), 5)
+            self._pool = None
 
     # -- waking ------------------------------------------------------------------------------
 
@@ -251,7 +282,7 @@ class Worker:
     async def _claim(self, names: list[str], slots: list[int], every: list[float], limit: int
                      ) -> None:
         notified_before = self._notified
-        async with self.db.acquire() as conn:
+        async with self._queue() as conn:
             rows = await conn.fetch(
                 queries.CLAIM, names, slots, every, limit, self.worker_id, self.config.lease_s
             )
@@ -283,7 +314,7 @@ class Worker:
 
     async def _notify(self, payload: str) -> None:
         try:
-            async with self.db.acquire() as conn:
+            async with self._queue() as conn:
                 await conn.execute(queries.NOTIFY, payload)
         except DB_ERRORS:
             log.warning("jobs: NOTIFY %s failed; other workers will poll", payload)
@@ -336,7 +367,7 @@ class Worker:
         log.warning("jobs: %s %s attempt %d/%d failed%s: %s", job.name, entry.job_id,
                     entry.attempt, entry.max_attempts, "" if final else ", will retry", headline)
         try:
-            async with self.db.acquire() as conn:
+            async with self._queue() as conn:
                 if final:
                     await conn.fetch(
                         queries.FAIL, entry.job_id, entry.attempt, self.worker_id, error
@@ -384,7 +415,7 @@ class Worker:
         while self._completions:
             batch, self._completions = self._completions, []
             try:
-                async with self.db.acquire() as conn:
+                async with self._queue() as conn:
                     rows = await conn.fetch(
                         queries.COMPLETE, [c.job_id for c in batch], [c.attempt for c in batch],
                         [c.output for c in batch], self.worker_id,
@@ -416,7 +447,7 @@ class Worker:
         ids = list(self._running)
         if not ids:
             return
-        async with self.db.acquire() as conn:
+        async with self._queue() as conn:
             rows = await conn.fetch(queries.HEARTBEAT, ids, self.worker_id, self.config.lease_s)
         kept = {row["id"] for row in rows}
         for job_id in ids:
@@ -426,14 +457,14 @@ class Worker:
                 entry.task.cancel()
 
     async def _heartbeat_one(self, job_id: uuid.UUID) -> bool:
-        async with self.db.acquire() as conn:
+        async with self._queue() as conn:
             rows = await conn.fetch(
                 queries.HEARTBEAT, [job_id], self.worker_id, self.config.lease_s
             )
         return bool(rows)
 
     async def _reap(self) -> None:
-        async with self.db.acquire() as conn:
+        async with self._queue() as conn:
             rows = await conn.fetch(queries.REAP)
         for row in rows:
             log.warning("jobs: %s %s: %s", row["job_name"], row["id"], row["error"])
@@ -449,7 +480,10 @@ class Worker:
             self._listener.terminate()
         self._listener = None
         await self._listen()
-        self._maybe_more = True  # NOTIFYs sent while deaf are lost: look now
+        # NOTIFYs sent while deaf are lost: look now. A database restart may also have lost
+        # the last asynchronous commits, a chained period row among them.
+        await self._ensure_periods()
+        self._maybe_more = True
         self._wake.set()
         log.info("jobs: listening again")
 
@@ -457,7 +491,7 @@ class Worker:
         if not job_ids:
             return
         try:
-            async with self.db.acquire() as conn:
+            async with self._queue() as conn:
                 await conn.fetch(queries.RELEASE, job_ids, self.worker_id)
         except DB_ERRORS:
             log.exception("jobs: releasing %d job(s) failed; their leases will expire",

@@ -37,9 +37,9 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
     if concurrency is not None:
         config = dataclasses.replace(config, concurrency=concurrency)
     jobs = load_jobs(jobs_spec) if jobs_spec else None
-    # Handlers use the pool too: room for every slot plus the worker's own statements.
+    # The handlers' pool (ctx.db): one connection per slot; the queue has its own.
     db = await Database.connect(
-        settings.database_url, min_size=1, max_size=config.concurrency + 3
+        settings.database_url, min_size=1, max_size=config.concurrency + 1
     )
     worker = build_worker(settings, db, jobs, config)
     stop = asyncio.Event()
