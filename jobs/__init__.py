@@ -59,7 +59,8 @@ from jobs.definition import (
     job,
 )
 from jobs.enqueue import enqueue
-from jobs.worker import FailureHook, JobFailure, Worker
+from jobs.results import FailureHook, JobFailure
+from jobs.worker import Worker
 
 __all__ = [
     "JOB_TYPES",

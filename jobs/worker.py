@@ -1,14 +1,15 @@
 """The worker: claims due jobs, runs their handlers, writes what happened.
 
 One ``Worker`` per process (the server runs one inside unless told not to;
-``python -m server worker`` runs one apart). It owns four things, all stopped by ``stop()``:
-a LISTEN connection (NOTIFY wakes it within milliseconds of a commit), the claim loop, the
-completion writer (results of jobs that finished together are written by one statement),
-and the housekeeping loop (heartbeat of its running jobs, reaping of expired leases,
-re-LISTEN after a lost connection). Bounds: a job whose worker died runs again within
-``lease_s`` plus a third of it; an idle worker runs one claim per ``poll_interval_s``; ``stop``
-returns within ``shutdown_grace_s`` plus a few seconds, with every running job either
-finished or released to the queue.
+``python -m server worker`` runs one apart). It owns, all stopped by ``stop()``: a LISTEN
+connection (NOTIFY wakes it within milliseconds of a commit), a small pool for the queue's
+own statements (see QUEUE_POOL_SIZE), the claim loop, the result writer
+(``jobs.results``), and the housekeeping loop (heartbeat of its running jobs, reaping of
+expired leases, re-LISTEN after a lost connection). Handlers get ``db`` as ``ctx.db``.
+
+Bounds: a job whose worker died runs again within ``lease_s`` plus a third of it; an idle
+worker runs one claim per ``poll_interval_s``; ``stop`` returns within ``shutdown_grace_s``
+plus a few seconds, with every running job either finished or released to the queue.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ import os
 import random
 import socket
 import time
-import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import AsyncIterator, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -35,13 +35,12 @@ from pydantic import ValidationError
 from jobs import queries
 from jobs.config import WorkerConfig
 from jobs.definition import Job, JobContext, PermanentJobError, output_json
+from jobs.results import DB_ERRORS, FailureHook, JobFailure, ResultWriter, error_text
 from jobs.timing import CHANNEL, parse_wake, retry_delay, wake_payload
 from persistence.db import Database
 
 log = logging.getLogger(__name__)
 
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-MAX_ERROR_CHARS = 8000
 MAX_KNOWN_DUE = 10_000  # future wake-ups remembered; beyond that the poll finds them
 STOP_AFTER_CANCEL_S = 2.0
 # The queue's own statements use a small pool of their own, with synchronous_commit off: a
@@ -55,24 +54,6 @@ QUEUE_POOL_SIZE = 4
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
     """Release without asyncpg's reset round trip: these connections set nothing."""
-
-
-@dataclass(frozen=True)
-class JobFailure:
-    """One failed attempt, as given to ``Worker.on_failure`` hooks."""
-
-    job_id: uuid.UUID
-    job_name: str
-    job_type: str
-    attempt: int
-    max_attempts: int
-    final: bool  # True: the job is now 'failed'; False: it will be retried
-    error: str  # what background_jobs.error holds
-    exception: BaseException | None  # None when a lease expired (the worker died)
-    worker_id: str
-
-
-FailureHook = Callable[[JobFailure], Awaitable[None]]
 
 
 class _JobLog(logging.LoggerAdapter[logging.Logger]):
@@ -90,13 +71,6 @@ class _Running:
     max_attempts: int
     task: asyncio.Task[None] | None = None
     lease_lost: bool = False
-
-
-@dataclass
-class _Completion:
-    job_id: uuid.UUID
-    attempt: int
-    output: str | None
 
 
 def default_worker_id() -> str:
@@ -126,12 +100,11 @@ class Worker:
         # Called after every failed attempt (the observability module writes error_logs).
         self.on_failure: list[FailureHook] = list(on_failure)
         self.ready = asyncio.Event()  # set once the first claim is done
-        self.counts: collections.Counter[str] = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()
         self._running: dict[uuid.UUID, _Running] = {}
         self._running_by_name: collections.Counter[str] = collections.Counter()
-        self._completions: list[_Completion] = []
+        self._results = ResultWriter(self._queue, self.worker_id)
         self._wake = asyncio.Event()
-        self._flush_wake = asyncio.Event()
         self._maybe_more = True
         self._notified = 0  # bumped per relevant NOTIFY, so one arriving mid-claim counts
         self._due: list[float] = []  # epoch seconds of known future jobs (a heap)
@@ -143,6 +116,11 @@ class Worker:
         self._claim_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """Attempts so far: claimed, completed, retried, failed, reaped (for metrics)."""
+        return {**self._counts, "completed": self._results.written}
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -150,10 +128,14 @@ class Worker:
             self.dsn, min_size=1, max_size=QUEUE_POOL_SIZE, reset=_no_reset,
             server_settings={"synchronous_commit": "off", "application_name": "jobs-worker"},
         )
-        await self._listen()
-        await self._ensure_periods()
+        try:
+            await self._listen()
+            await self._ensure_periods()
+        except BaseException:
+            await self._close_connections()
+            raise
         self._claim_task = asyncio.create_task(self._claim_loop(), name="jobs-claim")
-        self._flush_task = asyncio.create_task(self._flush_loop(), name="jobs-flush")
+        self._flush_task = asyncio.create_task(self._results.run(), name="jobs-results")
         self._tasks = [
             self._claim_task,
             self._flush_task,
@@ -195,13 +177,16 @@ class Worker:
                 await asyncio.wait(pending, timeout=STOP_AFTER_CANCEL_S)
                 await self._release(leftover)
         if self._flush_task is not None:
-            self._flush_wake.set()
+            self._results.close()
             await asyncio.wait([self._flush_task], timeout=STOP_AFTER_CANCEL_S)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
         if self._listener is not None:
             with contextlib.suppress(*DB_ERRORS):
                 await self._listener.close(timeout=2)
@@ -307,7 +292,7 @@ class Worker:
         entry = _Running(job, row["id"], row["attempts"], row["max_attempts"])
         self._running[entry.job_id] = entry
         self._running_by_name[job.name] += 1
-        self.counts["claimed"] += 1
+        self._counts["claimed"] += 1
         entry.task = asyncio.create_task(
             self._run(entry, row["input"], row["period_start"]), name=f"job-{job.name}"
         )
@@ -350,8 +335,7 @@ class Worker:
             except Exception as exc:  # a handler's failure is data: stored, retried, reported
                 await self._failed(entry, exc, permanent=False)
             else:
-                self._completions.append(_Completion(entry.job_id, entry.attempt, result))
-                self._flush_wake.set()
+                self._results.add(entry.job_id, entry.attempt, result)
         finally:
             del self._running[entry.job_id]
             self._running_by_name[job.name] -= 1
@@ -360,9 +344,8 @@ class Worker:
     async def _failed(self, entry: _Running, exc: BaseException, *, permanent: bool,
                       note: str | None = None) -> None:
         job = entry.job
-        headline = note or f"{type(exc).__name__}: {exc}"
-        trace = "".join(traceback.format_exception(exc))
-        error = f"{headline}\n{trace}"[:MAX_ERROR_CHARS]
+        error = error_text(exc, note)
+        headline = error.partition("\n")[0]
         final = permanent or entry.attempt >= entry.max_attempts
         log.warning("jobs: %s %s attempt %d/%d failed%s: %s", job.name, entry.job_id,
                     entry.attempt, entry.max_attempts, "" if final else ", will retry", headline)
@@ -380,7 +363,7 @@ class Worker:
         except DB_ERRORS:
             log.exception("jobs: could not record the failure of %s; its lease will expire",
                           entry.job_id)
-        self.counts["failed" if final else "retried"] += 1
+        self._counts["failed" if final else "retried"] += 1
         await self._report(JobFailure(
             entry.job_id, job.name, job.job_type, entry.attempt, entry.max_attempts, final,
             error, exc, self.worker_id,
@@ -392,42 +375,6 @@ class Worker:
                 await hook(failure)
             except Exception:  # a broken reporter must not stop the worker
                 log.exception("jobs: failure hook %r raised", hook)
-
-    # -- writing results ---------------------------------------------------------------------
-
-    async def _flush_loop(self) -> None:
-        """The only writer of completions; on stop it writes what is left, then returns."""
-        while True:
-            await self._flush_wake.wait()
-            self._flush_wake.clear()
-            try:
-                await self._flush_completions()
-            except DB_ERRORS:
-                log.exception("jobs: writing completions failed; retrying")
-                await asyncio.sleep(0.5)
-                self._flush_wake.set()
-                continue
-            if self._stopping and not self._running:
-                return
-
-    async def _flush_completions(self) -> None:
-        """Write every finished job in one statement per round (group commit)."""
-        while self._completions:
-            batch, self._completions = self._completions, []
-            try:
-                async with self._queue() as conn:
-                    rows = await conn.fetch(
-                        queries.COMPLETE, [c.job_id for c in batch], [c.attempt for c in batch],
-                        [c.output for c in batch], self.worker_id,
-                    )
-            except BaseException:
-                self._completions[:0] = batch  # written next round, or re-run after the lease
-                raise
-            self.counts["completed"] += len(rows)
-            if len(rows) < len(batch):
-                written = {row["id"] for row in rows}
-                lost = [str(c.job_id) for c in batch if c.job_id not in written]
-                log.warning("jobs: lease lost before the result was written: %s", lost)
 
     # -- leases ------------------------------------------------------------------------------
 
@@ -468,7 +415,7 @@ class Worker:
             rows = await conn.fetch(queries.REAP)
         for row in rows:
             log.warning("jobs: %s %s: %s", row["job_name"], row["id"], row["error"])
-            self.counts["reaped"] += 1
+            self._counts["reaped"] += 1
             await self._report(JobFailure(
                 row["id"], row["job_name"], row["job_type"], row["attempts"],
                 row["max_attempts"], row["status"] == "failed", row["error"], None,

@@ -55,5 +55,5 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
         await worker.stop()
     finally:
         await db.close()
-    log.info("jobs worker %s stopped: %s", worker.worker_id, dict(worker.counts))
+    log.info("jobs worker %s stopped: %s", worker.worker_id, worker.counts)
     return 0
