@@ -10,6 +10,8 @@ expired leases, re-LISTEN after a lost connection). Handlers get ``db`` as ``ctx
 Bounds: a job whose worker died runs again within ``lease_s`` plus a third of it; an idle
 worker runs one claim per ``poll_interval_s``; ``stop`` returns within ``shutdown_grace_s``
 plus a few seconds, with every running job either finished or released to the queue.
+(Over 400 lines: the claim loop, the runners and the lease housekeeping share one set of
+running-job state; results and failure records live in ``jobs.results``.)
 """
 
 from __future__ import annotations
