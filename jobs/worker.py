@@ -123,6 +123,15 @@ class Worker:
         """Attempts so far: claimed, completed, retried, failed, reaped (for metrics)."""
         return {**self._counts, "completed": self._results.written}
 
+    def health(self) -> dict[str, Any]:
+        """For /healthz: is it listening, what runs, what it did."""
+        return {
+            "worker_id": self.worker_id,
+            "listening": self._listener is not None and not self._listener.is_closed(),
+            "running": len(self._running),
+            **self.counts,
+        }
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
