@@ -3,7 +3,7 @@
     python bench/jobs.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
                          [--repeats 5] [--jobs 4000] [--latency-jobs 200] [--workers 4]
 
-Each system gets its own database (``bench_jobs_<system>``, recreated) and ``--workers``
+Each system gets its own database (``bench_jobs_<system>``, dropped at the end) and ``--workers``
 worker processes of ``--concurrency`` slots each. Per repeat, in a rotating order, each
 system runs two phases with the same worker processes:
 - throughput: ``--jobs`` no-op jobs committed in one transaction; jobs/s = jobs / (time from
@@ -253,6 +253,15 @@ async def run_one(system: System, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+async def drop_databases(admin_dsn: str, chosen: dict[str, System]) -> None:
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        for system in chosen.values():
+            await admin.execute(f'drop database if exists "bench_jobs_{system.name}" with (force)')
+    finally:
+        await admin.close()
+
+
 async def prepare(admin_dsn: str, chosen: dict[str, System]) -> None:
     admin = await asyncpg.connect(admin_dsn)
     try:
@@ -329,6 +338,7 @@ async def main() -> None:
     Path(args.output).write_text(json.dumps(
         {"args": vars(args), "runs": runs, "medians": summary,
          "loadavg": os.getloadavg()}, indent=2))
+    await drop_databases(args.dsn, chosen)
 
 
 if __name__ == "__main__":
