@@ -91,9 +91,11 @@ class AwarenessStates:
         accepted: list[AwarenessEntry] = []
         for entry in entries:
             client_id = entry.client_id
-            if _stale(entry, self._entries.get(client_id)):
+            known = self._entries.get(client_id)
+            if _stale(entry, known):
                 continue
-            valid = checked(entry)
+            # A renewal repeats the state it renews: checked once, not every 15 s.
+            valid = entry if known is not None and entry.state == known.state else checked(entry)
             if valid is None:
                 AWARENESS_DROPPED.labels("invalid_state").inc()
                 continue
@@ -134,9 +136,10 @@ class AwarenessStates:
         accepted: list[AwarenessEntry] = []
         for entry in entries:
             client_id = entry.client_id
-            if _stale(entry, self._entries.get(client_id)):
+            known = self._entries.get(client_id)
+            if _stale(entry, known):
                 continue
-            valid = checked(entry)
+            valid = entry if known is not None and entry.state == known.state else checked(entry)
             if valid is None:
                 AWARENESS_DROPPED.labels("invalid_state").inc()
                 continue
