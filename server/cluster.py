@@ -137,6 +137,9 @@ class Cluster:
                 "DATA_DIR": str(self.settings.data_dir),
                 "INSTANCE_ID": instance_id,
                 "PORT": str(port),
+                # The round-robin proxy connects from loopback and stamps each request with
+                # the client's address; nodes listen on loopback only.
+                "TRUSTED_PROXIES": "127.0.0.1",
             }
         )
         return env
