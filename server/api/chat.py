@@ -28,7 +28,7 @@ from server.services import Services
 PATH = "/api/v1/conversations/{conversation_id}/messages"
 STATUS = {
     "bad_request": 400, "forbidden": 403, "not_found": 404, "busy": 409,
-    "quota_exceeded": 429, "ai_unavailable": 503,
+    "quota_exceeded": 429, "ai_unavailable": 503, "ai_installing": 503,
 }
 MAX_BODY = 256 * 1024
 
