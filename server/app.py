@@ -25,7 +25,7 @@ from persistence.maintenance import PartitionMaintenance
 from server.api import api_app
 from server.api.chat import chat_stream_route
 from server.errors import ApiError, api_error_handler, http_error_handler
-from server.health import healthz
+from server.health import healthz, readyz
 from server.metrics import metrics_route
 from server.services import Services
 from server.settings import Settings
@@ -49,6 +49,7 @@ def make_broker(settings: Settings) -> Broker:
 def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         metrics_route(),
         # POST only, before the /api/v1 mount: the chat reply as SSE (or JSON).
         chat_stream_route(),
