@@ -31,6 +31,7 @@ ERROR_TEXT = {
     413: "Request body too large",
     422: "Validation failed",
     429: "Too many attempts",
+    503: "A part this needs is unavailable here (e.g. no sandbox); the message says why",
 }
 
 
