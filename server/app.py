@@ -24,7 +24,7 @@ from persistence.editor_sessions import PostgresEditorSessions
 from server.api import api_app
 from server.background import build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
-from server.health import healthz
+from server.health import healthz, readyz
 from server.metrics import metrics_route
 from server.services import Services
 from server.settings import Settings
@@ -48,6 +48,7 @@ def make_broker(settings: Settings) -> Broker:
 def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         metrics_route(),
         Mount("/api/v1", app=api_app()),
         WebSocketRoute("/ws/docs/{file_id}", document_socket),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.logs import uvicorn_log_config
 from server.settings import Settings
 from server.ws_transport import DirectWebSocketProtocol
 
@@ -23,4 +24,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # which lets any local proxy's clients, or local clients, pick their address.
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": list(settings.trusted_proxies),
+        # Sockets carry their token in the query string: redacted from every log line.
+        "log_config": uvicorn_log_config(),
     }

@@ -24,7 +24,7 @@ from server.errors import ApiError
 
 STATUS = {
     "bad_request": 400, "forbidden": 403, "not_found": 404, "busy": 409,
-    "quota_exceeded": 429, "ai_unavailable": 503,
+    "quota_exceeded": 429, "ai_unavailable": 503, "ai_installing": 503,
 }
 
 

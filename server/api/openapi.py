@@ -32,7 +32,7 @@ ERROR_TEXT = {
     422: "Validation failed",
     429: "Too many attempts",
     502: "The upstream reply failed",
-    503: "A needed service is not available",
+    503: "A part this needs is unavailable here (e.g. no sandbox); the message says why",
 }
 
 
