@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
+from ai.analysis import Analyses
 from ai.chat import ChatHub
 from collab.broker import Broker, LocalBroker
 from collab.hub import DocumentHub
@@ -120,8 +121,15 @@ def create_app(settings: Settings) -> Starlette:
         terminals = TerminalHub(settings.execution, db, services.hubs, local)
         await terminals.start()
         services.hubs["terminals"] = terminals
+        # Code analyses: requested here, run as jobs (by this process's worker with the
+        # chat's provider, or by a worker process with its own).
+        analyses = Analyses(db, chat.slot, settings.ai, projects.publish)
+        services.hubs["analyses"] = analyses
         # Background jobs (housekeeping included), unless workers run apart.
-        worker = build_worker(settings, db) if settings.jobs.worker_in_process else None
+        worker = (
+            build_worker(settings, db, analyses=analyses)
+            if settings.jobs.worker_in_process else None
+        )
         if worker is not None:
             await worker.start()
             services.hubs["jobs"] = worker

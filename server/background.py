@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from ai.analysis import Analyses
 from jobs import Job, Worker
 from jobs import maintenance as maintenance_jobs
 from jobs.config import WorkerConfig
@@ -18,8 +19,10 @@ from persistence.db import Database
 from server.settings import Settings
 
 
-def all_jobs() -> list[Job[Any]]:
-    return [*maintenance_jobs.JOBS]
+def all_jobs(analyses: Analyses | None = None) -> list[Job[Any]]:
+    """The housekeeping jobs, and the assistant's analyses when this process has a provider
+    slot for them."""
+    return [*maintenance_jobs.JOBS, *([analyses.job] if analyses is not None else [])]
 
 
 def build_worker(
@@ -27,11 +30,12 @@ def build_worker(
     db: Database,
     jobs: Sequence[Job[Any]] | None = None,
     config: WorkerConfig | None = None,
+    analyses: Analyses | None = None,
 ) -> Worker:
     assert settings.database_url
     return Worker(
         db,
-        all_jobs() if jobs is None else jobs,
+        all_jobs(analyses) if jobs is None else jobs,
         dsn=settings.database_url,
         config=config or settings.jobs.worker,
         worker_id=f"{settings.instance_id}:{os.getpid()}",

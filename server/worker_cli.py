@@ -10,12 +10,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
+import json
 import logging
 import signal
+import uuid
 from typing import Any
 
+from ai.analysis import Analyses
+from ai.registry import provider_slot
+from collab.project_hub import EVENT_TAG
 from jobs import Job
 from persistence.db import Database
+from server.app import make_broker
 from server.background import build_worker
 from server.settings import Settings
 
@@ -41,7 +47,21 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
     db = await Database.connect(
         settings.database_url, min_size=1, max_size=config.concurrency + 1
     )
-    worker = build_worker(settings, db, jobs, config)
+    # The analyses' provider (started on first use) and, with Redis, the project channel
+    # their results are announced on; owned here for the worker's lifetime.
+    slot = provider_slot(settings.ai, settings.data_dir)
+    await slot.start()  # the embedded model launches in the background
+    broker = make_broker(settings) if settings.redis_url else None
+    if broker is not None:
+        await broker.start()
+
+    async def publish(project_id: uuid.UUID, event: dict[str, Any]) -> None:
+        assert broker is not None
+        text = json.dumps(event, default=str)
+        await broker.publish(f"project:{project_id}", EVENT_TAG + text.encode())
+
+    analyses = Analyses(db, slot, settings.ai, publish if broker is not None else None)
+    worker = build_worker(settings, db, jobs, config, analyses=analyses)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -54,6 +74,9 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
         log.info("jobs worker %s stopping", worker.worker_id)
         await worker.stop()
     finally:
+        await slot.close()
+        if broker is not None:
+            await broker.close()
         await db.close()
     log.info("jobs worker %s stopped: %s", worker.worker_id, worker.counts)
     return 0

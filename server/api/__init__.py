@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__
 from server.api import (
+    analyses,
     auth,
     chat,
     conversations,
@@ -45,6 +46,7 @@ def endpoints() -> list[Endpoint]:
         *document_versions.ENDPOINTS,
         *conversations.ENDPOINTS,
         *chat.ENDPOINTS,
+        *analyses.ENDPOINTS,
         *executions.ENDPOINTS,
     ]
 
