@@ -31,13 +31,21 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def classify(result: RunResult) -> tuple[int, str | None]:
+def out_of_memory(result: RunResult) -> bool:
+    """The run failed because an allocation did (a clean exit is not a failure)."""
+    failed = result.term_signal is not None or bool(result.exit_code)
+    return failed and st.allocation_failed(_text(result.stderr))
+
+
+def classify(result: RunResult, limits: Limits) -> tuple[int, str | None]:
     """Judge0 status id (and a note) for a finished run."""
     if result.timed_out or result.cpu_exceeded:
         return st.TIME_LIMIT_EXCEEDED, "time limit exceeded"
     if result.output_capped:
         # Judge0 writes output to a size-limited file: going past it is SIGXFSZ there too.
         return st.RUNTIME_ERROR_SIGXFSZ, "output limit exceeded"
+    if out_of_memory(result):
+        return st.MEMORY_LIMIT_EXCEEDED, f"memory limit exceeded ({_mib(limits.memory_kb)})"
     if result.term_signal is not None:
         try:
             sig = signal.Signals(result.term_signal)
@@ -49,6 +57,10 @@ def classify(result: RunResult) -> tuple[int, str | None]:
     if result.exit_code:
         return st.RUNTIME_ERROR_NZEC, f"exited with status {result.exit_code}"
     return st.ACCEPTED, None
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:g} MiB"
 
 
 class LocalBackend:
@@ -181,7 +193,7 @@ class LocalBackend:
             identity=identity, stdin=request.stdin.encode(), sink=sink, env=language.env,
             cwd=cwd,
         )
-        status_id, run_note = classify(ran)
+        status_id, run_note = classify(ran, limits)
         return ExecutionResult(
             status_id,
             stdout=_text(ran.stdout),

@@ -27,7 +27,8 @@ from typing import Any
 
 from execution.config import ExecutionConfig
 from execution.local import LocalBackend
-from execution.sandbox import WORKSPACE, Bind, Limits, ProcessReaper, kill_group
+from execution.process_tree import ProcessReaper, kill_group
+from execution.sandbox import WORKSPACE, Bind, Limits
 from execution.shell import BASHRC, CommandRecord, ShellParser, strip_queries
 from execution.workspace import Manifest, Workspaces
 from persistence import executions as store

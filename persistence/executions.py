@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import asyncpg
@@ -58,6 +58,7 @@ select id, user_id, project_id, command, output, exit_code, duration_ms, working
 from public.terminal_sessions where project_id = $1 order by created_at, id limit $2
 """
 SELECT_PROJECT_WORKSPACE = "select workspace_id from public.projects where id = $1"
+MICROSECOND = Decimal("0.001")  # of a millisecond
 
 
 def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
@@ -112,10 +113,18 @@ async def finish_execution(
     return _row(
         await conn.fetchrow(
             FINISH_EXECUTION, execution_id, status, _clean(stdout), _clean(stderr),
-            _clean(compile_output), exit_code, time_ms, wall_ms, memory_kb, token,
-            _clean(message),
+            _clean(compile_output), exit_code, _milliseconds(time_ms), _milliseconds(wall_ms),
+            memory_kb, token, _clean(message),
         )
     )
+
+
+def _milliseconds(value: float | None) -> Decimal | None:
+    """Milliseconds to the microsecond (what rusage measures), as an exact decimal: a float
+    handed to a ``numeric`` column is stored with its binary noise (27.39199999999999945...)."""
+    if value is None:
+        return None
+    return Decimal(repr(value)).quantize(MICROSECOND, rounding=ROUND_HALF_EVEN)
 
 
 def _clean(text: str | None) -> str | None:
