@@ -13,6 +13,14 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _choice(value: str | None, allowed: tuple[str, ...], default: str) -> str:
+    if not value:
+        return default
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
 @dataclass(frozen=True)
 class ExecutionConfig:
     backend: str = "sandbox"
@@ -45,6 +53,11 @@ class ExecutionConfig:
     max_inline_file_bytes: int = 1024 * 1024
     max_sync_files: int = 2000
     max_concurrent_runs: int = 8
+    # Disk: what one project may keep (workdir, files, storage); how it is enforced
+    # ("auto": a loop-mounted image per project when root, else a watcher; "watch").
+    project_disk_quota_bytes: int = 1024 * 1024 * 1024
+    disk_enforcement: str = "auto"
+    disk_volume_idle_s: float = 60.0
     # Terminals.
     terminal_idle_timeout_s: float = 300.0
     terminal_scrollback_bytes: int = 256 * 1024
@@ -71,4 +84,10 @@ class ExecutionConfig:
             max_processes=int(env.get("EXECUTION_MAX_PROCESSES", "64")),
             max_output_bytes=int(env.get("EXECUTION_MAX_OUTPUT", str(1024 * 1024))),
             terminal_idle_timeout_s=float(env.get("TERMINAL_IDLE_TIMEOUT", "300")),
+            project_disk_quota_bytes=int(
+                env.get("PROJECT_DISK_QUOTA_BYTES", str(1024 * 1024 * 1024))
+            ),
+            disk_enforcement=_choice(
+                env.get("PROJECT_DISK_ENFORCEMENT"), ("auto", "watch"), "auto"
+            ),
         )

@@ -30,8 +30,9 @@ from execution.backend import (
 from execution.config import ExecutionConfig
 from execution.languages import BASE_LANGUAGES, GO, JAVA, RUST
 from execution.local import LocalBackend
+from execution.quota import project_disk_quota
 from execution.sandbox import Limits
-from execution.workspace import Manifest, Workspaces
+from execution.workspace import Manifest, SyncReport, Workspaces, quota_message
 from persistence import executions as store
 from persistence import files as file_store
 from persistence.db import Database
@@ -253,19 +254,24 @@ class ExecutionHub:
         if not isinstance(self.backend, LocalBackend):
             return await self.backend.execute(request, sink)
         backend = self.backend
+        quota = await project_disk_quota(self.db, self.config, project_id)
         with backend.uids.hold(request.owner_key) as slot:
             uid = backend.sandbox.identity_for(slot).uid
             lock = self.workspaces.lock(project_id)
-            async with lock:
-                manifest: Manifest = await self.workspaces.materialize(project_id, uid)
-            workdir = self.workspaces.path(project_id)
-            result = await backend.execute(replace(request, workdir=workdir), sink)
-            async with lock:
-                report = await self.workspaces.sync_back(project_id, manifest, user_id)
+            async with backend.volumes.use(project_id, quota, uid) as volume:
+                async with lock:
+                    manifest: Manifest = await self.workspaces.materialize(project_id, uid)
+                workdir = self.workspaces.path(project_id)
+                result = await backend.execute(
+                    replace(request, workdir=workdir, quota_exceeded=volume.over_quota), sink
+                )
+                async with lock:
+                    report = await self.workspaces.sync_back(project_id, manifest, user_id, quota)
+                    full = await self.workspaces.settle_quota(volume, report)
         if report.created or report.updated:
             log.info("execution %s brought back %d new and %d changed files", execution_id,
                      len(report.created), len(report.updated))
-        return result
+        return with_quota_note(result, full, report, quota)
 
     async def _emit(self, project_id: uuid.UUID, live: _Live, event: dict[str, Any]) -> None:
         live.events.append(event)
@@ -358,6 +364,28 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": row.get("created_at"),
         "finished_at": row.get("finished_at"),
     }
+
+
+def with_quota_note(
+    result: ExecutionResult, full: bool, report: SyncReport, quota_bytes: int
+) -> ExecutionResult:
+    """Say so when the project's disk quota stopped the run or kept files from being saved;
+    a run that failed because a write did (ENOSPC) is SIGXFSZ, as a file size limit is."""
+    if not full and not report.over_quota:
+        return result
+    note = quota_message(quota_bytes, report)
+    status_id = result.status_id
+    if result.status_id in {st.RUNTIME_ERROR_NZEC, st.RUNTIME_ERROR_OTHER} and (
+        st.disk_was_full(result.stderr[-st.OOM_TAIL_BYTES:])
+    ):
+        status_id = st.RUNTIME_ERROR_SIGXFSZ
+    if result.message is None or result.message == "project disk quota exceeded":
+        message = note  # nothing else to say, or the watcher stopped it: the note says why
+    elif status_id != result.status_id:
+        message = f"{note} ({result.message})"  # the quota is why it failed
+    else:
+        message = f"{result.message}; {note}"
+    return replace(result, status_id=status_id, message=message)
 
 
 def _language_for(path: str) -> str | None:

@@ -111,6 +111,7 @@ class RunResult:
     wall_ms: float = 0.0
     memory_kb: int = 0
     cpu_exceeded: bool = False
+    stopped: bool = False  # by the caller's ``stop`` event (a disk quota watcher)
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,7 @@ class Sandbox:
         sink: OutputSink | None = None,
         env: dict[str, str] | None = None,
         cwd: str = WORKSPACE,
+        stop: asyncio.Event | None = None,
     ) -> RunResult:
         # PID 1 is coreutils' ``timeout 0`` (no timeout): it waits for the program, so the
         # launcher's rusage covers it, exits 128+N when it dies of signal N (an init cannot
@@ -278,7 +280,8 @@ class Sandbox:
         started = time.monotonic()
         reaper = ProcessReaper(proc.pid)
         try:
-            return await _supervise(proc, reaper, limits, stdin, sink, started)
+            return await _supervise(proc, reaper, limits, stdin, sink, started,
+                                    stop or asyncio.Event())
         finally:
             # Normally a no-op (reaped already); on cancellation the run still stops here.
             await stop_sandbox(proc.pid, reaper)
@@ -341,6 +344,7 @@ async def _supervise(
     stdin: bytes,
     sink: OutputSink | None,
     started: float,
+    stop: asyncio.Event,
 ) -> RunResult:
     assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
     capture = _Capture(limits.output_bytes, sink)
@@ -350,13 +354,14 @@ async def _supervise(
     ]
     writer = asyncio.create_task(_feed(proc.stdin, stdin))
     capped = asyncio.create_task(capture.over.wait())
+    stopped = asyncio.create_task(stop.wait())
     exited = asyncio.create_task(reaper.wait())
     timed_out = False
     try:
-        await asyncio.wait({exited, capped}, timeout=limits.wall_time_s,
+        await asyncio.wait({exited, capped, stopped}, timeout=limits.wall_time_s,
                            return_when=asyncio.FIRST_COMPLETED)
         if not reaper.done:
-            timed_out = not capture.capped
+            timed_out = not capture.capped and not stop.is_set()
             # Stopped tree first, launcher last: the CPU of every process is counted.
             await stop_sandbox(proc.pid, reaper)
         # The launcher has been reaped: its PID 1 and the whole namespace are gone, so the
@@ -364,9 +369,9 @@ async def _supervise(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*readers), 2.0)
     finally:
-        for task in [*readers, writer, capped, exited]:
+        for task in [*readers, writer, capped, stopped, exited]:
             task.cancel()
-        await asyncio.gather(*readers, writer, capped, exited, return_exceptions=True)
+        await asyncio.gather(*readers, writer, capped, stopped, exited, return_exceptions=True)
     wall_ms = (time.monotonic() - started) * 1000
     code = reaper.returncode
     exit_code, term_signal = _decode_status(code)
@@ -383,6 +388,7 @@ async def _supervise(
         wall_ms=wall_ms,
         memory_kb=usage.ru_maxrss if usage else 0,
         cpu_exceeded=cpu_ms >= limits.cpu_time_s * 1000 or term_signal == signal.SIGXCPU,
+        stopped=stop.is_set() and not timed_out,
     )
 
 

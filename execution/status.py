@@ -105,3 +105,10 @@ def allocation_failed(stderr: str) -> bool:
     )
     return OUT_OF_MEMORY.search(ends) is not None
 
+
+DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|\bENOSPC\b|\bEDQUOT\b")
+
+
+def disk_was_full(stderr_tail: str) -> bool:
+    """A write failed for lack of space (the project's disk quota)."""
+    return DISK_FULL.search(stderr_tail) is not None

@@ -198,6 +198,22 @@ where id = $1
 """
 
 
+LOCK_PROJECT_DISK = "select pg_advisory_xact_lock(hashtextextended('project-disk:' || $1, 0))"
+STORED_FILE_SIZES = """
+select id, coalesce(size_bytes, octet_length(content), 0) as bytes
+from public.files
+where project_id = $1 and type = 'file' and not is_deleted
+"""
+
+
+async def lock_project_disk(
+    conn: asyncpg.Connection, project_id: uuid.UUID
+) -> dict[uuid.UUID, int]:
+    """Take the project's disk lock for this transaction; the stored size of each file."""
+    await conn.execute(LOCK_PROJECT_DISK, str(project_id))
+    return {r["id"]: int(r["bytes"]) for r in await conn.fetch(STORED_FILE_SIZES, project_id)}
+
+
 async def workspace_files(conn: asyncpg.Connection, project_id: uuid.UUID) -> list[dict[str, Any]]:
     return [dict(r) for r in await conn.fetch(LIST_WORKSPACE_FILES, project_id)]
 
