@@ -52,7 +52,13 @@ class ExecutionConfig:
     max_sync_file_bytes: int = 10 * 1024 * 1024
     max_inline_file_bytes: int = 1024 * 1024
     max_sync_files: int = 2000
+    # The run queue (execution/scheduler.py): slots of this process, caps per user and per
+    # project, runs one user may have waiting; "fair" (tenants take turns) or "fifo".
     max_concurrent_runs: int = 8
+    max_runs_per_user: int = 4
+    max_runs_per_project: int = 4
+    max_queued_per_user: int = 32
+    run_queue: str = "fair"
     # Disk: what one project may keep (workdir, files, storage); how it is enforced
     # ("auto": a loop-mounted image per project when root, else a watcher; "watch").
     project_disk_quota_bytes: int = 1024 * 1024 * 1024
@@ -83,6 +89,11 @@ class ExecutionConfig:
             memory_kb=int(env.get("EXECUTION_MEMORY_KB", str(256 * 1024))),
             max_processes=int(env.get("EXECUTION_MAX_PROCESSES", "64")),
             max_output_bytes=int(env.get("EXECUTION_MAX_OUTPUT", str(1024 * 1024))),
+            max_concurrent_runs=int(env.get("EXECUTION_MAX_CONCURRENT", "8")),
+            max_runs_per_user=int(env.get("EXECUTION_MAX_PER_USER", "4")),
+            max_runs_per_project=int(env.get("EXECUTION_MAX_PER_PROJECT", "4")),
+            max_queued_per_user=int(env.get("EXECUTION_MAX_QUEUED_PER_USER", "32")),
+            run_queue=_choice(env.get("EXECUTION_QUEUE"), ("fair", "fifo"), "fair"),
             terminal_idle_timeout_s=float(env.get("TERMINAL_IDLE_TIMEOUT", "300")),
             project_disk_quota_bytes=int(
                 env.get("PROJECT_DISK_QUOTA_BYTES", str(1024 * 1024 * 1024))

@@ -146,6 +146,11 @@ async def abandon_unfinished(conn: asyncpg.Connection, execution_ids: list[uuid.
     await conn.execute(ABANDON_UNFINISHED, execution_ids)
 
 
+async def project_workspace(conn: asyncpg.Connection, project_id: uuid.UUID) -> uuid.UUID | None:
+    workspace_id: uuid.UUID | None = await conn.fetchval(SELECT_PROJECT_WORKSPACE, project_id)
+    return workspace_id
+
+
 async def record_usage(
     conn: asyncpg.Connection,
     *,

@@ -43,6 +43,10 @@ class Execution(BaseModel):
     status_id: int
     status_description: str
     finished: bool
+    queue_position: int | None = Field(
+        None, description="while waiting for a sandbox slot: 1 = next to start; 0 = has its "
+        "slot; null once finished (or when another server process holds the run)",
+    )
     stdin: str | None
     stdout: str | None
     stderr: str | None
@@ -95,7 +99,7 @@ async def create_execution(ctx: Ctx) -> JSONResponse:
             limits=RunLimits(body.cpu_time_limit, body.wall_time_limit, body.memory_limit),
         )
     except ExecutionError as exc:
-        status = 404 if exc.code == "file_not_found" else 422
+        status = {"file_not_found": 404, "too_many_runs": 429}.get(exc.code, 422)
         raise ApiError(status, exc.code, exc.message) from None
     body_out = Execution.model_validate(public(row)).model_dump(mode="json")
     return JSONResponse(
@@ -148,9 +152,12 @@ async def list_languages(ctx: Ctx) -> dict[str, Any]:
 
 ENDPOINTS = [
     Endpoint("POST", "/projects/{project_id}/executions", create_execution,
-             "Run code (member or higher): 202 with the queued run; output streams on the "
-             "project channel and /executions/{id}/events", "executions",
-             body=ExecutionCreate, response=Execution, status=202, errors=(403, 404, 422)),
+             "Run code (member or higher): 202 with the queued run and its queue_position "
+             "(runs are scheduled fairly between workspaces, capped per user and project); "
+             "output streams on the project channel and /executions/{id}/events",
+             "executions",
+             body=ExecutionCreate, response=Execution, status=202,
+             errors=(403, 404, 422, 429)),
     Endpoint("GET", "/executions/{execution_id}", get_execution,
              "A run: status (Judge0's list), output, time, memory", "executions",
              response=Execution, errors=(404,)),
