@@ -16,6 +16,7 @@ from pathlib import Path
 from ai.config import AIConfig
 from collab.config import CollabConfig
 from execution.config import ExecutionConfig
+from jobs.config import JobsConfig
 
 DEFAULT_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
 
@@ -67,6 +68,7 @@ class Settings:
     collab: CollabConfig = field(default_factory=CollabConfig)
     ai: AIConfig = field(default_factory=AIConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +97,7 @@ class Settings:
             collab=CollabConfig.from_env(env),
             ai=AIConfig.from_env(env, data_dir),
             execution=ExecutionConfig.from_env(env, data_dir),
+            jobs=JobsConfig.from_env(env),
         )
 
 
