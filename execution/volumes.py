@@ -163,8 +163,14 @@ class ProjectVolumes:
         watcher: asyncio.Task[None] | None = None
         try:
             if mode == LOOP:
-                lock_fd = await self._hold_mounted(project_id, path, quota_bytes, uid)
-            else:
+                try:
+                    lock_fd = await self._hold_mounted(project_id, path, quota_bytes, uid)
+                except (VolumeError, OSError) as exc:
+                    # Out of loop devices, a broken image...: this use is watched instead.
+                    log.error("workdir of %s not mounted (%s): watching it instead",
+                              project_id, exc)
+                    volume.mode = WATCH
+            if volume.mode == WATCH:
                 watcher = asyncio.create_task(_watch(volume), name=f"disk-watch-{project_id}")
             yield volume
         finally:

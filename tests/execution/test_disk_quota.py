@@ -20,6 +20,7 @@ import pytest
 from execution import disk
 from execution.config import ExecutionConfig
 from execution.runner import ExecutionHub
+from execution.volumes import ProjectVolumes
 from persistence.db import Database
 from server.auth.tokens import issue_access_token
 from server.settings import Settings
@@ -192,3 +193,29 @@ async def test_a_terminal_cannot_write_past_the_quota_and_stops_when_left(
     while os.path.ismount(workdir) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     assert not os.path.ismount(workdir)  # released once nobody uses it
+
+
+async def test_a_workdir_that_cannot_be_mounted_is_watched_instead(
+    exec_config: ExecutionConfig,
+) -> None:
+    """As root the image is made and mounted; when that fails (here a directory squats the
+    image's path) the workdir is watched for this use, not left unlimited."""
+    volumes = ProjectVolumes(dataclasses.replace(exec_config, project_disk_quota_bytes=QUOTA))
+    project = uuid.uuid4()
+    squatter = exec_config.workdir_root / ".volumes" / f"{project}.img"
+    squatter.mkdir(parents=True)
+    (squatter / "keep").write_text("x")
+    try:
+        async with volumes.use(project, QUOTA, None) as volume:
+            assert volume.mode == "watch"
+            volume.path.mkdir(parents=True, exist_ok=True)
+            await asyncio.sleep(0.3)  # the watcher's first measurement
+
+            def fill() -> None:
+                for i in range(12):
+                    (volume.path / f"f{i}").write_bytes(os.urandom(1_000_000))
+
+            await asyncio.to_thread(fill)
+            await asyncio.wait_for(volume.over_quota.wait(), 5)
+    finally:
+        await volumes.close()
