@@ -36,7 +36,7 @@ class Reserved:
 async def reserve(
     conn: asyncpg.Connection, *, user_id: uuid.UUID, project_id: uuid.UUID, job_type: str,
     job_input: dict[str, Any], model: str | None, tokens: int, stale_after_s: float,
-    status: str = "pending",
+    status: str = "pending", job_id: uuid.UUID | None = None,
 ) -> Reserved:
     """Check the allowance and insert the ai_jobs row holding ``tokens``, atomically.
 
@@ -60,7 +60,7 @@ async def reserve(
                     f"still running ({exc.committed}/{exc.limit} tokens)") from None
         job_id = await jobs_store.insert_job(
             conn, user_id=user_id, project_id=project_id, job_type=job_type, status=status,
-            job_input=job_input, reserve_tokens=tokens, model=model,
+            job_input=job_input, reserve_tokens=tokens, model=model, job_id=job_id,
         )
     return Reserved(job_id, workspace_id, tokens)
 

@@ -15,9 +15,10 @@ select p.workspace_id, {PLAN_COLUMNS}
 from public.projects p where p.id = $1
 """
 INSERT_JOB = """
-insert into public.ai_jobs (user_id, project_id, job_type, status, input, reserved_tokens,
+insert into public.ai_jobs (id, user_id, project_id, job_type, status, input, reserved_tokens,
                             model, started_at)
-values ($1, $2, $3, $4, $5, $6, $7, case when $4 = 'running' then now() end)
+values (coalesce($8, gen_random_uuid()), $1, $2, $3, $4, $5, $6, $7,
+        case when $4 = 'running' then now() end)
 returning id
 """
 START_JOB = """
@@ -56,14 +57,16 @@ async def allowance(
 async def insert_job(
     conn: asyncpg.Connection, *, user_id: uuid.UUID, project_id: uuid.UUID, job_type: str,
     status: str, job_input: dict[str, Any], reserve_tokens: int, model: str | None,
+    job_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     try:
-        job_id: uuid.UUID = await conn.fetchval(
-            INSERT_JOB, user_id, project_id, job_type, status, job_input, reserve_tokens, model
+        inserted: uuid.UUID = await conn.fetchval(
+            INSERT_JOB, user_id, project_id, job_type, status, job_input, reserve_tokens, model,
+            job_id,
         )
     except asyncpg.UniqueViolationError as exc:
         raise ActiveEditExists(str(job_input.get("file_id"))) from exc
-    return job_id
+    return inserted
 
 
 async def expire_stale_edits(
@@ -81,3 +84,18 @@ async def start_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> bool:
 async def get_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> dict[str, Any] | None:
     row = await conn.fetchrow(SELECT_JOB, job_id)
     return dict(row) if row is not None else None
+
+
+SELECT_ANSWER = """
+select m.content, m.role, c.project_id from public.messages m
+join public.conversations c on c.id = m.conversation_id
+where m.id = $1
+"""
+
+
+async def answer_text(
+    conn: asyncpg.Connection, message_id: uuid.UUID
+) -> tuple[str, str, uuid.UUID] | None:
+    """(content, role, project id) of a chat message."""
+    row = await conn.fetchrow(SELECT_ANSWER, message_id)
+    return (row["content"], row["role"], row["project_id"]) if row is not None else None

@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from ai.analysis import Analyses
 from ai.chat import ChatHub
+from ai.edits import AIEdits
 from collab.broker import Broker, LocalBroker
 from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub, ProjectHubConfig
@@ -125,6 +126,10 @@ def create_app(settings: Settings) -> Starlette:
         # chat's provider, or by a worker process with its own).
         analyses = Analyses(db, chat.slot, settings.ai, projects.publish)
         services.hubs["analyses"] = analyses
+        # AI edits: the assistant as a peer of the document rooms (stopped before them).
+        ai_edits = AIEdits(db, chat.slot, settings.ai, documents, broker, projects.publish)
+        await ai_edits.start()
+        services.hubs["ai_edits"] = ai_edits
         # Background jobs (housekeeping included), unless workers run apart.
         worker = (
             build_worker(settings, db, analyses=analyses)
@@ -140,6 +145,7 @@ def create_app(settings: Settings) -> Starlette:
                 await worker.stop()
             await terminals.close()
             await executions.close()
+            await ai_edits.close()
             await documents.stop()
             await chat.close()
             await projects.close()

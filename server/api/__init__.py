@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__
 from server.api import (
+    ai_edits,
     analyses,
     auth,
     chat,
@@ -47,6 +48,7 @@ def endpoints() -> list[Endpoint]:
         *conversations.ENDPOINTS,
         *chat.ENDPOINTS,
         *analyses.ENDPOINTS,
+        *ai_edits.ENDPOINTS,
         *executions.ENDPOINTS,
     ]
 
