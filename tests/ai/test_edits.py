@@ -134,7 +134,7 @@ async def test_cancel_keeps_or_rolls_back_and_typing_survives_both(
                                                         "to": len(HEAD + RANGE)}})
             assert status == 202
             edit_id = body["edit"]["id"]
-            await wait_until(lambda: _has(a, "2222"), 20)
+            await wait_until(lambda typist=a: _has(typist, "2222"), 20)
             await b.type_at(0)
             await a.type_between("# >>", None)
             status, _ = await call(chat_server, team.member, "POST",
@@ -155,7 +155,7 @@ async def test_cancel_keeps_or_rolls_back_and_typing_survives_both(
             assert finished["edit"]["outcome"] == "rolled_back"
             assert not re.search(r"\d{2}", final) and RANGE in final
         assert fake_openai.disconnects >= 1  # the provider's stream was closed
-        status, again = await call(chat_server, team.owner, "POST",
+        status, _ = await call(chat_server, team.owner, "POST",
                                    f"/ai-edits/{edit_id}/cancel", {"keep": True})
         assert status == 409
 
