@@ -131,7 +131,9 @@ export const api = {
   createConversation: (projectId, title) => send('POST', `/projects/${enc(projectId)}/conversations`, { title }),
   messages: (conversationId) => all(`/conversations/${enc(conversationId)}/messages`),
 
-  execute: (projectId, body) => send('POST', `/projects/${enc(projectId)}/executions`, body)
+  execute: (projectId, body) => send('POST', `/projects/${enc(projectId)}/executions`, body),
+
+  aiEdit: (fileId, body) => send('POST', `/files/${enc(fileId)}/ai-edits`, body)
 }
 
 /** ws://host/path?token=... for a socket on this origin. */

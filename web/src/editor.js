@@ -12,6 +12,7 @@ import { refresh, socketBase } from './api.js'
 import { accessToken } from './session.js'
 import { lighten, userColor } from './colors.js'
 import { h } from './dom.js'
+import { AssistantEdits } from './aiedit.js'
 
 function languageFor (name) {
   if (/\.(m?js|jsx|ts|tsx)$/.test(name)) return javascript({ typescript: /\.tsx?$/.test(name), jsx: /x$/.test(name) })
@@ -49,7 +50,8 @@ class OpenFile {
       else if (code === 4404 || code === 4401 || (code === 4403 && ++this.forbidden > 3)) this.provider.shouldConnect = false
     })
     this.readOnly = new Compartment()
-    this.dom = h('div', { class: 'editor-pane', 'data-file-id': file.id })
+    this.assistant = new AssistantEdits(this.doc, this.text, this.provider)
+    this.dom = h('div', { class: 'editor-pane', 'data-file-id': file.id }, [this.assistant.bar])
     this.view = new EditorView({
       parent: this.dom,
       state: EditorState.create({
@@ -69,7 +71,14 @@ class OpenFile {
     this.provider.params = { token }
   }
 
+  /** The selection in the editor's offsets (UTF-16, as Yjs counts); null when empty. */
+  selection () {
+    const { from, to } = this.view.state.selection.main
+    return from === to ? null : { from, to }
+  }
+
   destroy () {
+    this.assistant.destroy()
     this.view.destroy()
     this.provider.destroy()
     this.doc.destroy()
@@ -135,6 +144,19 @@ export class Editors {
   activeFile () {
     const entry = this.open.get(this.active)
     return entry ? entry.file : null
+  }
+
+  activeEntry () {
+    return this.open.get(this.active) || null
+  }
+
+  /** A project-channel event of an AI edit: the open file's review bar follows it. */
+  assistantEvent (msg) {
+    const edit = msg.edit
+    const entry = edit ? this.open.get(edit.file_id) : null
+    if (!entry) return
+    if (msg.type === 'ai_edit.started') entry.assistant.started(edit)
+    else if (msg.type === 'ai_edit.finished') entry.assistant.finished(edit)
   }
 
   activeText () {

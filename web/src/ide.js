@@ -109,8 +109,14 @@ export class Ide {
       if (name === 'Terminal' && this.terminal) this.terminal.resize()
     })
     const runButton = h('button', { class: 'primary writer-only', 'data-testid': 'run', onclick: () => this.run(bottomTabs).catch(showError) }, '▶ Run')
+    const aiInstruction = h('input', { class: 'writer-only ai-instruction', 'data-testid': 'ai-edit-input', placeholder: 'Ask the assistant to edit the selection…' })
+    const aiButton = h('button', {
+      class: 'writer-only',
+      'data-testid': 'ai-edit-run',
+      onclick: () => this.assistantEdit(aiInstruction).catch(showError)
+    }, 'AI edit')
     const center = h('main', {}, [
-      h('div', { class: 'editor-bar' }, [editorTabs, h('span', { class: 'spacer' }), runStatus, runButton]),
+      h('div', { class: 'editor-bar' }, [editorTabs, h('span', { class: 'spacer' }), aiInstruction, aiButton, runStatus, runButton]),
       panes,
       h('section', { class: 'bottom' }, [bottomTabs.bar, terminalRoot, runOutput])
     ])
@@ -142,6 +148,7 @@ export class Ide {
       projectId: project.id,
       onError: showError,
       onConversation: (id) => setHashParam('conversation', id),
+      onApply: (messageId) => this.assistantEdit(null, messageId),
       context: () => {
         const file = this.editors.activeFile()
         return file ? { file_id: file.id, path: file.path, project_id: project.id } : { project_id: project.id }
@@ -241,6 +248,18 @@ export class Ide {
     })
   }
 
+  /** The assistant rewrites the selection (else the whole file) of the active editor. */
+  async assistantEdit (input, messageId = null) {
+    const entry = this.editors.activeEntry()
+    const instruction = input ? input.value.trim() : ''
+    if (!entry || (!instruction && !messageId)) return
+    const body = messageId ? { message_id: messageId } : { instruction }
+    const selection = entry.selection()
+    if (selection) body.selection = selection
+    await api.aiEdit(entry.file.id, body)
+    if (input) input.value = ''
+  }
+
   channelMessage (msg) {
     const type = msg.type || ''
     if (type.startsWith('file.')) {
@@ -249,6 +268,8 @@ export class Ide {
       if (active && msg.file && msg.file.id === active.id && !this.versions.root.hidden) this.versions.refresh().catch(() => {})
     } else if (type.startsWith('execution.')) {
       this.runner.event(msg)
+    } else if (type.startsWith('ai_edit.')) {
+      this.editors.assistantEvent(msg)
     } else if (type === 'hello') {
       // Joined: file events from here on arrive on the channel. Those published before
       // (while connecting, or while a dropped socket was away) are in a fresh listing.
