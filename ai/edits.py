@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "ai-edits"
 PROGRESS_S = 0.25
 AWARENESS_S = 0.05
+COALESCE_S = 0.015
+MAX_BATCH_CHARS = 2048
 REPLAY_PIECE = 24
 CLOSE_TIMEOUT_S = 10.0
 WRITE_ROLES = frozenset({"owner", "admin", "member"})
@@ -256,25 +258,29 @@ class AIEdits:
         fences = edit_prompt.FenceFilter()
         usage: Usage | None = None
         last_progress = last_awareness = 0.0
-        async with contextlib.aclosing(source):  # type: ignore[type-var]
-            async for event in source:
-                if isinstance(event, Usage):
-                    usage = event
-                    continue
-                if not isinstance(event, TextDelta):
-                    continue  # no tools are offered to an edit
-                piece = fences.feed(event.text)
-                if not self._write(edit, piece):
-                    break
-                now = time.monotonic()
-                if now - last_awareness >= AWARENESS_S:
-                    last_awareness = now
-                    self._send(edit, edit.peer.awareness(edit.peer.presence(edit.user_name)))
-                if now - last_progress >= PROGRESS_S:
-                    last_progress = now
-                    await self.publish(edit.project_id, {
-                        "type": "ai_edit.progress", "edit_id": str(edit.id), "chars": edit.chars})
-        self._write(edit, fences.end())
+        batch = _Batch(lambda text: self._write(edit, text))
+        try:
+            async with contextlib.aclosing(source):  # type: ignore[type-var]
+                async for event in source:
+                    if isinstance(event, Usage):
+                        usage = event
+                        continue
+                    if not isinstance(event, TextDelta):
+                        continue  # no tools are offered to an edit
+                    if not batch.add(fences.feed(event.text)):
+                        break
+                    now = time.monotonic()
+                    if now - last_awareness >= AWARENESS_S:
+                        last_awareness = now
+                        self._send(edit, edit.peer.awareness(edit.peer.presence(edit.user_name)))
+                    if now - last_progress >= PROGRESS_S:
+                        last_progress = now
+                        await self.publish(edit.project_id, {
+                            "type": "ai_edit.progress", "edit_id": str(edit.id),
+                            "chars": edit.chars})
+            batch.add(fences.end())
+        finally:
+            batch.flush()
         return usage
 
     def _write(self, edit: Edit, piece: str) -> bool:
@@ -366,6 +372,46 @@ class AIEdits:
             return
         if edit is not None:
             self._cancel(edit, "keep" if message.get("mode") == "keep" else "rollback")
+
+
+class _Batch:
+    """Pieces arriving less than ``COALESCE_S`` after the last write go out together (at
+    most ``COALESCE_S`` later, by a timer): a fast provider's tokens become fewer, larger
+    updates; a slow one's are written as they come. The first piece is written at once."""
+
+    def __init__(self, write: Callable[[str], bool]) -> None:
+        self.write = write
+        self.pending: list[str] = []
+        self.size = 0
+        self.last = 0.0
+        self.wrote = False
+        self.open = True
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, piece: str) -> bool:
+        """False once the edit can write no more."""
+        if piece:
+            self.pending.append(piece)
+            self.size += len(piece)
+        wait = COALESCE_S - (time.monotonic() - self.last)
+        if not self.wrote or wait <= 0 or self.size >= MAX_BATCH_CHARS:
+            self.flush()
+        elif self.pending and self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(wait, self.flush)
+        return self.open
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.pending or not self.open:
+            return
+        text = "".join(self.pending)
+        self.pending.clear()
+        self.size = 0
+        self.last = time.monotonic()
+        self.wrote = True
+        self.open = self.write(text)
 
 
 def _char_range(text: str, start: int, end: int) -> tuple[int, int]:
