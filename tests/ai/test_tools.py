@@ -156,3 +156,30 @@ async def test_search_and_unknown_tools_answer_the_model(
     tool_turns = [m for m in fake_openai.requests[1].body["messages"] if m["role"] == "tool"]
     assert tool_turns[0]["content"] == "a.py:2: PRINT_ME = 2\nb.py:1: print_me()"
     await client.close()
+
+
+async def test_run_code_tool_runs_in_the_sandbox_and_the_model_reads_the_output(
+    chat_server: LiveServer, fake_openai: FakeOpenAI, team: Team, db: Database
+) -> None:
+    async with db.service() as conn:
+        await factories.create_file(conn, team.project, "calc.py", "print(6 * 7)\n")
+    fake_openai.play(
+        Script(chunks=openai_server.tool_calls_stream([
+            ("r1", "run_code", json.dumps({"path": "calc.py"})),
+            ("r2", "run_code", json.dumps({"code": "import sys; sys.exit(3)",
+                                           "language": "python"}))])),
+        Script(chunks=openai_server.stream(["It prints 42."])))
+    client = await connect(chat_server.ws_url, team.conversation, team.owner)
+    await client.ask("what does calc.py print?")
+    done = await client.until("done", timeout=60)
+    results = {e["call_id"]: e for e in client.events if e["type"] == "tool_result"}
+    assert results["r1"]["ok"] and results["r1"]["summary"].startswith("ran calc.py")
+    assert results["r2"]["ok"] and results["r2"]["summary"].endswith("exit 3")
+    tool_turns = [m for m in fake_openai.requests[1].body["messages"] if m["role"] == "tool"]
+    assert "stdout:\n42" in tool_turns[0]["content"]
+    assert done["message"]["metadata"]["tool_calls"][0]["name"] == "run_code"
+    async with db.acquire() as conn:
+        runs = await conn.fetchval(
+            "select count(*) from public.code_executions where project_id = $1", team.project)
+    assert runs == 2  # like the Run button: stored, counted
+    await client.close()
