@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +31,10 @@ class ExecutionRequest:
     workdir: Path | None = None
     # Runs sharing a key share a sandbox uid (one per project).
     owner_key: str = "anonymous"
+    # The project's environment variables, and the secret values among them (masked out
+    # of the output by the execution hub).
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_values: tuple[str, ...] = ()
 
 
 @dataclass

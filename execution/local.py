@@ -163,8 +163,8 @@ class LocalBackend:
         if language.compile is not None:
             built = await self.sandbox.run(
                 language.command(language.compile, source), binds=binds,
-                limits=Limits.for_compile(self.config), identity=identity, env=language.env,
-                cwd=cwd,
+                limits=Limits.for_compile(self.config), identity=identity,
+                env={**request.env, **language.env}, cwd=cwd,
             )
             compile_output = _text(built.stdout + built.stderr)
             if built.exit_code != 0 or built.timed_out:
@@ -178,8 +178,8 @@ class LocalBackend:
             limits = replace(limits, processes=language.min_processes)
         ran = await self.sandbox.run(
             language.command(language.run, source), binds=binds, limits=limits,
-            identity=identity, stdin=request.stdin.encode(), sink=sink, env=language.env,
-            cwd=cwd,
+            identity=identity, stdin=request.stdin.encode(), sink=sink,
+            env={**request.env, **language.env}, cwd=cwd,
         )
         status_id, run_note = classify(ran)
         return ExecutionResult(

@@ -17,10 +17,13 @@ from server.api import (
     document_versions,
     executions,
     files,
+    integrations,
     me,
     members,
+    oauth,
     projects,
     sessions,
+    variables,
     versions,
     workspaces,
 )
@@ -44,6 +47,9 @@ def endpoints() -> list[Endpoint]:
         *document_versions.ENDPOINTS,
         *conversations.ENDPOINTS,
         *executions.ENDPOINTS,
+        *oauth.ENDPOINTS,
+        *variables.ENDPOINTS,
+        *integrations.ENDPOINTS,
     ]
 
 
