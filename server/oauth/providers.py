@@ -118,10 +118,14 @@ class Provider(ABC):
 def _primary_email(
     entries: Sequence[Mapping[str, Any]], email: str, primary: str, verified: str
 ) -> tuple[str | None, bool]:
-    """(email, verified) of the primary address, else of any verified one."""
+    """(email, verified) of the primary address (of a verified one when none is primary).
+
+    Never another address when the primary is unverified: the account would silently be
+    made for an address the user did not choose.
+    """
     chosen = next((e for e in entries if e.get(primary)), None)
-    if chosen is None or not chosen.get(verified):
-        chosen = next((e for e in entries if e.get(verified)), chosen)
+    if chosen is None:
+        chosen = next((e for e in entries if e.get(verified)), None)
     if chosen is None or not isinstance(chosen.get(email), str):
         return None, False
     return str(chosen[email]).strip().lower(), bool(chosen.get(verified))
