@@ -68,8 +68,8 @@ async def list_integrations(ctx: Ctx) -> dict[str, Any]:
 async def set_integration(ctx: Ctx) -> dict[str, Any]:
     body: IntegrationSet = ctx.body
     workspace_id = ctx.uuid("workspace_id")
-    provider = _provider(ctx)
     await require_workspace(ctx, workspace_id, "admin")
+    provider = _provider(ctx)
     try:
         await check_key(ctx.services.settings.integrations, provider, body.api_key)
     except KeyRejected as exc:
@@ -87,8 +87,8 @@ async def set_integration(ctx: Ctx) -> dict[str, Any]:
 
 async def delete_integration(ctx: Ctx) -> None:
     workspace_id = ctx.uuid("workspace_id")
-    provider = _provider(ctx)
     await require_workspace(ctx, workspace_id, "admin")
+    provider = _provider(ctx)
     async with ctx.db.as_user(ctx.user_id) as conn:
         if not await store.delete_workspace_key(conn, workspace_id, provider):
             raise not_found(f"this workspace has no {provider} key")

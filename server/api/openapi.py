@@ -31,6 +31,7 @@ ERROR_TEXT = {
     413: "Request body too large",
     422: "Validation failed",
     429: "Too many attempts",
+    502: "An upstream provider failed or could not be reached",
 }
 
 

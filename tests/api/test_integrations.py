@@ -74,7 +74,7 @@ async def test_a_good_key_is_stored_encrypted_and_never_returned(
         stored = await conn.fetchval("select api_key_encrypted from public.api_integrations")
     assert stored.startswith("v1:") and key not in stored
     # The check was an authenticated call with the key, in the provider's own header.
-    path_seen, headers = fake.checked[-1]
+    _, headers = fake.checked[-1]
     assert key in (headers.get("Authorization", "") + headers.get("x-api-key", ""))
 
 
