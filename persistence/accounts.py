@@ -134,9 +134,6 @@ from public.auth_attempts
 where ip_address = $1::inet and kind = 'sign_up'
   and created_at > now() - make_interval(secs => $2)
 """
-PRUNE_ATTEMPTS = """
-delete from public.auth_attempts where created_at < now() - make_interval(secs => $1)
-"""
 
 
 async def create_auth_user(
@@ -291,6 +288,3 @@ async def ip_sign_ups(
     assert row is not None
     return int(row["sign_ups"]), float(row["retry_after"] or 0)
 
-
-async def prune_attempts(conn: asyncpg.Connection, older_than_s: int) -> None:
-    await conn.execute(PRUNE_ATTEMPTS, float(older_than_s))

@@ -1,4 +1,4 @@
-"""Command line: ``python -m server [serve|migrate]`` (console script ``icreate``).
+"""Command line: ``python -m server [serve|migrate|worker]`` (console script ``icreate``).
 
 With ``DATABASE_URL`` unset, an embedded PostgreSQL is started in ``DATA_DIR/postgres``
 and stopped on exit; its data stays for the next start.
@@ -72,6 +72,15 @@ def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None
     return 0
 
 
+def cmd_worker(settings: Settings, jobs_spec: str | None, concurrency: int | None) -> int:
+    from server.worker_cli import run_worker
+
+    status = cmd_migrate(settings)
+    if status:
+        return status
+    return asyncio.run(run_worker(settings, jobs_spec, concurrency))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="icreate", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -79,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     sub.add_parser("migrate", help="apply pending migrations and exit")
+    worker = sub.add_parser("worker", help="run a background-jobs worker until SIGTERM")
+    worker.add_argument("--jobs", default=None, help="module:function listing the jobs to run")
+    worker.add_argument("--concurrency", type=int, default=None)
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
@@ -88,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     settings, _embedded = resolve_database(settings)
     if args.command == "migrate":
         return cmd_migrate(settings)
+    if args.command == "worker":
+        return cmd_worker(settings, args.jobs, args.concurrency)
     host = getattr(args, "host", None) or settings.host
     port = getattr(args, "port", None) or settings.port
     return cmd_serve(settings, host, port, None)

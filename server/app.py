@@ -24,9 +24,9 @@ from persistence.db import Database
 from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
 from persistence.environment import EnvironmentVariables
-from persistence.maintenance import PartitionMaintenance
 from server.api import api_app
 from server.api.chat import chat_stream_route
+from server.background import build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.health import healthz
 from server.metrics import metrics_route
@@ -115,9 +115,6 @@ def create_app(settings: Settings) -> Starlette:
         documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
         await documents.start()
         services.hubs["documents"] = documents
-        # Monthly partitions ahead of time and expired ones dropped: now, then daily.
-        maintenance = PartitionMaintenance(db)
-        maintenance.start()
         projects = ProjectHub(
             broker, PostgresEditorSessions(db), ProjectHubConfig.from_collab(settings.collab)
         )
@@ -141,16 +138,22 @@ def create_app(settings: Settings) -> Starlette:
         terminals = TerminalHub(settings.execution, db, services.hubs, local, variables)
         await terminals.start()
         services.hubs["terminals"] = terminals
+        # Background jobs (housekeeping included), unless workers run apart.
+        worker = build_worker(settings, db) if settings.jobs.worker_in_process else None
+        if worker is not None:
+            await worker.start()
+            services.hubs["jobs"] = worker
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             await terminals.close()
             await executions.close()
             await documents.stop()
             await chat.close()
             await projects.close()
             await oauth.close()
-            await maintenance.stop()
             await broker.close()
             await db.close()
 

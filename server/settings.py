@@ -16,6 +16,7 @@ from pathlib import Path
 from ai.config import AIConfig
 from collab.config import CollabConfig
 from execution.config import ExecutionConfig
+from jobs.config import JobsConfig
 from server.integrations.config import IntegrationsConfig
 from server.oauth.config import OAuthConfig
 
@@ -71,6 +72,7 @@ class Settings:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     oauth: OAuthConfig = field(default_factory=OAuthConfig)
     integrations: IntegrationsConfig = field(default_factory=IntegrationsConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +103,7 @@ class Settings:
             execution=ExecutionConfig.from_env(env, data_dir),
             oauth=OAuthConfig.from_env(env),
             integrations=IntegrationsConfig.from_env(env),
+            jobs=JobsConfig.from_env(env),
         )
 
 

@@ -21,7 +21,6 @@ class SignInLimits:
     per_account: int = 5
     per_ip: int = 50
     window_s: int = 15 * 60
-    keep_s: int = 24 * 3600
 
 
 DEFAULT_LIMITS = SignInLimits()
@@ -64,12 +63,10 @@ async def record_sign_in(
     email: str,
     ip_address: str | None,
     succeeded: bool,
-    limits: SignInLimits = DEFAULT_LIMITS,
 ) -> None:
+    # Old rows are deleted by the hourly maintenance.auth_attempts job (jobs/maintenance.py).
     async with db.service() as conn:
         await accounts.record_attempt(conn, email, ip_address, succeeded)
-        if not succeeded:
-            await accounts.prune_attempts(conn, limits.keep_s)
 
 
 async def admit_sign_up(

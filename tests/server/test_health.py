@@ -22,6 +22,7 @@ async def test_healthz_reports_database_and_schema_version(
     latest = load_migrations()[-1].version if load_migrations() else None
     assert body["database"]["schema_version"] == latest
     assert body["broker"]["kind"] == "LocalBroker"
+    assert body["jobs"]["listening"] is True  # the in-process background-jobs worker
 
 
 async def test_unknown_route_is_a_json_404(

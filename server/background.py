@@ -1,0 +1,38 @@
+"""Which jobs this deployment runs, and the worker that runs them.
+
+``all_jobs()`` is the one list of registered jobs: add a package's jobs here. ``build_worker``
+is the one place a worker is made, for the server's in-process worker and for
+``python -m server worker`` alike, so failure hooks added here apply to both.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from jobs import Job, Worker
+from jobs import maintenance as maintenance_jobs
+from jobs.config import WorkerConfig
+from persistence.db import Database
+from server.settings import Settings
+
+
+def all_jobs() -> list[Job[Any]]:
+    return [*maintenance_jobs.JOBS]
+
+
+def build_worker(
+    settings: Settings,
+    db: Database,
+    jobs: Sequence[Job[Any]] | None = None,
+    config: WorkerConfig | None = None,
+) -> Worker:
+    assert settings.database_url
+    return Worker(
+        db,
+        all_jobs() if jobs is None else jobs,
+        dsn=settings.database_url,
+        config=config or settings.jobs.worker,
+        worker_id=f"{settings.instance_id}:{os.getpid()}",
+    )
