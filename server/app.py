@@ -26,11 +26,12 @@ from persistence.editor_sessions import PostgresEditorSessions
 from persistence.environment import EnvironmentVariables
 from server.api import api_app
 from server.api.chat import chat_stream_route
-from server.background import build_worker
+from server.background import all_jobs, build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.health import healthz
 from server.metrics import metrics_route
 from server.oauth.service import OAuthService
+from server.secret_jobs import queue_reencryption
 from server.services import Services
 from server.settings import Settings
 from server.web import web_route
@@ -143,6 +144,10 @@ def create_app(settings: Settings) -> Starlette:
         if worker is not None:
             await worker.start()
             services.hubs["jobs"] = worker
+        if len(keyring.key_ids) > 1:
+            # An older key is still configured: move what it encrypted under the newest.
+            async with db.service() as conn:
+                await queue_reencryption(conn, all_jobs(settings))
         try:
             yield
         finally:

@@ -6,18 +6,22 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import pytest
 
+from jobs import Worker, WorkerConfig
 from persistence.db import Database
 from server.oauth import tokens
 from server.oauth.config import OAuthConfig
 from server.oauth.errors import ReconnectRequired
+from server.secret_jobs import REFRESH, secret_jobs
 from server.settings import Settings
 from tests.api.client import Api
 from tests.api.oauth_browser import Browser
 from tests.fakes.oauth_providers import FLAVORS, FakeOAuthProvider, FakeUser, s256
+from tests.jobs.procs import eventually
 from tests.support.servers import LiveServer
 
 Fakes = dict[str, FakeOAuthProvider]
@@ -40,7 +44,10 @@ async def server(
     env: dict[str, str] = {}
     for fake in fakes.values():
         env |= fake.env()
-    return await live_server(dataclasses.replace(settings, oauth=OAuthConfig.from_env(env)))
+    # No in-process worker: the refresh job would race the refresh tests (they call it).
+    return await live_server(dataclasses.replace(
+        settings, oauth=OAuthConfig.from_env(env),
+        jobs=dataclasses.replace(settings.jobs, worker_in_process=False)))
 
 
 @pytest.fixture
@@ -327,3 +334,27 @@ async def test_refused_refresh_means_reconnect_and_the_job_refreshes_what_is_due
     landing = await browser.round_trip("gitlab", "connect", user.token)
     assert landing.fragment == {"oauth_connected": "gitlab"}
     assert (await tokens.access_token(svc, uuid.UUID(user.id), "gitlab")).access_token
+
+
+async def test_the_refresh_job_runs_on_the_queue(
+    browser: Browser, server: LiveServer, fakes: Fakes, db: Database, database_url: str
+) -> None:
+    user = await browser.sign_in("gitlab")
+    await _expire(db, user.id, "gitlab", 120)
+    before = set(fakes["gitlab"].access)
+    refresh_job = [j for j in secret_jobs(server.settings) if j.name == REFRESH]
+    worker = Worker(db, refresh_job, dsn=database_url, config=WorkerConfig(lease_s=5))
+    await worker.start()  # the recurring job's current period runs at once
+
+    async def refreshed() -> Any:
+        async with db.acquire() as conn:
+            return await conn.fetchval(
+                "select output from public.background_jobs where job_name = $1 "
+                "and status = 'completed'", REFRESH)
+
+    try:
+        output = await eventually(refreshed, 30, "the refresh job")
+    finally:
+        await worker.stop()
+    assert output == {"due": 1}
+    assert len(set(fakes["gitlab"].access) - before) == 1
