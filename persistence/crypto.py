@@ -141,12 +141,22 @@ def _key_file_entry(data_dir: Path, create: bool) -> str | None:
     if not create:
         return None
     data_dir.mkdir(parents=True, exist_ok=True)
-    entry = new_key_entry()
-    # Created 0600 from the start (no window where another user could read it).
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(entry + "\n")
-    return entry
+    # Written 0600 to a private name, then linked into place: two processes starting at
+    # once both end up with the one key that won, never with a half-written file.
+    tmp = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(new_key_entry() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 def load_keyring(entries: Sequence[str], data_dir: Path) -> Keyring:

@@ -14,6 +14,9 @@ Each ``FakeOAuthProvider(flavor)`` plays one provider, with its documented shape
   JWKS and an RS256-signed ID token (with knobs to break its nonce, audience, issuer,
   expiry or signature);
 - revocation: GitHub ``DELETE /applications/{client_id}/grant``, GitLab and Google RFC 7009.
+
+One module for the four (about 440 lines): they share the code, token and refresh machinery
+and differ in a few shapes, which read best side by side.
 """
 
 from __future__ import annotations

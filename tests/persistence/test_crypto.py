@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import os
 import stat
 from pathlib import Path
@@ -92,3 +93,10 @@ def test_configured_keys_keep_the_data_dir_key_for_decryption(tmp_path: Path) ->
 def test_configured_keys_create_no_key_file(tmp_path: Path) -> None:
     load_keyring((entry("prod"),), tmp_path)
     assert not (tmp_path / "encryption_key").exists()
+
+
+def test_processes_starting_together_share_one_generated_key(tmp_path: Path) -> None:
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        rings = list(pool.map(lambda _: load_keyring((), tmp_path), range(16)))
+    assert len({ring.primary_id for ring in rings}) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["encryption_key"]
