@@ -565,7 +565,7 @@ class ChatHub:
             )
             provider = provider or await self.slot.get()
             if provider is None:
-                raise ChatError("ai_unavailable", "AI provider not available")
+                raise ChatError(*self.slot.unavailable())
             editor = page
             if context_request is not None and context_request.file_id is not None:
                 editor = await self._editor_context(conn, conversation, context_request)

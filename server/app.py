@@ -25,10 +25,9 @@ from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
 from persistence.environment import EnvironmentVariables
 from server.api import api_app
-from server.api.chat import chat_stream_route
 from server.background import all_jobs, build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
-from server.health import healthz
+from server.health import healthz, readyz
 from server.metrics import metrics_route
 from server.oauth.service import OAuthService
 from server.secret_jobs import queue_reencryption
@@ -54,9 +53,8 @@ def make_broker(settings: Settings) -> Broker:
 def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         metrics_route(),
-        # POST only, before the /api/v1 mount: the chat reply as SSE (or JSON).
-        chat_stream_route(),
         Mount("/api/v1", app=api_app()),
         WebSocketRoute("/ws/docs/{file_id}", document_socket),
         WebSocketRoute("/ws/projects/{project_id}", project_socket),
