@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ class ExecutionRequest:
     # of the output by the execution hub).
     env: Mapping[str, str] = field(default_factory=dict)
     secret_values: tuple[str, ...] = ()
+    # Set by the disk watcher when the workdir grows past the project's quota: stop the run.
+    quota_exceeded: asyncio.Event | None = None
 
 
 @dataclass
