@@ -18,10 +18,13 @@ from server.api import (
     document_versions,
     executions,
     files,
+    integrations,
     me,
     members,
+    oauth,
     projects,
     sessions,
+    variables,
     versions,
     workspaces,
 )
@@ -46,6 +49,9 @@ def endpoints() -> list[Endpoint]:
         *conversations.ENDPOINTS,
         *chat.ENDPOINTS,
         *executions.ENDPOINTS,
+        *oauth.ENDPOINTS,
+        *variables.ENDPOINTS,
+        *integrations.ENDPOINTS,
     ]
 
 
