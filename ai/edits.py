@@ -35,6 +35,7 @@ from ai.config import AIConfig
 from ai.providers.base import ProviderError, ProviderEvent, TextDelta, Usage
 from ai.registry import ProviderSlot
 from ai.tokens import estimate_messages, estimate_tokens
+from ai.workspace_keys import WorkspaceAI
 from collab.assistant_peer import AssistantPeer
 from collab.broker import Broker
 from persistence import ai_jobs as jobs_store
@@ -106,10 +107,12 @@ class Edit:
 class AIEdits:
     def __init__(
         self, db: Database, slot: ProviderSlot, config: AIConfig, documents: DocumentPeers,
-        broker: Broker, publish: Publish,
+        broker: Broker, publish: Publish, workspace_ai: WorkspaceAI | None = None,
     ) -> None:
         self.db = db
         self.slot = slot
+        # A workspace's own provider key, when it has one, as for its chat.
+        self.workspace_ai = workspace_ai
         self.config = config
         self.documents = documents
         self.broker = broker
@@ -146,8 +149,13 @@ class AIEdits:
         text to write instead of asking the model (a chat answer applied to the file)."""
         file_id, project_id = file["id"], file["project_id"]
         provider = None
+        max_output = self.slot.max_output_tokens
         if replay is None:
-            provider = await self.slot.get()
+            if self.workspace_ai is not None:
+                provider = await self.workspace_ai.provider_for(workspace_id)
+                max_output = self.config.max_output_tokens
+            if provider is None:
+                provider, max_output = await self.slot.get(), self.slot.max_output_tokens
             if provider is None:
                 raise EditError(*self.slot.unavailable())
         edit_id = uuid.uuid4()
@@ -165,8 +173,7 @@ class AIEdits:
             estimate = 0
             if provider is not None:
                 estimate = (estimate_tokens(peer.received_text()) + estimate_tokens(project or "")
-                            + estimate_tokens(instruction or "") + 200
-                            + self.slot.max_output_tokens)
+                            + estimate_tokens(instruction or "") + 200 + max_output)
             edit = await self._reserve(
                 edit_id, file, workspace_id, user_id, user_name, peer, room, selection,
                 instruction, estimate, "model" if replay is None else "message",
@@ -190,7 +197,7 @@ class AIEdits:
                                        *_char_range(text, first, last), instruction or "",
                                        project)
             edit.prompt_tokens = estimate_messages(m.content for m in prompt)
-            source = provider.stream(prompt, max_tokens=self.slot.max_output_tokens)
+            source = provider.stream(prompt, max_tokens=max_output)
         self.documents.receive(room, peer, peer.start(first, last))
         self.documents.receive(room, peer, peer.awareness(peer.presence(user_name)))
         self.edits[edit.id] = edit

@@ -16,13 +16,20 @@ from jobs import Job, Worker
 from jobs import maintenance as maintenance_jobs
 from jobs.config import WorkerConfig
 from persistence.db import Database
+from server.secret_jobs import secret_jobs
 from server.settings import Settings
 
 
-def all_jobs(analyses: Analyses | None = None) -> list[Job[Any]]:
-    """The housekeeping jobs, and the assistant's analyses when this process has a provider
-    slot for them."""
-    return [*maintenance_jobs.JOBS, *([analyses.job] if analyses is not None else [])]
+def all_jobs(settings: Settings | None = None, analyses: Analyses | None = None
+             ) -> list[Job[Any]]:
+    """Every registered job; those that need the settings (the keyring) only with them, the
+    assistant's analyses when this process has a provider slot for them."""
+    found: list[Job[Any]] = [*maintenance_jobs.JOBS]
+    if settings is not None:
+        found += secret_jobs(settings)
+    if analyses is not None:
+        found.append(analyses.job)
+    return found
 
 
 def build_worker(
@@ -35,7 +42,7 @@ def build_worker(
     assert settings.database_url
     return Worker(
         db,
-        all_jobs(analyses) if jobs is None else jobs,
+        all_jobs(settings, analyses) if jobs is None else jobs,
         dsn=settings.database_url,
         config=config or settings.jobs.worker,
         worker_id=f"{settings.instance_id}:{os.getpid()}",

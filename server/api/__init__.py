@@ -20,10 +20,13 @@ from server.api import (
     document_versions,
     executions,
     files,
+    integrations,
     me,
     members,
+    oauth,
     projects,
     sessions,
+    variables,
     versions,
     workspaces,
 )
@@ -50,6 +53,9 @@ def endpoints() -> list[Endpoint]:
         *analyses.ENDPOINTS,
         *ai_edits.ENDPOINTS,
         *executions.ENDPOINTS,
+        *oauth.ENDPOINTS,
+        *variables.ENDPOINTS,
+        *integrations.ENDPOINTS,
     ]
 
 
