@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from ai import edit_prompt, metering, project_context
 from ai.config import AIConfig
+from ai.edit_pieces import PieceBatch, replay_text
 from ai.providers.base import ProviderError, ProviderEvent, TextDelta, Usage
 from ai.registry import ProviderSlot
 from ai.tokens import estimate_messages, estimate_tokens
@@ -46,9 +47,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "ai-edits"
 PROGRESS_S = 0.25
 AWARENESS_S = 0.05
-COALESCE_S = 0.015
-MAX_BATCH_CHARS = 2048
-REPLAY_PIECE = 24
 CLOSE_TIMEOUT_S = 10.0
 WRITE_ROLES = frozenset({"owner", "admin", "member"})
 
@@ -190,7 +188,7 @@ class AIEdits:
         first, last = sorted((max(0, min(first, size)), max(0, min(last, size))))
         edit.selection = (first, last)
         if replay is not None:
-            source: AsyncIterator[ProviderEvent] = _replay(replay)
+            source: AsyncIterator[ProviderEvent] = replay_text(replay)
         else:
             assert provider is not None
             prompt = edit_prompt.build(file["path"], file.get("language"), text,
@@ -242,8 +240,9 @@ class AIEdits:
     # -- running ----------------------------------------------------------------------------
 
     def _send(self, edit: Edit, frame: bytes | None) -> bool:
-        """Hand a frame to the hub; False once the hub has closed the peer."""
-        if edit.peer.closed:
+        """Hand a frame to the hub; False once the hub has closed the peer or made it
+        read-only (the person who asked lost access or became a viewer)."""
+        if edit.peer.closed or edit.peer.read_only:
             return False
         if frame:
             self.documents.receive(edit.room, edit.peer, frame)
@@ -265,7 +264,7 @@ class AIEdits:
         fences = edit_prompt.FenceFilter()
         usage: Usage | None = None
         last_progress = last_awareness = 0.0
-        batch = _Batch(lambda text: self._write(edit, text))
+        batch = PieceBatch(lambda text: self._write(edit, text))
         try:
             async with contextlib.aclosing(source):  # type: ignore[type-var]
                 async for event in source:
@@ -291,10 +290,10 @@ class AIEdits:
         return usage
 
     def _write(self, edit: Edit, piece: str) -> bool:
-        if not piece:
-            return not edit.peer.closed
-        if edit.peer.closed:
+        if edit.peer.closed or edit.peer.read_only:
             return False
+        if not piece:
+            return True
         self._send(edit, edit.peer.write(piece))
         if edit.first_char_at is None:
             edit.first_char_at = time.monotonic()
@@ -316,7 +315,8 @@ class AIEdits:
             if not isinstance(exc, ProviderError):
                 log.error("ai edit %s crashed", edit.id, exc_info=exc)
         else:
-            status = "completed" if not edit.peer.closed else "canceled"
+            stopped = edit.peer.closed or edit.peer.read_only
+            status = "canceled" if stopped else "completed"
             usage = task.result()
         rollback = status == "failed" or (status == "canceled" and edit.cancel_mode == "rollback")
         outcome = ("rolled_back" if rollback else "kept" if status == "canceled"
@@ -381,54 +381,8 @@ class AIEdits:
             self._cancel(edit, "keep" if message.get("mode") == "keep" else "rollback")
 
 
-class _Batch:
-    """Pieces arriving less than ``COALESCE_S`` after the last write go out together (at
-    most ``COALESCE_S`` later, by a timer): a fast provider's tokens become fewer, larger
-    updates; a slow one's are written as they come. The first piece is written at once."""
-
-    def __init__(self, write: Callable[[str], bool]) -> None:
-        self.write = write
-        self.pending: list[str] = []
-        self.size = 0
-        self.last = 0.0
-        self.wrote = False
-        self.open = True
-        self.timer: asyncio.TimerHandle | None = None
-
-    def add(self, piece: str) -> bool:
-        """False once the edit can write no more."""
-        if piece:
-            self.pending.append(piece)
-            self.size += len(piece)
-        wait = COALESCE_S - (time.monotonic() - self.last)
-        if not self.wrote or wait <= 0 or self.size >= MAX_BATCH_CHARS:
-            self.flush()
-        elif self.pending and self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(wait, self.flush)
-        return self.open
-
-    def flush(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if not self.pending or not self.open:
-            return
-        text = "".join(self.pending)
-        self.pending.clear()
-        self.size = 0
-        self.last = time.monotonic()
-        self.wrote = True
-        self.open = self.write(text)
-
-
 def _char_range(text: str, start: int, end: int) -> tuple[int, int]:
     """UTF-16 offsets -> character offsets of ``text``."""
     encoded = text.encode("utf-16-le")
     return (len(encoded[: start * 2].decode("utf-16-le", "ignore")),
             len(encoded[: end * 2].decode("utf-16-le", "ignore")))
-
-
-async def _replay(text: str) -> AsyncIterator[ProviderEvent]:
-    for index in range(0, len(text), REPLAY_PIECE):
-        yield TextDelta(text[index : index + REPLAY_PIECE])
-        await asyncio.sleep(0)

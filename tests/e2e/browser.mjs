@@ -266,6 +266,23 @@ const scenarios = {
     }
   },
 
+  // Alice asks for a security analysis: both editors show the findings as annotations.
+  async analysis (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)
+    await Promise.all([alice.openFile(config.file_name), bob.openFile(config.file_name)])
+    await alice.page.getByTestId('analysis-type').selectOption('security')
+    await alice.page.getByTestId('analyse').click()
+    const annotated = (w) => w.waitFor(() => Number(document.querySelector('.editor-pane:not([hidden])').dataset.annotations || 0) > 0, null, 'annotations', 60000)
+    await Promise.all([annotated(alice), annotated(bob)])
+    await alice.shot('annotated')
+    const marks = (w) => w.page.evaluate(() => ({
+      count: Number(document.querySelector('.editor-pane:not([hidden])').dataset.annotations),
+      ranges: document.querySelectorAll('.editor-pane:not([hidden]) .cm-lintRange').length,
+      gutter: document.querySelectorAll('.editor-pane:not([hidden]) .cm-lint-marker').length
+    }))
+    return { alice: await marks(alice), bob: await marks(bob), problems: [...alice.problems, ...bob.problems] }
+  },
+
   // One creates, renames and deletes a file; the other's tree follows live.
   async tree (browser, config) {
     const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)

@@ -143,6 +143,25 @@ async def test_an_ai_edit_is_rejected_in_one_step_after_a_human_typed_elsewhere(
     no_problems(result)
 
 
+async def test_a_security_analysis_shows_as_annotations_in_both_editors(
+    ide: IdeServer, api: Api, fake_openai: FakeOpenAI
+) -> None:
+    alice, bob, stage = await pair(api)
+    project_id = stage["project"]["id"]
+    code = "import subprocess\n\ndef run(cmd):\n    return subprocess.call(cmd, shell=True)\n"
+    await api.create_file(alice, project_id, "tool.py", code)
+    fake_openai.play(Script(chunks=stream(["F1: shell=True runs cmd in a shell.\n",
+                                           "Summary: one risk."])))
+    result = await run_browser("analysis", {
+        "url": ide.url, "project_id": project_id, "file_name": "tool.py",
+        "users": [creds(alice), creds(bob)],
+    })
+    for window in (result["alice"], result["bob"]):
+        assert window["count"] >= 2  # bandit: B404 (import) and B602 (shell=True)
+        assert window["ranges"] >= 1 and window["gutter"] >= 1
+    no_problems(result)
+
+
 async def test_file_created_renamed_deleted_by_one_appears_live_for_the_other(
     ide: IdeServer, api: Api
 ) -> None:

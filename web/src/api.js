@@ -143,7 +143,8 @@ export const api = {
 
   execute: (projectId, body) => send('POST', `/projects/${enc(projectId)}/executions`, body),
 
-  aiEdit: (fileId, body) => send('POST', `/files/${enc(fileId)}/ai-edits`, body)
+  aiEdit: (fileId, body) => send('POST', `/files/${enc(fileId)}/ai-edits`, body),
+  analyse: (fileId, body) => send('POST', `/files/${enc(fileId)}/analyses`, body)
 }
 
 /** ws://host/path?token=... for a socket on this origin. */

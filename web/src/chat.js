@@ -138,6 +138,23 @@ export class ChatPanel {
         this.status.textContent = `done${msg.model ? ` · ${msg.model}` : ''}${total ? ` · ${total} tokens` : ''}`
         break
       }
+      case 'tool_call': {
+        // Each call the assistant makes is shown (and stored with its message).
+        const call = msg.call || {}
+        const line = h('div', { class: 'msg tool', 'data-testid': 'chat-tool', 'data-call-id': call.id || '' },
+          `⚙ ${call.name}(${JSON.stringify(call.arguments || {})})`)
+        this.log.append(line)
+        this.status.textContent = `using ${call.name}…`
+        break
+      }
+      case 'tool_result': {
+        const line = this.log.querySelector(`[data-testid=chat-tool][data-call-id="${CSS.escape(msg.call_id || '')}"]`)
+        if (line) {
+          line.dataset.ok = String(Boolean(msg.ok))
+          line.textContent += ` → ${msg.summary || (msg.ok ? 'done' : 'failed')}`
+        }
+        break
+      }
       case 'error':
         this.status.textContent = `error: ${msg.message || msg.code}`
         this.bubble(null, 'error', msg.message || msg.code || 'error')

@@ -13,6 +13,8 @@ import { accessToken } from './session.js'
 import { lighten, userColor } from './colors.js'
 import { h } from './dom.js'
 import { AssistantEdits } from './aiedit.js'
+import { showAnalysis } from './analysis.js'
+import { lintGutter } from '@codemirror/lint'
 
 function languageFor (name) {
   if (/\.(m?js|jsx|ts|tsx)$/.test(name)) return javascript({ typescript: /\.tsx?$/.test(name), jsx: /x$/.test(name) })
@@ -59,6 +61,7 @@ class OpenFile {
         extensions: [
           basicSetup,
           languageFor(file.name),
+          lintGutter(),
           yCollab(this.text, this.provider.awareness, { undoManager: new Y.UndoManager(this.text) }),
           this.readOnly.of(EditorState.readOnly.of(readOnly)),
           EditorView.theme({ '&': { height: '100%' }, '.cm-scroller': { overflow: 'auto' } })
@@ -157,6 +160,12 @@ export class Editors {
     if (!entry) return
     if (msg.type === 'ai_edit.started') entry.assistant.started(edit)
     else if (msg.type === 'ai_edit.finished') entry.assistant.finished(edit)
+  }
+
+  /** A finished analysis: annotations in the file's editor, if it is open. */
+  showAnalysis (analysis) {
+    const entry = this.open.get(analysis.file_id)
+    return entry ? showAnalysis(entry, analysis) : 0
   }
 
   activeText () {

@@ -118,8 +118,15 @@ export class Ide {
       'data-testid': 'ai-edit-run',
       onclick: () => this.assistantEdit(aiInstruction).catch(showError)
     }, 'AI edit')
+    const analysisType = h('select', { class: 'writer-only', 'data-testid': 'analysis-type' },
+      ['security', 'complexity', 'performance', 'explain'].map((t) => h('option', { value: t }, t)))
+    const analyseButton = h('button', {
+      class: 'writer-only',
+      'data-testid': 'analyse',
+      onclick: () => this.analyse(analysisType.value).catch(showError)
+    }, 'Analyse')
     const center = h('main', {}, [
-      h('div', { class: 'editor-bar' }, [editorTabs, h('span', { class: 'spacer' }), aiInstruction, aiButton, runStatus, runButton]),
+      h('div', { class: 'editor-bar' }, [editorTabs, h('span', { class: 'spacer' }), analysisType, analyseButton, aiInstruction, aiButton, runStatus, runButton]),
       panes,
       h('section', { class: 'bottom' }, [bottomTabs.bar, terminalRoot, runOutput])
     ])
@@ -251,6 +258,21 @@ export class Ide {
     })
   }
 
+  /** Analyse the active file's selected lines (else all of it); a cached result shows at
+   * once, a new one arrives as `analysis.completed` on the project channel. */
+  async analyse (type) {
+    const entry = this.editors.activeEntry()
+    if (!entry) return
+    const body = { type }
+    const selection = entry.selection()
+    if (selection) {
+      const doc = entry.view.state.doc
+      body.selection = { from_line: doc.lineAt(selection.from).number, to_line: doc.lineAt(selection.to).number }
+    }
+    const answer = await api.analyse(entry.file.id, body)
+    if (answer.cached) this.editors.showAnalysis(answer.analysis)
+  }
+
   /** The assistant rewrites the selection (else the whole file) of the active editor. */
   async assistantEdit (input, messageId = null) {
     const entry = this.editors.activeEntry()
@@ -273,6 +295,8 @@ export class Ide {
       this.runner.event(msg)
     } else if (type.startsWith('ai_edit.')) {
       this.editors.assistantEvent(msg)
+    } else if (type === 'analysis.completed') {
+      this.editors.showAnalysis(msg.analysis)
     } else if (type === 'hello') {
       // Joined: file events from here on arrive on the channel. Those published before
       // (while connecting, or while a dropped socket was away) are in a fresh listing.
