@@ -200,7 +200,7 @@ class AIEdits:
         self.documents.receive(room, peer, peer.awareness(peer.presence(user_name)))
         self.edits[edit.id] = edit
         edit.task = asyncio.create_task(self._run(edit, source), name=f"ai-edit-{edit.id}")
-        await self.publish(project_id, {"type": "ai_edit.started", "edit": edit.public(
+        await self._announce(project_id, {"type": "ai_edit.started", "edit": edit.public(
             status="running")})
         return edit.public(status="running")
 
@@ -281,7 +281,7 @@ class AIEdits:
                         self._send(edit, edit.peer.awareness(edit.peer.presence(edit.user_name)))
                     if now - last_progress >= PROGRESS_S:
                         last_progress = now
-                        await self.publish(edit.project_id, {
+                        await self._announce(edit.project_id, {
                             "type": "ai_edit.progress", "edit_id": str(edit.id),
                             "chars": edit.chars})
             batch.add(fences.end())
@@ -345,10 +345,18 @@ class AIEdits:
         tokens = None if usage is None else {"input": usage.input_tokens,
                                              "output": usage.output_tokens,
                                              "total": usage.total, "estimated": usage.estimated}
-        await self.publish(edit.project_id, {"type": "ai_edit.finished", "edit": edit.public(
+        await self._announce(edit.project_id, {"type": "ai_edit.finished", "edit": edit.public(
             status=status, outcome=outcome, tokens=tokens, first_char_ms=latency,
             duration_ms=duration_ms,
             error={"code": error.code, "message": error.message} if error else None)})
+
+    async def _announce(self, project_id: uuid.UUID, event: dict[str, Any]) -> None:
+        """An event on the project channel; the edit goes on if the broker is down (its
+        text reaches everyone through the document, its record through the API)."""
+        try:
+            await self.publish(project_id, event)
+        except Exception as exc:
+            log.warning("ai edit: %s not announced: %r", event["type"], exc)
 
     # -- cancelling -------------------------------------------------------------------------
 
