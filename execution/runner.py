@@ -32,6 +32,7 @@ from execution.languages import BASE_LANGUAGES, GO, JAVA, RUST
 from execution.local import LocalBackend
 from execution.sandbox import Limits
 from execution.workspace import Manifest, Workspaces
+from observability.timings import EXECUTION, Timings
 from persistence import executions as store
 from persistence import files as file_store
 from persistence.db import Database
@@ -76,10 +77,13 @@ class ExecutionHub:
         db: Database,
         hubs: dict[str, Any],
         backend: Backend | None = None,
+        timings: Timings | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self.hubs = hubs
+        # Run times per language (performance_metrics).
+        self.timings = timings
         self.backend = backend or make_backend(config)
         self.workspaces = Workspaces(config, db, hubs)
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -214,6 +218,7 @@ class ExecutionHub:
                               "wall_ms": round((time.monotonic() - started) * 1000, 1)},
                 )
             self.finished += 1
+            self._observe(request.language, result, time.monotonic() - started)
             await self._emit(project_id, live, {
                 "type": "execution.finished", "execution_id": execution_id,
                 "execution": public(row or live.row),
@@ -239,6 +244,14 @@ class ExecutionHub:
             self._tasks.pop(execution_id, None)
             # Keep finished runs briefly for late SSE subscribers, then drop them.
             asyncio.get_running_loop().call_later(30, self._live.pop, execution_id, None)
+
+    def _observe(self, language: str, result: ExecutionResult, wall_s: float) -> None:
+        if self.timings is None:
+            return
+        tags = (("language", language), ("backend", self.backend.name))
+        self.timings.observe(EXECUTION, "execution.wall_time", wall_s * 1000, tags=tags)
+        if result.time_ms is not None:
+            self.timings.observe(EXECUTION, "execution.cpu_time", float(result.time_ms), tags=tags)
 
     async def _execute(
         self, execution_id: uuid.UUID, user_id: uuid.UUID, project_id: uuid.UUID,

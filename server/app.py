@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
@@ -18,15 +19,18 @@ from collab.project_hub import ProjectHub, ProjectHubConfig
 from execution.local import LocalBackend
 from execution.runner import ExecutionHub
 from execution.terminals import TerminalHub
+from observability.service import Observability
 from persistence.db import Database
 from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
 from persistence.maintenance import PartitionMaintenance
-from server.api import api_app
+from server import __version__
+from server.api import API_ROOT, api_app
 from server.api.chat import chat_stream_route
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.health import healthz
 from server.metrics import metrics_route
+from server.observe import RequestObserver
 from server.services import Services
 from server.settings import Settings
 from server.web import web_route
@@ -52,7 +56,7 @@ def routes() -> list[BaseRoute]:
         metrics_route(),
         # POST only, before the /api/v1 mount: the chat reply as SSE (or JSON).
         chat_stream_route(),
-        Mount("/api/v1", app=api_app()),
+        Mount(API_ROOT, app=api_app()),
         WebSocketRoute("/ws/docs/{file_id}", document_socket),
         WebSocketRoute("/ws/projects/{project_id}", project_socket),
         WebSocketRoute("/ws/projects/{project_id}/terminals/{name}", terminal_socket),
@@ -90,15 +94,21 @@ def create_app(settings: Settings) -> Starlette:
     if not settings.database_url:
         raise ValueError("create_app needs settings.database_url (the CLI starts the embedded one)")
     database_url = settings.database_url
+    # api_logs, error_logs, performance_metrics: started first, stopped last.
+    observability = Observability(
+        settings.observability, instance_id=settings.instance_id, release=__version__
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await Database.connect(
-            database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+            on_query=observability.observe_query,
         )
+        await observability.start(db)
         broker = make_broker(settings)
         await broker.start()
-        services = Services(settings=settings, db=db, broker=broker)
+        services = Services(settings=settings, db=db, broker=broker, observability=observability)
         app.state.services = services
         # Co-editing: rooms, update log, compaction; stopped first (flush, 1012 to clients).
         documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
@@ -113,11 +123,15 @@ def create_app(settings: Settings) -> Starlette:
         await projects.start()
         services.hubs["projects"] = projects
         # The AI chat; an embedded model server starts in the background (see /healthz).
-        chat = ChatHub.from_config(db, broker, settings.ai, settings.data_dir, services.hubs)
+        chat = ChatHub.from_config(
+            db, broker, settings.ai, settings.data_dir, services.hubs, observability.timings
+        )
         await chat.start()
         services.hubs["chat"] = chat
         # Running code: sandbox or Judge0 runs, owned tasks; cancelled and marked on shutdown.
-        executions = ExecutionHub(settings.execution, db, services.hubs)
+        executions = ExecutionHub(
+            settings.execution, db, services.hubs, timings=observability.timings
+        )
         await executions.start()
         services.hubs["executions"] = executions
         # Shared terminals: PTYs in the same sandbox (and uid per project) as the local runs.
@@ -135,12 +149,14 @@ def create_app(settings: Settings) -> Starlette:
             await projects.close()
             await maintenance.stop()
             await broker.close()
+            await observability.stop()
             await db.close()
 
     app = App(
         # The page mount catches every path, so it stays last.
         routes=[*routes(), web_route()],
         lifespan=lifespan,
+        middleware=[Middleware(RequestObserver, observability=observability)],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler},
     )
     app.state.settings = settings

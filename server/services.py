@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collab.broker import Broker
+from observability.service import Observability
 from persistence.db import Database
 from server.settings import Settings
 
@@ -15,6 +16,7 @@ class Services:
     settings: Settings
     db: Database
     broker: Broker
+    observability: Observability | None = None
     # Hubs register themselves here by name (documents, projects, chat, terminals...)
     # so endpoints find them without the app module importing every package.
     hubs: dict[str, Any] = field(default_factory=dict)

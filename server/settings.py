@@ -16,6 +16,7 @@ from pathlib import Path
 from ai.config import AIConfig
 from collab.config import CollabConfig
 from execution.config import ExecutionConfig
+from observability.config import ObservabilityConfig
 
 DEFAULT_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
 
@@ -63,10 +64,10 @@ class Settings:
     db_pool_max: int = 10
     max_request_bytes: int = 10 * 1024 * 1024
     log_level: str = "info"
-    sentry_dsn: str | None = None
     collab: CollabConfig = field(default_factory=CollabConfig)
     ai: AIConfig = field(default_factory=AIConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,10 +92,10 @@ class Settings:
             db_pool_max=int(env.get("DB_POOL_MAX", "10")),
             max_request_bytes=int(env.get("MAX_REQUEST_BYTES", str(10 * 1024 * 1024))),
             log_level=env.get("LOG_LEVEL", "info"),
-            sentry_dsn=env.get("SENTRY_DSN") or None,
             collab=CollabConfig.from_env(env),
             ai=AIConfig.from_env(env, data_dir),
             execution=ExecutionConfig.from_env(env, data_dir),
+            observability=ObservabilityConfig.from_env(env),
         )
 
 

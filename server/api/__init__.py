@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__
 from server.api import (
+    analytics,
     auth,
     conversations,
     document_versions,
@@ -19,6 +20,7 @@ from server.api import (
     files,
     me,
     members,
+    operator,
     projects,
     sessions,
     versions,
@@ -29,6 +31,8 @@ from server.api.routing import Endpoint, to_routes
 from server.middleware import browser_guards
 
 OPENAPI_PATH = "/openapi.json"
+# Where app.py mounts this API (the route templates api_logs records start with it).
+API_ROOT = "/api/v1"
 
 
 def endpoints() -> list[Endpoint]:
@@ -44,6 +48,8 @@ def endpoints() -> list[Endpoint]:
         *document_versions.ENDPOINTS,
         *conversations.ENDPOINTS,
         *executions.ENDPOINTS,
+        *analytics.ENDPOINTS,
+        *operator.ENDPOINTS,
     ]
 
 
@@ -57,7 +63,10 @@ async def openapi_json(request: Request) -> JSONResponse:
 
 
 def api_routes() -> list[BaseRoute]:
-    return [*to_routes(endpoints()), Route(OPENAPI_PATH, openapi_json, methods=["GET"])]
+    return [
+        *to_routes(endpoints(), API_ROOT),
+        Route(OPENAPI_PATH, openapi_json, methods=["GET"]),
+    ]
 
 
 class ApiApp:

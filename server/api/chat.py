@@ -23,6 +23,7 @@ from server.access import conversation_access
 from server.auth.tokens import TokenError, verify_access_token
 from server.errors import ApiError, error_body
 from server.middleware import browser_guards
+from server.observe import request_facts
 from server.services import Services
 
 PATH = "/api/v1/conversations/{conversation_id}/messages"
@@ -53,10 +54,13 @@ def _principal_id(request: Request, services: Services) -> str:
 
 async def post_message(request: Request) -> Response:
     services: Services = request.app.state.services
+    facts = request_facts(request.scope)
+    facts.route = PATH
     try:
         user_id = _principal_id(request, services)
     except ApiError as exc:
         return _error(exc.code, exc.message, exc.status)
+    facts.user_id = user_id
     try:
         conversation_id = uuid.UUID(request.path_params["conversation_id"])
     except ValueError:
@@ -64,6 +68,7 @@ async def post_message(request: Request) -> Response:
     access = await conversation_access(services.db, user_id, conversation_id)
     if access is None or not access.is_member:
         return _error("not_found", "no such conversation")
+    facts.workspace_id, facts.project_id = access.workspace_id, access.project_id
     raw = await request.body()
     if len(raw) > MAX_BODY:
         return _error("payload_too_large", "message too large", 413)
