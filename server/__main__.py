@@ -1,4 +1,4 @@
-"""Command line: ``python -m server [serve|migrate]`` (console script ``icreate``).
+"""Command line: ``python -m server [serve|migrate|operators]`` (console script ``icreate``).
 
 With ``DATABASE_URL`` unset, an embedded PostgreSQL is started in ``DATA_DIR/postgres``
 and stopped on exit; its data stays for the next start.
@@ -72,6 +72,39 @@ def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None
     return 0
 
 
+def cmd_operators(settings: Settings, action: str, email: str | None, note: str | None) -> int:
+    """Grant, revoke or list service operators (who sees the whole service's operator page)."""
+    from persistence import observability as store
+    from persistence.db import Database
+
+    assert settings.database_url
+    database_url = settings.database_url
+
+    async def run() -> int:
+        db = await Database.connect(database_url, min_size=1, max_size=1)
+        try:
+            async with db.service() as conn:
+                if action == "list":
+                    for row in await store.list_operators(conn):
+                        print(f"{row['email']}\t{row['granted_at']:%Y-%m-%d %H:%M}\t"
+                              f"{row['note'] or ''}")
+                    return 0
+                assert email is not None
+                if action == "grant":
+                    done = await store.grant_operator(conn, email, note)
+                else:
+                    done = await store.revoke_operator(conn, email)
+        finally:
+            await db.close()
+        if not done:
+            log.error("no %s for %s", "account" if action == "grant" else "operator", email)
+            return 1
+        log.info("%s: %s", action, email)
+        return 0
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="icreate", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -79,7 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     sub.add_parser("migrate", help="apply pending migrations and exit")
+    operators = sub.add_parser("operators", help="grant, revoke or list service operators")
+    operators.add_argument("action", choices=["grant", "revoke", "list"])
+    operators.add_argument("email", nargs="?")
+    operators.add_argument("--note", default=None)
     args = parser.parse_args(argv)
+    if args.command == "operators" and args.action != "list" and not args.email:
+        parser.error("operators grant/revoke need an email")
 
     settings = Settings.from_env()
     logging.basicConfig(
@@ -88,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     settings, _embedded = resolve_database(settings)
     if args.command == "migrate":
         return cmd_migrate(settings)
+    if args.command == "operators":
+        return cmd_migrate(settings) or cmd_operators(settings, args.action, args.email, args.note)
     host = getattr(args, "host", None) or settings.host
     port = getattr(args, "port", None) or settings.port
     return cmd_serve(settings, host, port, None)

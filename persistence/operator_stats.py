@@ -1,0 +1,131 @@
+"""Per-minute series for the operator page. Run on a ``Database.as_user`` connection: RLS
+(0087) limits every query to the workspaces the caller administers, or lets a service
+operator see all; the ``workspace_id`` arguments only narrow that further.
+
+Each query returns rows keyed by ``minute`` (``date_trunc('minute', ...)``) for the minutes
+that have data; the caller lays them on the full minute axis.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+# Requests, server errors and latency percentiles of one workspace, from its api_logs rows.
+WORKSPACE_REQUESTS = """
+select date_trunc('minute', created_at) as minute,
+       count(*) as requests,
+       count(*) filter (where status_code >= 500) as server_errors,
+       percentile_cont(0.5) within group (order by duration_ms) as p50,
+       percentile_cont(0.95) within group (order by duration_ms) as p95,
+       percentile_cont(0.99) within group (order by duration_ms) as p99
+from public.api_logs
+where created_at >= $1 and workspace_id = $2
+group by 1
+"""
+# Server errors of the whole service (requests and latency come from performance_metrics).
+SERVICE_SERVER_ERRORS = """
+select date_trunc('minute', created_at) as minute, count(*) as server_errors
+from public.api_logs
+where status_code >= 500 and created_at >= $1
+group by 1
+"""
+ERRORS = """
+select date_trunc('minute', created_at) as minute, count(*) as errors
+from public.error_logs
+where created_at >= $1
+  and ($2::uuid is null
+       or project_id in (select p.id from public.projects p where p.workspace_id = $2))
+group by 1
+"""
+USAGE = """
+select date_trunc('minute', recorded_at) as minute,
+       coalesce(sum(amount) filter (where resource_type = 'ai_tokens'), 0) as ai_tokens,
+       count(*) filter (where resource_type = 'executions') as executions
+from public.usage_records
+where recorded_at >= $1 and resource_type in ('ai_tokens', 'executions')
+  and ($2::uuid is null or workspace_id = $2)
+group by 1
+"""
+# Server-computed aggregates: each process writes one row per series and period; a minute's
+# value is the sample-count-weighted mean over processes and periods, its count the sum.
+# Route series other than all-routes ('*') are left out.
+PERFORMANCE = """
+select date_trunc('minute', recorded_at) as minute, metric_name as name,
+       sum(value * (tags->>'count')::numeric) / nullif(sum((tags->>'count')::numeric), 0)
+         as value,
+       sum((tags->>'count')::numeric) as samples
+from public.performance_metrics
+where recorded_at >= $1 and metric_name = any($2::text[])
+  and coalesce(tags->>'route', '*') = '*'
+group by 1, 2
+"""
+# The job queue: jobs waiting at the end of each minute (created, not yet started) and jobs
+# that failed for good during it. Only rows that can matter for the window are scanned.
+JOBS = """
+with relevant as materialized (
+  select created_at, started_at, completed_at, status
+  from public.background_jobs
+  where (started_at is null and status in ('pending', 'retrying'))
+     or started_at >= $1
+     or (status = 'failed' and completed_at >= $1)
+), minutes as (
+  select generate_series(date_trunc('minute', $1::timestamptz), date_trunc('minute', now()),
+                         interval '1 minute') as minute
+)
+select m.minute,
+       (select count(*) from relevant r
+        where r.created_at < m.minute + interval '1 minute'
+          and (r.started_at is null or r.started_at >= m.minute + interval '1 minute'))
+         as queued,
+       (select count(*) from relevant r
+        where r.status = 'failed' and r.completed_at >= m.minute
+          and r.completed_at < m.minute + interval '1 minute') as failed
+from minutes m
+"""
+# Workspaces the caller may watch (admin or owner).
+ADMIN_WORKSPACES = """
+select w.id, w.name, m.role
+from public.workspaces w
+join public.workspace_members m on m.workspace_id = w.id and m.user_id = $1
+where m.role in ('owner', 'admin')
+order by w.name, w.id
+"""
+
+
+async def workspace_requests(
+    conn: asyncpg.Connection, since: datetime, workspace_id: uuid.UUID
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(WORKSPACE_REQUESTS, since, workspace_id))
+
+
+async def service_server_errors(conn: asyncpg.Connection, since: datetime) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SERVICE_SERVER_ERRORS, since))
+
+
+async def errors(
+    conn: asyncpg.Connection, since: datetime, workspace_id: uuid.UUID | None
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(ERRORS, since, workspace_id))
+
+
+async def usage(
+    conn: asyncpg.Connection, since: datetime, workspace_id: uuid.UUID | None
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(USAGE, since, workspace_id))
+
+
+async def performance(
+    conn: asyncpg.Connection, since: datetime, names: list[str]
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(PERFORMANCE, since, names))
+
+
+async def jobs(conn: asyncpg.Connection, since: datetime) -> list[asyncpg.Record]:
+    return list(await conn.fetch(JOBS, since))
+
+
+async def admin_workspaces(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(await conn.fetch(ADMIN_WORKSPACES, user_id))
