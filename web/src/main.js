@@ -5,6 +5,7 @@ import { Ide } from './ide.js'
 import { chooseProject, setHashParam } from './projects.js'
 import { getSession, loadSession, onSessionChange, setSession } from './session.js'
 import { h } from './dom.js'
+import { reportPageLoad } from './analytics.js'
 
 const root = document.getElementById('app')
 let ide = null
@@ -51,5 +52,6 @@ onSessionChange((session) => {
   if (!session && ide) showAuth()
 })
 
+reportPageLoad('ide')
 if (loadSession()) showIde().catch(fatal)
 else showAuth()
