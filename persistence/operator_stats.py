@@ -2,20 +2,21 @@
 (0087) limits every query to the workspaces the caller administers, or lets a service
 operator see all; the ``workspace_id`` arguments only narrow that further.
 
-Each query returns rows keyed by ``minute`` (``date_trunc('minute', ...)``) for the minutes
-that have data; the caller lays them on the full minute axis.
+Each query returns rows keyed by ``bucket`` (``date_bin(step, ..., epoch)``: the start of the
+``step``-long bucket holding the row) for the buckets that have data; the caller lays them on
+the full axis.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
 # Requests, server errors and latency percentiles of one workspace, from its api_logs rows.
 WORKSPACE_REQUESTS = """
-select date_trunc('minute', created_at) as minute,
+select date_bin($3::interval, created_at, timestamptz 'epoch') as bucket,
        count(*) as requests,
        count(*) filter (where status_code >= 500) as server_errors,
        percentile_cont(0.5) within group (order by duration_ms) as p50,
@@ -27,13 +28,13 @@ group by 1
 """
 # Server errors of the whole service (requests and latency come from performance_metrics).
 SERVICE_SERVER_ERRORS = """
-select date_trunc('minute', created_at) as minute, count(*) as server_errors
+select date_bin($2::interval, created_at, timestamptz 'epoch') as bucket, count(*) as server_errors
 from public.api_logs
 where status_code >= 500 and created_at >= $1
 group by 1
 """
 ERRORS = """
-select date_trunc('minute', created_at) as minute, count(*) as errors
+select date_bin($3::interval, created_at, timestamptz 'epoch') as bucket, count(*) as errors
 from public.error_logs
 where created_at >= $1
   and ($2::uuid is null
@@ -41,7 +42,7 @@ where created_at >= $1
 group by 1
 """
 USAGE = """
-select date_trunc('minute', recorded_at) as minute,
+select date_bin($3::interval, recorded_at, timestamptz 'epoch') as bucket,
        coalesce(sum(amount) filter (where resource_type = 'ai_tokens'), 0) as ai_tokens,
        count(*) filter (where resource_type = 'executions') as executions
 from public.usage_records
@@ -53,7 +54,7 @@ group by 1
 # value is the sample-count-weighted mean over processes and periods, its count the sum.
 # Route series other than all-routes ('*') are left out.
 PERFORMANCE = """
-select date_trunc('minute', recorded_at) as minute, metric_name as name,
+select date_bin($3::interval, recorded_at, timestamptz 'epoch') as bucket, metric_name as name,
        sum(value * (tags->>'count')::numeric) / nullif(sum((tags->>'count')::numeric), 0)
          as value,
        sum((tags->>'count')::numeric) as samples
@@ -62,8 +63,9 @@ where recorded_at >= $1 and metric_name = any($2::text[])
   and coalesce(tags->>'route', '*') = '*'
 group by 1, 2
 """
-# The job queue: jobs waiting at the end of each minute (created, not yet started) and jobs
-# that failed for good during it. Only rows that can matter for the window are scanned.
+# The job queue: jobs waiting at the end of each bucket (created, not yet started) and jobs
+# that failed for good during it ($1 is a bucket start). Only rows that can matter for the
+# window are scanned.
 JOBS = """
 with relevant as materialized (
   select created_at, started_at, completed_at, status
@@ -71,19 +73,17 @@ with relevant as materialized (
   where (started_at is null and status in ('pending', 'retrying'))
      or started_at >= $1
      or (status = 'failed' and completed_at >= $1)
-), minutes as (
-  select generate_series(date_trunc('minute', $1::timestamptz), date_trunc('minute', now()),
-                         interval '1 minute') as minute
+), buckets as (
+  select generate_series($1::timestamptz, now(), $2::interval) as bucket
 )
-select m.minute,
+select b.bucket,
        (select count(*) from relevant r
-        where r.created_at < m.minute + interval '1 minute'
-          and (r.started_at is null or r.started_at >= m.minute + interval '1 minute'))
-         as queued,
+        where r.created_at < b.bucket + $2::interval
+          and (r.started_at is null or r.started_at >= b.bucket + $2::interval)) as queued,
        (select count(*) from relevant r
-        where r.status = 'failed' and r.completed_at >= m.minute
-          and r.completed_at < m.minute + interval '1 minute') as failed
-from minutes m
+        where r.status = 'failed' and r.completed_at >= b.bucket
+          and r.completed_at < b.bucket + $2::interval) as failed
+from buckets b
 """
 # Workspaces the caller may watch (admin or owner).
 ADMIN_WORKSPACES = """
@@ -96,35 +96,39 @@ order by w.name, w.id
 
 
 async def workspace_requests(
-    conn: asyncpg.Connection, since: datetime, workspace_id: uuid.UUID
+    conn: asyncpg.Connection, since: datetime, step: timedelta, workspace_id: uuid.UUID
 ) -> list[asyncpg.Record]:
-    return list(await conn.fetch(WORKSPACE_REQUESTS, since, workspace_id))
+    return list(await conn.fetch(WORKSPACE_REQUESTS, since, workspace_id, step))
 
 
-async def service_server_errors(conn: asyncpg.Connection, since: datetime) -> list[asyncpg.Record]:
-    return list(await conn.fetch(SERVICE_SERVER_ERRORS, since))
+async def service_server_errors(
+    conn: asyncpg.Connection, since: datetime, step: timedelta
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SERVICE_SERVER_ERRORS, since, step))
 
 
 async def errors(
-    conn: asyncpg.Connection, since: datetime, workspace_id: uuid.UUID | None
+    conn: asyncpg.Connection, since: datetime, step: timedelta, workspace_id: uuid.UUID | None
 ) -> list[asyncpg.Record]:
-    return list(await conn.fetch(ERRORS, since, workspace_id))
+    return list(await conn.fetch(ERRORS, since, workspace_id, step))
 
 
 async def usage(
-    conn: asyncpg.Connection, since: datetime, workspace_id: uuid.UUID | None
+    conn: asyncpg.Connection, since: datetime, step: timedelta, workspace_id: uuid.UUID | None
 ) -> list[asyncpg.Record]:
-    return list(await conn.fetch(USAGE, since, workspace_id))
+    return list(await conn.fetch(USAGE, since, workspace_id, step))
 
 
 async def performance(
-    conn: asyncpg.Connection, since: datetime, names: list[str]
+    conn: asyncpg.Connection, since: datetime, step: timedelta, names: list[str]
 ) -> list[asyncpg.Record]:
-    return list(await conn.fetch(PERFORMANCE, since, names))
+    return list(await conn.fetch(PERFORMANCE, since, names, step))
 
 
-async def jobs(conn: asyncpg.Connection, since: datetime) -> list[asyncpg.Record]:
-    return list(await conn.fetch(JOBS, since))
+async def jobs(
+    conn: asyncpg.Connection, since: datetime, step: timedelta
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(JOBS, since, step))
 
 
 async def admin_workspaces(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[asyncpg.Record]:

@@ -1,5 +1,5 @@
-"""The operator page's reads: per-minute series of requests, errors, latency, the job queue,
-AI and execution usage.
+"""The operator page's reads: time series (one point per ``step_s``) of requests, errors,
+latency, the job queue, AI and execution usage.
 
 Who sees what: an admin or owner of a workspace sees that workspace (its api_logs, the
 errors of its projects, its usage); a service operator (a row in ``service_operators``,
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from persistence import observability as store
 from persistence import operator_stats as stats
@@ -24,13 +24,28 @@ from server.api.guards import require_workspace
 from server.api.routing import Ctx, Endpoint
 from server.errors import forbidden
 
+STEPS = (1, 5, 10, 30, 60)
+MAX_POINTS = 1440
+
 
 class WindowQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     workspace_id: uuid.UUID | None = Field(
         None, description="a workspace you administer; omitted: the whole service (operators)"
     )
-    minutes: int = Field(60, ge=5, le=1440, description="how far back, one point per minute")
+    minutes: int = Field(60, ge=1, le=1440, description="how far back")
+    step_s: int = Field(
+        60, description="seconds per point: 1, 5, 10, 30 or 60 (at most 1440 points); the "
+        "server's own aggregates arrive once per METRICS_PERIOD_S"
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> WindowQuery:
+        if self.step_s not in STEPS:
+            raise ValueError(f"step_s is one of {', '.join(map(str, STEPS))}")
+        if self.minutes * 60 // self.step_s > MAX_POINTS:
+            raise ValueError(f"at most {MAX_POINTS} points: a longer step or a shorter window")
+        return self
 
 
 class WatchedWorkspace(BaseModel):
@@ -59,7 +74,8 @@ class Panel(BaseModel):
 class OperatorSeries(BaseModel):
     scope: Literal["service", "workspace"]
     workspace_id: uuid.UUID | None
-    minutes: list[int] = Field(description="start of each minute, Unix seconds (UTC)")
+    step_s: int
+    times: list[int] = Field(description="start of each point's bucket, Unix seconds (UTC)")
     panels: list[Panel]
 
 
@@ -80,23 +96,29 @@ LATENCY = [("p50", "http.server.duration.p50"), ("p95", "http.server.duration.p9
 
 
 class Axis:
-    """The minutes of the window and a way to lay sparse rows on them."""
+    """The buckets of the window (``step_s`` long, aligned to the epoch as ``date_bin`` does)
+    and a way to lay sparse rows on them."""
 
-    def __init__(self, now: datetime, minutes: int) -> None:
-        end = now.replace(second=0, microsecond=0)
-        self.start = end - timedelta(minutes=minutes - 1)
-        self.times = [self.start + timedelta(minutes=i) for i in range(minutes)]
+    def __init__(self, now: datetime, minutes: int, step_s: int) -> None:
+        last = int(now.timestamp()) // step_s * step_s
+        count = minutes * 60 // step_s
+        self.step = timedelta(seconds=step_s)
+        self.epochs = [last - step_s * i for i in reversed(range(count))]
+        self.times = [datetime.fromtimestamp(t, UTC) for t in self.epochs]
+        self.start = self.times[0]
 
-    def epoch(self) -> list[int]:
-        return [int(t.timestamp()) for t in self.times]
+    @property
+    def per(self) -> str:
+        seconds = int(self.step.total_seconds())
+        return "per min" if seconds == 60 else f"per {seconds} s"
 
     def lay(
         self, rows: Iterable[asyncpg.Record], column: str, *, missing: float | None = 0.0,
     ) -> list[float | None]:
-        by_minute = {row["minute"]: row[column] for row in rows}
+        by_bucket = {row["bucket"]: row[column] for row in rows}
         out: list[float | None] = []
         for t in self.times:
-            value = by_minute.get(t)
+            value = by_bucket.get(t)
             out.append(missing if value is None else round(float(value), 3))
         return out
 
@@ -118,8 +140,7 @@ async def series(ctx: Ctx) -> dict[str, Any]:
     workspace_id = query.workspace_id
     if workspace_id is not None:
         await require_workspace(ctx, workspace_id, "admin")
-    axis = Axis(datetime.now(UTC), query.minutes)
-    since = axis.start
+    axis = Axis(datetime.now(UTC), query.minutes, query.step_s)
     async with ctx.db.as_user(ctx.user_id) as conn:
         if workspace_id is None:
             if not await store.is_operator(conn):
@@ -128,15 +149,17 @@ async def series(ctx: Ctx) -> dict[str, Any]:
             panels = await _service_panels(conn, axis)
         else:
             panels = await _workspace_panels(conn, axis, workspace_id)
-        usage = await stats.usage(conn, since, workspace_id)
+        usage = await stats.usage(conn, axis.start, axis.step, workspace_id)
     panels += [
-        panel("ai_usage", "AI tokens", "tokens/min", tokens=axis.lay(usage, "ai_tokens")),
-        panel("executions", "Code runs", "runs/min", runs=axis.lay(usage, "executions")),
+        panel("ai_usage", "AI tokens", f"tokens {axis.per}",
+              tokens=axis.lay(usage, "ai_tokens")),
+        panel("executions", "Code runs", f"runs {axis.per}", runs=axis.lay(usage, "executions")),
     ]
     return {
         "scope": "service" if workspace_id is None else "workspace",
         "workspace_id": workspace_id,
-        "minutes": axis.epoch(),
+        "step_s": query.step_s,
+        "times": axis.epochs,
         "panels": panels,
     }
 
@@ -144,10 +167,10 @@ async def series(ctx: Ctx) -> dict[str, Any]:
 async def _workspace_panels(
     conn: asyncpg.Connection, axis: Axis, workspace_id: uuid.UUID
 ) -> list[Panel]:
-    requests = await stats.workspace_requests(conn, axis.start, workspace_id)
-    errors = await stats.errors(conn, axis.start, workspace_id)
+    requests = await stats.workspace_requests(conn, axis.start, axis.step, workspace_id)
+    errors = await stats.errors(conn, axis.start, axis.step, workspace_id)
     return [
-        panel("requests", "Requests and errors", "per min",
+        panel("requests", "Requests and errors", axis.per,
               requests=axis.lay(requests, "requests"),
               server_errors=axis.lay(requests, "server_errors"),
               errors=axis.lay(errors, "errors")),
@@ -159,15 +182,15 @@ async def _workspace_panels(
 async def _service_panels(conn: asyncpg.Connection, axis: Axis) -> list[Panel]:
     names = [metric for *_, pairs in SERVICE_PANELS for _, metric in pairs]
     names += [metric for _, metric in LATENCY]
-    rows = await stats.performance(conn, axis.start, names)
+    rows = await stats.performance(conn, axis.start, axis.step, names)
     by_metric: dict[str, list[asyncpg.Record]] = {}
     for row in rows:
         by_metric.setdefault(row["name"], []).append(row)
-    server_errors = await stats.service_server_errors(conn, axis.start)
-    errors = await stats.errors(conn, axis.start, None)
-    jobs = await stats.jobs(conn, axis.start)
+    server_errors = await stats.service_server_errors(conn, axis.start, axis.step)
+    errors = await stats.errors(conn, axis.start, axis.step, None)
+    jobs = await stats.jobs(conn, axis.start, axis.step)
     panels = [
-        panel("requests", "Requests and errors", "per min",
+        panel("requests", "Requests and errors", axis.per,
               requests=axis.lay(by_metric.get("http.server.duration.p50", []), "samples"),
               server_errors=axis.lay(server_errors, "server_errors"),
               errors=axis.lay(errors, "errors")),
@@ -190,6 +213,6 @@ ENDPOINTS = [
              "What the caller may watch: operator or not, and the workspaces they administer",
              "operator", response=Scopes),
     Endpoint("GET", "/operator/series", series,
-             "Per-minute series of a workspace (admins) or the whole service (operators)",
+             "Time series of a workspace (admins) or the whole service (operators)",
              "operator", query=WindowQuery, response=OperatorSeries, errors=(403, 404, 422)),
 ]

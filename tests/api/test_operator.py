@@ -93,7 +93,14 @@ async def test_admins_see_their_workspace_and_nobody_elses(
 
     series = await quick.ok("GET", f"/operator/series?workspace_id={mine['id']}&minutes=10",
                             token=alice.token)
-    assert series["scope"] == "workspace" and len(series["minutes"]) == 10
+    assert series["scope"] == "workspace" and series["step_s"] == 60
+    assert len(series["times"]) == 10 and series["times"][-1] % 60 == 0
+    fine = await quick.ok(
+        "GET", f"/operator/series?workspace_id={mine['id']}&minutes=2&step_s=5",
+        token=alice.token)
+    assert len(fine["times"]) == 24 and _total(fine["panels"], "requests", "requests") >= 4
+    reply = await quick.call("GET", "/operator/series?minutes=1440&step_s=5", token=alice.token)
+    assert reply.status == 422
     assert _total(series["panels"], "requests", "requests") >= 4
     assert {p["id"] for p in series["panels"]} == {
         "requests", "latency", "ai_usage", "executions"}
@@ -141,7 +148,10 @@ async def test_rls_hides_other_workspaces_rows(quick: Api, db: Database) -> None
                      uuid.UUID(mine["id"])),
         lambda found: len(found) >= 2, what="alice's requests logged",
     )
-    await eventually(lambda: rows(db, PERF), lambda found: len(found) > 0, what="metrics")
+    await eventually(
+        lambda: rows(db, PERF + " where metric_name = 'http.server.duration.p50'"),
+        lambda found: len(found) > 0, what="request metrics",
+    )
 
     tables = {
         "api_logs": "select count(*) from public.api_logs where workspace_id = $1",

@@ -137,8 +137,8 @@ export const api = {
   // keepalive: the request may outlive the page (sent while it is being hidden or closed).
   analytics: (batch, keepalive = false) => send('POST', '/analytics/events', batch, { keepalive }),
   operatorScopes: () => send('GET', '/operator/scopes'),
-  operatorSeries: (workspaceId, minutes) => {
-    const query = new URLSearchParams({ minutes: String(minutes) })
+  operatorSeries: (workspaceId, minutes, stepS) => {
+    const query = new URLSearchParams({ minutes: String(minutes), step_s: String(stepS) })
     if (workspaceId) query.set('workspace_id', workspaceId)
     return send('GET', `/operator/series?${query}`)
   }

@@ -9,7 +9,11 @@ import { getSession, loadSession, onSessionChange, setSession } from './session.
 import { reportPageLoad } from './analytics.js'
 
 const REFRESH_MS = 60000
-const WINDOWS = [[60, 'last hour'], [360, 'last 6 hours'], [1440, 'last 24 hours']]
+// [minutes, seconds per point, label]; the server's own aggregates come once a minute.
+const WINDOWS = [
+  [60, 60, 'last hour'], [1, 1, 'last minute, per second'],
+  [15, 10, 'last 15 minutes, per 10 s'], [360, 60, 'last 6 hours'], [1440, 60, 'last 24 hours']
+]
 const COLORS = ['#2563eb', '#dc2626', '#f59e0b', '#059669', '#7c3aed']
 const SERVICE = ''
 
@@ -22,7 +26,7 @@ function clearCharts () {
   charts = []
 }
 
-function chart (panel, minutes, width) {
+function chart (panel, times, width) {
   const options = {
     width,
     height: 190,
@@ -39,11 +43,12 @@ function chart (panel, minutes, width) {
         label: s.name,
         stroke: COLORS[i % COLORS.length],
         width: 2,
-        points: { show: false }
+        spanGaps: true,
+        points: { size: 5 }
       }))
     ]
   }
-  return [options, [minutes, ...panel.series.map((s) => s.values)]]
+  return [options, [times, ...panel.series.map((s) => s.values)]]
 }
 
 function renderPanels (container, data) {
@@ -59,7 +64,7 @@ function renderPanels (container, data) {
     return [panel, body]
   })
   for (const [panel, body] of cards) {
-    const [options, series] = chart(panel, data.minutes, Math.max(300, body.clientWidth))
+    const [options, series] = chart(panel, data.times, Math.max(300, body.clientWidth))
     charts.push(new uPlot(options, series, body))
   }
 }
@@ -71,7 +76,7 @@ async function showOperator () {
     ...scopes.workspaces.map((w) => h('option', { value: w.id }, `${w.name} (${w.role})`))
   ])
   const range = h('select', { 'data-testid': 'operator-window' },
-    WINDOWS.map(([minutes, label]) => h('option', { value: minutes }, label)))
+    WINDOWS.map(([, , label], i) => h('option', { value: String(i) }, label)))
   const status = h('span', { class: 'muted', 'data-testid': 'operator-status' })
   const panels = h('div', { class: 'panels', 'data-testid': 'operator-panels' })
   const page = h('div', { class: 'operator', 'data-testid': 'operator' }, [
@@ -95,11 +100,12 @@ async function showOperator () {
     clearTimeout(timer)
     status.textContent = 'loading…'
     try {
-      const data = await api.operatorSeries(scope.value || null, Number(range.value))
+      const [minutes, step] = WINDOWS[Number(range.value)]
+      const data = await api.operatorSeries(scope.value || null, minutes, step)
       renderPanels(panels, data)
       const at = new Date().toLocaleTimeString()
       status.textContent = `${data.scope === 'service' ? 'whole service' : 'workspace'} · updated ${at}`
-      page.dataset.loaded = data.scope
+      page.dataset.loaded = `${data.scope}:${data.step_s}`
     } catch (err) {
       status.textContent = `⚠ ${err.message}`
     } finally {
