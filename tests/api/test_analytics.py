@@ -156,3 +156,17 @@ async def test_events_per_user_per_minute_are_limited(limited: Api, db: Database
                                 token=other.token)
     assert theirs.status == 202
     assert len(await _events(db)) == 20
+
+
+async def test_a_workspace_with_events_can_still_be_deleted(api: Api, db: Database) -> None:
+    # The seed's reference had no delete action: one recorded event blocked the deletion.
+    user = await api.sign_up()
+    project = await _project(api, user)
+    reply = await api.call("POST", "/analytics/events",
+                           {"project_id": project["id"], "events": [event()]}, token=user.token)
+    assert reply.status == 202
+    deleted = await api.call("DELETE", f"/workspaces/{project['workspace_id']}",
+                             token=user.token)
+    assert deleted.status == 204, deleted.body
+    [row] = await _events(db)
+    assert row["workspace_id"] is None and str(row["user_id"]) == user.id
