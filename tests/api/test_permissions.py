@@ -122,6 +122,8 @@ CASES = [
          allowed="422"),
     Case("GET", "/executions/{run}", "viewer"),
     Case("GET", "/executions/{run}/events", "viewer"),
+    # The operator page's series of a workspace: its admins (and owners).
+    Case("GET", "/operator/series?workspace_id={ws}&minutes=5", "admin"),
 ]
 # Not scoped to an existing object: the caller's own account and workspaces (tested in
 # test_auth and test_workspace_life; anonymous gets 401 there), or public.
@@ -137,6 +139,10 @@ ACCOUNT_ENDPOINTS = {
     ("GET", "/me/sessions"),
     ("DELETE", "/me/sessions/{session_id}"),
     ("GET", "/languages"),
+    # The caller's own events (a project named in the body is checked: test_analytics) and
+    # what the caller may watch (test_operator).
+    ("POST", "/analytics/events"),
+    ("GET", "/operator/scopes"),
 }
 PLACEHOLDERS = {
     "{ws}": "{workspace_id}",
@@ -158,7 +164,7 @@ def _fill(value: Any, ids: dict[str, Any]) -> Any:
 
 
 def _route_of(case: Case) -> tuple[str, str]:
-    path = case.path
+    path = case.path.split("?")[0]
     for short, name in PLACEHOLDERS.items():
         path = path.replace(short, name)
     return case.method, path
