@@ -1,32 +1,53 @@
-"""Partition upkeep: next months' partitions ahead of time, expired months dropped.
+"""Housekeeping queries: partitions ahead of time, expired rows deleted.
 
-``PartitionMaintenance`` is owned by the app lifespan: it runs once at startup, then every
-24 hours, and is cancelled on shutdown. The SQL functions it calls take a per-table advisory
-lock, so several server processes doing this at once are safe.
+They run as recurring jobs (``jobs/maintenance.py``), once per period however many processes
+run workers. The partition functions take a per-table advisory lock; the deletes go in
+batches so no statement holds many row locks or runs long.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-
 import asyncpg
-
-from persistence.db import Database
-
-log = logging.getLogger(__name__)
 
 PARTITIONED_TABLES = ("public.analytics_events", "public.api_logs", "public.usage_records")
 DEFAULT_MONTHS_AHEAD = 2
 DEFAULT_RETENTION_DAYS = 90
-MAINTENANCE_INTERVAL_SECONDS = 24 * 60 * 60
-RETRY_SECONDS = 300
+DELETE_BATCH = 5000
 
 CREATE_PARTITIONS = "select public.create_monthly_partitions($1::text::regclass, $2)"
 DROP_PARTITIONS = (
     "select public.drop_old_partitions($1::text::regclass, make_interval(days => $2))"
 )
+DELETE_EXPIRED_CODE_ANALYSES = """
+delete from public.code_analyses where id in (
+  select id from public.code_analyses where expires_at < now() limit $1
+)
+"""
+# Expired tokens can never be used again; revoked ones are kept a day (a reuse attempt in
+# that time is still logged as a revoked token rather than an unknown one). Rotated but live
+# tokens stay until they expire: presenting one again is how theft is detected.
+DELETE_DEAD_REFRESH_TOKENS = """
+delete from public.refresh_tokens where id in (
+  select id from public.refresh_tokens
+  where expires_at < now() or revoked_at < now() - make_interval(secs => $2)
+  limit $1
+)
+"""
+DELETE_OLD_AUTH_ATTEMPTS = """
+delete from public.auth_attempts where id in (
+  select id from public.auth_attempts where created_at < now() - make_interval(secs => $2)
+  limit $1
+)
+"""
+DELETE_FINISHED_JOBS = """
+delete from public.background_jobs where id in (
+  select id from public.background_jobs
+  where status in ('completed', 'failed')
+    and completed_at < now() - case when status = 'failed' then make_interval(secs => $3)
+                                    else make_interval(secs => $2) end
+  limit $1
+)
+"""
 
 
 async def ensure_partitions(
@@ -53,49 +74,52 @@ async def drop_expired_partitions(
     return dropped
 
 
-class PartitionMaintenance:
-    """One background task: maintenance now, then every ``interval`` seconds."""
+async def delete_in_batches(conn: asyncpg.Connection, query: str, *args: object) -> int:
+    """Run a ``delete ... limit $1`` statement until it deletes less than a batch."""
+    total = 0
+    while True:
+        status = await conn.execute(query, DELETE_BATCH, *args)
+        deleted = int(status.split()[-1])
+        total += deleted
+        if deleted < DELETE_BATCH:
+            return total
 
-    def __init__(
-        self,
-        db: Database,
-        *,
-        interval: float = MAINTENANCE_INTERVAL_SECONDS,
-        retention_days: int = DEFAULT_RETENTION_DAYS,
-    ) -> None:
-        self.db = db
-        self.interval = interval
-        self.retention_days = retention_days
-        self.runs = 0
-        self.ran = asyncio.Event()  # set after each successful run
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="partition-maintenance")
+# error_logs and performance_metrics are not partitioned: their rows past the retention (the
+# seed's 90 days, as the partitioned logs) are deleted in batches.
+DELETE_OLD_ERROR_LOGS = """
+delete from public.error_logs where id in (
+  select id from public.error_logs where created_at < now() - make_interval(days => $2)
+  limit $1
+)
+"""
+DELETE_OLD_PERFORMANCE_METRICS = """
+delete from public.performance_metrics where id in (
+  select id from public.performance_metrics
+  where recorded_at < now() - make_interval(days => $2)
+  limit $1
+)
+"""
 
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
-    async def run_once(self) -> None:
-        async with self.db.acquire() as conn:
-            created = await ensure_partitions(conn)
-            dropped = await drop_expired_partitions(conn, self.retention_days)
-        self.runs += 1
-        self.ran.set()
-        if created or dropped:
-            log.info("partitions created %s, dropped %s", created, dropped)
+async def delete_old_observability_rows(conn: asyncpg.Connection, retention_days: int) -> int:
+    return (await delete_in_batches(conn, DELETE_OLD_ERROR_LOGS, retention_days)
+            + await delete_in_batches(conn, DELETE_OLD_PERFORMANCE_METRICS, retention_days))
 
-    async def _loop(self) -> None:
-        while True:
-            delay = self.interval
-            try:
-                await self.run_once()
-            except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                log.exception("partition maintenance failed; retrying in %s s", RETRY_SECONDS)
-                delay = min(self.interval, RETRY_SECONDS)
-            await asyncio.sleep(delay)
+
+async def delete_expired_code_analyses(conn: asyncpg.Connection) -> int:
+    return await delete_in_batches(conn, DELETE_EXPIRED_CODE_ANALYSES)
+
+
+async def delete_dead_refresh_tokens(conn: asyncpg.Connection, revoked_kept_s: float) -> int:
+    return await delete_in_batches(conn, DELETE_DEAD_REFRESH_TOKENS, revoked_kept_s)
+
+
+async def delete_old_auth_attempts(conn: asyncpg.Connection, older_than_s: float) -> int:
+    return await delete_in_batches(conn, DELETE_OLD_AUTH_ATTEMPTS, older_than_s)
+
+
+async def delete_finished_jobs(
+    conn: asyncpg.Connection, completed_kept_s: float, failed_kept_s: float
+) -> int:
+    return await delete_in_batches(conn, DELETE_FINISHED_JOBS, completed_kept_s, failed_kept_s)

@@ -63,27 +63,39 @@ where recorded_at >= $1 and metric_name = any($2::text[])
   and coalesce(tags->>'route', '*') = '*'
 group by 1, 2
 """
-# The job queue: jobs waiting at the end of each bucket (created, not yet started) and jobs
-# that failed for good during it ($1 is a bucket start). Only rows that can matter for the
-# window are scanned.
+# The job queue: jobs waiting at the end of each bucket (due, not yet started) and jobs that
+# failed for good during it ($1 is the first bucket's start, $2 the bucket length). A job
+# waits from its due time (scheduled_for) until it starts (or ends): +1 then -1, summed per
+# bucket and accumulated. The jobs that can matter (unfinished, or finished since $1) are
+# read through the queue's partial indexes only (0080).
 JOBS = """
 with relevant as materialized (
-  select created_at, started_at, completed_at, status
-  from public.background_jobs
-  where (started_at is null and status in ('pending', 'retrying'))
-     or started_at >= $1
-     or (status = 'failed' and completed_at >= $1)
+  select coalesce(scheduled_for, created_at) as due, started_at, completed_at, status
+  from public.background_jobs where status in ('pending', 'retrying', 'running')
+  union all
+  select coalesce(scheduled_for, created_at), started_at, completed_at, status
+  from public.background_jobs where status in ('completed', 'failed') and completed_at >= $1
+), changes as (
+  select due as at, 1 as delta from relevant
+  union all
+  select least(started_at, completed_at), -1 from relevant
+  where coalesce(started_at, completed_at) is not null
+), per_bucket as (
+  select greatest(date_bin($2::interval, at, timestamptz 'epoch'), $1) as bucket,
+         sum(delta) as delta
+  from changes group by 1
+), failed as (
+  select date_bin($2::interval, completed_at, timestamptz 'epoch') as bucket, count(*) as failed
+  from relevant where status = 'failed' group by 1
 ), buckets as (
   select generate_series($1::timestamptz, now(), $2::interval) as bucket
 )
 select b.bucket,
-       (select count(*) from relevant r
-        where r.created_at < b.bucket + $2::interval
-          and (r.started_at is null or r.started_at >= b.bucket + $2::interval)) as queued,
-       (select count(*) from relevant r
-        where r.status = 'failed' and r.completed_at >= b.bucket
-          and r.completed_at < b.bucket + $2::interval) as failed
+       sum(coalesce(p.delta, 0)) over (order by b.bucket) as queued,
+       coalesce(f.failed, 0) as failed
 from buckets b
+left join per_bucket p on p.bucket = b.bucket
+left join failed f on f.bucket = b.bucket
 """
 # Workspaces the caller may watch (admin or owner).
 ADMIN_WORKSPACES = """

@@ -1,4 +1,5 @@
-"""Command line: ``python -m server [serve|migrate|operators]`` (console script ``icreate``).
+"""Command line: ``python -m server [serve|migrate|worker|operators]`` (console script
+``icreate``).
 
 With ``DATABASE_URL`` unset, an embedded PostgreSQL is started in ``DATA_DIR/postgres``
 and stopped on exit; its data stays for the next start.
@@ -16,6 +17,7 @@ import sys
 from typing import Any
 
 from persistence.migrate import MigrationError, migrate_dsn
+from server.logs import configure_logging
 from server.settings import Settings
 
 log = logging.getLogger("icreate")
@@ -72,6 +74,15 @@ def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None
     return 0
 
 
+def cmd_worker(settings: Settings, jobs_spec: str | None, concurrency: int | None) -> int:
+    from server.worker_cli import run_worker
+
+    status = cmd_migrate(settings)
+    if status:
+        return status
+    return asyncio.run(run_worker(settings, jobs_spec, concurrency))
+
+
 def cmd_operators(settings: Settings, action: str, email: str | None, note: str | None) -> int:
     """Grant, revoke or list service operators (who sees the whole service's operator page)."""
     from persistence import observability as store
@@ -112,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     sub.add_parser("migrate", help="apply pending migrations and exit")
+    worker = sub.add_parser("worker", help="run a background-jobs worker until SIGTERM")
+    worker.add_argument("--jobs", default=None, help="module:function listing the jobs to run")
+    worker.add_argument("--concurrency", type=int, default=None)
     operators = sub.add_parser("operators", help="grant, revoke or list service operators")
     operators.add_argument("action", choices=["grant", "revoke", "list"])
     operators.add_argument("email", nargs="?")
@@ -121,12 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("operators grant/revoke need an email")
 
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     settings, _embedded = resolve_database(settings)
     if args.command == "migrate":
         return cmd_migrate(settings)
+    if args.command == "worker":
+        return cmd_worker(settings, args.jobs, args.concurrency)
     if args.command == "operators":
         return cmd_migrate(settings) or cmd_operators(settings, args.action, args.email, args.note)
     host = getattr(args, "host", None) or settings.host

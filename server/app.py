@@ -23,12 +23,11 @@ from observability.service import Observability
 from persistence.db import Database
 from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
-from persistence.maintenance import PartitionMaintenance
 from server import __version__
 from server.api import API_ROOT, api_app
-from server.api.chat import chat_stream_route
+from server.background import build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
-from server.health import healthz
+from server.health import healthz, readyz
 from server.metrics import metrics_route
 from server.observe import RequestObserver
 from server.services import Services
@@ -53,9 +52,8 @@ def make_broker(settings: Settings) -> Broker:
 def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         metrics_route(),
-        # POST only, before the /api/v1 mount: the chat reply as SSE (or JSON).
-        chat_stream_route(),
         Mount(API_ROOT, app=api_app()),
         WebSocketRoute("/ws/docs/{file_id}", document_socket),
         WebSocketRoute("/ws/projects/{project_id}", project_socket),
@@ -114,9 +112,6 @@ def create_app(settings: Settings) -> Starlette:
         documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
         await documents.start()
         services.hubs["documents"] = documents
-        # Monthly partitions ahead of time and expired ones dropped: now, then daily.
-        maintenance = PartitionMaintenance(db)
-        maintenance.start()
         projects = ProjectHub(
             broker, PostgresEditorSessions(db), ProjectHubConfig.from_collab(settings.collab)
         )
@@ -139,15 +134,24 @@ def create_app(settings: Settings) -> Starlette:
         terminals = TerminalHub(settings.execution, db, services.hubs, local)
         await terminals.start()
         services.hubs["terminals"] = terminals
+        # Background jobs (housekeeping included), unless workers run apart.
+        worker = (
+            build_worker(settings, db, errors=observability.errors)
+            if settings.jobs.worker_in_process else None
+        )
+        if worker is not None:
+            await worker.start()
+            services.hubs["jobs"] = worker
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             await terminals.close()
             await executions.close()
             await documents.stop()
             await chat.close()
             await projects.close()
-            await maintenance.stop()
             await broker.close()
             await observability.stop()
             await db.close()

@@ -49,3 +49,5 @@ create index idx_analytics_events_workspace on public.analytics_events (workspac
 alter table public.performance_metrics drop constraint performance_metrics_metric_type_check;
 alter table public.performance_metrics add constraint performance_metrics_metric_type_check
   check (metric_type in ('api_latency', 'db_query', 'page_load', 'ai_response', 'execution'));
+-- The hourly retention job deletes by age (error_logs uses idx_error_logs_created).
+create index idx_performance_metrics_recorded on public.performance_metrics (recorded_at);

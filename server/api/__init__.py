@@ -14,6 +14,7 @@ from server import __version__
 from server.api import (
     analytics,
     auth,
+    chat,
     conversations,
     document_versions,
     executions,
@@ -47,6 +48,7 @@ def endpoints() -> list[Endpoint]:
         *versions.ENDPOINTS,
         *document_versions.ENDPOINTS,
         *conversations.ENDPOINTS,
+        *chat.ENDPOINTS,
         *executions.ENDPOINTS,
         *analytics.ENDPOINTS,
         *operator.ENDPOINTS,

@@ -81,12 +81,16 @@ class Endpoint:
     summary: str
     tag: str
     body: type[BaseModel] | None = None
+    # False only where a request without a body means something (the model's defaults).
+    body_required: bool = True
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     paged: bool = False
     status: int = 200
     auth: bool = True
     errors: tuple[int, ...] = field(default=())
+    # Also answers 200 text/event-stream when asked to (``Accept``).
+    sse: bool = False
     # A tighter body limit than the app-wide MAX_REQUEST_BYTES (413 past it).
     max_body_bytes: int | None = None
 
@@ -181,10 +185,12 @@ async def _read_body(request: Request, limit: int | None) -> bytes:
 
 
 async def _read_json(
-    request: Request, model: type[BaseModel], limit: int | None = None
+    request: Request, model: type[BaseModel], required: bool, limit: int | None = None
 ) -> BaseModel:
     raw = await _read_body(request, limit)
     if not raw.strip():
+        if required:
+            raise ApiError(422, "validation_error", "body: a JSON request body is required")
         data: Any = {}
     else:
         try:
@@ -277,7 +283,9 @@ def wrap(endpoint: Endpoint) -> RequestHandler:
             if endpoint.query is not None:
                 ctx.query = _read_query(request, endpoint.query)
             if endpoint.body is not None:
-                ctx.body = await _read_json(request, endpoint.body, endpoint.max_body_bytes)
+                ctx.body = await _read_json(
+                    request, endpoint.body, endpoint.body_required, endpoint.max_body_bytes
+                )
             result = await endpoint.handler(ctx)
             return render(result, endpoint)
         except ApiError as exc:

@@ -76,7 +76,7 @@ async def test_a_batch_is_stored_with_the_servers_user_workspace_and_time(
         assert now - timedelta(minutes=1) < row["created_at"] <= now
         assert row["properties"]["project_id"] == project["id"]
     assert stored[0]["properties"]["extension"] == "py"
-    assert user.token not in stored[0]["page_url"] and "token=[redacted]" in stored[0]["page_url"]
+    assert user.token not in stored[0]["page_url"] and "token=REDACTED" in stored[0]["page_url"]
 
 
 async def test_without_a_project_the_workspace_stays_empty(api: Api, db: Database) -> None:

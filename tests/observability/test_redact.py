@@ -16,7 +16,7 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlLXZhbHVl"
         ("GET /cb?code=xyz&state=s", f"GET /cb?code={REDACTED}&state=s"),
         ("?access_token=a&refresh_token=b", f"?access_token={REDACTED}&refresh_token={REDACTED}"),
         ("?api_key=k1&page=2", f"?api_key={REDACTED}&page=2"),
-        ("Authorization: Bearer abc.def", f"Authorization: Bearer {REDACTED}"),
+        ("Authorization: Bearer abcdefgh.ij", f"Authorization: Bearer {REDACTED}"),
         (f"bad token {JWT} here", f"bad token {REDACTED} here"),
         ("postgresql://app:s3cret@db:5432/x", f"postgresql://app:{REDACTED}@db:5432/x"),
         ("password=hunter2 rejected", f"password={REDACTED} rejected"),

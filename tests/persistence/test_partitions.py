@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime
 
@@ -11,7 +10,6 @@ import asyncpg
 from persistence.db import Database
 from persistence.maintenance import (
     PARTITIONED_TABLES,
-    PartitionMaintenance,
     drop_expired_partitions,
     ensure_partitions,
 )
@@ -176,11 +174,3 @@ async def test_every_partition_has_rls_and_no_grants_for_api_roles(db: Database)
             assert row["relrowsecurity"], row["name"]
             assert not row["auth"] and not row["anon"], row["name"]
 
-
-async def test_maintenance_task_runs_at_start_and_stops_on_request(db: Database) -> None:
-    maintenance = PartitionMaintenance(db, interval=3600)
-    maintenance.start()
-    await asyncio.wait_for(maintenance.ran.wait(), 10)
-    await maintenance.stop()
-    assert maintenance.runs == 1
-    assert not [t for t in asyncio.all_tasks() if t.get_name() == "partition-maintenance"]

@@ -11,8 +11,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
+from pydantic import BaseModel
 
+from jobs import JobContext, enqueue, job
+from jobs.config import WorkerConfig
+from observability.errors import ErrorReporter
 from persistence.db import Database
+from server.background import build_worker
 from server.settings import Settings
 from tests.api.client import Api
 from tests.fakes.sentry_server import FakeSentry
@@ -116,3 +121,37 @@ async def test_a_background_task_failure_becomes_an_error_log_row(
     assert row["error_type"] == "LookupError" and row["severity"] == "error"
     assert "background work lost its way" in row["message"]
     assert row["context"]["kind"] == "log" and row["context"]["logger"] == "asyncio"
+
+
+class Doomed(BaseModel):
+    reason: str
+
+
+@job("test.doomed", input=Doomed, job_type="sync", max_attempts=2, retry_base=0.05,
+     retry_max=0.1)
+async def doomed_job(ctx: JobContext, payload: Doomed) -> None:
+    raise ValueError(payload.reason)
+
+
+async def test_job_failures_become_error_log_rows(
+    settings: Settings, db: Database, database_url: str
+) -> None:
+    reporter = ErrorReporter(db, environment="test", instance_id="jobs-test", capacity=100)
+    reporter.start()
+    worker = build_worker(settings, db, [doomed_job], WorkerConfig(lease_s=5), errors=reporter)
+    await worker.start()
+    try:
+        async with db.service() as conn:
+            job_id = await enqueue(conn, doomed_job, Doomed(reason="no such repository"))
+        found = await eventually(lambda: rows(db, ERRORS), lambda r: len(r) >= 2,
+                                 what="two failed attempts")
+    finally:
+        await worker.stop()
+        await reporter.stop()
+    retried, final = found
+    for row, severity, last in ((retried, "warning", False), (final, "error", True)):
+        assert row["severity"] == severity and row["error_type"] == "ValueError"
+        assert row["message"] == "no such repository"
+        assert row["context"]["kind"] == "job" and row["context"]["job_name"] == "test.doomed"
+        assert row["context"]["job_id"] == str(job_id) and row["context"]["final"] is last
+        assert "doomed_job" in row["stack_trace"]

@@ -1,0 +1,68 @@
+"""``python -m server worker``: one worker process, apart from the web servers.
+
+SIGTERM or SIGINT: stop claiming, let running jobs finish within ``JOBS_SHUTDOWN_GRACE``,
+release the rest, exit 0. ``--jobs module:function`` runs another list of jobs (a function
+returning ``list[Job]``, or the list itself), e.g. for a worker that runs only some jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import logging
+import signal
+from typing import Any
+
+from jobs import Job
+from observability.service import Observability
+from persistence.db import Database
+from server import __version__
+from server.background import build_worker
+from server.settings import Settings
+
+log = logging.getLogger("icreate.worker")
+
+
+def load_jobs(spec: str) -> list[Job[Any]]:
+    module_name, _, attr = spec.partition(":")
+    target = getattr(importlib.import_module(module_name), attr or "all_jobs")
+    loaded = target() if callable(target) else target
+    if not isinstance(loaded, list) or not all(isinstance(j, Job) for j in loaded):
+        raise SystemExit(f"--jobs {spec}: not a list of jobs.Job")
+    return loaded
+
+
+async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int | None) -> int:
+    assert settings.database_url
+    config = settings.jobs.worker
+    if concurrency is not None:
+        config = dataclasses.replace(config, concurrency=concurrency)
+    jobs = load_jobs(jobs_spec) if jobs_spec else None
+    # error_logs (job failures, ERROR records) and the database timings of this process.
+    observability = Observability(
+        settings.observability, instance_id=settings.instance_id, release=__version__
+    )
+    # The handlers' pool (ctx.db): one connection per slot; the queue has its own.
+    db = await Database.connect(
+        settings.database_url, min_size=1, max_size=config.concurrency + 1,
+        on_query=observability.observe_query,
+    )
+    await observability.start(db)
+    worker = build_worker(settings, db, jobs, config, errors=observability.errors)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await worker.start()
+        await worker.ready.wait()
+        log.info("jobs worker %s ready: %s", worker.worker_id, ", ".join(worker.jobs))
+        await stop.wait()
+        log.info("jobs worker %s stopping", worker.worker_id)
+        await worker.stop()
+    finally:
+        await observability.stop()
+        await db.close()
+    log.info("jobs worker %s stopped: %s", worker.worker_id, worker.counts)
+    return 0
