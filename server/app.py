@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from ai.chat import ChatHub
+from ai.workspace_keys import WorkspaceAI, WorkspaceUrls
 from collab.broker import Broker, LocalBroker
 from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub, ProjectHubConfig
@@ -20,16 +21,20 @@ from execution.local import LocalBackend
 from execution.runner import ExecutionHub
 from execution.terminals import TerminalHub
 from observability.service import Observability
+from persistence.crypto import load_keyring
 from persistence.db import Database
 from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
+from persistence.environment import EnvironmentVariables
 from server import __version__
 from server.api import API_ROOT, api_app
-from server.background import build_worker
+from server.background import all_jobs, build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.health import healthz, readyz
 from server.metrics import metrics_route
+from server.oauth.service import OAuthService
 from server.observe import RequestObserver
+from server.secret_jobs import queue_reencryption
 from server.services import Services
 from server.settings import Settings
 from server.web import web_route
@@ -96,6 +101,8 @@ def create_app(settings: Settings) -> Starlette:
     observability = Observability(
         settings.observability, instance_id=settings.instance_id, release=__version__
     )
+    # Secrets at rest: ENCRYPTION_KEYS, or a key kept in DATA_DIR (persistence.crypto).
+    keyring = load_keyring(settings.encryption_keys, settings.data_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -106,7 +113,12 @@ def create_app(settings: Settings) -> Starlette:
         await observability.start(db)
         broker = make_broker(settings)
         await broker.start()
-        services = Services(settings=settings, db=db, broker=broker, observability=observability)
+        oauth = OAuthService(settings.oauth, db, keyring)
+        variables = EnvironmentVariables(db, keyring)
+        services = Services(
+            settings=settings, db=db, broker=broker, keyring=keyring, oauth=oauth,
+            variables=variables, observability=observability,
+        )
         app.state.services = services
         # Co-editing: rooms, update log, compaction; stopped first (flush, 1012 to clients).
         documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
@@ -118,20 +130,25 @@ def create_app(settings: Settings) -> Starlette:
         await projects.start()
         services.hubs["projects"] = projects
         # The AI chat; an embedded model server starts in the background (see /healthz).
+        urls = settings.integrations
+        workspace_ai = WorkspaceAI(settings.ai, db, keyring, WorkspaceUrls(
+            urls.openai_url, urls.anthropic_url, urls.firecrawl_url, urls.scrape_timeout_s))
         chat = ChatHub.from_config(
-            db, broker, settings.ai, settings.data_dir, services.hubs, observability.timings
+            db, broker, settings.ai, settings.data_dir, services.hubs, workspace_ai,
+            observability.timings,
         )
         await chat.start()
         services.hubs["chat"] = chat
         # Running code: sandbox or Judge0 runs, owned tasks; cancelled and marked on shutdown.
         executions = ExecutionHub(
-            settings.execution, db, services.hubs, timings=observability.timings
+            settings.execution, db, services.hubs, variables=variables,
+            timings=observability.timings,
         )
         await executions.start()
         services.hubs["executions"] = executions
         # Shared terminals: PTYs in the same sandbox (and uid per project) as the local runs.
         local = executions.backend if isinstance(executions.backend, LocalBackend) else None
-        terminals = TerminalHub(settings.execution, db, services.hubs, local)
+        terminals = TerminalHub(settings.execution, db, services.hubs, local, variables)
         await terminals.start()
         services.hubs["terminals"] = terminals
         # Background jobs (housekeeping included), unless workers run apart.
@@ -142,6 +159,10 @@ def create_app(settings: Settings) -> Starlette:
         if worker is not None:
             await worker.start()
             services.hubs["jobs"] = worker
+        if len(keyring.key_ids) > 1:
+            # An older key is still configured: move what it encrypted under the newest.
+            async with db.service() as conn:
+                await queue_reencryption(conn, all_jobs(settings))
         try:
             yield
         finally:
@@ -152,6 +173,7 @@ def create_app(settings: Settings) -> Starlette:
             await documents.stop()
             await chat.close()
             await projects.close()
+            await oauth.close()
             await broker.close()
             await observability.stop()
             await db.close()

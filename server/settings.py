@@ -19,6 +19,8 @@ from collab.config import CollabConfig
 from execution.config import ExecutionConfig
 from jobs.config import JobsConfig
 from observability.config import ObservabilityConfig
+from server.integrations.config import IntegrationsConfig
+from server.oauth.config import OAuthConfig
 
 DEFAULT_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
 
@@ -85,6 +87,8 @@ class Settings:
     collab: CollabConfig = field(default_factory=CollabConfig)
     ai: AIConfig = field(default_factory=AIConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    oauth: OAuthConfig = field(default_factory=OAuthConfig)
+    integrations: IntegrationsConfig = field(default_factory=IntegrationsConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
 
@@ -115,6 +119,8 @@ class Settings:
             collab=CollabConfig.from_env(env),
             ai=AIConfig.from_env(env, data_dir),
             execution=ExecutionConfig.from_env(env, data_dir),
+            oauth=OAuthConfig.from_env(env),
+            integrations=IntegrationsConfig.from_env(env),
             jobs=JobsConfig.from_env(env),
             observability=ObservabilityConfig.from_env(env),
         )

@@ -82,6 +82,31 @@ async def unique_name(world: World, db: Database) -> dict[str, Any]:
     return {"name": f"n-{uuid.uuid4().hex[:8]}.py"}
 
 
+async def unique_key(world: World, db: Database) -> dict[str, Any]:
+    return {"key": f"K_{uuid.uuid4().hex[:8]}"}
+
+
+async def fresh_variable(world: World, db: Database) -> dict[str, Any]:
+    async with db.service() as conn:
+        variable = await conn.fetchval(
+            "insert into public.environment_variables (project_id, key, value_encrypted,"
+            " environment, created_by) values ($1, $2, 'v1:none:x', 'development', $3)"
+            " returning id", world.project_id, f"K_{uuid.uuid4().hex[:8]}",
+            uuid.UUID(world.users["owner"].id),
+        )
+    return {"var": variable}
+
+
+async def fresh_integration(world: World, db: Database) -> dict[str, Any]:
+    async with db.service() as conn:
+        await conn.execute(
+            "insert into public.api_integrations (user_id, workspace_id, provider,"
+            " api_key_encrypted) values ($1, $2, 'vercel', 'v1:none:x') on conflict do nothing",
+            uuid.UUID(world.users["owner"].id), world.workspace_id,
+        )
+    return {}
+
+
 CASES = [
     Case("GET", "/workspaces/{ws}", "viewer"),
     Case("PATCH", "/workspaces/{ws}", "admin", {"description": "changed"}),
@@ -125,6 +150,19 @@ CASES = [
          allowed="422"),
     Case("GET", "/executions/{run}", "viewer"),
     Case("GET", "/executions/{run}/events", "viewer"),
+    # Environment variables: members (development and staging; see test_variables).
+    Case("GET", "/projects/{project}/environment-variables", "member"),
+    Case("POST", "/projects/{project}/environment-variables", "member",
+         {"key": "{key}", "value": "v"}, setup=unique_key),
+    Case("PATCH", "/projects/{project}/environment-variables/{var}", "member",
+         {"value": "changed"}, setup=fresh_variable),
+    Case("DELETE", "/projects/{project}/environment-variables/{var}", "member",
+         setup=fresh_variable),
+    # Workspace keys: admins. An unknown provider: no provider is called from this test.
+    Case("GET", "/workspaces/{ws}/integrations", "admin"),
+    Case("PUT", "/workspaces/{ws}/integrations/slack", "admin", {"api_key": "long-enough-key"},
+         allowed="404"),
+    Case("DELETE", "/workspaces/{ws}/integrations/vercel", "admin", setup=fresh_integration),
     # The operator page's series of a workspace: its admins (and owners).
     Case("GET", "/operator/series?workspace_id={ws}&minutes=5", "admin"),
 ]
@@ -142,6 +180,13 @@ ACCOUNT_ENDPOINTS = {
     ("GET", "/me/sessions"),
     ("DELETE", "/me/sessions/{session_id}"),
     ("GET", "/languages"),
+    # OAuth sign-in and the caller's own connections (tested in test_oauth).
+    ("GET", "/auth/providers"),
+    ("POST", "/auth/oauth/{provider}/start"),
+    ("GET", "/auth/oauth/{provider}/callback"),
+    ("POST", "/auth/oauth/exchange"),
+    ("GET", "/me/connections"),
+    ("DELETE", "/me/connections/{provider}"),
     # The caller's own events (a project named in the body is checked: test_analytics) and
     # what the caller may watch (test_operator).
     ("POST", "/analytics/events"),
@@ -154,6 +199,9 @@ PLACEHOLDERS = {
     "{conv}": "{conversation_id}",
     "{target}": "{user_id}",
     "{run}": "{execution_id}",
+    "{var}": "{variable_id}",
+    "/vercel": "/{provider}",
+    "/slack": "/{provider}",
     "/1": "/{version_number}",
 }
 
