@@ -15,7 +15,9 @@ import signal
 from typing import Any
 
 from jobs import Job
+from observability.service import Observability
 from persistence.db import Database
+from server import __version__
 from server.background import build_worker
 from server.settings import Settings
 
@@ -37,11 +39,17 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
     if concurrency is not None:
         config = dataclasses.replace(config, concurrency=concurrency)
     jobs = load_jobs(jobs_spec) if jobs_spec else None
+    # error_logs (job failures, ERROR records) and the database timings of this process.
+    observability = Observability(
+        settings.observability, instance_id=settings.instance_id, release=__version__
+    )
     # The handlers' pool (ctx.db): one connection per slot; the queue has its own.
     db = await Database.connect(
-        settings.database_url, min_size=1, max_size=config.concurrency + 1
+        settings.database_url, min_size=1, max_size=config.concurrency + 1,
+        on_query=observability.observe_query,
     )
-    worker = build_worker(settings, db, jobs, config)
+    await observability.start(db)
+    worker = build_worker(settings, db, jobs, config, errors=observability.errors)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -54,6 +62,7 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
         log.info("jobs worker %s stopping", worker.worker_id)
         await worker.stop()
     finally:
+        await observability.stop()
         await db.close()
     log.info("jobs worker %s stopped: %s", worker.worker_id, worker.counts)
     return 0
