@@ -18,6 +18,7 @@ from ai.config import AIConfig
 from collab.config import CollabConfig
 from execution.config import ExecutionConfig
 from jobs.config import JobsConfig
+from observability.config import ObservabilityConfig
 from server.integrations.config import IntegrationsConfig
 from server.oauth.config import OAuthConfig
 
@@ -83,13 +84,13 @@ class Settings:
     db_pool_max: int = 10
     max_request_bytes: int = 10 * 1024 * 1024
     log_level: str = "info"
-    sentry_dsn: str | None = None
     collab: CollabConfig = field(default_factory=CollabConfig)
     ai: AIConfig = field(default_factory=AIConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     oauth: OAuthConfig = field(default_factory=OAuthConfig)
     integrations: IntegrationsConfig = field(default_factory=IntegrationsConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -115,13 +116,13 @@ class Settings:
             db_pool_max=int(env.get("DB_POOL_MAX", "10")),
             max_request_bytes=int(env.get("MAX_REQUEST_BYTES", str(10 * 1024 * 1024))),
             log_level=env.get("LOG_LEVEL", "info"),
-            sentry_dsn=env.get("SENTRY_DSN") or None,
             collab=CollabConfig.from_env(env),
             ai=AIConfig.from_env(env, data_dir),
             execution=ExecutionConfig.from_env(env, data_dir),
             oauth=OAuthConfig.from_env(env),
             integrations=IntegrationsConfig.from_env(env),
             jobs=JobsConfig.from_env(env),
+            observability=ObservabilityConfig.from_env(env),
         )
 
 

@@ -20,7 +20,9 @@ from ai.analysis import Analyses
 from ai.registry import provider_slot
 from collab.project_hub import EVENT_TAG
 from jobs import Job
+from observability.service import Observability
 from persistence.db import Database
+from server import __version__
 from server.app import make_broker
 from server.background import build_worker
 from server.settings import Settings
@@ -43,10 +45,16 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
     if concurrency is not None:
         config = dataclasses.replace(config, concurrency=concurrency)
     jobs = load_jobs(jobs_spec) if jobs_spec else None
+    # error_logs (job failures, ERROR records) and the database timings of this process.
+    observability = Observability(
+        settings.observability, instance_id=settings.instance_id, release=__version__
+    )
     # The handlers' pool (ctx.db): one connection per slot; the queue has its own.
     db = await Database.connect(
-        settings.database_url, min_size=1, max_size=config.concurrency + 1
+        settings.database_url, min_size=1, max_size=config.concurrency + 1,
+        on_query=observability.observe_query,
     )
+    await observability.start(db)
     # The analyses' provider (started on first use) and, with Redis, the project channel
     # their results are announced on; owned here for the worker's lifetime.
     slot = provider_slot(settings.ai, settings.data_dir)
@@ -61,7 +69,8 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
         await broker.publish(f"project:{project_id}", EVENT_TAG + text.encode())
 
     analyses = Analyses(db, slot, settings.ai, publish if broker is not None else None)
-    worker = build_worker(settings, db, jobs, config, analyses=analyses)
+    worker = build_worker(settings, db, jobs, config, analyses=analyses,
+                          errors=observability.errors)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -77,6 +86,7 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
         await slot.close()
         if broker is not None:
             await broker.close()
+        await observability.stop()
         await db.close()
     log.info("jobs worker %s stopped: %s", worker.worker_id, worker.counts)
     return 0

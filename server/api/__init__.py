@@ -14,6 +14,7 @@ from server import __version__
 from server.api import (
     ai_edits,
     analyses,
+    analytics,
     auth,
     chat,
     conversations,
@@ -24,6 +25,7 @@ from server.api import (
     me,
     members,
     oauth,
+    operator,
     projects,
     sessions,
     variables,
@@ -35,6 +37,8 @@ from server.api.routing import Endpoint, to_routes
 from server.middleware import browser_guards
 
 OPENAPI_PATH = "/openapi.json"
+# Where app.py mounts this API (the route templates api_logs records start with it).
+API_ROOT = "/api/v1"
 
 
 def endpoints() -> list[Endpoint]:
@@ -56,6 +60,8 @@ def endpoints() -> list[Endpoint]:
         *oauth.ENDPOINTS,
         *variables.ENDPOINTS,
         *integrations.ENDPOINTS,
+        *analytics.ENDPOINTS,
+        *operator.ENDPOINTS,
     ]
 
 
@@ -69,7 +75,10 @@ async def openapi_json(request: Request) -> JSONResponse:
 
 
 def api_routes() -> list[BaseRoute]:
-    return [*to_routes(endpoints()), Route(OPENAPI_PATH, openapi_json, methods=["GET"])]
+    return [
+        *to_routes(endpoints(), API_ROOT),
+        Route(OPENAPI_PATH, openapi_json, methods=["GET"]),
+    ]
 
 
 class ApiApp:

@@ -12,7 +12,7 @@ export class ApiError extends Error {
 const BASE = '/api/v1'
 let refreshing = null
 
-async function send (method, path, body, { auth = true, retry = true } = {}) {
+async function send (method, path, body, { auth = true, retry = true, keepalive = false } = {}) {
   const headers = { Accept: 'application/json' }
   if (body !== undefined) headers['Content-Type'] = 'application/json'
   const session = getSession()
@@ -20,10 +20,11 @@ async function send (method, path, body, { auth = true, retry = true } = {}) {
   const response = await fetch(BASE + path, {
     method,
     headers,
+    keepalive,
     body: body === undefined ? undefined : JSON.stringify(body)
   })
   if (response.status === 401 && auth && retry && session && session.refresh_token) {
-    if (await refresh()) return send(method, path, body, { auth, retry: false })
+    if (await refresh()) return send(method, path, body, { auth, retry: false, keepalive })
   }
   if (response.status === 204) return null
   const text = await response.text()
@@ -144,7 +145,15 @@ export const api = {
   execute: (projectId, body) => send('POST', `/projects/${enc(projectId)}/executions`, body),
 
   aiEdit: (fileId, body) => send('POST', `/files/${enc(fileId)}/ai-edits`, body),
-  analyse: (fileId, body) => send('POST', `/files/${enc(fileId)}/analyses`, body)
+  analyse: (fileId, body) => send('POST', `/files/${enc(fileId)}/analyses`, body),
+  // keepalive: the request may outlive the page (sent while it is being hidden or closed).
+  analytics: (batch, keepalive = false) => send('POST', '/analytics/events', batch, { keepalive }),
+  operatorScopes: () => send('GET', '/operator/scopes'),
+  operatorSeries: (workspaceId, minutes, stepS) => {
+    const query = new URLSearchParams({ minutes: String(minutes), step_s: String(stepS) })
+    if (workspaceId) query.set('workspace_id', workspaceId)
+    return send('GET', `/operator/series?${query}`)
+  }
 }
 
 /** ws://host/path?token=... for a socket on this origin. */
