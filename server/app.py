@@ -23,6 +23,7 @@ from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
 from server.api import api_app
 from server.api.chat import chat_stream_route
+from server.api.uploads import uploads_route
 from server.background import build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.health import healthz
@@ -34,6 +35,7 @@ from server.ws.conversations import conversation_socket
 from server.ws.docs import document_socket
 from server.ws.projects import project_socket
 from server.ws.terminals import terminal_socket
+from storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ def routes() -> list[BaseRoute]:
         metrics_route(),
         # POST only, before the /api/v1 mount: the chat reply as SSE (or JSON).
         chat_stream_route(),
+        # The raw-body upload, with the upload size limit instead of the API's body cap.
+        uploads_route(),
         Mount("/api/v1", app=api_app()),
         WebSocketRoute("/ws/docs/{file_id}", document_socket),
         WebSocketRoute("/ws/projects/{project_id}", project_socket),
@@ -98,7 +102,8 @@ def create_app(settings: Settings) -> Starlette:
         )
         broker = make_broker(settings)
         await broker.start()
-        services = Services(settings=settings, db=db, broker=broker)
+        objects = ObjectStore.from_config(settings.storage)
+        services = Services(settings=settings, db=db, broker=broker, objects=objects)
         app.state.services = services
         # Co-editing: rooms, update log, compaction; stopped first (flush, 1012 to clients).
         documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)

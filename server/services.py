@@ -8,6 +8,7 @@ from typing import Any
 from collab.broker import Broker
 from persistence.db import Database
 from server.settings import Settings
+from storage.objects import ObjectStore
 
 
 @dataclass
@@ -18,3 +19,5 @@ class Services:
     # Hubs register themselves here by name (documents, projects, chat, terminals...)
     # so endpoints find them without the app module importing every package.
     hubs: dict[str, Any] = field(default_factory=dict)
+    # Binary and large files (files.storage_path): a local directory or an S3 bucket.
+    objects: ObjectStore | None = None

@@ -17,6 +17,7 @@ from ai.config import AIConfig
 from collab.config import CollabConfig
 from execution.config import ExecutionConfig
 from jobs.config import JobsConfig
+from storage.config import StorageConfig
 
 DEFAULT_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
 
@@ -69,6 +70,7 @@ class Settings:
     ai: AIConfig = field(default_factory=AIConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -98,6 +100,7 @@ class Settings:
             ai=AIConfig.from_env(env, data_dir),
             execution=ExecutionConfig.from_env(env, data_dir),
             jobs=JobsConfig.from_env(env),
+            storage=StorageConfig.from_env(env, data_dir),
         )
 
 

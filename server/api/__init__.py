@@ -21,6 +21,7 @@ from server.api import (
     members,
     projects,
     sessions,
+    uploads,
     versions,
     workspaces,
 )
@@ -40,6 +41,7 @@ def endpoints() -> list[Endpoint]:
         *members.ENDPOINTS,
         *projects.ENDPOINTS,
         *files.ENDPOINTS,
+        *uploads.ENDPOINTS,
         *versions.ENDPOINTS,
         *document_versions.ENDPOINTS,
         *conversations.ENDPOINTS,
@@ -57,7 +59,9 @@ async def openapi_json(request: Request) -> JSONResponse:
 
 
 def api_routes() -> list[BaseRoute]:
-    return [*to_routes(endpoints()), Route(OPENAPI_PATH, openapi_json, methods=["GET"])]
+    # Endpoints that stream their own body are served by their own route (uploads_route).
+    served = [e for e in endpoints() if e.raw_body is None]
+    return [*to_routes(served), Route(OPENAPI_PATH, openapi_json, methods=["GET"])]
 
 
 class ApiApp:

@@ -86,6 +86,11 @@ class Endpoint:
     status: int = 200
     auth: bool = True
     errors: tuple[int, ...] = field(default=())
+    # The media type of a body the handler streams itself (not JSON, not size-capped by
+    # the API's MAX_REQUEST_BYTES): such endpoints are served by their own route.
+    raw_body: str | None = None
+    # The media type of a successful answer that is not JSON (a file's bytes).
+    raw_response: str | None = None
 
     @property
     def operation_id(self) -> str:

@@ -104,6 +104,9 @@ CASES = [
     Case("POST", "/projects/{project}/conversations", "member", {"title": "Mine"}),
     Case("GET", "/projects/{project}/conversations", "viewer"),
     Case("GET", "/files/{file}", "viewer"),
+    Case("GET", "/files/{file}/download", "viewer"),
+    Case("POST", "/projects/{project}/uploads?path=up/{name}", "member", {"raw": "bytes"},
+         setup=unique_name),
     Case("PATCH", "/files/{file}", "member", {"name": "{name}"}, setup=unique_name),
     Case("PUT", "/files/{file}/content", "member", {"content": "print('bye')\n"}),
     Case("DELETE", "/files/{file}", "member", setup=fresh_file),
@@ -158,7 +161,7 @@ def _fill(value: Any, ids: dict[str, Any]) -> Any:
 
 
 def _route_of(case: Case) -> tuple[str, str]:
-    path = case.path
+    path = case.path.partition("?")[0]
     for short, name in PLACEHOLDERS.items():
         path = path.replace(short, name)
     return case.method, path
