@@ -26,6 +26,7 @@ from server.api.chat import chat_stream_route
 from server.api.uploads import uploads_route
 from server.background import build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
+from server.git_wiring import build_git_runtime
 from server.health import healthz
 from server.metrics import metrics_route
 from server.services import Services
@@ -127,8 +128,11 @@ def create_app(settings: Settings) -> Starlette:
         terminals = TerminalHub(settings.execution, db, services.hubs, local)
         await terminals.start()
         services.hubs["terminals"] = terminals
-        # Background jobs (housekeeping included), unless workers run apart.
-        worker = build_worker(settings, db) if settings.jobs.worker_in_process else None
+        # Git: connect/import, pull, push (jobs run by this process's worker with its hubs).
+        services.git = build_git_runtime(settings, db, documents, projects, objects)
+        # Background jobs (housekeeping and git included), unless workers run apart.
+        worker = build_worker(settings, db, resources=[services.git]) \
+            if settings.jobs.worker_in_process else None
         if worker is not None:
             await worker.start()
             services.hubs["jobs"] = worker
@@ -143,6 +147,7 @@ def create_app(settings: Settings) -> Starlette:
             await chat.close()
             await projects.close()
             await broker.close()
+            services.git.git.close()
             await db.close()
 
     app = App(

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from gitsync import jobs as git_jobs
 from jobs import Job, Worker
 from jobs import maintenance as maintenance_jobs
 from jobs.config import WorkerConfig
@@ -19,7 +20,7 @@ from server.settings import Settings
 
 
 def all_jobs() -> list[Job[Any]]:
-    return [*maintenance_jobs.JOBS]
+    return [*maintenance_jobs.JOBS, *git_jobs.JOBS]
 
 
 def build_worker(
@@ -27,7 +28,9 @@ def build_worker(
     db: Database,
     jobs: Sequence[Job[Any]] | None = None,
     config: WorkerConfig | None = None,
+    resources: Sequence[object] = (),
 ) -> Worker:
+    """``resources``: what handlers get by type (``ctx.resource``), e.g. the git runtime."""
     assert settings.database_url
     return Worker(
         db,
@@ -35,4 +38,5 @@ def build_worker(
         dsn=settings.database_url,
         config=config or settings.jobs.worker,
         worker_id=f"{settings.instance_id}:{os.getpid()}",
+        resources=resources,
     )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collab.broker import Broker
+from gitsync.sync import GitRuntime
 from persistence.db import Database
 from server.settings import Settings
 from storage.objects import ObjectStore
@@ -21,3 +22,5 @@ class Services:
     hubs: dict[str, Any] = field(default_factory=dict)
     # Binary and large files (files.storage_path): a local directory or an S3 bucket.
     objects: ObjectStore | None = None
+    # Git: the runner, the jobs' runtime (gitsync.sync.GitRuntime).
+    git: GitRuntime | None = None

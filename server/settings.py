@@ -16,6 +16,7 @@ from pathlib import Path
 from ai.config import AIConfig
 from collab.config import CollabConfig
 from execution.config import ExecutionConfig
+from gitsync.config import GitConfig
 from jobs.config import JobsConfig
 from storage.config import StorageConfig
 
@@ -71,6 +72,7 @@ class Settings:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    git: GitConfig = field(default_factory=GitConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +103,7 @@ class Settings:
             execution=ExecutionConfig.from_env(env, data_dir),
             jobs=JobsConfig.from_env(env),
             storage=StorageConfig.from_env(env, data_dir),
+            git=GitConfig.from_env(env, data_dir),
         )
 
 

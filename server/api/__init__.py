@@ -17,6 +17,8 @@ from server.api import (
     document_versions,
     executions,
     files,
+    git,
+    git_webhooks,
     me,
     members,
     projects,
@@ -42,6 +44,8 @@ def endpoints() -> list[Endpoint]:
         *projects.ENDPOINTS,
         *files.ENDPOINTS,
         *uploads.ENDPOINTS,
+        *git.ENDPOINTS,
+        *git_webhooks.ENDPOINTS,
         *versions.ENDPOINTS,
         *document_versions.ENDPOINTS,
         *conversations.ENDPOINTS,
@@ -60,7 +64,7 @@ async def openapi_json(request: Request) -> JSONResponse:
 
 def api_routes() -> list[BaseRoute]:
     # Endpoints that stream their own body are served by their own route (uploads_route).
-    served = [e for e in endpoints() if e.raw_body is None]
+    served = [e for e in endpoints() if not e.own_route]
     return [*to_routes(served), Route(OPENAPI_PATH, openapi_json, methods=["GET"])]
 
 

@@ -86,9 +86,10 @@ class Endpoint:
     status: int = 200
     auth: bool = True
     errors: tuple[int, ...] = field(default=())
-    # The media type of a body the handler streams itself (not JSON, not size-capped by
-    # the API's MAX_REQUEST_BYTES): such endpoints are served by their own route.
+    # The media type of a body the handler reads itself (not parsed as JSON by the wrapper).
     raw_body: str | None = None
+    # Served by a route of its own, outside the API's MAX_REQUEST_BYTES cap (uploads).
+    own_route: bool = False
     # The media type of a successful answer that is not JSON (a file's bytes).
     raw_response: str | None = None
 

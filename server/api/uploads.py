@@ -168,7 +168,7 @@ UPLOAD = Endpoint(
     "POST", UPLOAD_PATH, upload_file,
     "Upload a file's bytes to a path (text becomes a document, the rest a stored object)",
     "files", query=UploadQuery, response=FileEntry, status=201, errors=(403, 409),
-    raw_body="application/octet-stream",
+    raw_body="application/octet-stream", own_route=True,
 )
 ENDPOINTS = [
     UPLOAD,
