@@ -254,14 +254,14 @@ class Sync:
         applier = Applier(self.rt.db, live, self.rt.git, self.rt.file_types, self.project_id,
                           self.user_id)
         await applier.create({t.path: blobs[t.sha] for t, o in plan.take if o is None})
-        for remote, ours_entry in plan.take:
-            if ours_entry is not None:
-                await applier.replace(ours_entry, blobs[remote.sha])
+        for remote, replaced in plan.take:
+            if replaced is not None:
+                await applier.replace(replaced, blobs[remote.sha])
         for remote, ours_entry, base_entry in plan.merge:
             await applier.merge(ours_entry, base_texts.get(base_entry.sha),
                                 blobs[remote.sha].text or "")
-        for ours_entry in plan.delete:
-            await applier.delete(ours_entry)
+        for gone in plan.delete:
+            await applier.delete(gone)
         await self._record_base(plan.remote_changed, theirs, applier.result, head)
         await self._announce(applier.result)
         if applier.result.conflicts:
