@@ -223,3 +223,35 @@ class GitHost:
         out = git("--git-dir", str(self.bare(name)), "ls-tree", "-r", "--name-only",
                   "--full-tree", rev)
         return out.splitlines()
+
+    def write_raw_tree(
+        self, name: str, entries: list[tuple[str, str, bytes]], message: str = "raw"
+    ) -> str:
+        """Commit a tree built with git's plumbing, so it may hold what no checkout can:
+        ``(mode, path, data)`` with any segment names (``..``, ``.git``, control
+        characters); mode ``120000`` makes ``data`` a symlink target, ``160000`` a
+        submodule commit id. Becomes the new ``main``; returns the commit."""
+        bare = self.bare(name)
+
+        def blob(data: bytes) -> str:
+            return git("--git-dir", str(bare), "hash-object", "-w", "--stdin", input=data).strip()
+
+        def tree(items: list[tuple[str, list[str], bytes]]) -> str:
+            lines: list[bytes] = []
+            groups: dict[str, list[tuple[str, list[str], bytes]]] = {}
+            for mode, parts, data in items:
+                if len(parts) == 1:
+                    kind, sha = ("commit", data.decode()) if mode == "160000" else \
+                        ("blob", blob(data))
+                    lines.append(f"{mode} {kind} {sha}\t".encode() + parts[0].encode())
+                else:
+                    groups.setdefault(parts[0], []).append((mode, parts[1:], data))
+            for folder, children in groups.items():
+                lines.append(f"040000 tree {tree(children)}\t".encode() + folder.encode())
+            return git("--git-dir", str(bare), "mktree", "-z",
+                       input=b"".join(line + b"\0" for line in lines)).strip()
+
+        root = tree([(mode, path.split("/"), data) for mode, path, data in entries])
+        commit = git("--git-dir", str(bare), "commit-tree", root, "-m", message).strip()
+        git("--git-dir", str(bare), "update-ref", "refs/heads/main", commit)
+        return commit
