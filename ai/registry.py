@@ -1,22 +1,32 @@
 """The configured provider, chosen by name from a lookup table, and whether it can answer.
 
 ``ProviderSlot.get()`` hands out the provider when it is usable (waiting for the
-embedded model while it is still starting) and None when chat must answer
-``ai_unavailable``.
+embedded model while it is still starting) and None when chat must answer with
+``unavailable()``'s code: ``ai_installing`` while the embedded model's runtime is being
+installed (at once, no wait), else ``ai_unavailable``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ai.config import AIConfig
-from ai.embedded import EmbeddedModelServer
+from ai.embedded import EmbeddedModelServer, server_installed
 from ai.providers.anthropic import AnthropicProvider
 from ai.providers.base import Provider
 from ai.providers.openai_compat import OpenAICompatProvider
+from ai.runtime_install import RuntimeInstaller
+
+UNAVAILABLE = ("ai_unavailable", "AI provider not available")
+INSTALLING = (
+    "ai_installing",
+    "the embedded AI model is being installed (the first start compiles llama.cpp, "
+    "about 5 minutes): try again in a few minutes",
+)
 
 
 class ProviderSlot:
@@ -41,6 +51,10 @@ class ProviderSlot:
     async def get(self) -> Provider | None:
         return self.provider
 
+    def unavailable(self) -> tuple[str, str]:
+        """The error code and message for a chat that ``get()`` found no provider for."""
+        return UNAVAILABLE
+
     async def close(self) -> None:
         if self.provider is not None:
             await self.provider.close()
@@ -57,6 +71,8 @@ class EmbeddedSlot(ProviderSlot):
     def __init__(self, config: AIConfig, log_dir: Path) -> None:
         super().__init__(config)
         self.server = EmbeddedModelServer(config, log_dir)
+        self.installer: RuntimeInstaller | None = None
+        self.log_dir = log_dir
 
     @property
     def context_tokens(self) -> int:
@@ -67,9 +83,27 @@ class EmbeddedSlot(ProviderSlot):
         return min(self.config.max_output_tokens, self.config.embedded_ctx // 4)
 
     async def start(self) -> None:
-        self.server.start()
+        if self.config.embedded_install and not await asyncio.to_thread(server_installed):
+            self.installer = RuntimeInstaller(self.log_dir)
+            self.installer.start(self.server.start)
+        else:
+            self.server.start()
+
+    @property
+    def installing(self) -> bool:
+        return self.installer is not None and self.installer.state == "installing"
+
+    def unavailable(self) -> tuple[str, str]:
+        if self.installing:
+            return INSTALLING
+        if self.installer is not None and self.installer.error:
+            return "ai_unavailable", f"the embedded AI model could not be installed: " \
+                f"{self.installer.error}"
+        return UNAVAILABLE
 
     async def get(self) -> Provider | None:
+        if self.installing:
+            return None
         if self.provider is None:
             if not await self.server.wait_ready(self.config.embedded_start_timeout_s):
                 return None
@@ -82,10 +116,22 @@ class EmbeddedSlot(ProviderSlot):
 
     async def close(self) -> None:
         await super().close()
+        if self.installer is not None:
+            await self.installer.stop()
         await self.server.stop()
 
     def health(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"provider": self.name, "state": self.server.state}
+        installer = self.installer
+        if installer is not None and installer.state != "installed":
+            report: dict[str, Any] = {
+                "provider": self.name, "state": installer.state, "log": str(installer.log_path)
+            }
+            if installer.error:
+                report["error"] = installer.error
+            return report
+        report = {"provider": self.name, "state": self.server.state}
+        if installer is not None:
+            report["install_s"] = installer.install_s
         if self.server.model_path is not None:
             report["model"] = self.server.model_path.stem
         if self.server.error:

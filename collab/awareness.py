@@ -1,49 +1,157 @@
 """Awareness states of one room (cursors, selections, names), kept as the JSON text clients sent.
 
-The server never interprets the JSON: it keeps the newest ``(clock, state)`` per client id
-so a newcomer receives every known state, and it can announce a removal (``state = null``
-with the next clock) for the client ids a closed socket had used.
+The server keeps the newest ``(clock, state)`` per client id so a newcomer receives every
+known state, and it can announce a removal (``state = null`` with the next clock) for the
+client ids a closed socket had used.
+
+Who may write a client id's state (a client id is a random number a Yjs document picks):
+
+- **Local sockets**: the first socket on this node to publish a live state for an id holds
+  it; the id stays bound to that socket's user for the room's life here. A state for an id
+  that another user's socket holds, or held, is dropped: nobody can show their content
+  under someone else's cursor, push its clock out of reach, or remove it. Another socket of
+  the same user may take an id over (a client reconnecting before its old socket is seen
+  closed keeps its id).
+- **Other nodes** (the broker): an id another node sent a live state for within
+  ``REMOTE_HOLD_S`` belongs to that node; local sockets cannot claim it until the node
+  announces its removal or stops renewing it (clients renew every 15 s; 30 s is
+  y-protocols' own timeout). A broker state for an id a local socket holds is dropped: the
+  holding node's word wins, on each node. Limits: two nodes that have never seen an id
+  (a room just loaded on one of them) can each let a local socket claim it, and each then
+  serves its own claimant's state; and the clients of a killed node, reconnecting through
+  another one, get their cursors shown there again at most ``REMOTE_HOLD_S`` after their
+  last renewal (a clean shutdown announces the removals, so no wait).
+- **Invalid states** (not JSON, or JSON that is not an object or null) are dropped.
+
+Dropped entries are counted (``icreate_doc_awareness_dropped_total``); the rest of a frame
+is still relayed. Stale entries (a clock the room already holds: the echoes stock clients
+send of every state they receive) are ignored silently.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Protocol
+
+from collab.metrics import AWARENESS_DROPPED
 from collab.protocol import AwarenessEntry, awareness_frame, encode_awareness
+
+REMOTE_HOLD_S = 30.0
+
+
+class Claimant(Protocol):
+    """A local socket, as far as awareness goes: its user and the ids it holds."""
+
+    user_id: str
+    awareness_ids: set[int]
+
+
+def checked(entry: AwarenessEntry) -> AwarenessEntry | None:
+    """The entry if its state is JSON text of an object or null (what y-protocols'
+    ``JSON.parse`` expects), with any spelling of null as ``"null"``; else None."""
+    state = entry.state
+    if state == "null":
+        return entry
+    try:
+        value = json.loads(state)
+    except ValueError:
+        return None
+    if isinstance(value, dict):
+        return entry
+    return AwarenessEntry(entry.client_id, entry.clock, "null") if value is None else None
+
+
+def _stale(entry: AwarenessEntry, known: AwarenessEntry | None) -> bool:
+    """y-protocols' rule: a newer clock wins; an equal clock may only remove a live state."""
+    if known is None or entry.clock > known.clock:
+        return False
+    return entry.clock < known.clock or not (entry.removed and not known.removed)
 
 
 class AwarenessStates:
     def __init__(self) -> None:
         self._entries: dict[int, AwarenessEntry] = {}
+        self._holders: dict[int, Claimant] = {}  # id -> the local socket holding it now
+        self._users: dict[int, str] = {}  # id -> the user whose local socket introduced it
+        self._remote: dict[int, float] = {}  # id -> when another node last sent it live
 
     def __len__(self) -> int:
         return sum(1 for entry in self._entries.values() if not entry.removed)
 
-    def apply(
-        self, entries: list[AwarenessEntry], controlled: set[int] | None = None
+    def apply_local(
+        self, entries: list[AwarenessEntry], claimant: Claimant, now: float | None = None
     ) -> list[AwarenessEntry]:
-        """Record newer entries; return those that changed something.
+        """Record a local socket's newer entries that it may write; return those accepted.
 
-        An entry whose clock the room already holds is stale: stock y-websocket clients send
-        every awareness update they receive back to the server, so most of what arrives is
-        such an echo, and relaying it would cost a round of sends per peer. ``controlled``
-        (the sending socket's ids) gains the client ids this socket introduced (unknown to
-        the room, or removed) and loses those it removed, as @y/websocket-server keeps them:
-        closing the socket removes exactly those, not the states it merely echoed.
+        ``claimant.awareness_ids`` gains the ids the socket now holds and loses those it
+        removed (or another socket of its user took over): closing the socket removes
+        exactly those, not the states it merely echoed.
         """
         accepted: list[AwarenessEntry] = []
         for entry in entries:
-            known = self._entries.get(entry.client_id)
-            if known is not None:
-                # Same rule as y-protocols: a newer clock wins; an equal clock may remove.
-                if entry.clock < known.clock:
-                    continue
-                if entry.clock == known.clock and not (entry.removed and not known.removed):
-                    continue
-            if controlled is not None:
-                if entry.removed:
-                    controlled.discard(entry.client_id)
-                elif known is None or known.removed:
-                    controlled.add(entry.client_id)
-            self._entries[entry.client_id] = entry
+            client_id = entry.client_id
+            known = self._entries.get(client_id)
+            if _stale(entry, known):
+                continue
+            # A renewal repeats the state it renews: checked once, not every 15 s.
+            valid = entry if known is not None and entry.state == known.state else checked(entry)
+            if valid is None:
+                AWARENESS_DROPPED.labels("invalid_state").inc()
+                continue
+            if not self._may_write(client_id, claimant, now):
+                AWARENESS_DROPPED.labels("foreign_id").inc()
+                continue
+            entry = valid
+            holder = self._holders.get(client_id)
+            if entry.removed:
+                claimant.awareness_ids.discard(client_id)
+                self._holders.pop(client_id, None)
+            else:
+                if holder is not None and holder is not claimant:
+                    holder.awareness_ids.discard(client_id)
+                claimant.awareness_ids.add(client_id)
+                self._holders[client_id] = claimant
+                self._users[client_id] = claimant.user_id
+            self._entries[client_id] = entry
+            accepted.append(entry)
+        return accepted
+
+    def _may_write(self, client_id: int, claimant: Claimant, now: float | None) -> bool:
+        holder = self._holders.get(client_id)
+        if holder is not None:
+            return holder is claimant or holder.user_id == claimant.user_id
+        user = self._users.get(client_id)
+        if user is not None and user != claimant.user_id:
+            return False
+        seen = self._remote.get(client_id)
+        if seen is None:
+            return True
+        return (time.monotonic() if now is None else now) - seen >= REMOTE_HOLD_S
+
+    def apply_remote(
+        self, entries: list[AwarenessEntry], now: float | None = None
+    ) -> list[AwarenessEntry]:
+        """Record another node's newer entries, except for ids a local socket holds."""
+        accepted: list[AwarenessEntry] = []
+        for entry in entries:
+            client_id = entry.client_id
+            known = self._entries.get(client_id)
+            if _stale(entry, known):
+                continue
+            valid = entry if known is not None and entry.state == known.state else checked(entry)
+            if valid is None:
+                AWARENESS_DROPPED.labels("invalid_state").inc()
+                continue
+            if client_id in self._holders:
+                AWARENESS_DROPPED.labels("foreign_id").inc()
+                continue
+            entry = valid
+            if entry.removed:
+                self._remote.pop(client_id, None)
+            else:
+                self._remote[client_id] = time.monotonic() if now is None else now
+            self._entries[client_id] = entry
             accepted.append(entry)
         return accepted
 
@@ -51,6 +159,7 @@ class AwarenessStates:
         """Mark clients gone; the awareness frame announcing it (None when nothing to say)."""
         removals: list[AwarenessEntry] = []
         for client_id in client_ids:
+            self._holders.pop(client_id, None)
             known = self._entries.get(client_id)
             if known is None or known.removed:
                 continue

@@ -301,7 +301,7 @@ class DocumentHub:
                 if peer.read_only and not self.config.viewer_awareness:
                     return
                 stats.awareness_in_client += 1
-                accepted = room.awareness.apply(entries, peer.awareness_ids)
+                accepted = room.awareness.apply_local(entries, peer)
                 relay = _awareness_relay(raw, entries, accepted)
                 if relay is None:
                     return  # an echo of states the room holds
@@ -376,7 +376,7 @@ class DocumentHub:
             elif frame.kind == protocol.MSG_AWARENESS:
                 self.stats.awareness_in_broker += 1
                 entries = protocol.parse_awareness(frame.payload)
-                relay = _awareness_relay(payload, entries, room.awareness.apply(entries))
+                relay = _awareness_relay(payload, entries, room.awareness.apply_remote(entries))
                 if relay is None:
                     return
                 delivered = room.broadcast(relay)

@@ -41,6 +41,12 @@ COMPACTIONS = Counter(
     ["source"],
 )
 CLOSES = Counter("icreate_doc_closes_total", "Document sockets closed by the server", ["code"])
+AWARENESS_DROPPED = Counter(
+    "icreate_doc_awareness_dropped_total",
+    "Awareness entries dropped: foreign_id (a client id another socket or node holds), "
+    "invalid_state (not JSON, or not an object or null)",
+    ["reason"],
+)
 GAP_REPAIRS = Counter(
     "icreate_doc_gap_repairs_total", "Step2 answers published for other nodes' state vectors"
 )

@@ -121,8 +121,12 @@ class LocalBackend:
         return [lang.public() for lang in self.toolchains.languages.values()]
 
     def health(self) -> dict[str, Any]:
+        problem = self.sandbox.problem
         return {
             "backend": self.name,
+            "ok": problem is None,
+            "state": "unavailable" if problem else "ready" if self.detected else "unchecked",
+            "reason": problem,
             **self.sandbox.health(),
             "checked": self.detected,
             "languages": sorted(self.toolchains.languages),

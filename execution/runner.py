@@ -113,6 +113,12 @@ class ExecutionHub:
     async def languages(self) -> list[dict[str, Any]]:
         return await self.backend.languages()
 
+    def unavailable(self) -> str | None:
+        """Why no run can start here (the local sandbox is missing or broken), or None."""
+        if isinstance(self.backend, LocalBackend):
+            return self.backend.sandbox.problem
+        return None
+
     # -- submitting ---------------------------------------------------------------------
 
     async def submit(
@@ -126,6 +132,9 @@ class ExecutionHub:
         stdin: str,
         limits: RunLimits,
     ) -> dict[str, Any]:
+        problem = self.unavailable()
+        if problem is not None:
+            raise ExecutionError("sandbox_unavailable", problem)
         source_path: str | None = None
         if file_id is not None:
             async with self.db.service() as conn:

@@ -58,6 +58,10 @@ class SandboxUnavailable(RuntimeError):
     """bubblewrap is missing or cannot create namespaces here."""
 
 
+def missing_bwrap(path: str) -> str:
+    return f"bubblewrap ({path}) not found: apt-get install bubblewrap"
+
+
 @dataclass(frozen=True)
 class Limits:
     cpu_time_s: float
@@ -155,12 +159,14 @@ class Sandbox:
 
     def __init__(self, config: ExecutionConfig) -> None:
         self.config = config
-        self.bwrap = shutil.which(config.bwrap_path) or config.bwrap_path
+        found = shutil.which(config.bwrap_path)
+        self.bwrap = found or config.bwrap_path
         self.is_root = os.geteuid() == 0
         self.mechanism = "rlimit"
         self.mechanism_reason = self._cgroup_reason()
         self.extra_ro_binds: list[Bind] = []
-        self.problem: str | None = None
+        # Known at once when the binary is missing; else found by ``check`` on first use.
+        self.problem: str | None = None if found else missing_bwrap(config.bwrap_path)
 
     @staticmethod
     def _cgroup_reason() -> str:
@@ -184,6 +190,8 @@ class Sandbox:
         """Run ``true`` in the sandbox once, with ``probe_dir`` (beside the workdirs) bound as
         the workspace: it fails if a parent directory is not traversable by the sandbox uid.
         Remember why it failed, if it did."""
+        if self.problem is not None:
+            return
         binds = [Bind(probe_dir, WORKSPACE)] if probe_dir is not None else []
         try:
             identity = self.identity_for(self.config.sandbox_uid_count - 1)

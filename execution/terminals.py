@@ -118,7 +118,11 @@ class TerminalHub:
         """The sandbox is checked on first use (see ``LocalBackend``)."""
 
     def health(self) -> dict[str, Any]:
+        problem = self.local.sandbox.problem
         return {
+            "ok": problem is None,
+            "state": "unavailable" if problem else "ready",
+            "reason": problem,
             "terminals": len(self.terminals),
             "clients": sum(len(t.clients) for t in self.terminals.values()),
             "commands_recorded": self.commands_recorded,
@@ -240,7 +244,7 @@ class TerminalHub:
         project_id = key[0]
         await self.local.ready()
         if self.local.sandbox.problem is not None:
-            raise TerminalError("unavailable", self.local.sandbox.problem)
+            raise TerminalError("sandbox_unavailable", self.local.sandbox.problem)
         await asyncio.to_thread(self._write_rc)
         owner_key = str(project_id)
         slot = self.local.uids.acquire(owner_key)

@@ -94,17 +94,36 @@ INSERT_ATTEMPT = """
 insert into public.auth_attempts (email, ip_address, succeeded, kind)
 values ($1, $2::inet, $3, $4)
 """
-# Failures for an email since its last success, within the window: (count, seconds left).
-EMAIL_FAILURES = """
-select count(*) as failures,
-       extract(epoch from min(created_at) + make_interval(secs => $2) - now()) as retry_after
-from public.auth_attempts
-where email = $1 and kind = 'sign_in' and not succeeded
-  and created_at > now() - make_interval(secs => $2)
-  and created_at > coalesce(
-    (select max(created_at) from public.auth_attempts
-     where email = $1 and kind = 'sign_in' and succeeded),
-    '-infinity')
+# Sign-in failures for an email within the window: those from one ip since that ip's last
+# success for the email, and all of them; each with the seconds until its oldest leaves.
+ACCOUNT_FAILURES = """
+with failures as (
+  select ip_address, created_at from public.auth_attempts
+  where email = $1 and kind = 'sign_in' and not succeeded
+    and created_at > now() - make_interval(secs => $3)
+),
+pair_since as (
+  select coalesce(max(created_at), '-infinity') as at from public.auth_attempts
+  where email = $1 and kind = 'sign_in' and succeeded and ip_address is not distinct from $2::inet
+)
+select count(*) filter (where f.ip_address is not distinct from $2::inet
+                          and f.created_at > p.at) as pair_failures,
+       extract(epoch from min(f.created_at) filter (
+         where f.ip_address is not distinct from $2::inet and f.created_at > p.at)
+         + make_interval(secs => $3) - now()) as pair_retry_after,
+       count(*) as account_failures,
+       extract(epoch from min(f.created_at) + make_interval(secs => $3) - now())
+         as account_retry_after
+from failures f cross join pair_since p
+"""
+# Whether the account behind an email signed in from this ip within the period.
+KNOWN_IP = """
+select exists (
+  select 1 from public.user_sessions_extended s
+  join auth.users u on u.id = s.user_id
+  where lower(u.email) = lower($1) and u.deleted_at is null
+    and s.ip_address = $2::inet and s.created_at > now() - make_interval(secs => $3)
+)
 """
 IP_FAILURES = """
 select count(*) as failures,
@@ -235,12 +254,22 @@ async def record_attempt(
     await conn.execute(INSERT_ATTEMPT, email, ip_address, succeeded, kind)
 
 
-async def email_failures(
-    conn: asyncpg.Connection, email: str, window_s: int
-) -> tuple[int, float]:
-    row = await conn.fetchrow(EMAIL_FAILURES, email, float(window_s))
+async def account_failures(
+    conn: asyncpg.Connection, email: str, ip_address: str | None, window_s: int
+) -> tuple[int, float, int, float]:
+    """(failures from this ip, its retry-after, failures from anywhere, their retry-after)."""
+    row = await conn.fetchrow(ACCOUNT_FAILURES, email, ip_address, float(window_s))
     assert row is not None
-    return int(row["failures"]), float(row["retry_after"] or 0)
+    return (
+        int(row["pair_failures"]), float(row["pair_retry_after"] or 0),
+        int(row["account_failures"]), float(row["account_retry_after"] or 0),
+    )
+
+
+async def known_ip(
+    conn: asyncpg.Connection, email: str, ip_address: str, period_s: int
+) -> bool:
+    return bool(await conn.fetchval(KNOWN_IP, email, ip_address, float(period_s)))
 
 
 async def ip_failures(

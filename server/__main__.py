@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from persistence.migrate import MigrationError, migrate_dsn
+from server.logs import configure_logging
 from server.settings import Settings
 
 log = logging.getLogger("icreate")
@@ -94,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     settings, _embedded = resolve_database(settings)
     if args.command == "migrate":
         return cmd_migrate(settings)

@@ -22,12 +22,11 @@ from persistence.db import Database
 from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
 from server.api import api_app
-from server.api.chat import chat_stream_route
 from server.api.uploads import uploads_route
 from server.background import build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.git_wiring import build_git_runtime
-from server.health import healthz
+from server.health import healthz, readyz
 from server.metrics import metrics_route
 from server.services import Services
 from server.settings import Settings
@@ -52,9 +51,8 @@ def make_broker(settings: Settings) -> Broker:
 def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         metrics_route(),
-        # POST only, before the /api/v1 mount: the chat reply as SSE (or JSON).
-        chat_stream_route(),
         # The raw-body upload, with the upload size limit instead of the API's body cap.
         uploads_route(),
         Mount("/api/v1", app=api_app()),

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from persistence.migrate import migrate_dsn
+from server.logs import configure_logging
 from server.round_robin_proxy import RoundRobinProxy
 from server.settings import Settings
 
@@ -137,6 +138,9 @@ class Cluster:
                 "DATA_DIR": str(self.settings.data_dir),
                 "INSTANCE_ID": instance_id,
                 "PORT": str(port),
+                # The round-robin proxy connects from loopback and stamps each request with
+                # the client's address; nodes listen on loopback only.
+                "TRUSTED_PROXIES": "127.0.0.1",
             }
         )
         return env
@@ -218,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     proxy_port = args.port or settings.port
     base_port = args.base_port or proxy_port + 1
     redis: LocalRedis | None = None

@@ -1,9 +1,11 @@
-"""A tiny round-robin TCP proxy for ``make cluster`` (HTTP and WebSocket alike).
+"""A tiny round-robin proxy for ``make cluster`` (HTTP and WebSocket alike).
 
-Each accepted connection is piped, byte for byte, to the next backend that accepts a
-connection; a backend that refuses is skipped. Connection-level balancing is what nginx's
-``upstream`` does for WebSockets too: a socket stays on the node it landed on, and when
-that node dies the client reconnects through the proxy to another one.
+Each accepted connection is relayed to the next backend that accepts a connection; a
+backend that refuses is skipped. Connection-level balancing is what nginx's ``upstream``
+does for WebSockets too: a socket stays on the node it landed on, and when that node dies
+the client reconnects through the proxy to another one. Requests are relayed as HTTP
+(``server/http_relay.py``) so that each carries the client's real address in
+``X-Forwarded-For``, which the nodes believe from this proxy only (``TRUSTED_PROXIES``).
 """
 
 from __future__ import annotations
@@ -13,22 +15,9 @@ import contextlib
 import itertools
 import logging
 
+from server.http_relay import relay_http
+
 log = logging.getLogger(__name__)
-
-CHUNK = 64 * 1024
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-            if writer.can_write_eof():
-                writer.write_eof()
 
 
 class RoundRobinProxy:
@@ -73,9 +62,9 @@ class RoundRobinProxy:
                 with contextlib.suppress(ConnectionError, OSError):
                     await writer.drain()
                 return
-            up_reader, up_writer = backend
+            up_writer = backend[1]
             try:
-                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+                await relay_http((reader, writer), backend, writer.get_extra_info("peername")[0])
             finally:
                 up_writer.close()
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.logs import uvicorn_log_config
 from server.settings import Settings
 from server.ws_transport import DirectWebSocketProtocol
 
@@ -16,4 +17,13 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # on the wire, and large syncs are rare (bench/README.md).
         "ws_per_message_deflate": False,
         "ws_ping_interval": settings.collab.keepalive_s,
+        # The largest message any socket takes; past it, 4413 (server/ws_transport.py).
+        "ws_max_size": settings.collab.max_message_bytes,
+        # X-Forwarded-For decides the client address (per-ip limits, sessions) only from
+        # the listed proxies. uvicorn's default trusts 127.0.0.1 (and FORWARDED_ALLOW_IPS),
+        # which lets any local proxy's clients, or local clients, pick their address.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies),
+        # Sockets carry their token in the query string: redacted from every log line.
+        "log_config": uvicorn_log_config(),
     }

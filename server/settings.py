@@ -6,6 +6,7 @@ config dataclass (``CollabConfig``, ``AIConfig``, ``ExecutionConfig``) from here
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import uuid
@@ -35,6 +36,19 @@ def _bool(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _trusted_proxies(value: str | None) -> tuple[str, ...]:
+    """``TRUSTED_PROXIES``: addresses or networks; a typo fails at start-up, not silently."""
+    items = _csv(value, ())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"TRUSTED_PROXIES: {item!r} is not an ip address or network"
+            ) from None
+    return items
+
+
 def _persistent_secret(data_dir: Path) -> str:
     """A development JWT secret kept in the data dir so tokens survive restarts."""
     path = data_dir / "jwt_secret"
@@ -57,6 +71,9 @@ class Settings:
     access_token_ttl_s: int = 3600
     refresh_token_ttl_s: int = 30 * 24 * 3600
     allowed_origins: tuple[str, ...] = DEFAULT_ORIGINS
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (load balancers). Empty:
+    # the socket's peer is the client, whatever headers it sends.
+    trusted_proxies: tuple[str, ...] = ()
     data_dir: Path = Path(".data")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -88,6 +105,7 @@ class Settings:
             access_token_ttl_s=int(env.get("ACCESS_TOKEN_TTL", "3600")),
             refresh_token_ttl_s=int(env.get("REFRESH_TOKEN_TTL", str(30 * 24 * 3600))),
             allowed_origins=_csv(env.get("ALLOWED_ORIGINS"), DEFAULT_ORIGINS),
+            trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES")),
             data_dir=data_dir,
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "8000")),

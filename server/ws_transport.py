@@ -22,6 +22,12 @@ arrives once closing starts) still goes to websockets, in order: the splitter fo
 frame boundaries from the handshake on and only ever hands websockets whole frames or the
 rest of the frame it is in, so its parser stays where it would have been.
 
+An incoming message over the size limit (uvicorn's ``ws_max_size``, set from
+``WS_MAX_MESSAGE_BYTES``), announced in one frame's header or grown over fragments, closes
+the socket with 4413 (websockets' own code is 1009), on every socket kind; the connection
+is half-closed so the client reads that close frame, and what it was still sending is
+discarded until the close timeout ends the connection.
+
 This subclasses uvicorn's ``WebSocketsSansIOProtocol`` and reads its state attributes, so
 uvicorn is pinned to a minor version in pyproject.toml; tests/collab/test_ws_transport.py
 checks what is relied on.
@@ -36,7 +42,10 @@ from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import CloseCode
 from websockets.protocol import Protocol, State
+
+from server.close_codes import TOO_LARGE
 
 try:  # websockets' C unmasking; its pure-Python one where the extension is not built
     from websockets.speedups import apply_mask
@@ -218,6 +227,32 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         # Per-socket memory matters with thousands of idle editors.
         self.queue = _MessageQueue()  # type: ignore[assignment]
         self.writable = _WritableFlag()  # type: ignore[assignment]
+        self.conn.fail = self._fail  # type: ignore[method-assign]
+
+    def _fail(self, code: int, reason: str = "") -> None:
+        """websockets' ``fail``, with this service's close code for an oversized message."""
+        Protocol.fail(self.conn, TOO_LARGE if code == CloseCode.MESSAGE_TOO_BIG else code, reason)
+
+    def handle_parser_exception(self) -> None:
+        """uvicorn's, except that the connection is half-closed rather than closed at once.
+
+        Closing a socket with unread bytes (the rest of an oversized message) resets it,
+        and the client may lose the close frame with its code; the parser now discards
+        what arrives until the client closes or the close timeout does.
+        """
+        if self.close_sent:
+            self.conn.data_to_send()
+            return
+        assert self.conn.close_sent is not None
+        close = self.conn.close_sent
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": close.code,
+                               "reason": close.reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.close_timer is None:
+            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server import __version__
 from server.api import (
     auth,
+    chat,
     conversations,
     document_versions,
     executions,
@@ -49,6 +50,7 @@ def endpoints() -> list[Endpoint]:
         *versions.ENDPOINTS,
         *document_versions.ENDPOINTS,
         *conversations.ENDPOINTS,
+        *chat.ENDPOINTS,
         *executions.ENDPOINTS,
     ]
 

@@ -215,5 +215,5 @@ ENDPOINTS = [
     Endpoint("POST", "/auth/refresh", refresh, "Exchange a refresh token (rotates it)", "auth",
              body=RefreshRequest, response=Tokens, auth=False, errors=(401,)),
     Endpoint("POST", "/auth/signout", sign_out, "Revoke the current session", "auth",
-             body=SignOut, status=204),
+             body=SignOut, body_required=False, status=204),
 ]

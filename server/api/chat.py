@@ -3,7 +3,8 @@
 With ``Accept: text/event-stream`` the response is the reply as Server-Sent Events, the
 same JSON events the WebSocket sends (``event: <type>`` + ``data: <json>``), ending with
 the reply's ``done`` or ``error``. Without it, the response waits for the reply and is
-``201 {"user_message", "message"}``. Same guards as the REST API (Origin, CORS, size).
+``201 {"user_message", "message"}``. An endpoint of the REST table like the others (same
+guards, validation and OpenAPI entry).
 """
 
 from __future__ import annotations
@@ -13,81 +14,57 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route, Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response, StreamingResponse
 
 from ai.chat import ChatError, ChatHub, Watcher
 from server.access import conversation_access
-from server.auth.tokens import TokenError, verify_access_token
-from server.errors import ApiError, error_body
-from server.middleware import browser_guards
-from server.services import Services
+from server.api.routing import Ctx, Endpoint
+from server.errors import ApiError
 
-PATH = "/api/v1/conversations/{conversation_id}/messages"
 STATUS = {
     "bad_request": 400, "forbidden": 403, "not_found": 404, "busy": 409,
-    "quota_exceeded": 429, "ai_unavailable": 503,
+    "quota_exceeded": 429, "ai_unavailable": 503, "ai_installing": 503,
 }
-MAX_BODY = 256 * 1024
 
 
-def _error(code: str, message: str, status: int | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message), status or STATUS.get(code, 400))
+class ChatMessageCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: str = Field(min_length=1, description="the question (AI_MAX_MESSAGE_CHARS at most)")
+    context: dict[str, Any] | None = Field(
+        None, description='{"file_id", "selection": {"from", "to"}} or {"open_file": file_id}'
+    )
 
 
-def _principal_id(request: Request, services: Services) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "authentication required")
-    settings = services.settings
-    try:
-        principal = verify_access_token(
-            settings.jwt_secret, token.strip(), audience=settings.jwt_audience
-        )
-    except TokenError as exc:
-        raise ApiError(401, exc.code, exc.message) from exc
-    return principal.user_id
+class ChatExchange(BaseModel):
+    user_message: dict[str, Any]
+    message: dict[str, Any]
 
 
-async def post_message(request: Request) -> Response:
-    services: Services = request.app.state.services
-    try:
-        user_id = _principal_id(request, services)
-    except ApiError as exc:
-        return _error(exc.code, exc.message, exc.status)
-    try:
-        conversation_id = uuid.UUID(request.path_params["conversation_id"])
-    except ValueError:
-        return _error("not_found", "no such conversation")
-    access = await conversation_access(services.db, user_id, conversation_id)
+def _chat_error(exc: ChatError) -> ApiError:
+    return ApiError(STATUS.get(exc.code, 400), exc.code, exc.message)
+
+
+async def post_message(ctx: Ctx) -> Response | dict[str, Any]:
+    conversation_id = ctx.uuid("conversation_id")
+    access = await conversation_access(ctx.db, ctx.user_id, conversation_id)
     if access is None or not access.is_member:
-        return _error("not_found", "no such conversation")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return _error("payload_too_large", "message too large", 413)
-    try:
-        body: Any = json.loads(raw or b"{}")
-    except ValueError:
-        return _error("bad_request", "body must be JSON")
-    if not isinstance(body, dict):
-        return _error("bad_request", "body must be a JSON object")
-    hub: ChatHub | None = services.hubs.get("chat")
+        raise ApiError(404, "not_found", "no such conversation")
+    hub: ChatHub | None = ctx.hub("chat")
     if hub is None:
-        return _error("ai_unavailable", "AI provider not available")
+        raise ApiError(503, "ai_unavailable", "AI provider not available")
+    body: ChatMessageCreate = ctx.body
     watcher = Watcher(hub.config.watcher_queue_max)
     await hub.watch(conversation_id, watcher)
     try:
         created = await hub.submit(
-            conversation_id, uuid.UUID(user_id), access.role, body.get("content"),
-            body.get("context"),
+            conversation_id, ctx.user_uuid, access.role, body.content, body.context
         )
     except ChatError as exc:
         await hub.unwatch(conversation_id, watcher)
-        return _error(exc.code, exc.message)
+        raise _chat_error(exc) from None
     message_id = created["message"]["id"]
-    if "text/event-stream" in request.headers.get("accept", ""):
+    if "text/event-stream" in ctx.request.headers.get("accept", ""):
         return StreamingResponse(
             _events(hub, conversation_id, watcher, message_id),
             media_type="text/event-stream",
@@ -99,9 +76,8 @@ async def post_message(request: Request) -> Response:
             final = json.loads(frame)
     if final is None or final["type"] == "error":
         detail = final or {"code": "internal_error", "message": "the reply was interrupted"}
-        return _error(detail["code"], detail["message"], 502)
-    return JSONResponse({"user_message": created["user_message"], "message": final["message"]},
-                        201)
+        raise ApiError(502, detail["code"], detail["message"])
+    return {"user_message": created["user_message"], "message": final["message"]}
 
 
 async def _frames(
@@ -130,18 +106,10 @@ async def _events(
         yield f"event: {kind}\ndata: {frame}\n\n".encode()
 
 
-class ChatStreamApp:
-    """The endpoint behind the REST API's browser guards (built on first use)."""
-
-    def __init__(self) -> None:
-        self.router = Router(routes=[Route(PATH, post_message, methods=["POST"])])
-        self._app: ASGIApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._app is None:
-            self._app = browser_guards(self.router, scope["app"].state.settings)
-        await self._app(scope, receive, send)
-
-
-def chat_stream_route() -> Route:
-    return Route(PATH, ChatStreamApp(), methods=["POST"])
+ENDPOINTS = [
+    Endpoint("POST", "/conversations/{conversation_id}/messages", post_message,
+             "Ask the assistant: the reply as JSON once done, or streamed as Server-Sent "
+             "Events with Accept: text/event-stream (member or higher)", "conversations",
+             body=ChatMessageCreate, response=ChatExchange, status=201,
+             errors=(403, 409, 429, 502, 503), sse=True),
+]

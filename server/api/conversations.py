@@ -125,7 +125,8 @@ async def list_messages(ctx: Ctx) -> dict[str, Any]:
 ENDPOINTS = [
     Endpoint("POST", "/projects/{project_id}/conversations", create_conversation,
              "Start a conversation in a project (member or higher)", "conversations",
-             body=ConversationCreate, response=Conversation, status=201, errors=(403,)),
+             body=ConversationCreate, body_required=False, response=Conversation, status=201,
+             errors=(403,)),
     Endpoint("GET", "/projects/{project_id}/conversations", list_conversations,
              "My conversations in a project, not archived, newest first", "conversations",
              query=PageQuery, response=Conversation, paged=True),

@@ -42,5 +42,6 @@ async def save_file(ctx: Ctx) -> dict[str, Any]:
 ENDPOINTS = [
     Endpoint("POST", "/files/{file_id}/save", save_file,
              "Save the live text as a new version (member or higher)", "versions",
-             body=SaveRequest, response=Version, status=201, errors=(403, 409)),
+             body=SaveRequest, body_required=False, response=Version, status=201,
+             errors=(403, 409)),
 ]

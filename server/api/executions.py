@@ -71,6 +71,9 @@ class LanguageList(BaseModel):
     languages: list[LanguageInfo]
 
 
+ERROR_STATUS = {"file_not_found": 404, "sandbox_unavailable": 503}
+
+
 def _hub(ctx: Ctx) -> ExecutionHub:
     hub = ctx.hub("executions")
     if hub is None:
@@ -95,7 +98,7 @@ async def create_execution(ctx: Ctx) -> JSONResponse:
             limits=RunLimits(body.cpu_time_limit, body.wall_time_limit, body.memory_limit),
         )
     except ExecutionError as exc:
-        status = 404 if exc.code == "file_not_found" else 422
+        status = ERROR_STATUS.get(exc.code, 422)
         raise ApiError(status, exc.code, exc.message) from None
     body_out = Execution.model_validate(public(row)).model_dump(mode="json")
     return JSONResponse(
@@ -143,6 +146,9 @@ async def execution_events(ctx: Ctx) -> StreamingResponse:
 
 async def list_languages(ctx: Ctx) -> dict[str, Any]:
     hub = _hub(ctx)
+    problem = hub.unavailable()
+    if problem is not None:
+        raise ApiError(503, "sandbox_unavailable", problem)
     return {"backend": hub.backend.name, "languages": await hub.languages()}
 
 
@@ -150,7 +156,7 @@ ENDPOINTS = [
     Endpoint("POST", "/projects/{project_id}/executions", create_execution,
              "Run code (member or higher): 202 with the queued run; output streams on the "
              "project channel and /executions/{id}/events", "executions",
-             body=ExecutionCreate, response=Execution, status=202, errors=(403, 404, 422)),
+             body=ExecutionCreate, response=Execution, status=202, errors=(403, 404, 422, 503)),
     Endpoint("GET", "/executions/{execution_id}", get_execution,
              "A run: status (Judge0's list), output, time, memory", "executions",
              response=Execution, errors=(404,)),
@@ -158,5 +164,6 @@ ENDPOINTS = [
              "A run's output as Server-Sent Events (execution.output, execution.finished)",
              "executions", errors=(404,)),
     Endpoint("GET", "/languages", list_languages,
-             "Languages this deployment can run", "executions", response=LanguageList),
+             "Languages this deployment can run", "executions", response=LanguageList,
+             errors=(503,)),
 ]

@@ -32,6 +32,8 @@ ERROR_TEXT = {
     415: "Not a text document",
     422: "Validation failed",
     429: "Too many attempts",
+    502: "The upstream reply failed",
+    503: "A part this needs is unavailable here (e.g. no sandbox); the message says why",
 }
 
 
@@ -81,6 +83,12 @@ def _responses(endpoint: Endpoint) -> dict[str, Any]:
         else:
             media = {"application/json": {"schema": content}}
         responses[str(endpoint.status)] = {"description": endpoint.summary, "content": media}
+    if endpoint.sse:
+        responses["200"] = {
+            "description": "With Accept: text/event-stream: the same events as Server-Sent "
+                           "Events (event: <type>, data: <json>)",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
     errors = set(endpoint.errors) | {400, 413, 422}
     if endpoint.auth:
         errors |= {401}
@@ -127,7 +135,7 @@ def openapi_document(endpoints: list[Endpoint], *, title: str, version: str) -> 
             }
         if endpoint.body is not None:
             operation["requestBody"] = {
-                "required": True,
+                "required": endpoint.body_required,
                 "content": {"application/json": {"schema": _ref(endpoint.body)}},
             }
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation

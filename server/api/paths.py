@@ -1,8 +1,10 @@
-"""File-tree path rules: '/' separators, no empty, '.' or '..' segments, sane lengths."""
+"""File-tree path rules: '/' separators, no empty, '.' or '..' segments, sane lengths, and
+no characters that make a name display as something else."""
 
 from __future__ import annotations
 
 import posixpath
+import unicodedata
 
 from server.errors import ApiError
 
@@ -11,8 +13,29 @@ MAX_NAME = 255
 MAX_DEPTH = 64
 
 
+# Zero-width (non-)joiners are format characters too, but Persian, the Indic scripts and
+# emoji sequences need them to spell words; they do not reorder or hide text.
+_JOINERS = frozenset("\u200c\u200d")
+
+
 def invalid(message: str) -> ApiError:
     return ApiError(422, "invalid_path", message)
+
+
+def misleading_character(name: str) -> str | None:
+    """The first character that would make ``name`` display as another name, if any.
+
+    Bidi controls (U+202E shows ``invoice_\u202efdp.exe`` as ``invoice_exe.pdf``), the
+    other format characters (zero-width space, BOM, soft hyphen...), line and paragraph
+    separators, and C1 controls.
+    """
+    if name.isascii():
+        return None
+    for char in name:
+        category = unicodedata.category(char)
+        if category in ("Cf", "Zl", "Zp", "Cc") and char not in _JOINERS:
+            return char
+    return None
 
 
 def check_name(name: str) -> str:
@@ -25,6 +48,14 @@ def check_name(name: str) -> str:
         raise invalid(f"a name is at most {MAX_NAME} characters")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         raise invalid("a name cannot contain control characters")
+    char = misleading_character(name)
+    if char is not None:
+        label = unicodedata.name(char, "a control character").lower()
+        raise ApiError(
+            400, "invalid_name",
+            f"a name cannot contain U+{ord(char):04X} ({label}): bidirectional, invisible "
+            "and control characters make a name display as another one",
+        )
     if name != name.strip():
         raise invalid("a name cannot start or end with whitespace")
     return name

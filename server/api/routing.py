@@ -80,6 +80,8 @@ class Endpoint:
     summary: str
     tag: str
     body: type[BaseModel] | None = None
+    # False only where a request without a body means something (the model's defaults).
+    body_required: bool = True
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     paged: bool = False
@@ -92,6 +94,8 @@ class Endpoint:
     own_route: bool = False
     # The media type of a successful answer that is not JSON (a file's bytes).
     raw_response: str | None = None
+    # Also answers 200 text/event-stream when asked to (``Accept``).
+    sse: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -166,9 +170,11 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def _read_json(request: Request, model: type[BaseModel]) -> BaseModel:
+async def _read_json(request: Request, model: type[BaseModel], required: bool) -> BaseModel:
     raw = await request.body()
     if not raw.strip():
+        if required:
+            raise ApiError(422, "validation_error", "body: a JSON request body is required")
         data: Any = {}
     else:
         try:
@@ -259,7 +265,7 @@ def wrap(endpoint: Endpoint) -> RequestHandler:
             if endpoint.query is not None:
                 ctx.query = _read_query(request, endpoint.query)
             if endpoint.body is not None:
-                ctx.body = await _read_json(request, endpoint.body)
+                ctx.body = await _read_json(request, endpoint.body, endpoint.body_required)
             result = await endpoint.handler(ctx)
             return render(result, endpoint)
         except ApiError as exc:

@@ -1,9 +1,21 @@
 """Brute-force limits on sign-in, kept in PostgreSQL so every server process sees them.
 
-An account is locked after ``per_account`` failures since its last success within the window;
-an ip after ``per_ip`` failures within the window. While locked, the password is not checked
-at all (a correct guess would otherwise still be confirmed) and the caller gets 429 with
-``Retry-After``.
+Nobody can lock someone else out by failing on purpose. The rule, within a sliding
+``window_s`` (15 minutes), checked before the password:
+
+1. **Account + ip**: after ``per_account_ip`` (5) failures for an email from one ip since
+   that ip's last success for it, that ip waits until the oldest of them leaves the window.
+   The owner at another address is not affected.
+2. **Ip**: after ``per_ip`` (50) failures from one ip, for any emails, that ip waits.
+3. **Account ceiling** (guessing spread over many ips): after ``per_account`` (100) failures
+   for an email from anywhere, only ips the account signed in from within ``known_ip_s``
+   (90 days; its sessions' addresses) may still try; others wait until the failures fall
+   back under the ceiling. The owner at a usual address always gets in with the right
+   password; a new address may have to wait while the attack goes on.
+
+A waiting caller gets 429 with ``Retry-After``, and the password is not checked at all (a
+correct guess would otherwise still be confirmed). Without a client address (none known),
+rules 1 and 2 count the attempts without one together, and rule 3 treats it as unknown.
 """
 
 from __future__ import annotations
@@ -18,9 +30,11 @@ from server.errors import ApiError
 
 @dataclass(frozen=True)
 class SignInLimits:
-    per_account: int = 5
+    per_account_ip: int = 5
     per_ip: int = 50
+    per_account: int = 100
     window_s: int = 15 * 60
+    known_ip_s: int = 90 * 24 * 3600
 
 
 DEFAULT_LIMITS = SignInLimits()
@@ -47,15 +61,22 @@ def too_many(
 async def check_sign_in_allowed(
     db: Database, email: str, ip_address: str | None, limits: SignInLimits = DEFAULT_LIMITS
 ) -> None:
-    """Raise 429 when the account or the ip is over its failure budget."""
+    """Raise 429 when this attempt is over one of the budgets of the module docstring."""
     async with db.acquire() as conn:
-        failures, retry_after = await accounts.email_failures(conn, email, limits.window_s)
-        if failures >= limits.per_account:
-            raise too_many(retry_after)
+        pair, pair_retry, account, account_retry = await accounts.account_failures(
+            conn, email, ip_address, limits.window_s
+        )
+        if pair >= limits.per_account_ip:
+            raise too_many(pair_retry)
         if ip_address is not None:
             failures, retry_after = await accounts.ip_failures(conn, ip_address, limits.window_s)
             if failures >= limits.per_ip:
                 raise too_many(retry_after)
+        if account >= limits.per_account and not (
+            ip_address is not None
+            and await accounts.known_ip(conn, email, ip_address, limits.known_ip_s)
+        ):
+            raise too_many(account_retry)
 
 
 async def record_sign_in(

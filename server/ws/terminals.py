@@ -19,13 +19,21 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from execution.terminals import Client, Terminal, TerminalError, TerminalHub
 from server.access import parse_uuid, project_access
-from server.close_codes import BAD_MESSAGE, FORBIDDEN, GOING_AWAY, NOT_FOUND, TRY_AGAIN_LATER
+from server.close_codes import (
+    BAD_MESSAGE,
+    FORBIDDEN,
+    GOING_AWAY,
+    NOT_FOUND,
+    TRY_AGAIN_LATER,
+    UNAVAILABLE,
+)
 from server.services import Services
 from server.ws_auth import authenticate_websocket, refuse, text_messages
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_FRAME = 64 * 1024
+CLOSE_CODES = {"not_running": NOT_FOUND, "sandbox_unavailable": UNAVAILABLE}
 
 
 async def terminal_socket(websocket: WebSocket) -> None:
@@ -55,8 +63,10 @@ async def terminal_socket(websocket: WebSocket) -> None:
     try:
         terminal, client, replay = await hub.attach(project_id, name, user_id, access.can_write)
     except TerminalError as exc:
-        code = NOT_FOUND if exc.code == "not_running" else TRY_AGAIN_LATER
-        await refuse(websocket, code, exc.message)
+        code = CLOSE_CODES.get(exc.code, TRY_AGAIN_LATER)
+        # A close reason holds at most 123 bytes.
+        reason = exc.message.encode()[:123].decode(errors="ignore")
+        await refuse(websocket, code, reason)
         return
     await websocket.accept()
     sender = asyncio.create_task(_send_loop(websocket, hub, terminal, client))

@@ -333,7 +333,7 @@ async def test_embedded_model_that_cannot_start_leaves_the_app_working(
                      "message": "AI provider not available"}
     async with aiohttp.ClientSession() as session, session.get(server.url + "/healthz") as resp:
         body = await resp.json()
-    assert resp.status == 200 and body["status"] == "ok"
+    assert resp.status == 200 and body["status"] == "degraded" and body["failing"] == ["chat"]
     assert body["chat"]["provider"] == "embedded" and body["chat"]["state"] == "failed"
     assert "no GGUF model" in body["chat"]["error"]
     await client.close()

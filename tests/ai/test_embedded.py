@@ -1,19 +1,43 @@
-"""The embedded default: the real llama.cpp server with SmolLM2-135M, real SSE."""
+"""The embedded default: the real llama.cpp server with SmolLM2-135M, real SSE.
+
+The app runs here with ``PORT``, ``HOST`` and other settings llama.cpp's server reads from
+its environment set to values that would break it (the port taken, every interface, an
+API key it would then demand, a config file that does not exist): its child gets an
+explicit minimal environment and listens on 127.0.0.1 whatever ``HOST`` is.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from ai.child_env import BASE_NAMES
 from ai.config import AIConfig
 from persistence.db import Database
 from server.settings import Settings
 from tests.ai.helpers import Team, connect
 from tests.support.servers import LiveServer
+
+HOSTILE_ENV = {"HOST": "0.0.0.0", "API_KEY": "sk-model-would-demand-this",
+               "CONFIG_FILE": "/nonexistent/llama.json", "JWT_SECRET": "must-not-leak"}
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp writes them) listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].split(":")
+            if int(port_hex, 16) == port and fields[3] == "0A":
+                found.add(address)
+    return found
 
 
 # A real model on a shared 2-core machine: generous, but a hang still fails.
@@ -23,12 +47,21 @@ async def test_embedded_model_streams_a_reply_in_several_deltas_and_stores_it(
     live_server: Callable[..., Awaitable[LiveServer]],
     team: Team,
     db: Database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ai = AIConfig(embedded=True, max_output_tokens=24)
-    server = await live_server(dataclasses.replace(settings, ai=ai))
-    client = await connect(server.ws_url, team.conversation, team.owner)
-    await client.ask("Write one short sentence about Python.")
-    done = await client.until_finished(timeout=240)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("PORT", str(taken.getsockname()[1]))
+        for name, value in HOSTILE_ENV.items():
+            monkeypatch.setenv(name, value)
+        ai = AIConfig(embedded=True, max_output_tokens=24)
+        server = await live_server(dataclasses.replace(settings, ai=ai))
+        slot = server.app.state.services.hubs["chat"].slot
+        assert await slot.server.wait_ready(120), slot.health()
+        client = await connect(server.ws_url, team.conversation, team.owner)
+        await client.ask("Write one short sentence about Python.")
+        done = await client.until_finished(timeout=240)
     assert done["type"] == "done", done
     message = done["message"]
     deltas = [e for e in client.events if e["type"] == "delta"]
@@ -46,4 +79,10 @@ async def test_embedded_model_streams_a_reply_in_several_deltas_and_stores_it(
     async with aiohttp.ClientSession() as session, session.get(server.url + "/healthz") as resp:
         health = await resp.json()
     assert health["chat"]["provider"] == "embedded" and health["chat"]["state"] == "ready"
+
+    model = slot.server
+    assert model.port is not None and listening_addresses(model.port) == {"0100007F"}
+    environ = Path(f"/proc/{model.pid}/environ").read_bytes().split(b"\0")
+    names = {item.split(b"=", 1)[0].decode() for item in environ if item}
+    assert names <= BASE_NAMES and "PATH" in names
     await client.close()

@@ -72,7 +72,7 @@ async def test_sign_in_errors_do_not_reveal_whether_the_email_exists(api: Api) -
     assert ok.status == 200
 
 
-async def test_account_is_locked_after_repeated_failures_even_for_the_right_password(
+async def test_an_address_is_throttled_on_an_account_after_failures_even_with_the_password(
     api: Api,
 ) -> None:
     user = await api.sign_up()

@@ -119,6 +119,9 @@ CASES = [
     Case("PATCH", "/conversations/{conv}", "admin", {"title": "Renamed"}),
     Case("POST", "/conversations/{conv}/archive", "admin", setup=fresh_conversation),
     Case("GET", "/conversations/{conv}/messages", "viewer"),
+    # Authorized callers reach the assistant's own check (blank question): no model runs.
+    Case("POST", "/conversations/{conv}/messages", "member", {"content": "   "},
+         allowed="400"),
     Case("POST", "/files/{file}/save", "member", {"change_message": "checkpoint"}),
     # Authorized callers reach body validation (no language): no code runs in this test.
     Case("POST", "/projects/{project}/executions", "member", {"source_code": "print(1)"},

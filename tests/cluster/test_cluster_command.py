@@ -55,6 +55,19 @@ async def test_cluster_command_serves_two_nodes_behind_one_port_and_stops_on_ctr
                 assert body["broker"]["healthy"] is True
         assert len(seen) == 2, "the proxy alternates between the two nodes"
         assert kinds == {"RedisBroker"}
+        # The nodes see each client's own address, whatever X-Forwarded-For it sends.
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            api = f"http://127.0.0.1:{base}/api/v1"
+            async with session.post(
+                f"{api}/auth/signup", json={"email": "c@example.test", "password": "x" * 12},
+                headers={"X-Forwarded-For": "203.0.113.9"},
+            ) as resp:
+                token = (await resp.json())["access_token"]
+            async with session.get(
+                f"{api}/me/sessions", headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
+                assert [s["ip_address"] for s in (await resp.json())["items"]] == ["127.0.0.2"]
         assert "cluster ready" in log_path.read_text()
 
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does

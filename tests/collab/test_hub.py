@@ -249,13 +249,13 @@ async def test_a_leaving_peer_removes_only_the_states_it_introduced(
     hub.leave(room, b)
     assert c.awareness == {1: '{"user":"a"}', 2: "null"}
     assert a.awareness[2] == "null"
-    # A newer state of client 1 relayed by another socket leaves it with the socket that
-    # introduced it: c's close removes nothing.
+    # A newer state of client 1 from another user's socket is not relayed (client 1 is
+    # a's), and c's close removes nothing.
     hub.receive(room, c, _awareness(1, 2, '{"user":"a","cursor":4}'))
     frames_before = len(a.frames)
     hub.leave(room, c)
     assert len(a.frames) == frames_before
-    assert a.awareness[1] == '{"user":"a","cursor":4}'
+    assert 1 not in a.awareness  # c's forged state of a's client never reached a
 
 
 async def test_write_text_is_a_diff_not_a_rebuild(hub: DocumentHub,

@@ -271,8 +271,8 @@ async def test_detached_socket_reads_frames_however_tcp_splits_them(chunk: int) 
         (with_rsv1(masked(Opcode.BINARY, b"x")), 1002),
         (masked(Opcode.CONT, b"no start"), 1002),
         (masked(Opcode.TEXT, b"\xff\xfe"), 1007),
-        # A header announcing more than uvicorn's ws_max_size (16 MiB): refused at once.
-        (bytes([0x82, 0x80 | 127]) + (17 << 20).to_bytes(8, "big") + b"mask", 1009),
+        # A header announcing more than the message size limit: refused at once, 4413.
+        (bytes([0x82, 0x80 | 127]) + (17 << 20).to_bytes(8, "big") + b"mask", 4413),
     ],
     ids=["unmasked", "rsv1", "stray-continuation", "bad-utf8", "too-large"],
 )

@@ -74,6 +74,7 @@ class ProcessServer:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     _log: object = field(default=None, repr=False)
+    python: str = sys.executable  # another environment's interpreter, to serve from it
 
     @property
     def url(self) -> str:
@@ -87,7 +88,7 @@ class ProcessServer:
         log = self.log_path.open("ab")
         self._log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--port", str(self.port)],
+            [self.python, "-m", "server", "serve", "--port", str(self.port)],
             cwd=REPO,
             env=self.env,
             stdout=log,

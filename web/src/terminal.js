@@ -56,6 +56,11 @@ export class TerminalPanel {
     ws.onclose = async (event) => {
       if (this.ws !== ws || this.closed) return
       this.onStatus(`closed ${event.code}`)
+      // 4503: this server cannot run terminals (e.g. no bubblewrap); the reason says why.
+      if (event.code === 4503) {
+        this.term.write(`\r\n[terminals unavailable: ${event.reason}]\r\n`)
+        return
+      }
       if (event.code === 4404 || (event.code === 4403 && ++this.forbidden > 3)) return
       if (event.code === 4401 && !(await refresh())) return
       const delay = Math.min(10000, 500 * 2 ** this.attempt++) * (0.5 + Math.random())
