@@ -186,14 +186,16 @@ class GitHost:
                 git("checkout", "--quiet", "-B", branch, f"origin/{branch}", cwd=work)
             else:
                 git("checkout", "--quiet", "--orphan", branch, cwd=work)
+            removed = [path for path, data in files.items() if data is None]
+            if removed:
+                git("rm", "--quiet", "--", *removed, cwd=work)
             for path, data in files.items():
-                target = work / path
                 if data is None:
-                    git("rm", "--quiet", "--", path, cwd=work)
                     continue
+                target = work / path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data.encode() if isinstance(data, str) else data)
-                git("add", "--", path, cwd=work)
+            git("add", "--all", cwd=work)
             git("commit", "--quiet", "--allow-empty", "-m", message, cwd=work)
             git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
             return git("rev-parse", "HEAD", cwd=work).strip()
