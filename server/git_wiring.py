@@ -3,16 +3,25 @@ with the server's own hubs) and by ``python -m server worker``."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
+from collab.hub import DocumentHub
+from collab.project_hub import ProjectHub, ProjectHubConfig
 from gitsync.live import HubPort, LiveFiles
 from gitsync.runner import Git
 from gitsync.secretbox import SecretBox
 from gitsync.sync import Events, GitRuntime
 from persistence.db import Database
+from persistence.documents import PostgresDocumentStore
+from persistence.editor_sessions import PostgresEditorSessions
 from server.api.filetypes import language_of, mime_type_of
 from server.settings import Settings
 from storage.objects import ObjectStore
+
+log = logging.getLogger(__name__)
 
 
 def file_types(name: str) -> tuple[str | None, str | None]:
@@ -30,3 +39,33 @@ def build_git_runtime(
         max_text_bytes=settings.storage.max_text_bytes,
         secrets=SecretBox.load(settings.encryption_keys, settings.data_dir), **extra,
     )
+
+
+@contextlib.asynccontextmanager
+async def worker_git_runtime(settings: Settings, db: Database) -> AsyncIterator[GitRuntime | None]:
+    """For a worker process apart from the servers: a document hub and a project channel
+    of its own, joined to the servers' through Redis, so what a sync writes reaches open
+    editors on every node. Without Redis there is no way to reach them: None (the git jobs
+    are then left to the servers' in-process workers)."""
+    if not settings.redis_url:
+        log.warning("no REDIS_URL: this worker leaves the git jobs to the servers")
+        yield None
+        return
+    from collab.redis_broker import RedisBroker
+
+    broker = RedisBroker(settings.redis_url, settings.instance_id, prefix=settings.redis_prefix)
+    await broker.start()
+    documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
+    projects = ProjectHub(broker, PostgresEditorSessions(db),
+                          ProjectHubConfig.from_collab(settings.collab))
+    await documents.start()
+    await projects.start()
+    runtime = build_git_runtime(settings, db, documents, projects,
+                                ObjectStore.from_config(settings.storage))
+    try:
+        yield runtime
+    finally:
+        runtime.git.close()
+        await documents.stop()
+        await projects.close()
+        await broker.close()
