@@ -129,7 +129,7 @@ def create_app(settings: Settings) -> Starlette:
         # Git: connect/import, pull, push (jobs run by this process's worker with its hubs).
         services.git = build_git_runtime(settings, db, documents, projects, objects)
         # Background jobs (housekeeping and git included), unless workers run apart.
-        worker = build_worker(settings, db, resources=[services.git]) \
+        worker = build_worker(settings, db, resources=[services.git, objects]) \
             if settings.jobs.worker_in_process else None
         if worker is not None:
             await worker.start()

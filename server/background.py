@@ -17,10 +17,11 @@ from jobs import maintenance as maintenance_jobs
 from jobs.config import WorkerConfig
 from persistence.db import Database
 from server.settings import Settings
+from storage import jobs as storage_jobs
 
 
 def all_jobs() -> list[Job[Any]]:
-    return [*maintenance_jobs.JOBS, *git_jobs.JOBS]
+    return [*maintenance_jobs.JOBS, *git_jobs.JOBS, *storage_jobs.JOBS]
 
 
 def build_worker(

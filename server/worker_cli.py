@@ -21,6 +21,7 @@ from persistence.db import Database
 from server.background import all_jobs, build_worker
 from server.git_wiring import worker_git_runtime
 from server.settings import Settings
+from storage.objects import ObjectStore
 
 log = logging.getLogger("icreate.worker")
 
@@ -55,8 +56,10 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
         async with runtime as git:
             if git is None:
                 chosen = [j for j in chosen if j not in git_jobs.JOBS]
+            objects = git.objects if git is not None else \
+                ObjectStore.from_config(settings.storage)
             worker = build_worker(settings, db, chosen, config,
-                                  resources=[git] if git is not None else [])
+                                  resources=[objects, *([git] if git is not None else [])])
             await worker.start()
             await worker.ready.wait()
             log.info("jobs worker %s ready: %s", worker.worker_id, ", ".join(worker.jobs))
