@@ -55,6 +55,7 @@ from procs import (  # noqa: E402
     wait_http_ok,
     wait_tcp,
 )
+from report import replace_section  # noqa: E402
 
 from persistence.db import Database  # noqa: E402
 from persistence.migrate import migrate_dsn  # noqa: E402
@@ -357,13 +358,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def write_readme(block: str) -> None:
-    text = README.read_text() if README.exists() else "# Benchmark\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    README.write_text(text)
+    replace_section(README, START, END, block)
 
 
 def cpu_times() -> list[int]:

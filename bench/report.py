@@ -196,12 +196,16 @@ def render(report: dict[str, Any]) -> str:
 
 
 def write_readme(report: dict[str, Any], readme: Path) -> None:
-    block = render(report)
-    text = readme.read_text() if readme.exists() else f"# Benchmark\n\n{START}\n{END}\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block + tail
+    replace_section(readme, START, END, render(report))
+
+
+def replace_section(readme: Path, start: str, end: str, block: str) -> None:
+    """Put ``block`` (which begins with ``start`` and ends with ``end``) in place of the
+    README's section between those markers, or at the end if there is none yet."""
+    text = readme.read_text() if readme.exists() else "# Benchmark\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     readme.write_text(text)

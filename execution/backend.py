@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ class ExecutionRequest:
     workdir: Path | None = None
     # Runs sharing a key share a sandbox uid (one per project).
     owner_key: str = "anonymous"
+    # Set by the disk watcher when the workdir grows past the project's quota: stop the run.
+    quota_exceeded: asyncio.Event | None = None
 
 
 @dataclass

@@ -13,6 +13,14 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _choice(value: str | None, allowed: tuple[str, ...], default: str) -> str:
+    if not value:
+        return default
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
 @dataclass(frozen=True)
 class ExecutionConfig:
     backend: str = "sandbox"
@@ -44,7 +52,18 @@ class ExecutionConfig:
     max_sync_file_bytes: int = 10 * 1024 * 1024
     max_inline_file_bytes: int = 1024 * 1024
     max_sync_files: int = 2000
+    # The run queue (execution/scheduler.py): slots of this process, caps per user and per
+    # project, runs one user may have waiting; "fair" (tenants take turns) or "fifo".
     max_concurrent_runs: int = 8
+    max_runs_per_user: int = 4
+    max_runs_per_project: int = 4
+    max_queued_per_user: int = 32
+    run_queue: str = "fair"
+    # Disk: what one project may keep (workdir, files, storage); how it is enforced
+    # ("auto": a loop-mounted image per project when root, else a watcher; "watch").
+    project_disk_quota_bytes: int = 1024 * 1024 * 1024
+    disk_enforcement: str = "auto"
+    disk_volume_idle_s: float = 60.0
     # Terminals.
     terminal_idle_timeout_s: float = 300.0
     terminal_scrollback_bytes: int = 256 * 1024
@@ -70,5 +89,16 @@ class ExecutionConfig:
             memory_kb=int(env.get("EXECUTION_MEMORY_KB", str(256 * 1024))),
             max_processes=int(env.get("EXECUTION_MAX_PROCESSES", "64")),
             max_output_bytes=int(env.get("EXECUTION_MAX_OUTPUT", str(1024 * 1024))),
+            max_concurrent_runs=int(env.get("EXECUTION_MAX_CONCURRENT", "8")),
+            max_runs_per_user=int(env.get("EXECUTION_MAX_PER_USER", "4")),
+            max_runs_per_project=int(env.get("EXECUTION_MAX_PER_PROJECT", "4")),
+            max_queued_per_user=int(env.get("EXECUTION_MAX_QUEUED_PER_USER", "32")),
+            run_queue=_choice(env.get("EXECUTION_QUEUE"), ("fair", "fifo"), "fair"),
             terminal_idle_timeout_s=float(env.get("TERMINAL_IDLE_TIMEOUT", "300")),
+            project_disk_quota_bytes=int(
+                env.get("PROJECT_DISK_QUOTA_BYTES", str(1024 * 1024 * 1024))
+            ),
+            disk_enforcement=_choice(
+                env.get("PROJECT_DISK_ENFORCEMENT"), ("auto", "watch"), "auto"
+            ),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from pathlib import Path
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+# Scratch directories of runs inside a workdir (compiler output, removed after each run).
+BUILDS = ".icreate-build"
 # Build and tool caches are not project files.
-IGNORED_DIRS = frozenset({"__pycache__", ".git", "node_modules", ".cache", ".mypy_cache"})
+IGNORED_DIRS = frozenset({"__pycache__", ".git", "node_modules", ".cache", ".mypy_cache", BUILDS})
 IGNORED_SUFFIXES = (".pyc", ".o", ".class")
 
 
@@ -105,6 +108,59 @@ def write_file(root: Path, rel: str, data: bytes, uid: int | None) -> bool:
         return True
     finally:
         os.close(root_fd)
+
+
+def make_scratch(root: Path, parts: list[str], uid: int | None,
+                 files: dict[str, bytes]) -> None:
+    """Create the directory ``root/parts`` (0700, the sandbox uid's) with ``files`` in it;
+    nothing on the way is followed if it is a symlink the sandbox planted."""
+    root_fd = os.open(root, DIR_FLAGS)
+    try:
+        with _dir_chain(root_fd, parts[:-1], create=True) as parent_fd:
+            if uid is not None:
+                os.fchown(parent_fd, uid, uid)
+            os.mkdir(parts[-1], 0o700, dir_fd=parent_fd)
+            dir_fd = os.open(parts[-1], DIR_FLAGS, dir_fd=parent_fd)
+            try:
+                for name, data in files.items():
+                    fd = os.open(name, WRITE_FLAGS | os.O_EXCL, 0o644, dir_fd=dir_fd)
+                    try:
+                        _write_all(fd, data)
+                        if uid is not None:
+                            os.fchown(fd, uid, uid)
+                    finally:
+                        os.close(fd)
+                if uid is not None:
+                    os.fchown(dir_fd, uid, uid)
+            finally:
+                os.close(dir_fd)
+    finally:
+        os.close(root_fd)
+
+
+def remove_file(root: Path, rel: str) -> None:
+    """Unlink the file at ``rel`` under ``root`` (no symlink followed on the way)."""
+    parts = safe_parts(rel)
+    if parts is None:
+        return
+    with contextlib.suppress(OSError):
+        root_fd = os.open(root, DIR_FLAGS)
+        try:
+            with _dir_chain(root_fd, parts[:-1], create=False) as dir_fd:
+                os.unlink(parts[-1], dir_fd=dir_fd)
+        finally:
+            os.close(root_fd)
+
+
+def remove_scratch(root: Path, parts: list[str]) -> None:
+    """Remove ``root/parts`` and what is in it, without following a symlink on the way."""
+    with contextlib.suppress(OSError):
+        root_fd = os.open(root, DIR_FLAGS)
+        try:
+            with _dir_chain(root_fd, parts[:-1], create=False) as parent_fd:
+                shutil.rmtree(parts[-1], dir_fd=parent_fd, ignore_errors=True)
+        finally:
+            os.close(root_fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -198,6 +254,42 @@ def _scan_dir(dir_fd: int, prefix: str, result: Scan, max_bytes: int, max_files:
             result.skipped.append(rel)
         else:
             result.files.append(Found(rel, data))
+
+
+def usage(root: Path) -> int:
+    """Bytes allocated under ``root`` (blocks, so sparse files count what they use), no
+    symlink followed; what the disk watcher compares with a project's quota."""
+    try:
+        root_fd = os.open(root, DIR_FLAGS)
+    except OSError:
+        return 0
+    try:
+        return os.fstat(root_fd).st_blocks * 512 + _usage_under(root_fd, depth=0)
+    finally:
+        os.close(root_fd)
+
+
+def _usage_under(dir_fd: int, depth: int) -> int:
+    total = 0
+    if depth > 64:
+        return total
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            total += st.st_blocks * 512
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    sub = os.open(entry.name, DIR_FLAGS, dir_fd=dir_fd)
+                except OSError:
+                    continue
+                try:
+                    total += _usage_under(sub, depth + 1)
+                finally:
+                    os.close(sub)
+    return total
 
 
 def read_file(root: Path, rel: str, max_bytes: int) -> bytes | None:

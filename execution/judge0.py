@@ -28,6 +28,11 @@ KNOWN = (*BASE_LANGUAGES, JAVA, RUST, GO)
 POLL_FIRST_S = 0.05
 POLL_MAX_S = 1.0
 BATCH_MAX = 20
+RUNTIME_ERRORS = frozenset(
+    {st.RUNTIME_ERROR_SIGSEGV, st.RUNTIME_ERROR_NZEC, st.RUNTIME_ERROR_OTHER}
+)
+# A run whose peak reached this share of its memory limit and then died was stopped by it.
+OOM_PEAK_SHARE = 0.95
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +150,7 @@ class Judge0Backend:
             return ExecutionResult(
                 st.INTERNAL_ERROR, message=f"infrastructure: Judge0 unreachable ({self.last_error})"
             )
-        converted = self._convert(result, token)
+        converted = self._convert(result, token, request.limits.memory_kb)
         if converted.stdout:
             await sink("stdout", converted.stdout)
         if converted.stderr:
@@ -226,7 +231,7 @@ class Judge0Backend:
                 done.append(item)
         return done
 
-    def _convert(self, item: dict[str, Any], token: str) -> ExecutionResult:
+    def _convert(self, item: dict[str, Any], token: str, memory_limit_kb: int) -> ExecutionResult:
         status_id = int((item.get("status") or {}).get("id", st.INTERNAL_ERROR))
         if status_id not in st.STATUSES:
             status_id = st.INTERNAL_ERROR
@@ -236,13 +241,23 @@ class Judge0Backend:
         time_s = item.get("time")
         memory = item.get("memory")
         exit_code = item.get("exit_code")
+        stderr = unb64(item.get("stderr")) or ""
+        if status_id in RUNTIME_ERRORS and (
+            (memory is not None and int(memory) >= memory_limit_kb * OOM_PEAK_SHARE)
+            or st.allocation_failed(stderr)
+        ):
+            # Judge0 has no memory status: isolate's cgroup kills at the limit (SIGKILL,
+            # "Exited with error status 137") with the peak at the limit, or the runtime
+            # fails to allocate and says so.
+            status_id = st.MEMORY_LIMIT_EXCEEDED
+            message = f"memory limit exceeded ({memory_limit_kb / 1024:g} MiB; Judge0: {message})"
         return ExecutionResult(
             status_id,
             stdout=unb64(item.get("stdout")) or "",
-            stderr=unb64(item.get("stderr")) or "",
+            stderr=stderr,
             compile_output=unb64(item.get("compile_output")),
             exit_code=int(exit_code) if exit_code is not None else None,
-            time_ms=float(time_s) * 1000 if time_s is not None else None,
+            time_ms=round(float(time_s) * 1000, 3) if time_s is not None else None,
             memory_kb=int(memory) if memory is not None else None,
             token=token,
             message=message,

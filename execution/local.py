@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
 import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from execution import disk
 from execution import status as st
 from execution.backend import ExecutionError, ExecutionRequest, ExecutionResult
 from execution.config import ExecutionConfig
+from execution.disk import BUILDS
 from execution.languages import VERSION_COMMANDS, Language, Toolchains, candidates, parse_version
 from execution.sandbox import (
     BUILD,
@@ -25,19 +25,30 @@ from execution.sandbox import (
     Sandbox,
     UidPool,
 )
+from execution.volumes import ProjectVolumes
 
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def classify(result: RunResult) -> tuple[int, str | None]:
+def out_of_memory(result: RunResult) -> bool:
+    """The run failed because an allocation did (a clean exit is not a failure)."""
+    failed = result.term_signal is not None or bool(result.exit_code)
+    return failed and st.allocation_failed(_text(result.stderr))
+
+
+def classify(result: RunResult, limits: Limits) -> tuple[int, str | None]:
     """Judge0 status id (and a note) for a finished run."""
     if result.timed_out or result.cpu_exceeded:
         return st.TIME_LIMIT_EXCEEDED, "time limit exceeded"
+    if result.stopped:
+        return st.RUNTIME_ERROR_SIGXFSZ, "project disk quota exceeded"
     if result.output_capped:
         # Judge0 writes output to a size-limited file: going past it is SIGXFSZ there too.
         return st.RUNTIME_ERROR_SIGXFSZ, "output limit exceeded"
+    if out_of_memory(result):
+        return st.MEMORY_LIMIT_EXCEEDED, f"memory limit exceeded ({_mib(limits.memory_kb)})"
     if result.term_signal is not None:
         try:
             sig = signal.Signals(result.term_signal)
@@ -51,6 +62,10 @@ def classify(result: RunResult) -> tuple[int, str | None]:
     return st.ACCEPTED, None
 
 
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:g} MiB"
+
+
 class LocalBackend:
     name = "sandbox"
 
@@ -61,6 +76,7 @@ class LocalBackend:
         self.toolchains = Toolchains({})
         self._ready: asyncio.Task[None] | None = None
         self.build_root = config.workdir_root / ".build"
+        self.volumes = ProjectVolumes(config)
 
     async def start(self) -> None:
         """Nothing to do up front: the sandbox check and toolchain detection run on first
@@ -115,6 +131,7 @@ class LocalBackend:
         if self._ready is not None and not self._ready.done():
             self._ready.cancel()
             await asyncio.gather(self._ready, return_exceptions=True)
+        await self.volumes.close()
 
     async def languages(self) -> list[dict[str, Any]]:
         await self.ready()
@@ -128,6 +145,7 @@ class LocalBackend:
             "state": "unavailable" if problem else "ready" if self.detected else "unchecked",
             "reason": problem,
             **self.sandbox.health(),
+            **self.volumes.health(),
             "checked": self.detected,
             "languages": sorted(self.toolchains.languages),
         }
@@ -143,12 +161,20 @@ class LocalBackend:
             )
         with self.uids.hold(request.owner_key) as slot:
             identity = self.sandbox.identity_for(slot)
-            build = self.build_root / uuid.uuid4().hex
-            await asyncio.to_thread(_make_build_dir, build, identity.uid, request, language)
+            # In a project's workdir the build goes inside it, so its quota covers what the
+            # program writes to /build too (sync_back ignores the directory).
+            root = self.build_root if request.workdir is None else request.workdir
+            parts = [uuid.uuid4().hex] if request.workdir is None else [BUILDS, uuid.uuid4().hex]
+            files = {}
+            if request.source_path is None or request.workdir is None:
+                files[language.source_name] = request.source.encode()
+            await asyncio.to_thread(disk.make_scratch, root, parts, identity.uid, files)
             try:
-                return await self._compile_and_run(request, language, build, identity, sink)
+                return await self._compile_and_run(
+                    request, language, root.joinpath(*parts), identity, sink
+                )
             finally:
-                await asyncio.to_thread(shutil.rmtree, build, True)
+                await asyncio.to_thread(disk.remove_scratch, root, parts)
 
     async def _compile_and_run(
         self, request: ExecutionRequest, language: Language, build: Path, identity: Any,
@@ -168,7 +194,7 @@ class LocalBackend:
             built = await self.sandbox.run(
                 language.command(language.compile, source), binds=binds,
                 limits=Limits.for_compile(self.config), identity=identity, env=language.env,
-                cwd=cwd,
+                cwd=cwd, stop=request.quota_exceeded,
             )
             compile_output = _text(built.stdout + built.stderr)
             if built.exit_code != 0 or built.timed_out:
@@ -183,9 +209,9 @@ class LocalBackend:
         ran = await self.sandbox.run(
             language.command(language.run, source), binds=binds, limits=limits,
             identity=identity, stdin=request.stdin.encode(), sink=sink, env=language.env,
-            cwd=cwd,
+            cwd=cwd, stop=request.quota_exceeded,
         )
-        status_id, run_note = classify(ran)
+        status_id, run_note = classify(ran, limits)
         return ExecutionResult(
             status_id,
             stdout=_text(ran.stdout),
@@ -197,15 +223,3 @@ class LocalBackend:
             memory_kb=ran.memory_kb,
             message=run_note,
         )
-
-
-def _make_build_dir(build: Path, uid: int | None, request: ExecutionRequest,
-                    language: Language) -> None:
-    build.mkdir(mode=0o700)
-    if request.source_path is None or request.workdir is None:
-        source = build / language.source_name
-        source.write_text(request.source)
-        if uid is not None:
-            os.chown(source, uid, uid)
-    if uid is not None:
-        os.chown(build, uid, uid)

@@ -1,7 +1,10 @@
 """The execution hub: accepts a run, owns its task, streams its output, stores the record.
 
-Lifecycle: ``submit`` stores a ``code_executions`` row (in_queue) and returns it at once; a
-task owned by the hub materializes the project's files (local backend), runs the code,
+Lifecycle: ``submit`` stores a ``code_executions`` row (in_queue), puts the run in the fair
+queue (``execution.scheduler``: tenants take turns, per-user and per-project caps) and
+returns it at once with its ``queue_position``; a task owned by the hub waits for its slot
+(publishing ``execution.queued`` whenever its position moves), materializes the project's
+files (local backend), runs the code,
 brings changed files back, stores the final record, adds a usage row, and publishes
 ``execution.started`` / ``execution.output`` / ``execution.finished`` on the project channel
 and to local subscribers (the SSE endpoint). ``close`` cancels what still runs and marks
@@ -15,7 +18,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,8 +33,10 @@ from execution.backend import (
 from execution.config import ExecutionConfig
 from execution.languages import BASE_LANGUAGES, GO, JAVA, RUST
 from execution.local import LocalBackend
+from execution.quota import project_disk_quota
 from execution.sandbox import Limits
-from execution.workspace import Manifest, Workspaces
+from execution.scheduler import NOT_QUEUED, FairScheduler, Ticket
+from execution.workspace import Manifest, SyncReport, Workspaces, quota_message
 from persistence import executions as store
 from persistence import files as file_store
 from persistence.db import Database
@@ -64,6 +69,7 @@ class _Live:
     """An execution in this process: its events so far and who is listening."""
 
     row: dict[str, Any]
+    ticket: Ticket
     events: list[dict[str, Any]] = field(default_factory=list)
     listeners: list[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=list)
     done: bool = False
@@ -84,7 +90,7 @@ class ExecutionHub:
         self.workspaces = Workspaces(config, db, hubs)
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._live: dict[uuid.UUID, _Live] = {}
-        self._slots = asyncio.Semaphore(config.max_concurrent_runs)
+        self.scheduler = make_scheduler(config)
         self.finished = 0
 
     async def start(self) -> None:
@@ -104,9 +110,11 @@ class ExecutionHub:
         await self.backend.close()
 
     def health(self) -> dict[str, Any]:
+        queue = self.scheduler.stats()
         return {
             **self.backend.health(),
-            "running": len(self._tasks),
+            "running": queue.running,
+            "queued": queue.waiting,
             "finished": self.finished,
         }
 
@@ -157,22 +165,39 @@ class ExecutionHub:
                 "unknown_language",
                 f"language {language!r} is not available (available: {sorted(available)})",
             )
+        if self.scheduler.waiting_of(user_id) >= self.config.max_queued_per_user:
+            raise ExecutionError(
+                "too_many_runs",
+                f"you have {self.config.max_queued_per_user} runs waiting already; "
+                "wait for them to start",
+            )
         async with self.db.service() as conn:
             row = await store.create_execution(
                 conn, user_id=user_id, project_id=project_id, file_id=file_id,
                 language=language, source=source, stdin=stdin,
                 status=st.status(st.IN_QUEUE).code, backend=self.backend.name,
             )
+            workspace_id = await store.project_workspace(conn, project_id)
         request = ExecutionRequest(
             language=language, source=source, stdin=stdin, limits=limits.resolve(self.config),
             source_path=source_path, owner_key=str(project_id),
         )
         execution_id: uuid.UUID = row["id"]
-        self._live[execution_id] = _Live(row)
+        ticket = self.scheduler.enqueue(
+            execution_id, owner=self._tenant(workspace_id, user_id), user=user_id,
+            project=project_id,
+        )
+        live = _Live(row, ticket)
+        self._live[execution_id] = live
         self._tasks[execution_id] = asyncio.create_task(
             self._run(execution_id, user_id, project_id, request), name=f"execution-{execution_id}"
         )
-        return row
+        return {**row, "queue_position": ticket.position}
+
+    def _tenant(self, workspace_id: uuid.UUID | None, user_id: uuid.UUID) -> Hashable:
+        if self.config.run_queue == "fifo":
+            return "everyone"
+        return workspace_id or user_id
 
     async def _available(self) -> set[str]:
         """Language ids to accept. Until the sandbox's first toolchain check has finished,
@@ -192,13 +217,17 @@ class ExecutionHub:
     ) -> None:
         live = self._live[execution_id]
         started = time.monotonic()
+        ticket = live.ticket
         try:
-            async with self._slots:
+            try:
+                await self._wait_turn(project_id, live)
+                waited_ms = round((time.monotonic() - started) * 1000, 1)
                 async with self.db.service() as conn:
                     await store.set_status(conn, execution_id, st.status(st.PROCESSING).code)
                 await self._emit(project_id, live, {
                     "type": "execution.started", "execution_id": execution_id,
                     "language": request.language, "user_id": user_id,
+                    "queue_position": NOT_QUEUED, "waited_ms": waited_ms,
                 })
                 try:
                     result = await self._execute(
@@ -206,6 +235,8 @@ class ExecutionHub:
                     )
                 except ExecutionError as exc:
                     result = ExecutionResult(st.INTERNAL_ERROR, message=exc.message)
+            finally:
+                self.scheduler.release(ticket)
             async with self.db.service() as conn:
                 row = await store.finish_execution(
                     conn, execution_id, status=st.status(result.status_id).code,
@@ -249,6 +280,17 @@ class ExecutionHub:
             # Keep finished runs briefly for late SSE subscribers, then drop them.
             asyncio.get_running_loop().call_later(30, self._live.pop, execution_id, None)
 
+    async def _wait_turn(self, project_id: uuid.UUID, live: _Live) -> None:
+        """Until the scheduler grants a slot, tell watchers where the run is in line."""
+        ticket = live.ticket
+        position = ticket.position
+        while not ticket.granted:
+            await self._emit(project_id, live, {
+                "type": "execution.queued", "execution_id": ticket.run_id,
+                "queue_position": position,
+            })
+            position = await ticket.next_position()
+
     async def _execute(
         self, execution_id: uuid.UUID, user_id: uuid.UUID, project_id: uuid.UUID,
         request: ExecutionRequest, live: _Live,
@@ -262,19 +304,24 @@ class ExecutionHub:
         if not isinstance(self.backend, LocalBackend):
             return await self.backend.execute(request, sink)
         backend = self.backend
+        quota = await project_disk_quota(self.db, self.config, project_id)
         with backend.uids.hold(request.owner_key) as slot:
             uid = backend.sandbox.identity_for(slot).uid
             lock = self.workspaces.lock(project_id)
-            async with lock:
-                manifest: Manifest = await self.workspaces.materialize(project_id, uid)
-            workdir = self.workspaces.path(project_id)
-            result = await backend.execute(replace(request, workdir=workdir), sink)
-            async with lock:
-                report = await self.workspaces.sync_back(project_id, manifest, user_id)
+            async with backend.volumes.use(project_id, quota, uid) as volume:
+                async with lock:
+                    manifest: Manifest = await self.workspaces.materialize(project_id, uid)
+                workdir = self.workspaces.path(project_id)
+                result = await backend.execute(
+                    replace(request, workdir=workdir, quota_exceeded=volume.over_quota), sink
+                )
+                async with lock:
+                    report = await self.workspaces.sync_back(project_id, manifest, user_id, quota)
+                    full = await self.workspaces.settle_quota(volume, report)
         if report.created or report.updated:
             log.info("execution %s brought back %d new and %d changed files", execution_id,
                      len(report.created), len(report.updated))
-        return result
+        return with_quota_note(result, full, report, quota)
 
     async def _emit(self, project_id: uuid.UUID, live: _Live, event: dict[str, Any]) -> None:
         live.events.append(event)
@@ -302,8 +349,13 @@ class ExecutionHub:
     # -- reading ------------------------------------------------------------------------
 
     async def get(self, execution_id: uuid.UUID) -> dict[str, Any] | None:
+        """The stored run, with its place in line while this process holds it."""
         async with self.db.service() as conn:
-            return await store.get_execution(conn, execution_id)
+            row = await store.get_execution(conn, execution_id)
+        live = self._live.get(execution_id)
+        if row is not None and live is not None and not live.done:
+            row["queue_position"] = live.ticket.position
+        return row
 
     async def wait(self, execution_id: uuid.UUID, timeout: float | None = None) -> None:
         task = self._tasks.get(execution_id)
@@ -353,6 +405,8 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
         "status_id": status.id,
         "status_description": status.description,
         "finished": row.get("finished_at") is not None,
+        # 1 = next to start, 0 = has its slot; None when finished or held by another node.
+        "queue_position": row.get("queue_position"),
         "stdin": row.get("stdin"),
         "stdout": row.get("stdout"),
         "stderr": row.get("stderr"),
@@ -367,6 +421,37 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": row.get("created_at"),
         "finished_at": row.get("finished_at"),
     }
+
+
+def with_quota_note(
+    result: ExecutionResult, full: bool, report: SyncReport, quota_bytes: int
+) -> ExecutionResult:
+    """Say so when the project's disk quota stopped the run or kept files from being saved;
+    a run that failed because a write did (ENOSPC) is SIGXFSZ, as a file size limit is."""
+    if not full and not report.over_quota:
+        return result
+    note = quota_message(quota_bytes, report)
+    status_id = result.status_id
+    if result.status_id in {st.RUNTIME_ERROR_NZEC, st.RUNTIME_ERROR_OTHER} and (
+        st.disk_was_full(result.stderr[-st.OOM_TAIL_BYTES:])
+    ):
+        status_id = st.RUNTIME_ERROR_SIGXFSZ
+    if result.message is None or result.message == "project disk quota exceeded":
+        message = note  # nothing else to say, or the watcher stopped it: the note says why
+    elif status_id != result.status_id:
+        message = f"{note} ({result.message})"  # the quota is why it failed
+    else:
+        message = f"{result.message}; {note}"
+    return replace(result, status_id=status_id, message=message)
+
+
+def make_scheduler(config: ExecutionConfig) -> FairScheduler:
+    """The fair queue, or the old global FIFO (``EXECUTION_QUEUE=fifo``, for comparison)."""
+    slots = config.max_concurrent_runs
+    if config.run_queue == "fifo":
+        return FairScheduler(slots=slots, per_user=slots, per_project=slots)
+    return FairScheduler(slots=slots, per_user=min(slots, config.max_runs_per_user),
+                         per_project=min(slots, config.max_runs_per_project))
 
 
 def _language_for(path: str) -> str | None:

@@ -1,5 +1,6 @@
 """The local sandbox: bubblewrap started with an empty environment, as an unprivileged uid,
-with rlimits, a wall-clock deadline, a reader-side output cap and a whole-group kill.
+with rlimits, a wall-clock deadline, a reader-side output cap and a whole-tree stop that
+keeps every process's CPU time in the run's account (``execution.process_tree``).
 
 Limit mechanism: cgroup v2 (``memory.max``/``pids.max``) needs a delegated writable
 subtree; where there is none (this includes hybrid v1 hosts) the limits are rlimits:
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from execution.config import ExecutionConfig
+from execution.process_tree import ProcessReaper, stop_sandbox
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 WORKSPACE = "/workspace"
@@ -113,6 +115,7 @@ class RunResult:
     wall_ms: float = 0.0
     memory_kb: int = 0
     cpu_exceeded: bool = False
+    stopped: bool = False  # by the caller's ``stop`` event (a disk quota watcher)
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,7 @@ class Sandbox:
         sink: OutputSink | None = None,
         env: dict[str, str] | None = None,
         cwd: str = WORKSPACE,
+        stop: asyncio.Event | None = None,
     ) -> RunResult:
         # PID 1 is coreutils' ``timeout 0`` (no timeout): it waits for the program, so the
         # launcher's rusage covers it, exits 128+N when it dies of signal N (an init cannot
@@ -284,10 +288,11 @@ class Sandbox:
         started = time.monotonic()
         reaper = ProcessReaper(proc.pid)
         try:
-            return await _supervise(proc, reaper, limits, stdin, sink, started)
+            return await _supervise(proc, reaper, limits, stdin, sink, started,
+                                    stop or asyncio.Event())
         finally:
-            kill_group(proc.pid)
-            await reaper.wait()
+            # Normally a no-op (reaped already); on cancellation the run still stops here.
+            await stop_sandbox(proc.pid, reaper)
             proc.returncode = reaper.returncode
             for pipe in (proc.stdin, proc.stdout, proc.stderr):
                 if pipe is not None:
@@ -340,58 +345,6 @@ def _spawn(
     )
 
 
-def kill_group(pid: int) -> None:
-    """SIGKILL the launcher's process group; the sandbox's PID 1 dies with it and the
-    kernel then kills every process left in the sandbox's PID namespace."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
-
-
-class ProcessReaper:
-    """Waits for one child through a pidfd (no thread, no SIGCHLD handler) and keeps its
-    rusage. asyncio's and uvloop's watchers only reap the pids they spawned themselves."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self.rusage: resource.struct_rusage | None = None
-        self._done = asyncio.get_running_loop().create_future()
-        self._pidfd = os.pidfd_open(pid)
-        asyncio.get_running_loop().add_reader(self._pidfd, self._ready)
-
-    def _ready(self) -> None:
-        try:
-            pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status, rusage = self.pid, 0, None  # type: ignore[assignment]
-        if pid == 0:
-            return
-        self.returncode = os.waitstatus_to_exitcode(status)
-        self.rusage = rusage
-        self._close()
-        if not self._done.done():
-            self._done.set_result(None)
-
-    def _close(self) -> None:
-        if self._pidfd >= 0:
-            asyncio.get_running_loop().remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = -1
-
-    @property
-    def done(self) -> bool:
-        return self._done.done()
-
-    async def wait(self, timeout: float | None = None) -> bool:
-        try:
-            await asyncio.wait_for(asyncio.shield(self._done), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-
 async def _supervise(
     proc: subprocess.Popen[bytes],
     reaper: ProcessReaper,
@@ -399,28 +352,34 @@ async def _supervise(
     stdin: bytes,
     sink: OutputSink | None,
     started: float,
+    stop: asyncio.Event,
 ) -> RunResult:
     assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
-    capture = _Capture(limits.output_bytes, sink, proc.pid)
+    capture = _Capture(limits.output_bytes, sink)
     readers = [
         asyncio.create_task(capture.pump(proc.stdout.fileno(), "stdout")),
         asyncio.create_task(capture.pump(proc.stderr.fileno(), "stderr")),
     ]
     writer = asyncio.create_task(_feed(proc.stdin, stdin))
+    capped = asyncio.create_task(capture.over.wait())
+    stopped = asyncio.create_task(stop.wait())
+    exited = asyncio.create_task(reaper.wait())
     timed_out = False
     try:
-        if not await reaper.wait(limits.wall_time_s):
-            timed_out = True
-            kill_group(proc.pid)
-            await reaper.wait()
-        # The program's descendants may hold the pipes open: drain briefly, then stop.
-        kill_group(proc.pid)
+        await asyncio.wait({exited, capped, stopped}, timeout=limits.wall_time_s,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if not reaper.done:
+            timed_out = not capture.capped and not stop.is_set()
+            # Stopped tree first, launcher last: the CPU of every process is counted.
+            await stop_sandbox(proc.pid, reaper)
+        # The launcher has been reaped: its PID 1 and the whole namespace are gone, so the
+        # pipes reach EOF once drained (no kill by pid after the reap: it may be reused).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*readers), 2.0)
     finally:
-        for task in [*readers, writer]:
+        for task in [*readers, writer, capped, stopped, exited]:
             task.cancel()
-        await asyncio.gather(*readers, writer, return_exceptions=True)
+        await asyncio.gather(*readers, writer, capped, stopped, exited, return_exceptions=True)
     wall_ms = (time.monotonic() - started) * 1000
     code = reaper.returncode
     exit_code, term_signal = _decode_status(code)
@@ -437,6 +396,7 @@ async def _supervise(
         wall_ms=wall_ms,
         memory_kb=usage.ru_maxrss if usage else 0,
         cpu_exceeded=cpu_ms >= limits.cpu_time_s * 1000 or term_signal == signal.SIGXCPU,
+        stopped=stop.is_set() and not timed_out,
     )
 
 
@@ -452,26 +412,29 @@ def _decode_status(code: int | None) -> tuple[int | None, int | None]:
 
 
 class _Capture:
-    """Reads both pipes with one shared cap; past it, the whole group is killed."""
+    """Reads both pipes with one shared cap; past it, ``over`` is set (the run is stopped)."""
 
-    def __init__(self, cap: int, sink: OutputSink | None, pid: int) -> None:
+    def __init__(self, cap: int, sink: OutputSink | None) -> None:
         self.cap = cap
         self.sink = sink
-        self.pid = pid
         self.total = 0
-        self.capped = False
+        self.over = asyncio.Event()
         self.buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+
+    @property
+    def capped(self) -> bool:
+        return self.over.is_set()
 
     async def pump(self, fd: int, stream: str) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         async for chunk in read_fd(fd):
             room = self.cap - self.total
             if room <= 0:
-                self._cap()
+                self.over.set()
                 return
             if len(chunk) > room:
                 chunk = chunk[:room]
-                self._cap()
+                self.over.set()
             self.total += len(chunk)
             self.buffers[stream] += chunk
             if self.sink is not None:
@@ -480,10 +443,6 @@ class _Capture:
                     await self.sink(stream, text)
             if self.capped:
                 return
-
-    def _cap(self) -> None:
-        self.capped = True
-        kill_group(self.pid)
 
 
 def _wake(future: asyncio.Future[None]) -> None:

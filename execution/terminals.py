@@ -6,6 +6,10 @@ idle timeout without clients; every command is recorded into ``terminal_sessions
 Backpressure: each client has a bounded queue. A client that falls behind while others
 keep up is disconnected (1013); when every client is behind, reading the PTY pauses, so
 the program writing (``yes``) blocks in the kernel instead of filling our memory.
+
+Disk: the shell's workdir is the project's size-limited volume (``execution.volumes``),
+held until the shell is gone; past the quota a write fails (loop image) or the writing
+processes are killed (watcher), and the terminal shows a notice when files were not saved.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from typing import Any
 
 from execution.config import ExecutionConfig
 from execution.local import LocalBackend
-from execution.sandbox import WORKSPACE, Bind, Limits, ProcessReaper, kill_group
+from execution.process_tree import ProcessReaper, kill_group, stop_all_but_shell
+from execution.quota import project_disk_quota
+from execution.sandbox import WORKSPACE, Bind, Limits
 from execution.shell import BASHRC, CommandRecord, ShellParser, strip_queries
-from execution.workspace import Manifest, Workspaces
+from execution.volumes import WATCH, Volume
+from execution.workspace import Manifest, SyncReport, Workspaces, quota_message
 from persistence import executions as store
 from persistence.db import Database
 
@@ -88,6 +95,9 @@ class Terminal:
     # Input typed while editors' live text is being written to disk, in order.
     input_backlog: list[bytes] = field(default_factory=list)
     refreshing: bool = False
+    # The project's size-limited workdir, held while the shell lives.
+    volume: Volume | None = None
+    volume_hold: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
     def project_id(self) -> uuid.UUID:
@@ -248,8 +258,13 @@ class TerminalHub:
         await asyncio.to_thread(self._write_rc)
         owner_key = str(project_id)
         slot = self.local.uids.acquire(owner_key)
+        volume_hold = contextlib.AsyncExitStack()
         try:
             identity = self.local.sandbox.identity_for(slot)
+            quota = await project_disk_quota(self.db, self.config, project_id)
+            volume = await volume_hold.enter_async_context(
+                self.local.volumes.use(project_id, quota, identity.uid)
+            )
             async with self.workspaces.lock(project_id):
                 manifest = await self.workspaces.materialize(project_id, identity.uid)
             master, slave = os.openpty()
@@ -271,16 +286,18 @@ class TerminalHub:
                 os.close(slave)
         except BaseException:
             self.local.uids.release(owner_key)
+            await volume_hold.aclose()
             raise
         os.set_blocking(master, False)
         terminal = Terminal(
             key=key, master=master, reaper=ProcessReaper(proc.pid), pid=proc.pid,
             owner=user_id, manifest=manifest,
             parser=ShellParser(output_cap=self.config.terminal_command_output_bytes),
-            uid=identity.uid,
+            uid=identity.uid, volume=volume, volume_hold=volume_hold,
         )
         proc.returncode = 0  # reaped by the ProcessReaper, not by Popen
         self._spawn_task(self._watch(terminal, owner_key))
+        self._spawn_task(self._stop_writers_past_quota(terminal))
         self._resume(terminal)
         return terminal
 
@@ -313,7 +330,8 @@ class TerminalHub:
             return
         terminal.closed = True
         self._pause(terminal)
-        kill_group(terminal.pid)
+        if not terminal.reaper.done:
+            kill_group(terminal.pid)
         if terminal.idle_timer is not None:
             terminal.idle_timer.cancel()
         for client in list(terminal.clients):
@@ -326,6 +344,26 @@ class TerminalHub:
         with contextlib.suppress(OSError):
             os.close(terminal.master)
         await self._sync(terminal)
+        await terminal.volume_hold.aclose()
+
+    async def _stop_writers_past_quota(self, terminal: Terminal) -> None:
+        """Where a watcher keeps the disk quota: when the workdir grows past it, the
+        foreground command gets a Ctrl-C and every other process of the terminal but the
+        shell is killed (the shell stays, to delete files with)."""
+        volume = terminal.volume
+        if volume is None or volume.mode != WATCH:
+            return
+        while not terminal.closed:
+            await volume.over_quota.wait()
+            volume.over_quota.clear()
+            if terminal.closed:
+                return
+            # Ctrl-C first (a loop run by the shell itself stops on it), then the rest.
+            self._type(terminal, b"\x03")
+            await asyncio.sleep(0.1)
+            await asyncio.to_thread(stop_all_but_shell, terminal.pid)
+            self._notice(terminal, quota_message(volume.quota_bytes, SyncReport())
+                         + ": the command writing was stopped")
 
     # -- output -------------------------------------------------------------------------
 
@@ -413,11 +451,28 @@ class TerminalHub:
         """Bring files the command created or changed back into the project."""
         project_id = terminal.project_id
         user = terminal.last_typist or terminal.owner
+        volume = terminal.volume
+        if volume is None:
+            return
         try:
             async with self.workspaces.lock(project_id):
-                await self.workspaces.sync_back(project_id, terminal.manifest, user)
+                report = await self.workspaces.sync_back(
+                    project_id, terminal.manifest, user, volume.quota_bytes
+                )
+                full = await self.workspaces.settle_quota(volume, report)
         except Exception:
             log.exception("workspace sync of terminal %s failed", terminal.key)
+            return
+        if full or report.over_quota:
+            self._notice(terminal, quota_message(volume.quota_bytes, report))
+
+    def _notice(self, terminal: Terminal, text: str) -> None:
+        """A line from the server in the terminal (yellow), for everyone attached."""
+        if terminal.closed:
+            return
+        line = f"\r\n\x1b[33m[icreate] {text}\x1b[0m\r\n"
+        self._remember(terminal, line)
+        self._broadcast(terminal, ["stdout", line])
 
     def _spawn_task(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)

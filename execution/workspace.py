@@ -10,6 +10,7 @@ it from the project (a run cannot destroy work by accident).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import mimetypes
 import uuid
@@ -19,6 +20,7 @@ from typing import Any
 
 from execution import disk
 from execution.config import ExecutionConfig
+from execution.volumes import WATCH, Volume
 from persistence import executions as store
 from persistence import files as file_store
 from persistence.db import Database
@@ -38,6 +40,7 @@ class SyncReport:
     created: list[dict[str, Any]] = field(default_factory=list)
     updated: list[uuid.UUID] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    over_quota: list[str] = field(default_factory=list)  # left behind: past the quota
 
 
 class Workspaces:
@@ -115,8 +118,10 @@ class Workspaces:
         return self.config.storage_root.joinpath(*parts) if parts else None
 
     async def sync_back(
-        self, project_id: uuid.UUID, manifest: Manifest, user_id: uuid.UUID
+        self, project_id: uuid.UUID, manifest: Manifest, user_id: uuid.UUID, quota_bytes: int
     ) -> SyncReport:
+        """Bring new and changed files into the project, never past ``quota_bytes`` of
+        stored files: what would go past it stays behind (``report.over_quota``)."""
         root = self.path(project_id)
         if not root.is_dir():
             return SyncReport()
@@ -125,27 +130,51 @@ class Workspaces:
             max_files=self.config.max_sync_files,
         )
         report = SyncReport(skipped=scan.skipped)
-        for found in scan.files:
-            known = manifest.entries.get(found.path)
-            digest = disk.digest(found.data)
-            if known is not None and known[1] == digest:
-                continue
-            try:
-                if known is not None:
-                    await self._update(project_id, known[0], found, user_id)
-                    report.updated.append(known[0])
-                    manifest.entries[found.path] = (known[0], digest)
-                else:
-                    row = await self._create(project_id, found, user_id)
-                    if row is not None:
+        # One sync per project at a time on every node: the sizes read here stay true
+        # until this transaction ends (other writers do not take the lock: see the README).
+        async with self.db.service() as guard:
+            sizes = await store.lock_project_disk(guard, project_id)
+            used = sum(sizes.values())
+            for found in scan.files:
+                known = manifest.entries.get(found.path)
+                digest = disk.digest(found.data)
+                if known is not None and known[1] == digest:
+                    continue
+                after = used - (sizes.get(known[0], 0) if known else 0) + len(found.data)
+                if after > quota_bytes and after > used:
+                    report.over_quota.append(found.path)
+                    continue
+                try:
+                    if known is not None:
+                        await self._update(project_id, known[0], found, user_id)
+                        report.updated.append(known[0])
+                        manifest.entries[found.path] = (known[0], digest)
+                        sizes[known[0]] = len(found.data)
+                    else:
+                        row = await self._create(project_id, found, user_id)
+                        if row is None:
+                            continue
                         report.created.append(row)
                         manifest.entries[found.path] = (row["id"], digest)
-            except Exception:
-                log.exception("workspace sync of %s/%s failed", project_id, found.path)
-                report.skipped.append(found.path)
-                continue
+                        sizes[row["id"]] = len(found.data)
+                    used = after
+                except Exception:
+                    log.exception("workspace sync of %s/%s failed", project_id, found.path)
+                    report.skipped.append(found.path)
+                    continue
+        if report.over_quota:
+            log.info("project %s: %d files not brought back (over its %d-byte quota)",
+                     project_id, len(report.over_quota), quota_bytes)
         await self._announce(project_id, report)
         return report
+
+    async def settle_quota(self, volume: Volume, report: SyncReport) -> bool:
+        """After a sync: whether the workdir reached the quota. Where only a watcher keeps
+        the quota, files left behind by the sync are removed from the workdir too, so the
+        host folder comes back under the quota (a loop image cannot go past it anyway)."""
+        if volume.mode == WATCH and report.over_quota:
+            await asyncio.to_thread(_remove_files, volume.path, report.over_quota)
+        return await asyncio.to_thread(volume.full)
 
     def _inline(self, data: bytes) -> bool:
         return disk.is_text(data) and len(data) <= self.config.max_inline_file_bytes
@@ -240,7 +269,16 @@ def _write_all(root: Path, contents: list[tuple[str, uuid.UUID, bytes]],
         disk.chown_tree(root, uid)
     manifest = Manifest()
     for rel, file_id, data in contents:
-        if disk.write_file(root, rel, data, uid):
+        try:
+            written = disk.write_file(root, rel, data, uid)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # The workdir is full (the quota shrank, or the terminal filled it): the file
+            # stays in the project, the run sees it missing.
+            log.info("workdir %s full: %s not written", root, rel)
+            continue
+        if written:
             manifest.entries[rel] = (file_id, disk.digest(data))
     return manifest
 
@@ -257,6 +295,19 @@ def _refresh_files(root: Path, manifest: Manifest,
             manifest.entries[rel] = (file_id, disk.digest(data))
             written.append(rel)
     return written
+
+
+def quota_message(quota_bytes: int, report: SyncReport) -> str:
+    text = f"project disk quota of {quota_bytes / 1024 / 1024:g} MiB reached"
+    if report.over_quota:
+        count = len(report.over_quota)
+        text += f"; {count} new or changed file{'s' if count != 1 else ''} not saved"
+    return text
+
+
+def _remove_files(root: Path, paths: list[str]) -> None:
+    for rel in paths:
+        disk.remove_file(root, rel)
 
 
 def _write_blob(target: Path, data: bytes) -> None:

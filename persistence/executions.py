@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import asyncpg
@@ -58,6 +58,7 @@ select id, user_id, project_id, command, output, exit_code, duration_ms, working
 from public.terminal_sessions where project_id = $1 order by created_at, id limit $2
 """
 SELECT_PROJECT_WORKSPACE = "select workspace_id from public.projects where id = $1"
+MICROSECOND = Decimal("0.001")  # of a millisecond
 
 
 def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
@@ -112,10 +113,18 @@ async def finish_execution(
     return _row(
         await conn.fetchrow(
             FINISH_EXECUTION, execution_id, status, _clean(stdout), _clean(stderr),
-            _clean(compile_output), exit_code, time_ms, wall_ms, memory_kb, token,
-            _clean(message),
+            _clean(compile_output), exit_code, _milliseconds(time_ms), _milliseconds(wall_ms),
+            memory_kb, token, _clean(message),
         )
     )
+
+
+def _milliseconds(value: float | None) -> Decimal | None:
+    """Milliseconds to the microsecond (what rusage measures), as an exact decimal: a float
+    handed to a ``numeric`` column is stored with its binary noise (27.39199999999999945...)."""
+    if value is None:
+        return None
+    return Decimal(repr(value)).quantize(MICROSECOND, rounding=ROUND_HALF_EVEN)
 
 
 def _clean(text: str | None) -> str | None:
@@ -135,6 +144,11 @@ async def list_project_executions(
 
 async def abandon_unfinished(conn: asyncpg.Connection, execution_ids: list[uuid.UUID]) -> None:
     await conn.execute(ABANDON_UNFINISHED, execution_ids)
+
+
+async def project_workspace(conn: asyncpg.Connection, project_id: uuid.UUID) -> uuid.UUID | None:
+    workspace_id: uuid.UUID | None = await conn.fetchval(SELECT_PROJECT_WORKSPACE, project_id)
+    return workspace_id
 
 
 async def record_usage(
@@ -187,6 +201,22 @@ update public.files
 set content = null, storage_path = $2, size_bytes = $3, updated_by = $4
 where id = $1
 """
+
+
+LOCK_PROJECT_DISK = "select pg_advisory_xact_lock(hashtextextended('project-disk:' || $1, 0))"
+STORED_FILE_SIZES = """
+select id, coalesce(size_bytes, octet_length(content), 0) as bytes
+from public.files
+where project_id = $1 and type = 'file' and not is_deleted
+"""
+
+
+async def lock_project_disk(
+    conn: asyncpg.Connection, project_id: uuid.UUID
+) -> dict[uuid.UUID, int]:
+    """Take the project's disk lock for this transaction; the stored size of each file."""
+    await conn.execute(LOCK_PROJECT_DISK, str(project_id))
+    return {r["id"]: int(r["bytes"]) for r in await conn.fetch(STORED_FILE_SIZES, project_id)}
 
 
 async def workspace_files(conn: asyncpg.Connection, project_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -70,7 +71,22 @@ def exec_root() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="icreate-exec-"))
     root.chmod(0o711)
     yield root
+    # Project workdirs may be loop mounts (execution/volumes.py): the hubs unmount them
+    # when they close; a test that failed half-way may leave some, never leak them.
+    for mount in mounts_under(root):
+        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def mounts_under(root: Path) -> list[Path]:
+    """Mount points below ``root``, deepest first (from /proc/self/mountinfo)."""
+    found = []
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            point = Path(line.split()[4].replace("\\040", " "))
+            if point.is_relative_to(root) and point != root:
+                found.append(point)
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
 @pytest.fixture

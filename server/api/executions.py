@@ -43,6 +43,10 @@ class Execution(BaseModel):
     status_id: int
     status_description: str
     finished: bool
+    queue_position: int | None = Field(
+        None, description="while waiting for a sandbox slot: 1 = next to start; 0 = has its "
+        "slot; null once finished (or when another server process holds the run)",
+    )
     stdin: str | None
     stdout: str | None
     stderr: str | None
@@ -71,7 +75,7 @@ class LanguageList(BaseModel):
     languages: list[LanguageInfo]
 
 
-ERROR_STATUS = {"file_not_found": 404, "sandbox_unavailable": 503}
+ERROR_STATUS = {"file_not_found": 404, "too_many_runs": 429, "sandbox_unavailable": 503}
 
 
 def _hub(ctx: Ctx) -> ExecutionHub:
@@ -154,9 +158,12 @@ async def list_languages(ctx: Ctx) -> dict[str, Any]:
 
 ENDPOINTS = [
     Endpoint("POST", "/projects/{project_id}/executions", create_execution,
-             "Run code (member or higher): 202 with the queued run; output streams on the "
-             "project channel and /executions/{id}/events", "executions",
-             body=ExecutionCreate, response=Execution, status=202, errors=(403, 404, 422, 503)),
+             "Run code (member or higher): 202 with the queued run and its queue_position "
+             "(runs are scheduled fairly between workspaces, capped per user and project); "
+             "output streams on the project channel and /executions/{id}/events",
+             "executions",
+             body=ExecutionCreate, response=Execution, status=202,
+             errors=(403, 404, 422, 429, 503)),
     Endpoint("GET", "/executions/{execution_id}", get_execution,
              "A run: status (Judge0's list), output, time, memory", "executions",
              response=Execution, errors=(404,)),

@@ -88,6 +88,17 @@ async def test_time_limit_exceeded(client: Judge0Backend) -> None:
     assert result.status_id == st.TIME_LIMIT_EXCEEDED
 
 
+async def test_memory_limit_is_reported_as_such(client: Judge0Backend) -> None:
+    """Judge0 says NZEC ("Exited with error status 137") when isolate's cgroup limit kills a
+    run, and NZEC when a runtime fails to allocate: both are a memory limit here."""
+    killed, _ = await collect(client, request("x = ' ' * 10**10  # MEMORYHOG"))
+    assert killed.status_id == st.MEMORY_LIMIT_EXCEEDED, killed
+    assert killed.message and killed.message.startswith("memory limit exceeded (256 MiB")
+    refused, _ = await collect(client, request("x = ' ' * 10**10  # MEMORYERROR"))
+    assert refused.status_id == st.MEMORY_LIMIT_EXCEEDED, refused
+    assert "MemoryError" in refused.stderr
+
+
 async def test_queue_full_is_an_infrastructure_error(
     client: Judge0Backend, judge0: FakeJudge0
 ) -> None:

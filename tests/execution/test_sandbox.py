@@ -107,9 +107,55 @@ async def test_sleeping_past_the_wall_time_is_time_limit_exceeded(
 async def test_memory_hog_fails_without_hurting_the_host(local_backend: LocalBackend) -> None:
     code = "x = bytearray(1024 * 1024 * 1024)\nprint('allocated')"
     result = await run(local_backend, "python", code, memory_kb=128 * 1024)
-    assert result.status_id == st.RUNTIME_ERROR_NZEC
+    assert result.status_id == st.MEMORY_LIMIT_EXCEEDED, result
+    assert result.message == "memory limit exceeded (128 MiB)"
     assert "MemoryError" in result.stderr
     assert "allocated" not in result.stdout
+
+
+async def test_memory_limit_is_a_memory_status_in_every_runtime(
+    local_backend: LocalBackend,
+) -> None:
+    """RLIMIT_DATA makes the allocation fail; each runtime dies its own way (exit 1,
+    SIGABRT, SIGTRAP...) and says so on stderr: all of them are a memory limit."""
+    cases = [
+        ("python", "x = []\nwhile True: x.append(bytearray(8 << 20))"),
+        ("cpp", "#include <vector>\nint main(){ std::vector<char> v(1UL << 31, 1);"
+                " return v[7]; }"),
+        ("bash", "x=a; while true; do x=$x$x; done"),
+        ("javascript", "const a = []; for (;;) a.push(Buffer.alloc(32 * 1024 * 1024, 1))"),
+    ]
+    results = await asyncio.gather(*(
+        run(local_backend, lang, src, memory_kb=128 * 1024, cpu_time_s=5, wall_time_s=15,
+            owner=f"mem-{lang}")
+        for lang, src in cases
+    ))
+    for (lang, _), result in zip(cases, results, strict=True):
+        assert result.status_id == st.MEMORY_LIMIT_EXCEEDED, (lang, result)
+    # A program that exits cleanly after printing the same words is not out of memory.
+    fine = await run(local_backend, "python", "import sys; print('MemoryError', file=sys.stderr)")
+    assert fine.status_id == st.ACCEPTED, fine
+
+
+async def test_cpu_of_a_run_stopped_at_the_wall_clock_is_counted(
+    local_backend: LocalBackend,
+) -> None:
+    """The busy loop prints the CPU time it has used so far; the record holds at least the
+    last figure, whether the loop is the program or a grandchild (bash -> python)."""
+    loop = ("import time\nlast = 0.0\nwhile True:\n    t = time.process_time()\n"
+            "    if t - last >= 0.05:\n        print(\"%.3f\" % t, flush=True)\n        last = t\n")
+    direct, nested = await asyncio.gather(
+        run(local_backend, "python", loop, cpu_time_s=10, wall_time_s=2, owner="cpu-direct"),
+        run(local_backend, "bash", f"python3 -c '{loop}'\ntrue", cpu_time_s=10,
+            wall_time_s=2, owner="cpu-nested"),
+    )
+    for result in (direct, nested):
+        assert result.status_id == st.TIME_LIMIT_EXCEEDED, result
+        used = result.stdout.split()
+        assert used, result  # the loop got some CPU and said so
+        assert result.time_ms is not None and result.time_ms >= float(used[-1]) * 1000, (
+            result.time_ms, used[-1],
+        )
 
 
 async def test_memory_limit_does_not_break_node(local_backend: LocalBackend) -> None:

@@ -3,6 +3,9 @@
 It does not run code: the source decides the outcome, so tests can ask for each status.
 - ``COMPILE_ERROR`` in the source: status 6 with base64 compile output.
 - ``LOOP``: status 5. ``BOXERROR``: status 13 (isolate failing on cgroup v2 hosts).
+- ``MEMORYHOG``: what isolate's cgroup memory limit does: status 11 "Exited with error
+  status 137", the peak memory at the limit. ``MEMORYERROR``: status 11, a Python
+  ``MemoryError`` traceback on stderr, a low peak (the allocation was refused).
 - otherwise: status 3, stdout = the stdin echoed, reversed line order, plus a long line
   so the base64 has line breaks inside (Judge0 wraps base64 at 60 columns).
 Submissions go In Queue -> Processing -> final over successive polls. ``queue_full``
@@ -33,7 +36,7 @@ LANGUAGES = [
 ]
 STATUS = {
     1: "In Queue", 2: "Processing", 3: "Accepted", 5: "Time Limit Exceeded",
-    6: "Compilation Error", 13: "Internal Error",
+    6: "Compilation Error", 11: "Runtime Error (NZEC)", 13: "Internal Error",
 }
 
 
@@ -49,6 +52,7 @@ class Submission:
     source: str
     stdin: str
     language_id: int
+    memory_limit: int = 128000
     polls: int = 0
 
 
@@ -103,7 +107,9 @@ class FakeJudge0:
             source = base64.b64decode(source).decode()
             stdin = base64.b64decode(stdin).decode()
         token = str(uuid.uuid4())
-        self.submissions[token] = Submission(token, source, stdin, int(body["language_id"]))
+        self.submissions[token] = Submission(
+            token, source, stdin, int(body["language_id"]), int(body.get("memory_limit", 128000))
+        )
         return web.json_response({"token": token}, status=201)
 
     def _result(self, sub: Submission) -> dict[str, Any]:
@@ -126,6 +132,19 @@ class FakeJudge0:
             status_id = 5
             result["time"] = "5.001"
             result["exit_code"] = None
+        elif "MEMORYHOG" in sub.source:
+            status_id = 11
+            result["message"] = encode64("Exited with error status 137")
+            result["memory"] = sub.memory_limit
+            result["exit_code"] = 137
+        elif "MEMORYERROR" in sub.source:
+            status_id = 11
+            result["message"] = encode64("Exited with error status 1")
+            result["stderr"] = encode64(
+                'Traceback (most recent call last):\n  File "script.py", line 1, in <module>\n'
+                "MemoryError\n"
+            )
+            result["exit_code"] = 1
         elif "BOXERROR" in sub.source:
             status_id = 13
             result["message"] = encode64("No such file or directory @ rb_sysopen - /box/script.py")

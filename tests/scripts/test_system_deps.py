@@ -31,7 +31,10 @@ def run(
     *argv: str, env: dict[str, str], as_nobody: bool = False
 ) -> subprocess.CompletedProcess[str]:
     command = [*(["runuser", "-u", "nobody", "--"] if as_nobody else []), *argv]
-    return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True,
+    # Not the variables of the `make test` this suite may run under: a nested make would
+    # print "Entering directory" lines and inherit its flags.
+    outer = {k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
+    return subprocess.run(command, env={**outer, **env}, capture_output=True, text=True,
                           timeout=120, cwd=REPO)
 
 
