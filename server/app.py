@@ -104,6 +104,8 @@ def create_app(settings: Settings) -> Starlette:
         objects = ObjectStore.from_config(settings.storage)
         services = Services(settings=settings, db=db, broker=broker, objects=objects)
         app.state.services = services
+        # Runs and terminals store binary files they create as objects too.
+        services.hubs["objects"] = objects
         # Co-editing: rooms, update log, compaction; stopped first (flush, 1012 to clients).
         documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
         await documents.start()
