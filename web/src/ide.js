@@ -184,7 +184,7 @@ export class Ide {
       return
     }
     // A first visit: show the first file rather than an empty editor.
-    const first = [...this.tree.files.values()].filter((f) => f.type === 'file').sort((a, b) => a.path.localeCompare(b.path))[0]
+    const first = [...this.tree.files.values()].filter((f) => f.type === 'file' && !f.storage_path).sort((a, b) => a.path.localeCompare(b.path))[0]
     this.restore({ open_files: first ? [first.id] : [], active_file_id: first ? first.id : null }, 'first-file')
   }
 
@@ -214,9 +214,20 @@ export class Ide {
   }
 
   openFile (file) {
+    if (file.storage_path) {
+      // A binary or large file is never a document: it is downloaded, not edited.
+      this.download(file).catch((err) => this.error(err))
+      return
+    }
     this.userTouched = true
     this.restored = true
     this.editors.openFile(file)
+  }
+
+  async download (file) {
+    const url = URL.createObjectURL(await api.download(file.id))
+    h('a', { href: url, download: file.name }).click()
+    setTimeout(() => URL.revokeObjectURL(url), 1000)
   }
 
   editorChanged () {
