@@ -28,6 +28,8 @@ from server.errors import ApiError
 async def receive(ctx: Ctx) -> dict[str, Any]:
     repository_id = ctx.uuid("repository_id")
     raw = await ctx.request.body()
+    if not raw:
+        raise ApiError(400, "invalid_payload", "the body is empty")
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, "payload_too_large", "webhook body too large")
     async with ctx.db.acquire() as conn:

@@ -129,7 +129,7 @@ def openapi_document(endpoints: list[Endpoint], *, title: str, version: str) -> 
             operation["security"] = [{"bearer": []}]
         if endpoint.raw_body is not None:
             operation["requestBody"] = {
-                "required": True,
+                "required": endpoint.body_required,
                 "content": {endpoint.raw_body: {"schema": {"type": "string",
                                                             "format": "binary"}}},
             }

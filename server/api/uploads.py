@@ -29,7 +29,7 @@ from server.api import paths
 from server.api.files import FileEntry, become_text, publish
 from server.api.filetypes import language_of, mime_type_of
 from server.api.guards import require_file, require_project
-from server.api.routing import ALL_METHODS, Ctx, Endpoint, to_routes
+from server.api.routing import Ctx, Endpoint, to_routes
 from server.close_codes import NOT_A_DOCUMENT
 from server.errors import ApiError, conflict, not_found
 from server.middleware import browser_guards
@@ -169,6 +169,7 @@ UPLOAD = Endpoint(
     "Upload a file's bytes to a path (text becomes a document, the rest a stored object)",
     "files", query=UploadQuery, response=FileEntry, status=201, errors=(403, 409),
     raw_body="application/octet-stream", own_route=True,
+    body_required=False,  # no body: an empty file
 )
 ENDPOINTS = [
     UPLOAD,
@@ -194,5 +195,6 @@ class UploadsApp:
 
 
 def uploads_route() -> Route:
-    """Mounted before ``/api/v1``: the API's own body cap would refuse large files."""
-    return Route(API_PREFIX + UPLOAD_PATH, UploadsApp(), methods=ALL_METHODS)
+    """Mounted before ``/api/v1``: the API's own body cap would refuse large files. POST
+    only: other methods (CORS preflights included) fall through to the API mount."""
+    return Route(API_PREFIX + UPLOAD_PATH, UploadsApp(), methods=["POST"])
