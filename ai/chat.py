@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ai.config import AIConfig
-from ai.prompt import EditorContext, build_prompt, excerpt
+from ai.firecrawl import FirecrawlError, check_url
+from ai.prompt import EditorContext, build_prompt, excerpt, web_page_context
 from ai.providers.base import ChatMessage, Provider, ProviderError, TextDelta, Usage
 from ai.registry import ProviderSlot, provider_slot
 from ai.tokens import estimate_tokens
+from ai.workspace_keys import WorkspaceAI
 from collab.broker import Broker
 from persistence import ai as store
 from persistence.db import Database
@@ -55,17 +57,27 @@ class ChatError(Exception):
 
 @dataclass(frozen=True)
 class ContextRequest:
-    file_id: uuid.UUID
+    file_id: uuid.UUID | None
     selection: tuple[int, int] | None
+    # A web page, fetched as markdown through the workspace's Firecrawl key.
+    url: str | None = None
 
 
 def parse_context(raw: Any) -> ContextRequest | None:
-    """``{"file_id", "selection": {"from", "to"}}`` or ``{"open_file": file_id}``."""
+    """``{"file_id", "selection": {"from", "to"}}``, ``{"open_file": file_id}`` or
+    ``{"url": "https://..."}``."""
     if raw is None or raw == {}:
         return None
     if not isinstance(raw, dict):
         raise ChatError("bad_request", "context must be an object")
     file_value = raw.get("file_id") or raw.get("open_file")
+    if raw.get("url") is not None:
+        if file_value is not None or not isinstance(raw["url"], str):
+            raise ChatError("bad_request", "context is a file or a url, not both")
+        try:
+            return ContextRequest(None, None, check_url(raw["url"]))
+        except FirecrawlError as exc:
+            raise ChatError("bad_request", exc.message) from None
     if file_value is None:
         return None
     try:
@@ -250,6 +262,7 @@ class Reply(Stream):
     # Set once watchers have the reply's message_created: its first delta waits for it
     # (the provider request itself does not).
     announced: asyncio.Event = field(default_factory=asyncio.Event)
+    max_output_tokens: int = 0
 
 
 class Room:
@@ -283,11 +296,13 @@ class ChatHub:
         slot: ProviderSlot,
         config: AIConfig,
         hubs: Mapping[str, Any] | None = None,
+        workspace_ai: WorkspaceAI | None = None,
     ) -> None:
         self.db = db
         self.broker = broker
         self.slot = slot
         self.config = config
+        self.workspace_ai = workspace_ai
         self.hubs: Mapping[str, Any] = hubs if hubs is not None else {}
         self.rooms: dict[uuid.UUID, Room] = {}
         self.replies_started = 0
@@ -296,8 +311,9 @@ class ChatHub:
     def from_config(
         cls, db: Database, broker: Broker, config: AIConfig, data_dir: Path,
         hubs: Mapping[str, Any] | None = None,
+        workspace_ai: WorkspaceAI | None = None,
     ) -> ChatHub:
-        return cls(db, broker, provider_slot(config, data_dir), config, hubs)
+        return cls(db, broker, provider_slot(config, data_dir), config, hubs, workspace_ai)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -324,6 +340,8 @@ class ChatHub:
                     await self.broker.unsubscribe(room.channel, self._on_broker)
         self.rooms.clear()
         await self.slot.close()
+        if self.workspace_ai is not None:
+            await self.workspace_ai.close()
 
     def health(self) -> dict[str, Any]:
         report = self.slot.health()
@@ -489,8 +507,9 @@ class ChatHub:
             raise ChatError("busy", "the assistant is still answering in this conversation")
         room.reserved = True
         try:
+            page = await self._web_page(room.id, context_request)
             reply, user_message, prompt, provider = await self._prepare(
-                room, user_id, content, raw_context, context_request
+                room, user_id, content, raw_context, context_request, page
             )
             room.reply = reply
         finally:
@@ -517,6 +536,7 @@ class ChatHub:
         content: str,
         raw_context: Any,
         context_request: ContextRequest | None,
+        page: EditorContext | None = None,
     ) -> tuple[Reply, dict[str, Any], list[ChatMessage], Provider]:
         async with self.db.acquire() as conn:
             checks = await store.reply_checks(
@@ -533,26 +553,36 @@ class ChatHub:
                     "quota_exceeded",
                     f"your plan's AI allowance for this month is used up ({used}/{limit} tokens)",
                 )
-            provider = await self.slot.get()
+            # The workspace's own key, if it has one; else the server's provider.
+            provider = (
+                await self.workspace_ai.provider_for(conversation.workspace_id)
+                if self.workspace_ai is not None else None
+            )
+            context_tokens, max_output = (
+                (self.config.context_tokens, self.config.max_output_tokens)
+                if provider is not None
+                else (self.slot.context_tokens, self.slot.max_output_tokens)
+            )
+            provider = provider or await self.slot.get()
             if provider is None:
                 raise ChatError(*self.slot.unavailable())
-            editor = None
-            if context_request is not None:
+            editor = page
+            if context_request is not None and context_request.file_id is not None:
                 editor = await self._editor_context(conn, conversation, context_request)
             prompt = build_prompt(
                 checks.history, content, context=editor,
-                budget_tokens=self.slot.context_tokens - self.slot.max_output_tokens,
+                budget_tokens=context_tokens - max_output,
                 max_context_chars=self.config.max_context_chars,
                 system_prompt=self.config.system_prompt,
             )
             # What this reply may cost at most: its prompt and the output cap. Held against
             # the allowance while it runs, so parallel requests cannot overspend it.
-            reserve = prompt.tokens + self.slot.max_output_tokens
+            reserve = prompt.tokens + max_output
             job_input = {
                 "conversation_id": str(room.id),
                 "content_chars": len(content),
                 "context": raw_context if isinstance(raw_context, dict) else None,
-                "provider": self.slot.name,
+                "provider": provider.name,
             }
             try:
                 job_id, user_message, placeholder = await store.start_reply(
@@ -571,12 +601,29 @@ class ChatHub:
                     f"still running ({exc.committed}/{exc.limit} tokens)",
                 ) from None
         reply = Reply(placeholder, conversation=conversation, user_id=user_id, job_id=job_id,
-                      prompt_tokens=prompt.tokens, started=time.monotonic())
+                      prompt_tokens=prompt.tokens, started=time.monotonic(),
+                      max_output_tokens=max_output)
         return reply, user_message, prompt.messages, provider
+
+    async def _web_page(
+        self, conversation_id: uuid.UUID, request: ContextRequest | None
+    ) -> EditorContext | None:
+        """A web page asked for as context, fetched before any database connection is held
+        (Firecrawl may take seconds)."""
+        if request is None or request.url is None:
+            return None
+        if self.workspace_ai is None:
+            raise ChatError("firecrawl_not_configured", "web pages cannot be attached here")
+        try:
+            page = await self.workspace_ai.web_page(conversation_id, request.url)
+        except FirecrawlError as exc:
+            raise ChatError(exc.code, exc.message) from None
+        return web_page_context(page.url, page.title, page.markdown)
 
     async def _editor_context(
         self, conn: Any, conversation: store.ConversationInfo, request: ContextRequest
     ) -> EditorContext:
+        assert request.file_id is not None
         row = await store.file_row(conn, request.file_id)
         if row is None or row["project_id"] != conversation.project_id or row["is_deleted"]:
             raise ChatError("bad_request", "the context file is not in this project")
@@ -642,7 +689,7 @@ class ChatHub:
         self, room: Room, reply: Reply, provider: Provider, prompt: list[ChatMessage]
     ) -> Usage | None:
         usage: Usage | None = None
-        events = provider.stream(prompt, max_tokens=self.slot.max_output_tokens)
+        events = provider.stream(prompt, max_tokens=reply.max_output_tokens)
         async with contextlib.aclosing(events):  # type: ignore[type-var]
             async for event in events:
                 if isinstance(event, TextDelta):
@@ -702,7 +749,7 @@ class ChatHub:
             "cancelled": status == "canceled",
             "failed_partway": status == "failed" and bool(text),
             "duration_ms": duration_ms,
-            "provider": self.slot.name,
+            "provider": provider.name,
         }
         if reply.cancel_reason == "shutdown":
             metadata["cancelled_by"] = "shutdown"
@@ -728,7 +775,7 @@ class ChatHub:
                 await store.record_ai_tokens(
                     conn, reply.user_id, reply.conversation.workspace_id, usage.total,
                     {"conversation_id": str(room.id), "message_id": reply.message_id,
-                     "job_id": str(reply.job_id), "model": model,
+                     "job_id": str(reply.job_id), "model": model, "provider": provider.name,
                      "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                      "estimated": usage.estimated},
                 )

@@ -35,6 +35,13 @@ class EditorContext:
     text: str
     start_line: int | None = None  # 1-based line of the excerpt's first line
     whole_file: bool = False
+    # Set for a web page (path is then its URL): how the block introduces it.
+    title: str | None = None
+    web_page: bool = False
+
+
+def web_page_context(url: str, title: str | None, markdown: str) -> EditorContext:
+    return EditorContext(url, "markdown", markdown, whole_file=True, title=title, web_page=True)
 
 
 def excerpt(
@@ -55,6 +62,9 @@ def _clip(text: str, max_chars: int) -> str:
 
 
 def render_context(context: EditorContext, max_chars: int) -> str:
+    if context.web_page:
+        named = f"{context.title} ({context.path})" if context.title else context.path
+        return f"Here is the web page {named}, as markdown:\n{_clip(context.text, max_chars)}"
     where = context.path
     if not context.whole_file and context.start_line is not None:
         last = context.start_line + context.text.count("\n")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +32,10 @@ class ExecutionRequest:
     workdir: Path | None = None
     # Runs sharing a key share a sandbox uid (one per project).
     owner_key: str = "anonymous"
+    # The project's environment variables, and the secret values among them (masked out
+    # of the output by the execution hub).
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_values: tuple[str, ...] = ()
     # Set by the disk watcher when the workdir grows past the project's quota: stop the run.
     quota_exceeded: asyncio.Event | None = None
 

@@ -193,8 +193,8 @@ class LocalBackend:
         if language.compile is not None:
             built = await self.sandbox.run(
                 language.command(language.compile, source), binds=binds,
-                limits=Limits.for_compile(self.config), identity=identity, env=language.env,
-                cwd=cwd, stop=request.quota_exceeded,
+                limits=Limits.for_compile(self.config), identity=identity,
+                env={**request.env, **language.env}, cwd=cwd, stop=request.quota_exceeded,
             )
             compile_output = _text(built.stdout + built.stderr)
             if built.exit_code != 0 or built.timed_out:
@@ -208,8 +208,8 @@ class LocalBackend:
             limits = replace(limits, processes=language.min_processes)
         ran = await self.sandbox.run(
             language.command(language.run, source), binds=binds, limits=limits,
-            identity=identity, stdin=request.stdin.encode(), sink=sink, env=language.env,
-            cwd=cwd, stop=request.quota_exceeded,
+            identity=identity, stdin=request.stdin.encode(), sink=sink,
+            env={**request.env, **language.env}, cwd=cwd, stop=request.quota_exceeded,
         )
         status_id, run_note = classify(ran, limits)
         return ExecutionResult(

@@ -33,13 +33,20 @@ from execution.backend import (
 from execution.config import ExecutionConfig
 from execution.languages import BASE_LANGUAGES, GO, JAVA, RUST
 from execution.local import LocalBackend
+from execution.masking import MaskedOutput
 from execution.quota import project_disk_quota
-from execution.sandbox import Limits
+from execution.sandbox import Limits, OutputSink
 from execution.scheduler import NOT_QUEUED, FairScheduler, Ticket
 from execution.workspace import Manifest, SyncReport, Workspaces, quota_message
 from persistence import executions as store
 from persistence import files as file_store
 from persistence.db import Database
+from persistence.environment import (
+    EMPTY,
+    EnvironmentUnavailable,
+    EnvironmentVariables,
+    ProjectEnvironment,
+)
 
 log = logging.getLogger(__name__)
 SUBSCRIBER_QUEUE = 1024
@@ -82,10 +89,14 @@ class ExecutionHub:
         db: Database,
         hubs: dict[str, Any],
         backend: Backend | None = None,
+        *,
+        variables: EnvironmentVariables | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self.hubs = hubs
+        # The project's development variables go into every run (persistence.environment).
+        self.variables = variables
         self.backend = backend or make_backend(config)
         self.workspaces = Workspaces(config, db, hubs)
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -171,6 +182,7 @@ class ExecutionHub:
                 f"you have {self.config.max_queued_per_user} runs waiting already; "
                 "wait for them to start",
             )
+        environment = await self._environment(project_id)
         async with self.db.service() as conn:
             row = await store.create_execution(
                 conn, user_id=user_id, project_id=project_id, file_id=file_id,
@@ -181,6 +193,7 @@ class ExecutionHub:
         request = ExecutionRequest(
             language=language, source=source, stdin=stdin, limits=limits.resolve(self.config),
             source_path=source_path, owner_key=str(project_id),
+            env=environment.variables, secret_values=environment.secret_values,
         )
         execution_id: uuid.UUID = row["id"]
         ticket = self.scheduler.enqueue(
@@ -198,6 +211,14 @@ class ExecutionHub:
         if self.config.run_queue == "fifo":
             return "everyone"
         return workspace_id or user_id
+
+    async def _environment(self, project_id: uuid.UUID) -> ProjectEnvironment:
+        if self.variables is None:
+            return EMPTY
+        try:
+            return await self.variables.load(project_id)
+        except EnvironmentUnavailable as exc:
+            raise ExecutionError("environment_unavailable", str(exc)) from None
 
     async def _available(self) -> set[str]:
         """Language ids to accept. Until the sandbox's first toolchain check has finished,
@@ -295,12 +316,24 @@ class ExecutionHub:
         self, execution_id: uuid.UUID, user_id: uuid.UUID, project_id: uuid.UUID,
         request: ExecutionRequest, live: _Live,
     ) -> ExecutionResult:
-        async def sink(stream: str, text: str) -> None:
+        async def emit(stream: str, text: str) -> None:
             await self._emit(project_id, live, {
                 "type": "execution.output", "execution_id": execution_id,
                 "stream": stream, "data": text,
             })
 
+        # Secret values are masked before output is broadcast or stored.
+        sink = MaskedOutput(emit, request.secret_values)
+        try:
+            result = await self._execute_backend(project_id, user_id, execution_id, request, sink)
+        finally:
+            await sink.flush()
+        return sink.mask_result(result)
+
+    async def _execute_backend(
+        self, project_id: uuid.UUID, user_id: uuid.UUID, execution_id: uuid.UUID,
+        request: ExecutionRequest, sink: OutputSink,
+    ) -> ExecutionResult:
         if not isinstance(self.backend, LocalBackend):
             return await self.backend.execute(request, sink)
         backend = self.backend

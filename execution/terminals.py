@@ -31,6 +31,7 @@ from typing import Any
 
 from execution.config import ExecutionConfig
 from execution.local import LocalBackend
+from execution.masking import SecretMasker
 from execution.process_tree import ProcessReaper, kill_group, stop_all_but_shell
 from execution.quota import project_disk_quota
 from execution.sandbox import WORKSPACE, Bind, Limits
@@ -39,6 +40,7 @@ from execution.volumes import WATCH, Volume
 from execution.workspace import Manifest, SyncReport, Workspaces, quota_message
 from persistence import executions as store
 from persistence.db import Database
+from persistence.environment import EnvironmentUnavailable, EnvironmentVariables
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ READ_CHUNK = 16384
 RC_DIR = "/etc/icreate"
 DEFAULT_ROWS, DEFAULT_COLS = 24, 80
 SLOW_CLIENT = 1013  # try again later: the client may reconnect and get the scrollback
+# Output that may be the start of a secret value waits at most this long for the rest.
+MASK_HOLD_S = 0.05
 # Out: ["stdout", text] | ["disconnect", code] | None (close the socket).
 Message = list[Any] | None
 
@@ -98,6 +102,9 @@ class Terminal:
     # The project's size-limited workdir, held while the shell lives.
     volume: Volume | None = None
     volume_hold: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    # The project's secret values, masked out of the output (set at spawn time).
+    masker: SecretMasker = field(default_factory=lambda: SecretMasker(()))
+    mask_timer: asyncio.TimerHandle | None = None
 
     @property
     def project_id(self) -> uuid.UUID:
@@ -111,10 +118,13 @@ class TerminalHub:
         db: Database,
         hubs: dict[str, Any],
         local: LocalBackend | None = None,
+        variables: EnvironmentVariables | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self.hubs = hubs
+        # The shell gets the project's development variables (persistence.environment).
+        self.variables = variables
         self.local = local or LocalBackend(config)
         self.workspaces = Workspaces(config, db, hubs)
         self.terminals: dict[tuple[uuid.UUID, str], Terminal] = {}
@@ -256,6 +266,11 @@ class TerminalHub:
         if self.local.sandbox.problem is not None:
             raise TerminalError("sandbox_unavailable", self.local.sandbox.problem)
         await asyncio.to_thread(self._write_rc)
+        try:
+            environment = await self.variables.load(project_id) if self.variables else None
+        except EnvironmentUnavailable as exc:
+            raise TerminalError("environment_unavailable", str(exc)) from None
+        variables = environment.variables if environment else {}
         owner_key = str(project_id)
         slot = self.local.uids.acquire(owner_key)
         volume_hold = contextlib.AsyncExitStack()
@@ -279,7 +294,8 @@ class TerminalHub:
                     ],
                     limits=self._limits(),
                     identity=identity,
-                    env={"TERM": "xterm-256color", "SHELL": "/bin/bash", "USER": "user"},
+                    env={**variables, "TERM": "xterm-256color", "SHELL": "/bin/bash",
+                         "USER": "user"},
                     network=self.config.terminal_network,
                 )
             finally:
@@ -294,6 +310,7 @@ class TerminalHub:
             owner=user_id, manifest=manifest,
             parser=ShellParser(output_cap=self.config.terminal_command_output_bytes),
             uid=identity.uid, volume=volume, volume_hold=volume_hold,
+            masker=SecretMasker(environment.secret_values if environment else ()),
         )
         proc.returncode = 0  # reaped by the ProcessReaper, not by Popen
         self._spawn_task(self._watch(terminal, owner_key))
@@ -334,6 +351,8 @@ class TerminalHub:
             kill_group(terminal.pid)
         if terminal.idle_timer is not None:
             terminal.idle_timer.cancel()
+        if terminal.mask_timer is not None:
+            terminal.mask_timer.cancel()
         for client in list(terminal.clients):
             self._send(client, ["disconnect", code], force=True)
             self._send(client, None, force=True)
@@ -390,16 +409,35 @@ class TerminalHub:
         if not data:
             self._pause(terminal)
             return
-        text = terminal.decoder.decode(data)
+        text = terminal.masker.feed(terminal.decoder.decode(data))
+        if terminal.mask_timer is not None:
+            terminal.mask_timer.cancel()
+            terminal.mask_timer = None
+        if terminal.masker.pending:
+            # The end may begin a secret value: wait briefly for the rest, then show it.
+            terminal.mask_timer = asyncio.get_running_loop().call_later(
+                MASK_HOLD_S, self._release_held, terminal
+            )
+        self._output(terminal, text)
+        if terminal.clients and all(c.behind for c in terminal.clients):
+            terminal.paused_count += 1
+            self._pause(terminal)
+
+    def _release_held(self, terminal: Terminal) -> None:
+        terminal.mask_timer = None
+        if not terminal.closed:
+            self._output(terminal, terminal.masker.flush())
+
+    def _output(self, terminal: Terminal, text: str) -> None:
+        """Masked output: to the command parser, the scrollback and every client."""
+        if not text:
+            return
         shown, finished = terminal.parser.feed(text, time.monotonic())
         if shown:
             self._remember(terminal, shown)
             self._broadcast(terminal, ["stdout", shown])
         for record in finished:
             self._spawn_task(self._record(terminal, record))
-        if terminal.clients and all(c.behind for c in terminal.clients):
-            terminal.paused_count += 1
-            self._pause(terminal)
 
     def _remember(self, terminal: Terminal, text: str) -> None:
         terminal.scrollback.append(text)

@@ -84,12 +84,14 @@ class Secrets(Protocol):
 OAuthCredentials = Callable[[uuid.UUID, str], Awaitable[Credentials | None]]
 
 
+# "<table>.<column>:<row id>", the keyring's convention (persistence/reencrypt.py moves
+# these to a new key like every other secret).
 def credentials_context(repository_id: uuid.UUID) -> str:
-    return f"git_repositories.credentials:{repository_id}"
+    return f"git_repositories.credentials_encrypted:{repository_id}"
 
 
 def webhook_context(repository_id: uuid.UUID) -> str:
-    return f"git_repositories.webhook_secret:{repository_id}"
+    return f"git_repositories.webhook_secret_encrypted:{repository_id}"
 
 
 @dataclass

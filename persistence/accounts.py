@@ -42,6 +42,19 @@ PROFILE_FIELDS = (
     "preferences",
 )
 SELECT_USER_ID_BY_EMAIL = "select id from public.users where lower(email) = lower($1)"
+# OAuth sign-in: an account without a password, its email verified by the provider.
+INSERT_OAUTH_USER = """
+insert into auth.users (email, encrypted_password, raw_user_meta_data, raw_app_meta_data, aud,
+                        role, email_confirmed_at, last_sign_in_at)
+values ($1, null, $2, $3, 'authenticated', 'authenticated', now(), now())
+returning id
+"""
+ACCOUNT_COLUMNS = """
+id, email, raw_user_meta_data, email_confirmed_at,
+deleted_at is null and (banned_until is null or banned_until < now()) as active
+"""
+SELECT_ACCOUNT_BY_EMAIL = f"select {ACCOUNT_COLUMNS} from auth.users where lower(email) = lower($1)"
+SELECT_ACCOUNT = f"select {ACCOUNT_COLUMNS} from auth.users where id = $1"
 
 INSERT_SESSION = """
 insert into public.user_sessions_extended (user_id, ip_address, user_agent, device_type,
@@ -148,6 +161,23 @@ async def create_auth_user(
     """A new auth user (the profile row follows by trigger); raises UniqueViolation."""
     user_id: uuid.UUID = await conn.fetchval(INSERT_AUTH_USER, email, password_hash, meta)
     return user_id
+
+
+async def create_oauth_user(
+    conn: asyncpg.Connection, email: str, meta: dict[str, Any], app_meta: dict[str, Any]
+) -> uuid.UUID:
+    """A new auth user with no password (signs in through a provider); UniqueViolation if
+    the email is taken."""
+    user_id: uuid.UUID = await conn.fetchval(INSERT_OAUTH_USER, email, meta, app_meta)
+    return user_id
+
+
+async def account_by_email(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(SELECT_ACCOUNT_BY_EMAIL, email)
+
+
+async def account(conn: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(SELECT_ACCOUNT, user_id)
 
 
 async def credentials(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:

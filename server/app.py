@@ -12,22 +12,27 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from ai.chat import ChatHub
+from ai.workspace_keys import WorkspaceAI, WorkspaceUrls
 from collab.broker import Broker, LocalBroker
 from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub, ProjectHubConfig
 from execution.local import LocalBackend
 from execution.runner import ExecutionHub
 from execution.terminals import TerminalHub
+from persistence.crypto import load_keyring
 from persistence.db import Database
 from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
+from persistence.environment import EnvironmentVariables
 from server.api import api_app
 from server.api.uploads import uploads_route
-from server.background import build_worker
+from server.background import all_jobs, build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.git_wiring import build_git_runtime
 from server.health import healthz, readyz
 from server.metrics import metrics_route
+from server.oauth.service import OAuthService
+from server.secret_jobs import queue_reencryption
 from server.services import Services
 from server.settings import Settings
 from server.web import web_route
@@ -93,6 +98,8 @@ def create_app(settings: Settings) -> Starlette:
     if not settings.database_url:
         raise ValueError("create_app needs settings.database_url (the CLI starts the embedded one)")
     database_url = settings.database_url
+    # Secrets at rest: ENCRYPTION_KEYS, or a key kept in DATA_DIR (persistence.crypto).
+    keyring = load_keyring(settings.encryption_keys, settings.data_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -101,8 +108,13 @@ def create_app(settings: Settings) -> Starlette:
         )
         broker = make_broker(settings)
         await broker.start()
+        oauth = OAuthService(settings.oauth, db, keyring)
+        variables = EnvironmentVariables(db, keyring)
         objects = ObjectStore.from_config(settings.storage)
-        services = Services(settings=settings, db=db, broker=broker, objects=objects)
+        services = Services(
+            settings=settings, db=db, broker=broker, keyring=keyring, oauth=oauth,
+            variables=variables, objects=objects,
+        )
         app.state.services = services
         # Runs and terminals store binary files they create as objects too.
         services.hubs["objects"] = objects
@@ -116,26 +128,36 @@ def create_app(settings: Settings) -> Starlette:
         await projects.start()
         services.hubs["projects"] = projects
         # The AI chat; an embedded model server starts in the background (see /healthz).
-        chat = ChatHub.from_config(db, broker, settings.ai, settings.data_dir, services.hubs)
+        urls = settings.integrations
+        workspace_ai = WorkspaceAI(settings.ai, db, keyring, WorkspaceUrls(
+            urls.openai_url, urls.anthropic_url, urls.firecrawl_url, urls.scrape_timeout_s))
+        chat = ChatHub.from_config(
+            db, broker, settings.ai, settings.data_dir, services.hubs, workspace_ai
+        )
         await chat.start()
         services.hubs["chat"] = chat
         # Running code: sandbox or Judge0 runs, owned tasks; cancelled and marked on shutdown.
-        executions = ExecutionHub(settings.execution, db, services.hubs)
+        executions = ExecutionHub(settings.execution, db, services.hubs, variables=variables)
         await executions.start()
         services.hubs["executions"] = executions
         # Shared terminals: PTYs in the same sandbox (and uid per project) as the local runs.
         local = executions.backend if isinstance(executions.backend, LocalBackend) else None
-        terminals = TerminalHub(settings.execution, db, services.hubs, local)
+        terminals = TerminalHub(settings.execution, db, services.hubs, local, variables)
         await terminals.start()
         services.hubs["terminals"] = terminals
         # Git: connect/import, pull, push (jobs run by this process's worker with its hubs).
-        services.git = build_git_runtime(settings, db, documents, projects, objects)
+        services.git = build_git_runtime(settings, db, documents, projects, objects, keyring,
+                                         oauth)
         # Background jobs (housekeeping and git included), unless workers run apart.
         worker = build_worker(settings, db, resources=[services.git, objects]) \
             if settings.jobs.worker_in_process else None
         if worker is not None:
             await worker.start()
             services.hubs["jobs"] = worker
+        if len(keyring.key_ids) > 1:
+            # An older key is still configured: move what it encrypted under the newest.
+            async with db.service() as conn:
+                await queue_reencryption(conn, all_jobs(settings))
         try:
             yield
         finally:
@@ -146,6 +168,7 @@ def create_app(settings: Settings) -> Starlette:
             await documents.stop()
             await chat.close()
             await projects.close()
+            await oauth.close()
             await broker.close()
             services.git.git.close()
             await db.close()

@@ -16,12 +16,17 @@ from jobs import Job, Worker
 from jobs import maintenance as maintenance_jobs
 from jobs.config import WorkerConfig
 from persistence.db import Database
+from server.secret_jobs import secret_jobs
 from server.settings import Settings
 from storage import jobs as storage_jobs
 
 
-def all_jobs() -> list[Job[Any]]:
-    return [*maintenance_jobs.JOBS, *git_jobs.JOBS, *storage_jobs.JOBS]
+def all_jobs(settings: Settings | None = None) -> list[Job[Any]]:
+    """Every registered job; those that need the settings (the keyring) only with them."""
+    found: list[Job[Any]] = [*maintenance_jobs.JOBS, *git_jobs.JOBS, *storage_jobs.JOBS]
+    if settings is not None:
+        found += secret_jobs(settings)
+    return found
 
 
 def build_worker(
@@ -35,7 +40,7 @@ def build_worker(
     assert settings.database_url
     return Worker(
         db,
-        all_jobs() if jobs is None else jobs,
+        all_jobs(settings) if jobs is None else jobs,
         dsn=settings.database_url,
         config=config or settings.jobs.worker,
         worker_id=f"{settings.instance_id}:{os.getpid()}",

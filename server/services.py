@@ -7,7 +7,10 @@ from typing import Any
 
 from collab.broker import Broker
 from gitsync.sync import GitRuntime
+from persistence.crypto import Keyring
 from persistence.db import Database
+from persistence.environment import EnvironmentVariables
+from server.oauth.service import OAuthService
 from server.settings import Settings
 from storage.objects import ObjectStore
 
@@ -17,6 +20,10 @@ class Services:
     settings: Settings
     db: Database
     broker: Broker
+    # Secrets at rest (persistence.crypto), provider sign-in and tokens, project variables.
+    keyring: Keyring
+    oauth: OAuthService
+    variables: EnvironmentVariables
     # Hubs register themselves here by name (documents, projects, chat, terminals...)
     # so endpoints find them without the app module importing every package.
     hubs: dict[str, Any] = field(default_factory=dict)

@@ -19,6 +19,8 @@ from collab.config import CollabConfig
 from execution.config import ExecutionConfig
 from gitsync.config import GitConfig
 from jobs.config import JobsConfig
+from server.integrations.config import IntegrationsConfig
+from server.oauth.config import OAuthConfig
 from storage.config import StorageConfig
 
 DEFAULT_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
@@ -87,6 +89,8 @@ class Settings:
     collab: CollabConfig = field(default_factory=CollabConfig)
     ai: AIConfig = field(default_factory=AIConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    oauth: OAuthConfig = field(default_factory=OAuthConfig)
+    integrations: IntegrationsConfig = field(default_factory=IntegrationsConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     git: GitConfig = field(default_factory=GitConfig)
@@ -119,6 +123,8 @@ class Settings:
             collab=CollabConfig.from_env(env),
             ai=AIConfig.from_env(env, data_dir),
             execution=ExecutionConfig.from_env(env, data_dir),
+            oauth=OAuthConfig.from_env(env),
+            integrations=IntegrationsConfig.from_env(env),
             jobs=JobsConfig.from_env(env),
             storage=StorageConfig.from_env(env, data_dir),
             git=GitConfig.from_env(env, data_dir),

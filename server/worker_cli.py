@@ -50,7 +50,7 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        chosen = all_jobs() if jobs is None else jobs
+        chosen = all_jobs(settings) if jobs is None else jobs
         wants_git = any(j in git_jobs.JOBS for j in chosen)
         runtime = worker_git_runtime(settings, db) if wants_git else contextlib.nullcontext()
         async with runtime as git:

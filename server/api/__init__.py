@@ -20,11 +20,14 @@ from server.api import (
     files,
     git,
     git_webhooks,
+    integrations,
     me,
     members,
+    oauth,
     projects,
     sessions,
     uploads,
+    variables,
     versions,
     workspaces,
 )
@@ -52,6 +55,9 @@ def endpoints() -> list[Endpoint]:
         *conversations.ENDPOINTS,
         *chat.ENDPOINTS,
         *executions.ENDPOINTS,
+        *oauth.ENDPOINTS,
+        *variables.ENDPOINTS,
+        *integrations.ENDPOINTS,
     ]
 
 

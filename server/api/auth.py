@@ -71,7 +71,7 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-async def _start_session(
+async def start_session(
     ctx: Ctx, conn: asyncpg.Connection, user_id: uuid.UUID
 ) -> tuple[uuid.UUID, str]:
     info = client_info(ctx.request)
@@ -90,7 +90,7 @@ async def _start_session(
     return session_id, refresh
 
 
-def _tokens(
+def token_answer(
     ctx: Ctx,
     user_id: uuid.UUID,
     email: str,
@@ -130,10 +130,10 @@ async def sign_up(ctx: Ctx) -> dict[str, Any]:
     try:
         async with ctx.db.service() as conn:
             user_id = await accounts.create_auth_user(conn, email, password_hash, meta)
-            session_id, refresh = await _start_session(ctx, conn, user_id)
+            session_id, refresh = await start_session(ctx, conn, user_id)
     except asyncpg.UniqueViolationError:
         raise ApiError(409, "email_taken", "an account with this email already exists") from None
-    return _tokens(ctx, user_id, email, session_id, refresh, meta)
+    return token_answer(ctx, user_id, email, session_id, refresh, meta)
 
 
 async def sign_in(ctx: Ctx) -> dict[str, Any]:
@@ -152,8 +152,8 @@ async def sign_in(ctx: Ctx) -> dict[str, Any]:
     new_hash = await hash_password(body.password) if needs_rehash(stored) else None
     async with ctx.db.service() as conn:
         await accounts.mark_signed_in(conn, found["id"], new_hash)
-        session_id, refresh = await _start_session(ctx, conn, found["id"])
-    return _tokens(
+        session_id, refresh = await start_session(ctx, conn, found["id"])
+    return token_answer(
         ctx, found["id"], found["email"], session_id, refresh, found["raw_user_meta_data"]
     )
 
@@ -183,7 +183,7 @@ async def refresh(ctx: Ctx) -> dict[str, Any]:
             await accounts.touch_session(conn, row["session_id"])
     if reused:
         raise invalid_refresh("refresh_token_reused")
-    return _tokens(
+    return token_answer(
         ctx, row["user_id"], row["email"], row["session_id"], token, row["raw_user_meta_data"]
     )
 

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from server.api.routing import INT_PARAMS, Endpoint, path_params
+from server.api.routing import INT_PARAMS, NAME_PARAMS, NAME_PATTERN, Endpoint, path_params
 
 REF = "#/components/schemas/{model}"
 ERROR_SCHEMA: dict[str, Any] = {
@@ -32,7 +32,7 @@ ERROR_TEXT = {
     415: "Not a text document",
     422: "Validation failed",
     429: "Too many attempts",
-    502: "The upstream reply failed",
+    502: "An upstream provider failed, or could not be reached",
     503: "A part this needs is unavailable here (e.g. no sandbox); the message says why",
 }
 
@@ -47,6 +47,8 @@ def _parameters(endpoint: Endpoint, defs: dict[str, Any]) -> list[dict[str, Any]
         schema: dict[str, Any] = (
             {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
             if name in INT_PARAMS
+            else {"type": "string", "pattern": NAME_PATTERN.pattern}
+            if name in NAME_PARAMS
             else {"type": "string", "format": "uuid"}
         )
         params.append({"name": name, "in": "path", "required": True, "schema": schema})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,8 +37,11 @@ RequestHandler = Callable[[Request], Awaitable[Response]]
 # Every method reaches the dispatcher, which answers 405 in the API's error shape.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
-# Path parameters by name: ids are UUIDs, version numbers integers.
+# Path parameters by name: ids are UUIDs, version numbers integers, names (checked by
+# their handler) strings.
 INT_PARAMS = frozenset({"version_number"})
+NAME_PARAMS = frozenset({"provider"})
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 @dataclass
@@ -62,6 +66,11 @@ class Ctx:
     @property
     def user_uuid(self) -> uuid.UUID:
         return uuid.UUID(self.user_id)
+
+    def name(self, param: str) -> str:
+        value = self.params[param]
+        assert isinstance(value, str)
+        return value
 
     def uuid(self, name: str) -> uuid.UUID:
         value = self.params[name]
@@ -113,7 +122,11 @@ def path_params(path: str) -> list[str]:
 def _parse_params(raw: dict[str, Any]) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     for name, value in raw.items():
-        if name in INT_PARAMS:
+        if name in NAME_PARAMS:
+            if not NAME_PATTERN.match(str(value)):
+                raise ApiError(404, "not_found", f"no such {name}")
+            parsed[name] = str(value)
+        elif name in INT_PARAMS:
             try:
                 number = int(str(value))
             except ValueError:

@@ -19,6 +19,7 @@ from schemathesis.generation import GenerationMode
 from server.api import endpoints
 from server.settings import Settings
 from tests.api.client import Api
+from tests.fakes.integrations import FakeIntegrations
 from tests.support.net import free_port
 from tests.support.servers import ProcessServer, server_env
 
@@ -105,7 +106,11 @@ def _fuzz(doc: dict[str, Any], base_url: str, token: str, real: dict[str, Any]) 
 @pytest.mark.timeout(400)
 async def test_schemathesis_finds_no_server_error(settings: Settings, tmp_path: Path) -> None:
     # The fuzzer's HTTP client blocks, so the server under test runs in its own process.
-    node = ProcessServer(free_port(), server_env(settings), tmp_path / "fuzz-server.log")
+    # Key checks of workspace integrations go to a local fake (that knows no key), never out.
+    providers = FakeIntegrations()
+    await providers.start()
+    node = ProcessServer(free_port(), server_env(settings, providers.env()),
+                         tmp_path / "fuzz-server.log")
     await node.start(timeout_s=180)
     try:
         async with aiohttp.ClientSession() as session:
@@ -134,3 +139,4 @@ async def test_schemathesis_finds_no_server_error(settings: Settings, tmp_path: 
         assert not failures, "\n".join(failures[:20]) + "\n" + node.output()[-5000:]
     finally:
         await node.terminate()
+        await providers.stop()

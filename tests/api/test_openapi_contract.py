@@ -8,15 +8,21 @@ from typing import Any
 
 from starlette.routing import Mount, Route
 
+from server.api.routing import NAME_PARAMS
 from server.app import routes
 from tests.api.client import Api
 
 
+def _value(part: str) -> str:
+    if "version" in part:
+        return "1"
+    if part.strip("{}") in NAME_PARAMS:  # e.g. {provider}: a name, not an id
+        return "github"
+    return str(uuid.uuid4())
+
+
 def _concrete(path: str) -> str:
-    return "/".join(
-        ("1" if "version" in part else str(uuid.uuid4())) if part.startswith("{") else part
-        for part in path.split("/")
-    )
+    return "/".join(_value(part) if part.startswith("{") else part for part in path.split("/"))
 
 
 def _operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

@@ -99,6 +99,31 @@ async def unique_name(world: World, db: Database) -> dict[str, Any]:
     return {"name": f"n-{uuid.uuid4().hex[:8]}.py"}
 
 
+async def unique_key(world: World, db: Database) -> dict[str, Any]:
+    return {"key": f"K_{uuid.uuid4().hex[:8]}"}
+
+
+async def fresh_variable(world: World, db: Database) -> dict[str, Any]:
+    async with db.service() as conn:
+        variable = await conn.fetchval(
+            "insert into public.environment_variables (project_id, key, value_encrypted,"
+            " environment, created_by) values ($1, $2, 'v1:none:x', 'development', $3)"
+            " returning id", world.project_id, f"K_{uuid.uuid4().hex[:8]}",
+            uuid.UUID(world.users["owner"].id),
+        )
+    return {"var": variable}
+
+
+async def fresh_integration(world: World, db: Database) -> dict[str, Any]:
+    async with db.service() as conn:
+        await conn.execute(
+            "insert into public.api_integrations (user_id, workspace_id, provider,"
+            " api_key_encrypted) values ($1, $2, 'vercel', 'v1:none:x') on conflict do nothing",
+            uuid.UUID(world.users["owner"].id), world.workspace_id,
+        )
+    return {}
+
+
 CASES = [
     Case("GET", "/workspaces/{ws}", "viewer"),
     Case("PATCH", "/workspaces/{ws}", "admin", {"description": "changed"}),
@@ -155,6 +180,19 @@ CASES = [
     Case("POST", "/projects/{project}/git/webhook-secret", "member", setup=fresh_repository),
     Case("GET", "/projects/{project}/git/jobs/{job}", "viewer", setup=fresh_repository),
     Case("GET", "/executions/{run}/events", "viewer"),
+    # Environment variables: members (development and staging; see test_variables).
+    Case("GET", "/projects/{project}/environment-variables", "member"),
+    Case("POST", "/projects/{project}/environment-variables", "member",
+         {"key": "{key}", "value": "v"}, setup=unique_key),
+    Case("PATCH", "/projects/{project}/environment-variables/{var}", "member",
+         {"value": "changed"}, setup=fresh_variable),
+    Case("DELETE", "/projects/{project}/environment-variables/{var}", "member",
+         setup=fresh_variable),
+    # Workspace keys: admins. An unknown provider: no provider is called from this test.
+    Case("GET", "/workspaces/{ws}/integrations", "admin"),
+    Case("PUT", "/workspaces/{ws}/integrations/slack", "admin", {"api_key": "long-enough-key"},
+         allowed="404"),
+    Case("DELETE", "/workspaces/{ws}/integrations/vercel", "admin", setup=fresh_integration),
 ]
 # Not scoped to an existing object: the caller's own account and workspaces (tested in
 # test_auth and test_workspace_life; anonymous gets 401 there), or public.
@@ -172,6 +210,13 @@ ACCOUNT_ENDPOINTS = {
     ("GET", "/languages"),
     # Authenticated by the repository's webhook secret (tests/gitsync/test_webhooks.py).
     ("POST", "/git/webhooks/{repository_id}"),
+    # OAuth sign-in and the caller's own connections (tested in test_oauth).
+    ("GET", "/auth/providers"),
+    ("POST", "/auth/oauth/{provider}/start"),
+    ("GET", "/auth/oauth/{provider}/callback"),
+    ("POST", "/auth/oauth/exchange"),
+    ("GET", "/me/connections"),
+    ("DELETE", "/me/connections/{provider}"),
 }
 PLACEHOLDERS = {
     "{ws}": "{workspace_id}",
@@ -181,6 +226,9 @@ PLACEHOLDERS = {
     "{target}": "{user_id}",
     "{run}": "{execution_id}",
     "{job}": "{job_id}",
+    "{var}": "{variable_id}",
+    "/vercel": "/{provider}",
+    "/slack": "/{provider}",
     "/1": "/{version_number}",
 }
 

@@ -143,6 +143,47 @@ async function twoWindows (browser, config, hash) {
 }
 
 const scenarios = {
+  // Sign in with the (fake) GitHub from the sign-in page; disconnect and connect it again
+  // from the settings. The browser really goes to the provider and back.
+  async oauth (browser, config) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
+    const page = await context.newPage()
+    page.setDefaultTimeout(STEP_MS)
+    const problems = []
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`))
+    page.on('console', (msg) => { if (/Content.Security.Policy/i.test(msg.text())) problems.push(msg.text()) })
+    const shot = (name) => page.screenshot({ path: join(config.artifacts, `${name}.png`) })
+    await page.goto(`${config.url}/`)
+    await page.getByTestId('sign-in-github').waitFor()
+    await shot('00-sign-in-page')
+    await page.getByTestId('sign-in-github').click()
+    await page.getByTestId('ide').waitFor()
+    await shot('01-signed-in')
+    const user = await page.getByTestId('current-user').textContent()
+    const hashAfterSignIn = await page.evaluate(() => location.hash)
+    await page.getByTestId('open-settings').click()
+    const row = page.getByTestId('connection-github')
+    await page.locator('[data-testid=connection-github][data-connected=true]').waitFor()
+    const listed = await row.textContent()
+    await shot('02-settings')
+    await page.getByTestId('disconnect-github').click()
+    await page.locator('[data-testid=connection-github][data-connected=false]').waitFor()
+    await shot('03-disconnected')
+    await page.getByTestId('connect-github').click()
+    await page.getByTestId('ide').waitFor()
+    await page.locator('[data-testid=connection-github][data-connected=true]').waitFor()
+    await shot('04-connected-again')
+    const result = {
+      user,
+      hash_after_sign_in: hashAfterSignIn,
+      listed,
+      storage: await page.evaluate(() => ({ local: Object.keys(localStorage), session: Object.keys(sessionStorage) })),
+      problems
+    }
+    await context.close()
+    return result
+  },
+
   // Both type into the same file and see each other's text and cursor.
   async coedit (browser, config) {
     const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)

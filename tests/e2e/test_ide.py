@@ -18,8 +18,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from server.oauth.config import OAuthConfig
 from server.settings import Settings
 from tests.e2e.harness import PASSWORD, Api, IdeServer, User, run_browser, start_ide_server
+from tests.fakes.oauth_providers import FakeOAuthProvider, FakeUser
 from tests.fakes.openai_server import FakeOpenAI, stream
 from tests.fakes.sse_server import Script
 
@@ -229,3 +231,24 @@ async def test_a_viewer_reads_along_but_cannot_change_anything(ide: IdeServer, a
     assert not result["bob_new_file_visible"]
     assert result["bob_rename_buttons"] == 0
     no_problems(result)
+
+
+async def test_sign_in_with_github_then_disconnect_and_connect_again(
+    settings: Settings, exec_root: Path
+) -> None:
+    github = FakeOAuthProvider("github", user=FakeUser("9001", "octo-e2e", "Octo E2E",
+                                                       "octo-e2e@example.com"))
+    await github.start()
+    server = await start_ide_server(
+        dataclasses.replace(settings, oauth=OAuthConfig.from_env(github.env())), exec_root)
+    try:
+        result = await run_browser("oauth", {"url": server.url})
+    finally:
+        await server.stop()
+        await github.stop()
+    assert result["user"].strip() == "Octo E2E"
+    assert "oauth=" not in result["hash_after_sign_in"], "the one-time code leaves the address"
+    assert "octo-e2e" in result["listed"]
+    assert result["storage"]["local"] == []
+    assert len(github.revocations) == 1  # the disconnect revoked the grant at GitHub
+    assert not result["problems"], result["problems"]

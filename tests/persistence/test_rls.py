@@ -17,7 +17,8 @@ from tests.support import factories
 WORLD_SQL: dict[str, tuple[str, tuple[str, ...]]] = {
     "oauth_connections": (
         "insert into public.oauth_connections (user_id, provider, provider_user_id,"
-        " access_token) values ($1, 'github', 'gh-1', 'ciphertext') returning id", ("user",)),
+        " access_token) values ($1, 'github', 'gh-' || $2, 'ciphertext') returning id",
+        ("user", "token")),
     "user_sessions_extended": (
         "insert into public.user_sessions_extended (user_id, ip_address, browser)"
         " values ($1, '127.0.0.1', 'Firefox') returning id", ("user",)),
@@ -311,7 +312,12 @@ async def test_members_write_content_and_secrets_stay_with_owners_and_admins(
             "insert into public.messages (conversation_id, role, content)"
             " values ($1, 'user', 'hi')", conversation
         )
-        assert await _count(conn, "environment_variables", world.rows["environment_variables"]) == 0
+        # Members list the project's variables (0121; the API never shows secret values)...
+        assert await _count(conn, "environment_variables", world.rows["environment_variables"]) == 1
+        # ...but not an `all` one's write, nor the workspace's keys or others' connections.
+        assert await conn.execute(
+            "update public.environment_variables set key = 'X' where id = $1",
+            world.rows["environment_variables"]) == "UPDATE 0"
         assert await _count(conn, "api_integrations", world.rows["api_integrations"]) == 0
         assert await _count(conn, "oauth_connections", world.rows["oauth_connections"]) == 0
         assert await _denied(conn, "delete from public.projects where id = $1", project) is False

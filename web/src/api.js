@@ -109,6 +109,16 @@ export const api = {
   },
   me: () => send('GET', '/me'),
 
+  // Sign in with / connect a provider (the start answer sets a cookie binding the flow to
+  // this browser; the page then navigates to the provider).
+  providers: async () => (await send('GET', '/auth/providers', undefined, { auth: false })).providers,
+  startOAuth: (provider, purpose) =>
+    send('POST', `/auth/oauth/${enc(provider)}/start`, { purpose }, { auth: purpose === 'connect' }),
+  exchangeOAuth: async (code) =>
+    signedIn(await send('POST', '/auth/oauth/exchange', { code }, { auth: false })),
+  connections: () => send('GET', '/me/connections'),
+  disconnect: (provider) => send('DELETE', `/me/connections/${enc(provider)}`),
+
   workspaces: () => all('/workspaces'),
   createWorkspace: (name) => send('POST', '/workspaces', { name }),
   members: (workspaceId) => all(`/workspaces/${enc(workspaceId)}/members`),

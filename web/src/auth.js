@@ -1,8 +1,9 @@
 // Sign-in and sign-up forms.
 import { api } from './api.js'
+import { providerButtons } from './connections.js'
 import { h } from './dom.js'
 
-export function renderAuth (root, onSignedIn) {
+export function renderAuth (root, onSignedIn, notice = '') {
   let mode = 'sign-in'
   const error = h('p', { class: 'error', 'data-testid': 'auth-error', role: 'alert' })
   const name = h('input', { name: 'full_name', placeholder: 'Your name', autocomplete: 'name', 'data-testid': 'auth-name' })
@@ -24,8 +25,9 @@ export function renderAuth (root, onSignedIn) {
     mode = mode === 'sign-in' ? 'sign-up' : 'sign-in'
     render()
   })
+  const showError = (err) => { error.textContent = err.message || String(err) }
   const form = h('form', { class: 'auth card', 'data-testid': 'auth-form', 'data-mode': mode }, [
-    title, name, email, password, submit, error, toggle
+    title, name, email, password, submit, error, toggle, providerButtons(showError)
   ])
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
@@ -43,6 +45,7 @@ export function renderAuth (root, onSignedIn) {
     }
   })
   render()
+  error.textContent = notice
   root.replaceChildren(h('div', { class: 'auth-page' }, [
     h('div', { class: 'brand big' }, 'iCreateTechs'),
     form,

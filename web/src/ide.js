@@ -12,6 +12,7 @@ import { JsonSocket } from './jsonsocket.js'
 import { userColor } from './colors.js'
 import { hashParams, listProjects, setHashParam } from './projects.js'
 import { onSessionChange } from './session.js'
+import { settingsDialog } from './connections.js'
 
 const OPEN_KEY = (projectId) => `icreate.open.${projectId}`
 
@@ -71,8 +72,10 @@ export class Ide {
         h('span', { class: 'dot', style: { background: userColor(user.id) } }),
         user.full_name || user.email
       ]),
+      h('button', { 'data-testid': 'open-settings', onclick: () => this.openSettings().catch(showError) }, 'Settings'),
       h('button', { 'data-testid': 'sign-out', onclick: () => onSignOut() }, 'Sign out')
     ])
+    this.settings = settingsDialog(showError, (text) => this.info(text))
 
     // Left: presence and files
     this.presence = h('ul', { class: 'presence', 'data-testid': 'presence' })
@@ -125,7 +128,7 @@ export class Ide {
     })
     const right = h('aside', { class: 'right' }, [sideTabs.bar, chatRoot, versionsRoot])
 
-    root.replaceChildren(h('div', { class: 'ide', 'data-testid': 'ide', 'data-project-id': project.id }, [header, left, center, right, this.toast]))
+    root.replaceChildren(h('div', { class: 'ide', 'data-testid': 'ide', 'data-project-id': project.id }, [header, left, center, right, this.toast, this.settings.root]))
 
     this.editors = new Editors({ tabs: editorTabs, panes, user, onChange: () => this.editorChanged() })
     this.tree = new FileTree({
@@ -327,6 +330,10 @@ export class Ide {
     if (!name) return
     const project = await api.createProject(this.project.workspace_id, name)
     onSwitch(project.id)
+  }
+
+  openSettings () {
+    return this.settings.open()
   }
 
   info (text) {

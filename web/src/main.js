@@ -1,6 +1,7 @@
 // Entry point: sign in (or restore this tab's session), pick a project, show the IDE.
 import { api } from './api.js'
 import { renderAuth } from './auth.js'
+import { oauthErrorText } from './connections.js'
 import { Ide } from './ide.js'
 import { chooseProject, setHashParam } from './projects.js'
 import { getSession, loadSession, onSessionChange, setSession } from './session.js'
@@ -9,10 +10,10 @@ import { h } from './dom.js'
 const root = document.getElementById('app')
 let ide = null
 
-function showAuth () {
+function showAuth (notice = '') {
   if (ide) ide.destroy()
   ide = null
-  renderAuth(root, () => showIde().catch(fatal))
+  renderAuth(root, () => showIde().catch(fatal), notice)
 }
 
 function fatal (err) {
@@ -51,5 +52,40 @@ onSessionChange((session) => {
   if (!session && ide) showAuth()
 })
 
-if (loadSession()) showIde().catch(fatal)
-else showAuth()
+// Back from a provider: #oauth=<one-time code> (sign-in), #oauth_connected=<provider> or
+// #oauth_error=<code>. The code is taken out of the address before anything else runs.
+async function start () {
+  const params = new URLSearchParams(location.hash.replace(/^#/, ''))
+  const keys = ['oauth', 'oauth_connected', 'oauth_error', 'provider', 'message', 'detail']
+  if (keys.some((k) => params.has(k))) history.replaceState(null, '', location.pathname)
+  if (params.has('oauth')) {
+    try {
+      await api.exchangeOAuth(params.get('oauth'))
+    } catch (err) {
+      showAuth(err.message || String(err))
+      return
+    }
+    await showIde()
+    return
+  }
+  if (params.has('oauth_error')) {
+    if (loadSession()) {
+      await showIde()
+      ide.error(new Error(oauthErrorText(params)))
+    } else {
+      showAuth(oauthErrorText(params))
+    }
+    return
+  }
+  if (!loadSession()) {
+    showAuth()
+    return
+  }
+  await showIde()
+  if (params.has('oauth_connected')) {
+    ide.info(`${params.get('oauth_connected')} connected`)
+    await ide.openSettings()
+  }
+}
+
+start().catch(fatal)

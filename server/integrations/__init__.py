@@ -1,0 +1,1 @@
+"""Workspace API keys (OpenAI, Anthropic, Firecrawl, Vercel, GitHub): checked, stored, used."""

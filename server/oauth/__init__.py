@@ -1,0 +1,1 @@
+"""Sign in with and connect GitHub, GitLab, Bitbucket and Google (Authlib, PKCE, OIDC)."""
