@@ -210,6 +210,8 @@ ACCOUNT_ENDPOINTS = {
     ("GET", "/languages"),
     # Authenticated by the repository's webhook secret (tests/gitsync/test_webhooks.py).
     ("POST", "/git/webhooks/{repository_id}"),
+    # The caller's own connected account (tests/gitsync/test_accounts.py).
+    ("GET", "/git/accounts/{provider}/repositories"),
     # OAuth sign-in and the caller's own connections (tested in test_oauth).
     ("GET", "/auth/providers"),
     ("POST", "/auth/oauth/{provider}/start"),

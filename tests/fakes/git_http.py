@@ -22,7 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +70,9 @@ class GitHost:
     root: Path
     port: int = 0
     tokens: dict[str, str | None] = field(default_factory=dict)
+    # Also accepted as the password of any repository: e.g. OAuth tokens a fake provider
+    # issued (the way GitHub takes its OAuth tokens for git over HTTPS).
+    token_check: Callable[[str], bool] | None = None
     requests: list[Seen] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
@@ -105,6 +108,8 @@ class GitHost:
                 user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         writing = request.path.endswith("git-receive-pack") or \
             request.query.get("service") == "git-receive-pack"
+        if password is not None and self.token_check is not None and self.token_check(password):
+            return True, user
         if token is None:
             return (not writing), None
         return password == token, user
