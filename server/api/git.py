@@ -65,6 +65,11 @@ class GitRepository(BaseModel):
     updated_at: datetime | None
 
 
+class GitState(BaseModel):
+    # None: the project is not connected to a repository.
+    repository: GitRepository | None
+
+
 class Webhook(BaseModel):
     url: str
     secret: str  # shown once: give it to the provider's webhook settings
@@ -189,7 +194,8 @@ async def connect(ctx: Ctx) -> dict[str, Any]:
 async def get_repository(ctx: Ctx) -> dict[str, Any]:
     project_id = ctx.uuid("project_id")
     await require_project(ctx, project_id, "viewer")
-    return await _repository(ctx, project_id)
+    async with ctx.db.acquire() as conn:
+        return {"repository": await store.by_project(conn, project_id)}
 
 
 async def disconnect(ctx: Ctx) -> None:
@@ -260,7 +266,8 @@ ENDPOINTS = [
              "Connect a repository and import its default branch (a job)", "git",
              body=GitConnect, response=GitConnected, status=201, errors=(403, 409)),
     Endpoint("GET", "/projects/{project_id}/git", get_repository,
-             "The project's repository and its sync state", "git", response=GitRepository),
+             "The project's repository and its sync state (null: none connected)", "git",
+             response=GitState),
     Endpoint("DELETE", "/projects/{project_id}/git", disconnect,
              "Disconnect the repository (the files stay)", "git", status=204, errors=(403,)),
     Endpoint("POST", "/projects/{project_id}/git/pull", pull,

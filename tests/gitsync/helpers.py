@@ -63,8 +63,8 @@ class Stage:
 
     async def repository(self) -> dict[str, Any]:
         reply = await self.call("GET", f"/projects/{self.project_id}/git")
-        assert reply.status == 200, reply.body
-        return dict(reply.body)
+        assert reply.status == 200 and reply.body["repository"] is not None, reply.body
+        return dict(reply.body["repository"])
 
     async def tree(self) -> dict[str, dict[str, Any]]:
         items = await self.api.all_pages(f"/projects/{self.project_id}/files",

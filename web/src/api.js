@@ -159,6 +159,7 @@ export const api = {
   pull: (projectId) => send('POST', `/projects/${enc(projectId)}/git/pull`),
   push: (projectId, message, branch) =>
     send('POST', `/projects/${enc(projectId)}/git/push`, branch ? { message, branch } : { message }),
+  accountRepositories: (provider) => send('GET', `/git/accounts/${enc(provider)}/repositories`),
   gitJob: (projectId, jobId) => send('GET', `/projects/${enc(projectId)}/git/jobs/${enc(jobId)}`)
 }
 
