@@ -36,6 +36,7 @@ from ai.registry import ProviderSlot, provider_slot
 from ai.tokens import estimate_tokens
 from ai.workspace_keys import WorkspaceAI
 from collab.broker import Broker
+from observability.timings import AI_RESPONSE, Timings
 from persistence import ai as store
 from persistence.db import Database
 
@@ -297,6 +298,7 @@ class ChatHub:
         config: AIConfig,
         hubs: Mapping[str, Any] | None = None,
         workspace_ai: WorkspaceAI | None = None,
+        timings: Timings | None = None,
     ) -> None:
         self.db = db
         self.broker = broker
@@ -304,6 +306,8 @@ class ChatHub:
         self.config = config
         self.workspace_ai = workspace_ai
         self.hubs: Mapping[str, Any] = hubs if hubs is not None else {}
+        # Time to first token and tokens/s of every reply (performance_metrics).
+        self.timings = timings
         self.rooms: dict[uuid.UUID, Room] = {}
         self.replies_started = 0
 
@@ -312,8 +316,11 @@ class ChatHub:
         cls, db: Database, broker: Broker, config: AIConfig, data_dir: Path,
         hubs: Mapping[str, Any] | None = None,
         workspace_ai: WorkspaceAI | None = None,
+        timings: Timings | None = None,
     ) -> ChatHub:
-        return cls(db, broker, provider_slot(config, data_dir), config, hubs, workspace_ai)
+        return cls(
+            db, broker, provider_slot(config, data_dir), config, hubs, workspace_ai, timings
+        )
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -706,6 +713,17 @@ class ChatHub:
                     usage = event
         return usage
 
+    def _observe(self, reply: Reply, usage: Usage | None, finished: float) -> None:
+        if self.timings is None or reply.first_token_at is None:
+            return
+        tags = (("provider", self.slot.name),)
+        self.timings.observe(AI_RESPONSE, "ai.time_to_first_token",
+                             (reply.first_token_at - reply.started) * 1000, tags=tags)
+        streaming_s = finished - reply.first_token_at
+        if usage is not None and usage.output_tokens > 0 and streaming_s > 0:
+            self.timings.observe(AI_RESPONSE, "ai.tokens_per_second",
+                                 usage.output_tokens / streaming_s, unit="tokens/s", tags=tags)
+
     async def _finish(self, room: Room, reply: Reply, provider: Provider) -> None:
         assert reply.stream_task is not None and reply.job_id is not None
         assert reply.conversation is not None and reply.user_id is not None
@@ -732,7 +750,9 @@ class ChatHub:
                 reply.prompt_tokens, estimate_tokens(text),
                 estimated=True, finish_reason=None, model=provider.model,
             )
-        duration_ms = int((time.monotonic() - reply.started) * 1000)
+        finished = time.monotonic()
+        duration_ms = int((finished - reply.started) * 1000)
+        self._observe(reply, usage, finished)
         latency = (
             None if reply.first_token_at is None
             else round((reply.first_token_at - reply.started) * 1000, 1)

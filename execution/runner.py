@@ -38,6 +38,7 @@ from execution.quota import project_disk_quota
 from execution.sandbox import Limits, OutputSink
 from execution.scheduler import NOT_QUEUED, FairScheduler, Ticket
 from execution.workspace import Manifest, SyncReport, Workspaces, quota_message
+from observability.timings import EXECUTION, Timings
 from persistence import executions as store
 from persistence import files as file_store
 from persistence.db import Database
@@ -91,12 +92,15 @@ class ExecutionHub:
         backend: Backend | None = None,
         *,
         variables: EnvironmentVariables | None = None,
+        timings: Timings | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self.hubs = hubs
         # The project's development variables go into every run (persistence.environment).
         self.variables = variables
+        # Run times per language (performance_metrics).
+        self.timings = timings
         self.backend = backend or make_backend(config)
         self.workspaces = Workspaces(config, db, hubs)
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -275,6 +279,7 @@ class ExecutionHub:
                               "wall_ms": round((time.monotonic() - started) * 1000, 1)},
                 )
             self.finished += 1
+            self._observe(request.language, result, time.monotonic() - started)
             await self._emit(project_id, live, {
                 "type": "execution.finished", "execution_id": execution_id,
                 "execution": public(row or live.row),
@@ -300,6 +305,14 @@ class ExecutionHub:
             self._tasks.pop(execution_id, None)
             # Keep finished runs briefly for late SSE subscribers, then drop them.
             asyncio.get_running_loop().call_later(30, self._live.pop, execution_id, None)
+
+    def _observe(self, language: str, result: ExecutionResult, wall_s: float) -> None:
+        if self.timings is None:
+            return
+        tags = (("language", language), ("backend", self.backend.name))
+        self.timings.observe(EXECUTION, "execution.wall_time", wall_s * 1000, tags=tags)
+        if result.time_ms is not None:
+            self.timings.observe(EXECUTION, "execution.cpu_time", float(result.time_ms), tags=tags)
 
     async def _wait_turn(self, project_id: uuid.UUID, live: _Live) -> None:
         """Until the scheduler grants a slot, tell watchers where the run is in line."""

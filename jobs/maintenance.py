@@ -82,4 +82,24 @@ async def finished_jobs(ctx: JobContext, payload: FinishedJobsInput) -> dict[str
     return {"deleted": deleted}
 
 
-JOBS: list[Job[Any]] = [partitions, code_analyses, refresh_tokens, auth_attempts, finished_jobs]
+class ObservabilityRetentionInput(BaseModel):
+    retention_days: int = maintenance.DEFAULT_RETENTION_DAYS
+
+
+@job("maintenance.observability", input=ObservabilityRetentionInput, job_type="cleanup",
+     every=timedelta(hours=1))
+async def observability_retention(
+    ctx: JobContext, payload: ObservabilityRetentionInput
+) -> dict[str, Any]:
+    """error_logs and performance_metrics past the retention (the partitioned logs and
+    analytics go with their months, in ``partitions``)."""
+    async with ctx.db.acquire() as conn:
+        return {"deleted": await maintenance.delete_old_observability_rows(
+            conn, payload.retention_days
+        )}
+
+
+JOBS: list[Job[Any]] = [
+    partitions, code_analyses, refresh_tokens, auth_attempts, finished_jobs,
+    observability_retention,
+]

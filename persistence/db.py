@@ -49,6 +49,11 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+# Told the elapsed seconds of every query made on the pool (asyncpg's query logger, called
+# on the event loop soon after the query; COPY is not timed).
+QueryObserver = Callable[[float], None]
+
+
 class Database:
     """Owns the pool; hands out transactions for the service or for a user."""
 
@@ -62,10 +67,17 @@ class Database:
         self._before_close.append(callback)
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10) -> Database:
+    async def connect(
+        cls, dsn: str, *, min_size: int = 2, max_size: int = 10,
+        on_query: QueryObserver | None = None,
+    ) -> Database:
+        async def init(conn: asyncpg.Connection) -> None:
+            await _init_connection(conn)
+            if on_query is not None:
+                conn.add_query_logger(lambda query: on_query(query.elapsed))
+
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection,
-            reset=_keep_session,
+            dsn, min_size=min_size, max_size=max_size, init=init, reset=_keep_session,
         )
         return cls(pool)
 

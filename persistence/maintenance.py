@@ -85,6 +85,28 @@ async def delete_in_batches(conn: asyncpg.Connection, query: str, *args: object)
             return total
 
 
+# error_logs and performance_metrics are not partitioned: their rows past the retention (the
+# seed's 90 days, as the partitioned logs) are deleted in batches.
+DELETE_OLD_ERROR_LOGS = """
+delete from public.error_logs where id in (
+  select id from public.error_logs where created_at < now() - make_interval(days => $2)
+  limit $1
+)
+"""
+DELETE_OLD_PERFORMANCE_METRICS = """
+delete from public.performance_metrics where id in (
+  select id from public.performance_metrics
+  where recorded_at < now() - make_interval(days => $2)
+  limit $1
+)
+"""
+
+
+async def delete_old_observability_rows(conn: asyncpg.Connection, retention_days: int) -> int:
+    return (await delete_in_batches(conn, DELETE_OLD_ERROR_LOGS, retention_days)
+            + await delete_in_batches(conn, DELETE_OLD_PERFORMANCE_METRICS, retention_days))
+
+
 async def delete_expired_code_analyses(conn: asyncpg.Connection) -> int:
     return await delete_in_batches(conn, DELETE_EXPIRED_CODE_ANALYSES)
 

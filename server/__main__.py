@@ -1,4 +1,5 @@
-"""Command line: ``python -m server [serve|migrate|worker]`` (console script ``icreate``).
+"""Command line: ``python -m server [serve|migrate|worker|operators]`` (console script
+``icreate``).
 
 With ``DATABASE_URL`` unset, an embedded PostgreSQL is started in ``DATA_DIR/postgres``
 and stopped on exit; its data stays for the next start.
@@ -82,6 +83,39 @@ def cmd_worker(settings: Settings, jobs_spec: str | None, concurrency: int | Non
     return asyncio.run(run_worker(settings, jobs_spec, concurrency))
 
 
+def cmd_operators(settings: Settings, action: str, email: str | None, note: str | None) -> int:
+    """Grant, revoke or list service operators (who sees the whole service's operator page)."""
+    from persistence import observability as store
+    from persistence.db import Database
+
+    assert settings.database_url
+    database_url = settings.database_url
+
+    async def run() -> int:
+        db = await Database.connect(database_url, min_size=1, max_size=1)
+        try:
+            async with db.service() as conn:
+                if action == "list":
+                    for row in await store.list_operators(conn):
+                        print(f"{row['email']}\t{row['granted_at']:%Y-%m-%d %H:%M}\t"
+                              f"{row['note'] or ''}")
+                    return 0
+                assert email is not None
+                if action == "grant":
+                    done = await store.grant_operator(conn, email, note)
+                else:
+                    done = await store.revoke_operator(conn, email)
+        finally:
+            await db.close()
+        if not done:
+            log.error("no %s for %s", "account" if action == "grant" else "operator", email)
+            return 1
+        log.info("%s: %s", action, email)
+        return 0
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="icreate", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -92,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     worker = sub.add_parser("worker", help="run a background-jobs worker until SIGTERM")
     worker.add_argument("--jobs", default=None, help="module:function listing the jobs to run")
     worker.add_argument("--concurrency", type=int, default=None)
+    operators = sub.add_parser("operators", help="grant, revoke or list service operators")
+    operators.add_argument("action", choices=["grant", "revoke", "list"])
+    operators.add_argument("email", nargs="?")
+    operators.add_argument("--note", default=None)
     args = parser.parse_args(argv)
+    if args.command == "operators" and args.action != "list" and not args.email:
+        parser.error("operators grant/revoke need an email")
 
     settings = Settings.from_env()
     configure_logging(settings.log_level)
@@ -101,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_migrate(settings)
     if args.command == "worker":
         return cmd_worker(settings, args.jobs, args.concurrency)
+    if args.command == "operators":
+        return cmd_migrate(settings) or cmd_operators(settings, args.action, args.email, args.note)
     host = getattr(args, "host", None) or settings.host
     port = getattr(args, "port", None) or settings.port
     return cmd_serve(settings, host, port, None)

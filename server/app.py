@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
@@ -19,12 +20,14 @@ from collab.project_hub import ProjectHub, ProjectHubConfig
 from execution.local import LocalBackend
 from execution.runner import ExecutionHub
 from execution.terminals import TerminalHub
+from observability.service import Observability
 from persistence.crypto import load_keyring
 from persistence.db import Database
 from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
 from persistence.environment import EnvironmentVariables
-from server.api import api_app
+from server import __version__
+from server.api import API_ROOT, api_app
 from server.api.uploads import uploads_route
 from server.background import all_jobs, build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
@@ -32,6 +35,7 @@ from server.git_wiring import build_git_runtime
 from server.health import healthz, readyz
 from server.metrics import metrics_route
 from server.oauth.service import OAuthService
+from server.observe import RequestObserver
 from server.secret_jobs import queue_reencryption
 from server.services import Services
 from server.settings import Settings
@@ -60,7 +64,7 @@ def routes() -> list[BaseRoute]:
         metrics_route(),
         # The raw-body upload, with the upload size limit instead of the API's body cap.
         uploads_route(),
-        Mount("/api/v1", app=api_app()),
+        Mount(API_ROOT, app=api_app()),
         WebSocketRoute("/ws/docs/{file_id}", document_socket),
         WebSocketRoute("/ws/projects/{project_id}", project_socket),
         WebSocketRoute("/ws/projects/{project_id}/terminals/{name}", terminal_socket),
@@ -98,14 +102,20 @@ def create_app(settings: Settings) -> Starlette:
     if not settings.database_url:
         raise ValueError("create_app needs settings.database_url (the CLI starts the embedded one)")
     database_url = settings.database_url
+    # api_logs, error_logs, performance_metrics: started first, stopped last.
+    observability = Observability(
+        settings.observability, instance_id=settings.instance_id, release=__version__
+    )
     # Secrets at rest: ENCRYPTION_KEYS, or a key kept in DATA_DIR (persistence.crypto).
     keyring = load_keyring(settings.encryption_keys, settings.data_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await Database.connect(
-            database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+            on_query=observability.observe_query,
         )
+        await observability.start(db)
         broker = make_broker(settings)
         await broker.start()
         oauth = OAuthService(settings.oauth, db, keyring)
@@ -113,7 +123,7 @@ def create_app(settings: Settings) -> Starlette:
         objects = ObjectStore.from_config(settings.storage)
         services = Services(
             settings=settings, db=db, broker=broker, keyring=keyring, oauth=oauth,
-            variables=variables, objects=objects,
+            variables=variables, observability=observability, objects=objects,
         )
         app.state.services = services
         # Runs and terminals store binary files they create as objects too.
@@ -132,12 +142,16 @@ def create_app(settings: Settings) -> Starlette:
         workspace_ai = WorkspaceAI(settings.ai, db, keyring, WorkspaceUrls(
             urls.openai_url, urls.anthropic_url, urls.firecrawl_url, urls.scrape_timeout_s))
         chat = ChatHub.from_config(
-            db, broker, settings.ai, settings.data_dir, services.hubs, workspace_ai
+            db, broker, settings.ai, settings.data_dir, services.hubs, workspace_ai,
+            observability.timings,
         )
         await chat.start()
         services.hubs["chat"] = chat
         # Running code: sandbox or Judge0 runs, owned tasks; cancelled and marked on shutdown.
-        executions = ExecutionHub(settings.execution, db, services.hubs, variables=variables)
+        executions = ExecutionHub(
+            settings.execution, db, services.hubs, variables=variables,
+            timings=observability.timings,
+        )
         await executions.start()
         services.hubs["executions"] = executions
         # Shared terminals: PTYs in the same sandbox (and uid per project) as the local runs.
@@ -149,8 +163,11 @@ def create_app(settings: Settings) -> Starlette:
         services.git = build_git_runtime(settings, db, documents, projects, objects, keyring,
                                          oauth)
         # Background jobs (housekeeping and git included), unless workers run apart.
-        worker = build_worker(settings, db, resources=[services.git, objects]) \
+        worker = (
+            build_worker(settings, db, resources=[services.git, objects],
+                         errors=observability.errors)
             if settings.jobs.worker_in_process else None
+        )
         if worker is not None:
             await worker.start()
             services.hubs["jobs"] = worker
@@ -171,12 +188,14 @@ def create_app(settings: Settings) -> Starlette:
             await oauth.close()
             await broker.close()
             services.git.git.close()
+            await observability.stop()
             await db.close()
 
     app = App(
         # The page mount catches every path, so it stays last.
         routes=[*routes(), web_route()],
         lifespan=lifespan,
+        middleware=[Middleware(RequestObserver, observability=observability)],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler},
     )
     app.state.settings = settings

@@ -15,6 +15,8 @@ from gitsync import jobs as git_jobs
 from jobs import Job, Worker
 from jobs import maintenance as maintenance_jobs
 from jobs.config import WorkerConfig
+from jobs.results import FailureHook, JobFailure
+from observability.errors import ErrorReporter
 from persistence.db import Database
 from server.secret_jobs import secret_jobs
 from server.settings import Settings
@@ -29,12 +31,28 @@ def all_jobs(settings: Settings | None = None) -> list[Job[Any]]:
     return found
 
 
+def report_failures_to(errors: ErrorReporter) -> FailureHook:
+    """Job failures into error_logs (and Sentry): a retried attempt as a warning, a job out
+    of attempts as an error, with the job's name, id, type and attempt as context."""
+
+    async def report(failure: JobFailure) -> None:
+        errors.job_failed(
+            failure.job_name, failure.job_id, attempts=failure.attempt, final=failure.final,
+            exc=failure.exception, error=failure.error,
+            context={"job_type": failure.job_type, "max_attempts": failure.max_attempts,
+                     "worker": failure.worker_id},
+        )
+
+    return report
+
+
 def build_worker(
     settings: Settings,
     db: Database,
     jobs: Sequence[Job[Any]] | None = None,
     config: WorkerConfig | None = None,
     resources: Sequence[object] = (),
+    errors: ErrorReporter | None = None,
 ) -> Worker:
     """``resources``: what handlers get by type (``ctx.resource``), e.g. the git runtime."""
     assert settings.database_url
@@ -45,4 +63,5 @@ def build_worker(
         config=config or settings.jobs.worker,
         worker_id=f"{settings.instance_id}:{os.getpid()}",
         resources=resources,
+        on_failure=[report_failures_to(errors)] if errors is not None else (),
     )

@@ -2,75 +2,33 @@
 
 Sockets authenticate with ``?token=JWT`` (browsers cannot set headers on a WebSocket), so
 every access-log line of a socket carried a working token. ``redact_url`` and
-``redact_text`` are pure functions for any place that writes a URL or a message somewhere
-(access and error logs, stored request logs); ``RedactingFilter`` applies ``redact_text``
-to every record a logging handler emits, its arguments and its traceback included.
+``redact_text`` (``observability.redact``, re-exported here) are pure functions for any
+place that writes a URL or a message somewhere (access and error logs, error_logs rows,
+Sentry events); ``RedactingFilter`` applies ``redact_text`` to every record a logging
+handler emits, its arguments and its traceback included.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
-REDACTED = "REDACTED"
+# One implementation: the error reporter and Sentry scrubbing use it too, and the
+# observability package does not import ``server``.
+from observability.redact import (
+    REDACTED,
+    SENSITIVE_NAMES,
+    SENSITIVE_SUFFIXES,
+    is_sensitive,
+    redact_query,
+    redact_text,
+    redact_url,
+)
 
-# Query parameter names that carry a credential (compared lower-cased, '-' as '_').
-SENSITIVE_NAMES = frozenset({
-    "token", "access_token", "refresh_token", "id_token", "jwt", "code", "password",
-    "passwd", "pass", "secret", "client_secret", "key", "api_key", "apikey", "signature",
-    "sig", "auth", "authorization", "credential", "credentials", "session", "session_id",
-    "sessionid", "otp", "ticket",
-})
-SENSITIVE_SUFFIXES = ("_token", "_key", "_secret", "_password", "_signature", "_credential")
-
-# name=value inside a query string, wherever it appears in a text (the value ends at a
-# separator, whitespace or a quote).
-_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[^&;#\s\"'<>]*)")
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}")
-# A JWT (header.payload.signature, base64url; the header always starts with '{"' = eyJ).
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
-
-
-def is_sensitive(name: str) -> bool:
-    key = name.lower().replace("-", "_")
-    return key in SENSITIVE_NAMES or key.endswith(SENSITIVE_SUFFIXES)
-
-
-def redact_query(query: str) -> str:
-    """``a=1&token=x`` -> ``a=1&token=REDACTED``; order, encoding and other values kept."""
-    parts = []
-    for part in query.split("&"):
-        name, sep, value = part.partition("=")
-        parts.append(f"{name}={REDACTED}" if sep and value and is_sensitive(name) else part)
-    return "&".join(parts)
-
-
-def redact_url(url: str) -> str:
-    """A URL or path with its credential-carrying query parameters redacted."""
-    head, sep, rest = url.partition("?")
-    if not sep:
-        return url
-    query, hash_sep, fragment = rest.partition("#")
-    return f"{head}?{redact_query(query)}{hash_sep}{fragment}"
-
-
-def _param(match: re.Match[str]) -> str:
-    if match["value"] and is_sensitive(match["name"]):
-        return f"{match['lead']}{match['name']}={REDACTED}"
-    return match[0]
-
-
-def redact_text(text: str) -> str:
-    """Free text (a log message, an exception) with credentials redacted: sensitive query
-    parameters of any URL in it, ``Bearer``/``Basic`` credentials and bare JWTs."""
-    if "=" in text:
-        text = _PARAM.sub(_param, text)
-    if "earer" in text or "asic" in text:
-        text = _BEARER.sub(lambda m: f"{m[1]} {REDACTED}", text)
-    if "eyJ" in text:
-        text = _JWT.sub(REDACTED, text)
-    return text
+__all__ = [
+    "REDACTED", "SENSITIVE_NAMES", "SENSITIVE_SUFFIXES", "RedactingFilter", "is_sensitive",
+    "redact_query", "redact_text", "redact_url",
+]
 
 
 def _redact_arg(value: Any) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 
 from collab.broker import Broker
 from gitsync.sync import GitRuntime
+from observability.service import Observability
 from persistence.crypto import Keyring
 from persistence.db import Database
 from persistence.environment import EnvironmentVariables
@@ -24,6 +25,7 @@ class Services:
     keyring: Keyring
     oauth: OAuthService
     variables: EnvironmentVariables
+    observability: Observability | None = None
     # Hubs register themselves here by name (documents, projects, chat, terminals...)
     # so endpoints find them without the app module importing every package.
     hubs: dict[str, Any] = field(default_factory=dict)

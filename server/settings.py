@@ -19,6 +19,7 @@ from collab.config import CollabConfig
 from execution.config import ExecutionConfig
 from gitsync.config import GitConfig
 from jobs.config import JobsConfig
+from observability.config import ObservabilityConfig
 from server.integrations.config import IntegrationsConfig
 from server.oauth.config import OAuthConfig
 from storage.config import StorageConfig
@@ -85,7 +86,6 @@ class Settings:
     db_pool_max: int = 10
     max_request_bytes: int = 10 * 1024 * 1024
     log_level: str = "info"
-    sentry_dsn: str | None = None
     collab: CollabConfig = field(default_factory=CollabConfig)
     ai: AIConfig = field(default_factory=AIConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
@@ -94,6 +94,7 @@ class Settings:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     git: GitConfig = field(default_factory=GitConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -119,7 +120,6 @@ class Settings:
             db_pool_max=int(env.get("DB_POOL_MAX", "10")),
             max_request_bytes=int(env.get("MAX_REQUEST_BYTES", str(10 * 1024 * 1024))),
             log_level=env.get("LOG_LEVEL", "info"),
-            sentry_dsn=env.get("SENTRY_DSN") or None,
             collab=CollabConfig.from_env(env),
             ai=AIConfig.from_env(env, data_dir),
             execution=ExecutionConfig.from_env(env, data_dir),
@@ -128,6 +128,7 @@ class Settings:
             jobs=JobsConfig.from_env(env),
             storage=StorageConfig.from_env(env, data_dir),
             git=GitConfig.from_env(env, data_dir),
+            observability=ObservabilityConfig.from_env(env),
         )
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from gitsync import jobs as git_jobs
 from jobs import Job
+from observability.service import Observability
 from persistence.db import Database
+from server import __version__
 from server.background import all_jobs, build_worker
 from server.git_wiring import worker_git_runtime
 from server.settings import Settings
@@ -41,10 +43,16 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
     if concurrency is not None:
         config = dataclasses.replace(config, concurrency=concurrency)
     jobs = load_jobs(jobs_spec) if jobs_spec else None
+    # error_logs (job failures, ERROR records) and the database timings of this process.
+    observability = Observability(
+        settings.observability, instance_id=settings.instance_id, release=__version__
+    )
     # The handlers' pool (ctx.db): one connection per slot; the queue has its own.
     db = await Database.connect(
-        settings.database_url, min_size=1, max_size=config.concurrency + 1
+        settings.database_url, min_size=1, max_size=config.concurrency + 1,
+        on_query=observability.observe_query,
     )
+    await observability.start(db)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -59,7 +67,8 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
             objects = git.objects if git is not None else \
                 ObjectStore.from_config(settings.storage)
             worker = build_worker(settings, db, chosen, config,
-                                  resources=[objects, *([git] if git is not None else [])])
+                                  resources=[objects, *([git] if git is not None else [])],
+                                  errors=observability.errors)
             await worker.start()
             await worker.ready.wait()
             log.info("jobs worker %s ready: %s", worker.worker_id, ", ".join(worker.jobs))
@@ -67,6 +76,7 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
             log.info("jobs worker %s stopping", worker.worker_id)
             await worker.stop()
     finally:
+        await observability.stop()
         await db.close()
     log.info("jobs worker %s stopped: %s", worker.worker_id, worker.counts)
     return 0

@@ -1,4 +1,5 @@
-// Builds the reference IDE page into dist/: one bundled script, one stylesheet, index.html.
+// Builds the reference IDE page into dist/: one bundled script, one stylesheet, index.html;
+// and the operator page (operator.html, its script and stylesheet with uPlot's).
 // No inline scripts or styles in the HTML, so the server's Content-Security-Policy can forbid them.
 import * as esbuild from 'esbuild'
 import { copyFile, mkdir, rm } from 'node:fs/promises'
@@ -12,9 +13,15 @@ const watch = process.argv.includes('--watch')
 await rm(dist, { recursive: true, force: true })
 await mkdir(dist, { recursive: true })
 await copyFile(join(root, 'src', 'index.html'), join(dist, 'index.html'))
+await copyFile(join(root, 'src', 'operator.html'), join(dist, 'operator.html'))
 
 const options = {
-  entryPoints: { app: join(root, 'src', 'main.js'), style: join(root, 'src', 'style.css') },
+  entryPoints: {
+    app: join(root, 'src', 'main.js'),
+    style: join(root, 'src', 'style.css'),
+    operator: join(root, 'src', 'operator.js'),
+    'operator-style': join(root, 'src', 'operator.css')
+  },
   bundle: true,
   format: 'esm',
   target: 'es2022',

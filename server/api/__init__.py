@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__
 from server.api import (
+    analytics,
     auth,
     chat,
     conversations,
@@ -25,6 +26,7 @@ from server.api import (
     me,
     members,
     oauth,
+    operator,
     projects,
     sessions,
     uploads,
@@ -37,6 +39,8 @@ from server.api.routing import Endpoint, to_routes
 from server.middleware import browser_guards
 
 OPENAPI_PATH = "/openapi.json"
+# Where app.py mounts this API (the route templates api_logs records start with it).
+API_ROOT = "/api/v1"
 
 
 def endpoints() -> list[Endpoint]:
@@ -60,6 +64,8 @@ def endpoints() -> list[Endpoint]:
         *oauth.ENDPOINTS,
         *variables.ENDPOINTS,
         *integrations.ENDPOINTS,
+        *analytics.ENDPOINTS,
+        *operator.ENDPOINTS,
     ]
 
 
@@ -75,7 +81,10 @@ async def openapi_json(request: Request) -> JSONResponse:
 def api_routes() -> list[BaseRoute]:
     # Endpoints that stream their own body are served by their own route (uploads_route).
     served = [e for e in endpoints() if not e.own_route]
-    return [*to_routes(served), Route(OPENAPI_PATH, openapi_json, methods=["GET"])]
+    return [
+        *to_routes(served, API_ROOT),
+        Route(OPENAPI_PATH, openapi_json, methods=["GET"]),
+    ]
 
 
 class ApiApp:

@@ -21,6 +21,7 @@ from ai.chat import ChatError, ChatHub, Watcher
 from server.access import conversation_access
 from server.api.routing import Ctx, Endpoint
 from server.errors import ApiError
+from server.observe import request_facts
 
 STATUS = {
     "bad_request": 400, "forbidden": 403, "not_found": 404, "busy": 409,
@@ -50,6 +51,8 @@ async def post_message(ctx: Ctx) -> Response | dict[str, Any]:
     access = await conversation_access(ctx.db, ctx.user_id, conversation_id)
     if access is None or not access.is_member:
         raise ApiError(404, "not_found", "no such conversation")
+    facts = request_facts(ctx.request.scope)
+    facts.workspace_id, facts.project_id = access.workspace_id, access.project_id
     hub: ChatHub | None = ctx.hub("chat")
     if hub is None:
         raise ApiError(503, "ai_unavailable", "AI provider not available")

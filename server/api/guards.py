@@ -18,11 +18,20 @@ from server.access import (
 )
 from server.api.routing import Ctx
 from server.errors import forbidden, not_found
+from server.observe import request_facts
 
 
-def _check(access: Access | None, min_role: str, what: str) -> Access:
+def _note(ctx: Ctx, workspace_id: uuid.UUID, project_id: uuid.UUID | None = None) -> None:
+    """What api_logs and error_logs record of this request: the workspace (and project)."""
+    facts = request_facts(ctx.request.scope)
+    facts.workspace_id = workspace_id
+    facts.project_id = project_id
+
+
+def _check(ctx: Ctx, access: Access | None, min_role: str, what: str) -> Access:
     if access is None or access.role is None:
         raise not_found(f"no such {what}")
+    _note(ctx, access.workspace_id, access.project_id)
     if not access.at_least(min_role):
         raise forbidden(f"this needs the {min_role} role or higher")
     return access
@@ -32,19 +41,20 @@ async def require_workspace(ctx: Ctx, workspace_id: uuid.UUID, min_role: str) ->
     role = await workspace_role(ctx.db, ctx.user_id, workspace_id)
     if role is None:
         raise not_found("no such workspace")
+    _note(ctx, workspace_id)
     if ROLE_RANK[role] < ROLE_RANK[min_role]:
         raise forbidden(f"this needs the {min_role} role or higher")
     return role
 
 
 async def require_project(ctx: Ctx, project_id: uuid.UUID, min_role: str) -> Access:
-    return _check(await project_access(ctx.db, ctx.user_id, project_id), min_role, "project")
+    return _check(ctx, await project_access(ctx.db, ctx.user_id, project_id), min_role, "project")
 
 
 async def require_file(ctx: Ctx, file_id: uuid.UUID, min_role: str) -> Access:
-    return _check(await file_access(ctx.db, ctx.user_id, file_id), min_role, "file")
+    return _check(ctx, await file_access(ctx.db, ctx.user_id, file_id), min_role, "file")
 
 
 async def require_conversation(ctx: Ctx, conversation_id: uuid.UUID, min_role: str) -> Access:
     access = await conversation_access(ctx.db, ctx.user_id, conversation_id)
-    return _check(access, min_role, "conversation")
+    return _check(ctx, access, min_role, "conversation")

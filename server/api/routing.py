@@ -27,6 +27,7 @@ from persistence.db import Database
 from server.auth.tokens import Principal, TokenError, verify_access_token
 from server.errors import ApiError, error_body, unauthorized
 from server.middleware import BodyTooLarge
+from server.observe import request_facts
 from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class Endpoint:
     raw_response: str | None = None
     # Also answers 200 text/event-stream when asked to (``Accept``).
     sse: bool = False
+    # A tighter body limit than the app-wide MAX_REQUEST_BYTES (413 past it).
+    max_body_bytes: int | None = None
 
     @property
     def operation_id(self) -> str:
@@ -183,8 +186,27 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def _read_json(request: Request, model: type[BaseModel], required: bool) -> BaseModel:
-    raw = await request.body()
+async def _read_body(request: Request, limit: int | None) -> bytes:
+    if limit is None:
+        return await request.body()
+    too_large = ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_json(
+    request: Request, model: type[BaseModel], required: bool, limit: int | None = None
+) -> BaseModel:
+    raw = await _read_body(request, limit)
     if not raw.strip():
         if required:
             raise ApiError(422, "validation_error", "body: a JSON request body is required")
@@ -274,11 +296,15 @@ def wrap(endpoint: Endpoint) -> RequestHandler:
                     principal = _authenticate(request, services)
                 except ApiError:
                     principal = None
+            if principal is not None:
+                request_facts(request.scope).user_id = principal.user_id
             ctx = Ctx(request, services, principal, params)
             if endpoint.query is not None:
                 ctx.query = _read_query(request, endpoint.query)
             if endpoint.body is not None:
-                ctx.body = await _read_json(request, endpoint.body, endpoint.body_required)
+                ctx.body = await _read_json(
+                    request, endpoint.body, endpoint.body_required, endpoint.max_body_bytes
+                )
             result = await endpoint.handler(ctx)
             return render(result, endpoint)
         except ApiError as exc:
@@ -296,7 +322,9 @@ def wrap(endpoint: Endpoint) -> RequestHandler:
     return run
 
 
-def to_routes(endpoints: list[Endpoint]) -> list[Route]:
+def to_routes(endpoints: list[Endpoint], prefix: str = "") -> list[Route]:
+    """One route per path; ``prefix`` (where the routes are mounted) makes the template that
+    api_logs records."""
     by_path: dict[str, list[Endpoint]] = {}
     for endpoint in endpoints:
         by_path.setdefault(endpoint.path, []).append(endpoint)
@@ -305,8 +333,10 @@ def to_routes(endpoints: list[Endpoint]) -> list[Route]:
         handlers = {e.method: wrap(e) for e in group}
 
         async def dispatch(
-            request: Request, handlers: dict[str, RequestHandler] = handlers
+            request: Request, handlers: dict[str, RequestHandler] = handlers,
+            template: str = prefix + path,
         ) -> Response:
+            request_facts(request.scope).route = template
             handler = handlers.get(request.method)
             if handler is None and request.method == "HEAD":
                 handler = handlers.get("GET")

@@ -193,6 +193,8 @@ CASES = [
     Case("PUT", "/workspaces/{ws}/integrations/slack", "admin", {"api_key": "long-enough-key"},
          allowed="404"),
     Case("DELETE", "/workspaces/{ws}/integrations/vercel", "admin", setup=fresh_integration),
+    # The operator page's series of a workspace: its admins (and owners).
+    Case("GET", "/operator/series?workspace_id={ws}&minutes=5", "admin"),
 ]
 # Not scoped to an existing object: the caller's own account and workspaces (tested in
 # test_auth and test_workspace_life; anonymous gets 401 there), or public.
@@ -219,6 +221,10 @@ ACCOUNT_ENDPOINTS = {
     ("POST", "/auth/oauth/exchange"),
     ("GET", "/me/connections"),
     ("DELETE", "/me/connections/{provider}"),
+    # The caller's own events (a project named in the body is checked: test_analytics) and
+    # what the caller may watch (test_operator).
+    ("POST", "/analytics/events"),
+    ("GET", "/operator/scopes"),
 }
 PLACEHOLDERS = {
     "{ws}": "{workspace_id}",
@@ -244,7 +250,7 @@ def _fill(value: Any, ids: dict[str, Any]) -> Any:
 
 
 def _route_of(case: Case) -> tuple[str, str]:
-    path = case.path.partition("?")[0]
+    path = case.path.split("?")[0]
     for short, name in PLACEHOLDERS.items():
         path = path.replace(short, name)
     return case.method, path

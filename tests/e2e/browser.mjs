@@ -153,6 +153,41 @@ async function twoWindows (browser, config, hash) {
 }
 
 const scenarios = {
+  // The operator page of a service operator: the whole service, then one workspace, plotted.
+  async operator (browser, config) {
+    const context = await browser.newContext({ viewport: { width: 1400, height: 1100 } })
+    const page = await context.newPage()
+    page.setDefaultTimeout(STEP_MS)
+    const problems = []
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' || /Content.Security.Policy/i.test(msg.text())) problems.push(`console ${msg.type()}: ${msg.text()}`)
+      log('operator console', msg.type(), msg.text())
+    })
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`))
+    await page.goto(`${config.url}/operator.html`)
+    await page.getByTestId('auth-email').fill(config.user.email)
+    await page.getByTestId('auth-password').fill(config.user.password)
+    await page.getByTestId('auth-submit').click()
+    await page.waitForSelector('[data-testid=operator][data-loaded="service:60"]')
+    // The last minute, a point per second: the test's few seconds of traffic as lines.
+    await page.getByTestId('operator-window').selectOption({ label: 'last minute, per second' })
+    await page.waitForSelector('[data-testid=operator][data-loaded="service:1"]')
+    const panels = () => page.locator('[data-testid=operator-panel]').evaluateAll((els) => els.map((el) => ({
+      id: el.dataset.panel,
+      canvas: Boolean(el.querySelector('.uplot canvas')),
+      legend: [...el.querySelectorAll('.u-legend .u-series .u-label')].map((l) => l.textContent)
+    })))
+    const service = await panels()
+    const screenshot = join(config.artifacts, '01-operator-service.png')
+    await page.screenshot({ path: screenshot, fullPage: true })
+    await page.getByTestId('operator-scope').selectOption(config.workspace_id)
+    await page.waitForSelector('[data-testid=operator][data-loaded="workspace:1"]')
+    const workspace = await panels()
+    await page.screenshot({ path: join(config.artifacts, '02-operator-workspace.png'), fullPage: true })
+    await context.close()
+    return { service, workspace, screenshot, problems }
+  },
+
   // Sign in with the (fake) GitHub from the sign-in page; disconnect and connect it again
   // from the settings. The browser really goes to the provider and back.
   async oauth (browser, config) {

@@ -55,6 +55,13 @@ async def _seed(conn: asyncpg.Connection) -> dict[str, Any]:
         "        ('old.failed', 'sync', '{}', 'failed', now() - interval '15 days'),"
         "        ('recent.done', 'sync', '{}', 'completed', now() - interval '1 day')")
     await conn.execute(
+        "insert into public.error_logs (error_type, message, severity, created_at) values"
+        " ('Old', 'm', 'error', now() - interval '91 days'), ('New', 'm', 'error', now())")
+    await conn.execute(
+        "insert into public.performance_metrics (metric_name, metric_type, value, unit,"
+        " recorded_at) values ('db.query.p50', 'db_query', 1, 'ms', now() - interval '91 days'),"
+        " ('db.query.p50', 'db_query', 1, 'ms', now())")
+    await conn.execute(
         "create table public.api_logs_p2020_01 partition of public.api_logs"
         " for values from ('2020-01-01 00:00+00') to ('2020-02-01 00:00+00')")
     await conn.execute("drop table public.api_logs_p" + await conn.fetchval(
@@ -73,7 +80,7 @@ async def test_the_maintenance_jobs_do_their_work(db: Database, database_url: st
                 rows = await conn.fetch(COMPLETED)
             return rows if len(rows) == len(JOBS) else None
 
-        outputs = {r["job_name"]: r["output"] for r in await eventually(all_ran, 30, "5 jobs")}
+        outputs = {r["job_name"]: r["output"] for r in await eventually(all_ran, 30, "all jobs")}
     finally:
         await worker.stop()
 
@@ -81,6 +88,7 @@ async def test_the_maintenance_jobs_do_their_work(db: Database, database_url: st
     assert outputs["maintenance.refresh_tokens"] == {"deleted": 2}
     assert outputs["maintenance.auth_attempts"] == {"deleted": 1}
     assert outputs["maintenance.finished_jobs"] == {"deleted": 1}
+    assert outputs["maintenance.observability"] == {"deleted": 2}
     assert outputs["maintenance.partitions"]["dropped"] == ["api_logs_p2020_01"]
     assert len(outputs["maintenance.partitions"]["created"]) == 1  # the one dropped above
     async with db.acquire() as conn:

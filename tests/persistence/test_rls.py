@@ -88,8 +88,10 @@ GLOBAL_SQL = {
     "webhook_logs": "insert into public.webhook_logs (provider, event_type, payload)"
                     " values ('stripe', 'invoice.paid', '{}')",
 }
-# Users may append to these, never read them back.
-INSERT_ONLY = {"api_logs", "analytics_events", "error_logs"}
+# Users may append to these and not read them back: the world's api_logs row names no
+# workspace, so only an operator reads it (0087). Its error_logs and analytics_events rows are
+# in the owner's workspace (and their own): the owner, an admin+, reads them.
+INSERT_ONLY = {"api_logs"}
 # Tables whose rows point into a workspace (directly or through a project, file, ...).
 SCOPE_COLUMNS = ("workspace_id", "project_id", "conversation_id", "file_id", "customer_id")
 USER_COLUMNS = ("user_id", "owner_id", "created_by", "updated_by", "changed_by", "deployed_by")

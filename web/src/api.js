@@ -12,7 +12,7 @@ export class ApiError extends Error {
 const BASE = '/api/v1'
 let refreshing = null
 
-async function send (method, path, body, { auth = true, retry = true } = {}) {
+async function send (method, path, body, { auth = true, retry = true, keepalive = false } = {}) {
   const headers = { Accept: 'application/json' }
   if (body !== undefined) headers['Content-Type'] = 'application/json'
   const session = getSession()
@@ -20,10 +20,11 @@ async function send (method, path, body, { auth = true, retry = true } = {}) {
   const response = await fetch(BASE + path, {
     method,
     headers,
+    keepalive,
     body: body === undefined ? undefined : JSON.stringify(body)
   })
   if (response.status === 401 && auth && retry && session && session.refresh_token) {
-    if (await refresh()) return send(method, path, body, { auth, retry: false })
+    if (await refresh()) return send(method, path, body, { auth, retry: false, keepalive })
   }
   if (response.status === 204) return null
   const text = await response.text()
@@ -160,7 +161,16 @@ export const api = {
   push: (projectId, message, branch) =>
     send('POST', `/projects/${enc(projectId)}/git/push`, branch ? { message, branch } : { message }),
   accountRepositories: (provider) => send('GET', `/git/accounts/${enc(provider)}/repositories`),
-  gitJob: (projectId, jobId) => send('GET', `/projects/${enc(projectId)}/git/jobs/${enc(jobId)}`)
+  gitJob: (projectId, jobId) => send('GET', `/projects/${enc(projectId)}/git/jobs/${enc(jobId)}`),
+
+  // keepalive: the request may outlive the page (sent while it is being hidden or closed).
+  analytics: (batch, keepalive = false) => send('POST', '/analytics/events', batch, { keepalive }),
+  operatorScopes: () => send('GET', '/operator/scopes'),
+  operatorSeries: (workspaceId, minutes, stepS) => {
+    const query = new URLSearchParams({ minutes: String(minutes), step_s: String(stepS) })
+    if (workspaceId) query.set('workspace_id', workspaceId)
+    return send('GET', `/operator/series?${query}`)
+  }
 }
 
 /** ws://host/path?token=... for a socket on this origin. */

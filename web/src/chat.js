@@ -1,5 +1,6 @@
 // The AI chat panel: one conversation at a time over /ws/conversations/{id}; every
 // window watching the conversation sees the answer stream in, delta by delta.
+import { track } from './analytics.js'
 import { api } from './api.js'
 import { h } from './dom.js'
 import { JsonSocket } from './jsonsocket.js'
@@ -154,6 +155,7 @@ export class ChatPanel {
     if (!this.conversationId) await this.create()
     this.socket.send({ type: 'user_message', content, context: this.context() })
     this.input.value = ''
+    track('chat_asked', 'ai', { chars: content.length })
   }
 
   close () {

@@ -14,6 +14,7 @@ import { userColor } from './colors.js'
 import { hashParams, listProjects, setHashParam } from './projects.js'
 import { onSessionChange } from './session.js'
 import { settingsDialog } from './connections.js'
+import { setAnalyticsProject, track } from './analytics.js'
 
 const OPEN_KEY = (projectId) => `icreate.open.${projectId}`
 
@@ -29,6 +30,12 @@ function tabs (names, onSelect) {
   return { bar, select }
 }
 
+// A file's extension for analytics (never its name or path).
+function extension (name) {
+  const dot = (name || '').lastIndexOf('.')
+  return dot > 0 ? name.slice(dot + 1).toLowerCase().slice(0, 16) : ''
+}
+
 export class Ide {
   constructor ({ root, user, project, projects, onSignOut, onSwitch }) {
     this.root = root
@@ -40,6 +47,7 @@ export class Ide {
     this.members = new Map()
     this.names = new Map()
     this.restored = false
+    setAnalyticsProject(project.id)
     this.toast = h('div', { class: 'toast', 'data-testid': 'toast', role: 'status' })
     const showError = (err) => this.error(err)
 
@@ -59,6 +67,7 @@ export class Ide {
     const inviteRole = h('select', { 'data-testid': 'invite-role' }, ['member', 'viewer', 'admin'].map((r) => h('option', { value: r }, r)))
     const invite = async () => {
       await api.invite(project.workspace_id, inviteEmail.value.trim(), inviteRole.value)
+      track('invite_sent', 'collaboration', { role: inviteRole.value })
       this.info(`${inviteEmail.value.trim()} can now open this project`)
       inviteEmail.value = ''
     }
@@ -229,6 +238,7 @@ export class Ide {
     this.userTouched = true
     this.restored = true
     this.editors.openFile(file)
+    track('file_opened', 'editor', { extension: extension(file.name) })
   }
 
   async download (file) {
@@ -330,6 +340,7 @@ export class Ide {
     bottomTabs.select('Output')
     const file = this.editors.activeFile()
     await this.runner.run(file)
+    if (file) track('run_started', 'execution', { extension: extension(file.name) })
   }
 
   async newProject (onSwitch) {
@@ -358,6 +369,7 @@ export class Ide {
 
   destroy () {
     this.destroyed = true
+    setAnalyticsProject(null)
     clearTimeout(this.stateTimer)
     clearTimeout(this.fallbackTimer)
     this.channel.close()

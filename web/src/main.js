@@ -6,6 +6,7 @@ import { Ide } from './ide.js'
 import { chooseProject, setHashParam } from './projects.js'
 import { getSession, loadSession, onSessionChange, setSession } from './session.js'
 import { h } from './dom.js'
+import { reportPageLoad } from './analytics.js'
 
 const root = document.getElementById('app')
 let ide = null
@@ -88,4 +89,5 @@ async function start () {
   }
 }
 
+reportPageLoad('ide')
 start().catch(fatal)
