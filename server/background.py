@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from gitsync import jobs as git_jobs
 from jobs import Job, Worker
 from jobs import maintenance as maintenance_jobs
 from jobs.config import WorkerConfig
@@ -19,11 +20,12 @@ from observability.errors import ErrorReporter
 from persistence.db import Database
 from server.secret_jobs import secret_jobs
 from server.settings import Settings
+from storage import jobs as storage_jobs
 
 
 def all_jobs(settings: Settings | None = None) -> list[Job[Any]]:
     """Every registered job; those that need the settings (the keyring) only with them."""
-    found: list[Job[Any]] = [*maintenance_jobs.JOBS]
+    found: list[Job[Any]] = [*maintenance_jobs.JOBS, *git_jobs.JOBS, *storage_jobs.JOBS]
     if settings is not None:
         found += secret_jobs(settings)
     return found
@@ -49,8 +51,10 @@ def build_worker(
     db: Database,
     jobs: Sequence[Job[Any]] | None = None,
     config: WorkerConfig | None = None,
+    resources: Sequence[object] = (),
     errors: ErrorReporter | None = None,
 ) -> Worker:
+    """``resources``: what handlers get by type (``ctx.resource``), e.g. the git runtime."""
     assert settings.database_url
     return Worker(
         db,
@@ -58,5 +62,6 @@ def build_worker(
         dsn=settings.database_url,
         config=config or settings.jobs.worker,
         worker_id=f"{settings.instance_id}:{os.getpid()}",
+        resources=resources,
         on_failure=[report_failures_to(errors)] if errors is not None else (),
     )

@@ -8,18 +8,22 @@ returning ``list[Job]``, or the list itself), e.g. for a worker that runs only s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import importlib
 import logging
 import signal
 from typing import Any
 
+from gitsync import jobs as git_jobs
 from jobs import Job
 from observability.service import Observability
 from persistence.db import Database
 from server import __version__
-from server.background import build_worker
+from server.background import all_jobs, build_worker
+from server.git_wiring import worker_git_runtime
 from server.settings import Settings
+from storage.objects import ObjectStore
 
 log = logging.getLogger("icreate.worker")
 
@@ -49,18 +53,28 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
         on_query=observability.observe_query,
     )
     await observability.start(db)
-    worker = build_worker(settings, db, jobs, config, errors=observability.errors)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await worker.start()
-        await worker.ready.wait()
-        log.info("jobs worker %s ready: %s", worker.worker_id, ", ".join(worker.jobs))
-        await stop.wait()
-        log.info("jobs worker %s stopping", worker.worker_id)
-        await worker.stop()
+        chosen = all_jobs(settings) if jobs is None else jobs
+        wants_git = any(j in git_jobs.JOBS for j in chosen)
+        runtime = worker_git_runtime(settings, db) if wants_git else contextlib.nullcontext()
+        async with runtime as git:
+            if git is None:
+                chosen = [j for j in chosen if j not in git_jobs.JOBS]
+            objects = git.objects if git is not None else \
+                ObjectStore.from_config(settings.storage)
+            worker = build_worker(settings, db, chosen, config,
+                                  resources=[objects, *([git] if git is not None else [])],
+                                  errors=observability.errors)
+            await worker.start()
+            await worker.ready.wait()
+            log.info("jobs worker %s ready: %s", worker.worker_id, ", ".join(worker.jobs))
+            await stop.wait()
+            log.info("jobs worker %s stopping", worker.worker_id)
+            await worker.stop()
     finally:
         await observability.stop()
         await db.close()

@@ -19,6 +19,9 @@ from server.api import (
     document_versions,
     executions,
     files,
+    git,
+    git_accounts,
+    git_webhooks,
     integrations,
     me,
     members,
@@ -26,6 +29,7 @@ from server.api import (
     operator,
     projects,
     sessions,
+    uploads,
     variables,
     versions,
     workspaces,
@@ -48,6 +52,10 @@ def endpoints() -> list[Endpoint]:
         *members.ENDPOINTS,
         *projects.ENDPOINTS,
         *files.ENDPOINTS,
+        *uploads.ENDPOINTS,
+        *git.ENDPOINTS,
+        *git_accounts.ENDPOINTS,
+        *git_webhooks.ENDPOINTS,
         *versions.ENDPOINTS,
         *document_versions.ENDPOINTS,
         *conversations.ENDPOINTS,
@@ -71,8 +79,10 @@ async def openapi_json(request: Request) -> JSONResponse:
 
 
 def api_routes() -> list[BaseRoute]:
+    # Endpoints that stream their own body are served by their own route (uploads_route).
+    served = [e for e in endpoints() if not e.own_route]
     return [
-        *to_routes(endpoints(), API_ROOT),
+        *to_routes(served, API_ROOT),
         Route(OPENAPI_PATH, openapi_json, methods=["GET"]),
     ]
 
