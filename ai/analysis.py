@@ -101,10 +101,7 @@ class Analyses:
         self.slot = slot
         self.config = config
         self.publish = publish
-        self.job: jobs.Job[AnalysisInput] = jobs.job(
-            "ai.analysis", input=AnalysisInput, job_type="ai_processing", max_attempts=2,
-            concurrency=2, timeout=300,
-        )(self._run)
+        self.job = analysis_job
 
     def model_key(self) -> str:
         provider = self.slot.provider
@@ -176,7 +173,7 @@ class Analyses:
 
     # -- the job --------------------------------------------------------------------------
 
-    async def _run(self, ctx: jobs.JobContext, payload: AnalysisInput) -> dict[str, Any]:
+    async def run(self, ctx: jobs.JobContext, payload: AnalysisInput) -> dict[str, Any]:
         started = time.monotonic()
         async with ctx.db.service() as conn:
             if not await jobs_store.start_job(conn, payload.ai_job_id):
@@ -242,6 +239,17 @@ class Analyses:
             return usage, False, None, exc.code
         ranked, summary = analysis_prompt.apply(report, payload.analysis_type, "".join(answer))
         return usage, ranked, summary, None
+
+
+@jobs.job("ai.analysis", input=AnalysisInput, job_type="ai_processing", max_attempts=2,
+          concurrency=2, timeout=300)
+async def analysis_job(ctx: jobs.JobContext, payload: AnalysisInput) -> dict[str, Any]:
+    """Run by any worker that has an ``Analyses`` (the server's, ``python -m server
+    worker``): its provider slot and project channel."""
+    return await ctx.resource(Analyses).run(ctx, payload)
+
+
+JOBS: list[jobs.Job[Any]] = [analysis_job]
 
 
 class _Deduplicated(Exception):

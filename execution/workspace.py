@@ -24,8 +24,11 @@ from execution.volumes import WATCH, Volume
 from persistence import executions as store
 from persistence import files as file_store
 from persistence.db import Database
+from storage.objects import ObjectStore, is_object_key
 
 log = logging.getLogger(__name__)
+
+NOT_A_DOCUMENT = 4415  # server.close_codes: a binary file is never a CRDT document
 
 
 @dataclass
@@ -98,6 +101,12 @@ class Workspaces:
                                        self.config.max_sync_file_bytes)
 
     async def _content(self, row: dict[str, Any], documents: Any) -> bytes | None:
+        objects: ObjectStore | None = self.hubs.get("objects")
+        if row["storage_path"] and objects is not None and is_object_key(row["storage_path"]):
+            size = await objects.size(row["storage_path"])
+            if size is None or size > self.config.max_sync_file_bytes:
+                return None
+            return await objects.read(row["storage_path"])
         if row["storage_path"]:
             blob = self._blob_path(row["storage_path"])
             if blob is None:
@@ -196,11 +205,19 @@ class Workspaces:
     async def _store_blob(
         self, project_id: uuid.UUID, file_id: uuid.UUID, data: bytes, user_id: uuid.UUID
     ) -> None:
-        key = f"{project_id}/{file_id}"
-        target = self.config.storage_root / str(project_id) / str(file_id)
-        await asyncio.to_thread(_write_blob, target, data)
+        objects: ObjectStore | None = self.hubs.get("objects")
+        if objects is not None:
+            # Content-addressed, like uploads and git imports (docs/git.md).
+            key = (await objects.put_bytes(data)).key
+        else:
+            key = f"{project_id}/{file_id}"
+            target = self.config.storage_root / str(project_id) / str(file_id)
+            await asyncio.to_thread(_write_blob, target, data)
         async with self.db.service() as conn:
             await store.set_stored_blob(conn, file_id, key, len(data), user_id)
+        documents = self.hubs.get("documents")
+        if documents is not None:
+            await documents.close_file(file_id, NOT_A_DOCUMENT, "the file is now binary")
 
     async def _create(
         self, project_id: uuid.UUID, found: disk.Found, user_id: uuid.UUID

@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args
 
@@ -21,6 +21,7 @@ JobType = Literal["ai_processing", "code_execution", "file_processing", "sync", 
 JOB_TYPES: tuple[str, ...] = get_args(JobType)
 
 I = TypeVar("I", bound=BaseModel)  # noqa: E741 - the input model, as in Job[I]
+R = TypeVar("R")
 
 # What a handler may return; stored in background_jobs.output.
 JobOutput = BaseModel | Mapping[str, Any] | None
@@ -49,6 +50,17 @@ class JobContext:
     db: Database
     log: logging.LoggerAdapter[logging.Logger]
     _heartbeat: Callable[[uuid.UUID], Awaitable[bool]]
+    # What the process that runs the worker lends its handlers beyond ``db`` (e.g. the
+    # git jobs' runtime with the document hub), by type: ``ctx.resource(GitRuntime)``.
+    _resources: Mapping[type, object] = field(default_factory=dict)
+
+    def resource(self, kind: type[R]) -> R:
+        """The worker's resource of this type; ``PermanentJobError`` when it has none
+        (a worker process started without what this job needs)."""
+        found = self._resources.get(kind)
+        if not isinstance(found, kind):
+            raise PermanentJobError(f"this worker has no {kind.__name__}")
+        return found
 
     async def heartbeat(self) -> bool:
         """Extend this job's lease now; False when the lease was lost (another worker

@@ -89,8 +89,11 @@ class Worker:
         config: WorkerConfig | None = None,
         worker_id: str | None = None,
         on_failure: Iterable[FailureHook] = (),
+        resources: Iterable[object] = (),
     ) -> None:
         self.db = db
+        # Lent to handlers by type (JobContext.resource).
+        self.resources: dict[type, object] = {type(r): r for r in resources}
         self.dsn = dsn
         self.config = config or WorkerConfig()
         self.worker_id = worker_id or default_worker_id()
@@ -325,7 +328,7 @@ class Worker:
             period_start=period_start, db=self.db,
             log=_JobLog(logging.getLogger(f"jobs.{job.name}"),
                         {"job_name": job.name, "job_id": entry.job_id, "attempt": entry.attempt}),
-            _heartbeat=self._heartbeat_one,
+            _heartbeat=self._heartbeat_one, _resources=self.resources,
         )
         try:
             try:

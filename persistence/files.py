@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 
 FILE_COLUMNS = """
-id, project_id, path, name, type, size_bytes, mime_type, language, parent_id, is_deleted,
-created_by, updated_by, created_at, updated_at
+id, project_id, path, name, type, size_bytes, mime_type, language, parent_id, storage_path,
+is_deleted, created_by, updated_by, created_at, updated_at
 """
 LIST_FILES = f"""
 select {FILE_COLUMNS}
@@ -29,8 +29,8 @@ LOCK_FILE = f"select {FILE_COLUMNS} from public.files where id = $1 for update"
 SELECT_BY_PATH = f"select {FILE_COLUMNS} from public.files where project_id = $1 and path = $2"
 INSERT_FILE = """
 insert into public.files (id, project_id, path, name, type, content, size_bytes, mime_type,
-                          language, parent_id, created_by, updated_by)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+                          language, parent_id, created_by, updated_by, storage_path)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
 """
 # A soft-deleted entry still holds its path (unique per project); creating or moving
 # something onto that path purges the deleted entry for good (its children cascade).
@@ -53,6 +53,23 @@ set is_deleted = $3, updated_by = $4
 where project_id = $1 and (path = $2 or starts_with(path, $2 || '/')) and is_deleted <> $3
 returning id, type
 """
+# A file's bytes become a stored object (binary or large): its text and CRDT go.
+SET_STORED_OBJECT = """
+update public.files
+set content = null, storage_path = $2, size_bytes = $3, mime_type = $4, updated_by = $5
+where id = $1 and type = 'file'
+returning id
+"""
+# A stored object becomes a text document again (it has no CRDT state yet).
+SET_TEXT_FROM_OBJECT = """
+update public.files
+set storage_path = null, content = $2, size_bytes = octet_length($2), mime_type = $3,
+    updated_by = $4
+where id = $1 and type = 'file'
+returning id
+"""
+DROP_DOCUMENT_STATE = "delete from public.document_states where file_id = $1"
+DROP_DOCUMENT_UPDATES = "delete from public.document_updates where file_id = $1"
 WRITE_CONTENT = """
 update public.files
 set content = $2, size_bytes = octet_length($2), updated_by = $3
@@ -132,14 +149,69 @@ async def insert_file(
     language: str | None,
     parent_id: uuid.UUID | None,
     user_id: uuid.UUID,
+    storage_path: str | None = None,
+    size_bytes: int | None = None,
 ) -> uuid.UUID:
+    """A new row; a stored object (``storage_path``, ``size_bytes``) has no content."""
     file_id = uuid.uuid4()
-    size = len(content.encode()) if content is not None else None
+    size = len(content.encode()) if content is not None else size_bytes
     await conn.execute(
         INSERT_FILE, file_id, project_id, path, name, type, content, size, mime_type,
-        language, parent_id, user_id,
+        language, parent_id, user_id, storage_path,
     )
     return file_id
+
+
+class PathBlocked(Exception):
+    """A file (not a folder) is where a parent folder should be."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+async def ensure_folders(
+    conn: asyncpg.Connection, project_id: uuid.UUID, folder_path: str | None,
+    user_id: uuid.UUID, created: list[dict[str, Any]] | None = None,
+) -> uuid.UUID | None:
+    """The id of the live folder at ``folder_path`` (None: the root), creating it and any
+    missing ancestors (a soft-deleted entry in the way is purged). The rows created are
+    appended to ``created``. Raises ``PathBlocked`` when a file is in the way."""
+    if not folder_path:
+        return None
+    parts = folder_path.split("/")
+    parent_id: uuid.UUID | None = None
+    for depth in range(1, len(parts) + 1):
+        path = "/".join(parts[:depth])
+        folder = await by_path(conn, project_id, path)
+        if folder is not None and not folder["is_deleted"]:
+            if folder["type"] != "folder":
+                raise PathBlocked(path)
+            parent_id = folder["id"]
+            continue
+        if folder is not None:
+            await purge_deleted_at(conn, project_id, path)
+        parent_id = await insert_file(
+            conn, project_id, path=path, name=parts[depth - 1], type="folder", content=None,
+            mime_type=None, language=None, parent_id=parent_id, user_id=user_id,
+        )
+        if created is not None:
+            row = await get_file(conn, parent_id)
+            assert row is not None
+            created.append(row)
+    return parent_id
+
+
+async def set_stored_object(
+    conn: asyncpg.Connection, file_id: uuid.UUID, storage_path: str, size: int,
+    mime_type: str | None, user_id: uuid.UUID,
+) -> bool:
+    """The file's bytes are now the object ``storage_path``: its text and CRDT state are
+    dropped (run as the service: the CRDT tables are the document hub's)."""
+    done = await conn.fetchval(SET_STORED_OBJECT, file_id, storage_path, size, mime_type, user_id)
+    await conn.execute(DROP_DOCUMENT_UPDATES, file_id)
+    await conn.execute(DROP_DOCUMENT_STATE, file_id)
+    return done is not None
 
 
 async def move(
@@ -167,6 +239,18 @@ async def set_deleted(
     """Soft-delete (or restore) a node and its descendants; the ids of the files changed."""
     rows = await conn.fetch(SET_DELETED, node["project_id"], node["path"], deleted, user_id)
     return [r["id"] for r in rows if r["type"] == "file"]
+
+
+async def set_text_from_object(
+    conn: asyncpg.Connection, file_id: uuid.UUID, text: str, mime_type: str | None,
+    user_id: uuid.UUID,
+) -> bool:
+    """A stored object becomes a document with ``text`` (its first CRDT state is built
+    from it). Run as the service: leftovers in the hub's tables are dropped."""
+    done = await conn.fetchval(SET_TEXT_FROM_OBJECT, file_id, text, mime_type, user_id)
+    await conn.execute(DROP_DOCUMENT_UPDATES, file_id)
+    await conn.execute(DROP_DOCUMENT_STATE, file_id)
+    return done is not None
 
 
 async def write_content(

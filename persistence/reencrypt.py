@@ -26,6 +26,7 @@ SECRET_COLUMNS: dict[str, tuple[str, ...]] = {
     "oauth_connections": ("access_token", "refresh_token"),
     "api_integrations": ("api_key_encrypted",),
     "environment_variables": ("value_encrypted",),
+    "git_repositories": ("credentials_encrypted", "webhook_secret_encrypted"),
 }
 
 

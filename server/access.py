@@ -25,7 +25,8 @@ left join public.workspace_members m on m.workspace_id = p.workspace_id and m.us
 where p.id = $1
 """
 SELECT_FILE_ACCESS = """
-select p.workspace_id, p.id as project_id, f.id as file_id, f.type, f.is_deleted, m.role
+select p.workspace_id, p.id as project_id, f.id as file_id, f.type, f.is_deleted, m.role,
+       f.storage_path is not null as stored
 from public.files f
 join public.projects p on p.id = f.project_id
 left join public.workspace_members m on m.workspace_id = p.workspace_id and m.user_id = $2
@@ -51,6 +52,8 @@ class Access:
     conversation_id: uuid.UUID | None = None
     is_folder: bool = False
     is_deleted: bool = False
+    # The file's bytes are a stored object (binary or large): never a CRDT document.
+    is_stored: bool = False
 
     @property
     def is_member(self) -> bool:
@@ -106,6 +109,7 @@ async def file_access(db: Database, user_id: str, file_id: uuid.UUID) -> Access 
         file_id=row["file_id"],
         is_folder=row["type"] == "folder",
         is_deleted=bool(row["is_deleted"]),
+        is_stored=bool(row["stored"]),
     )
 
 

@@ -30,8 +30,10 @@ from persistence.editor_sessions import PostgresEditorSessions
 from persistence.environment import EnvironmentVariables
 from server import __version__
 from server.api import API_ROOT, api_app
+from server.api.uploads import uploads_route
 from server.background import all_jobs, build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
+from server.git_wiring import build_git_runtime
 from server.health import healthz, readyz
 from server.metrics import metrics_route
 from server.oauth.service import OAuthService
@@ -44,6 +46,7 @@ from server.ws.conversations import conversation_socket
 from server.ws.docs import document_socket
 from server.ws.projects import project_socket
 from server.ws.terminals import terminal_socket
+from storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         metrics_route(),
+        # The raw-body upload, with the upload size limit instead of the API's body cap.
+        uploads_route(),
         Mount(API_ROOT, app=api_app()),
         WebSocketRoute("/ws/docs/{file_id}", document_socket),
         WebSocketRoute("/ws/projects/{project_id}", project_socket),
@@ -117,11 +122,14 @@ def create_app(settings: Settings) -> Starlette:
         await broker.start()
         oauth = OAuthService(settings.oauth, db, keyring)
         variables = EnvironmentVariables(db, keyring)
+        objects = ObjectStore.from_config(settings.storage)
         services = Services(
             settings=settings, db=db, broker=broker, keyring=keyring, oauth=oauth,
-            variables=variables, observability=observability,
+            variables=variables, observability=observability, objects=objects,
         )
         app.state.services = services
+        # Runs and terminals store binary files they create as objects too.
+        services.hubs["objects"] = objects
         # Co-editing: rooms, update log, compaction; stopped first (flush, 1012 to clients).
         documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
         await documents.start()
@@ -162,9 +170,13 @@ def create_app(settings: Settings) -> Starlette:
                            workspace_ai)
         await ai_edits.start()
         services.hubs["ai_edits"] = ai_edits
-        # Background jobs (housekeeping included), unless workers run apart.
+        # Git: connect/import, pull, push (jobs run by this process's worker with its hubs).
+        services.git = build_git_runtime(settings, db, documents, projects, objects, keyring,
+                                         oauth)
+        # Background jobs (housekeeping, git and analyses included), unless workers run apart.
         worker = (
-            build_worker(settings, db, analyses=analyses, errors=observability.errors)
+            build_worker(settings, db, resources=[services.git, objects, analyses],
+                         errors=observability.errors)
             if settings.jobs.worker_in_process else None
         )
         if worker is not None:
@@ -187,6 +199,7 @@ def create_app(settings: Settings) -> Starlette:
             await projects.close()
             await oauth.close()
             await broker.close()
+            services.git.git.close()
             await observability.stop()
             await db.close()
 

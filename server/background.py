@@ -11,7 +11,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ai.analysis import Analyses
+from ai import analysis as analysis_jobs
+from gitsync import jobs as git_jobs
 from jobs import Job, Worker
 from jobs import maintenance as maintenance_jobs
 from jobs.config import WorkerConfig
@@ -20,17 +21,15 @@ from observability.errors import ErrorReporter
 from persistence.db import Database
 from server.secret_jobs import secret_jobs
 from server.settings import Settings
+from storage import jobs as storage_jobs
 
 
-def all_jobs(settings: Settings | None = None, analyses: Analyses | None = None
-             ) -> list[Job[Any]]:
-    """Every registered job; those that need the settings (the keyring) only with them, the
-    assistant's analyses when this process has a provider slot for them."""
-    found: list[Job[Any]] = [*maintenance_jobs.JOBS]
+def all_jobs(settings: Settings | None = None) -> list[Job[Any]]:
+    """Every registered job; those that need the settings (the keyring) only with them."""
+    found: list[Job[Any]] = [*maintenance_jobs.JOBS, *git_jobs.JOBS, *storage_jobs.JOBS,
+                             *analysis_jobs.JOBS]
     if settings is not None:
         found += secret_jobs(settings)
-    if analyses is not None:
-        found.append(analyses.job)
     return found
 
 
@@ -54,15 +53,17 @@ def build_worker(
     db: Database,
     jobs: Sequence[Job[Any]] | None = None,
     config: WorkerConfig | None = None,
-    analyses: Analyses | None = None,
+    resources: Sequence[object] = (),
     errors: ErrorReporter | None = None,
 ) -> Worker:
+    """``resources``: what handlers get by type (``ctx.resource``), e.g. the git runtime."""
     assert settings.database_url
     return Worker(
         db,
-        all_jobs(settings, analyses) if jobs is None else jobs,
+        all_jobs(settings) if jobs is None else jobs,
         dsn=settings.database_url,
         config=config or settings.jobs.worker,
         worker_id=f"{settings.instance_id}:{os.getpid()}",
+        resources=resources,
         on_failure=[report_failures_to(errors)] if errors is not None else (),
     )

@@ -9,6 +9,8 @@ FORBIDDEN = 4403
 NOT_FOUND = 4404
 BAD_MESSAGE = 4400
 TOO_LARGE = 4413
+# The file is a stored object (binary or large), not a text document: never a CRDT.
+NOT_A_DOCUMENT = 4415
 UNAVAILABLE = 4503  # a part this socket needs is missing here (e.g. the sandbox): see reason
 OVER_BUDGET = 4429
 # A slow consumer may reconnect and resync: stock y-websocket clients treat every

@@ -94,9 +94,12 @@ class BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
-def browser_guards(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """``app`` wrapped in the origin check, CORS and the size limit (outermost first)."""
-    limited = BodyLimit(app, settings.max_request_bytes)
+def browser_guards(
+    app: ASGIApp, settings: Settings, max_bytes: int | None = None
+) -> ASGIApp:
+    """``app`` wrapped in the origin check, CORS and the size limit (outermost first);
+    ``max_bytes`` replaces ``settings.max_request_bytes`` (file uploads)."""
+    limited = BodyLimit(app, settings.max_request_bytes if max_bytes is None else max_bytes)
     cors = CORSMiddleware(
         limited,
         allow_origins=list(settings.allowed_origins),

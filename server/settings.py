@@ -17,10 +17,12 @@ from pathlib import Path
 from ai.config import AIConfig
 from collab.config import CollabConfig
 from execution.config import ExecutionConfig
+from gitsync.config import GitConfig
 from jobs.config import JobsConfig
 from observability.config import ObservabilityConfig
 from server.integrations.config import IntegrationsConfig
 from server.oauth.config import OAuthConfig
+from storage.config import StorageConfig
 
 DEFAULT_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
 
@@ -90,6 +92,8 @@ class Settings:
     oauth: OAuthConfig = field(default_factory=OAuthConfig)
     integrations: IntegrationsConfig = field(default_factory=IntegrationsConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    git: GitConfig = field(default_factory=GitConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
 
     @classmethod
@@ -122,6 +126,8 @@ class Settings:
             oauth=OAuthConfig.from_env(env),
             integrations=IntegrationsConfig.from_env(env),
             jobs=JobsConfig.from_env(env),
+            storage=StorageConfig.from_env(env, data_dir),
+            git=GitConfig.from_env(env, data_dir),
             observability=ObservabilityConfig.from_env(env),
         )
 

@@ -8,6 +8,7 @@ returning ``list[Job]``, or the list itself), e.g. for a worker that runs only s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -19,13 +20,16 @@ from typing import Any
 from ai.analysis import Analyses
 from ai.registry import provider_slot
 from collab.project_hub import EVENT_TAG
+from gitsync import jobs as git_jobs
 from jobs import Job
 from observability.service import Observability
 from persistence.db import Database
 from server import __version__
 from server.app import make_broker
-from server.background import build_worker
+from server.background import all_jobs, build_worker
+from server.git_wiring import worker_git_runtime
 from server.settings import Settings
+from storage.objects import ObjectStore
 
 log = logging.getLogger("icreate.worker")
 
@@ -69,19 +73,29 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
         await broker.publish(f"project:{project_id}", EVENT_TAG + text.encode())
 
     analyses = Analyses(db, slot, settings.ai, publish if broker is not None else None)
-    worker = build_worker(settings, db, jobs, config, analyses=analyses,
-                          errors=observability.errors)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await worker.start()
-        await worker.ready.wait()
-        log.info("jobs worker %s ready: %s", worker.worker_id, ", ".join(worker.jobs))
-        await stop.wait()
-        log.info("jobs worker %s stopping", worker.worker_id)
-        await worker.stop()
+        chosen = all_jobs(settings) if jobs is None else jobs
+        wants_git = any(j in git_jobs.JOBS for j in chosen)
+        runtime = worker_git_runtime(settings, db) if wants_git else contextlib.nullcontext()
+        async with runtime as git:
+            if git is None:
+                chosen = [j for j in chosen if j not in git_jobs.JOBS]
+            objects = git.objects if git is not None else \
+                ObjectStore.from_config(settings.storage)
+            worker = build_worker(settings, db, chosen, config,
+                                  resources=[objects, analyses,
+                                             *([git] if git is not None else [])],
+                                  errors=observability.errors)
+            await worker.start()
+            await worker.ready.wait()
+            log.info("jobs worker %s ready: %s", worker.worker_id, ", ".join(worker.jobs))
+            await stop.wait()
+            log.info("jobs worker %s stopping", worker.worker_id)
+            await worker.stop()
     finally:
         await slot.close()
         if broker is not None:

@@ -14,6 +14,7 @@ import pytest
 from execution.config import ExecutionConfig
 from persistence.db import Database
 from server.settings import Settings
+from storage.config import StorageConfig
 from tests.support.databases import PostgresForTests, RedisForTests
 from tests.support.servers import LiveServer, start_live_server
 
@@ -102,6 +103,7 @@ def settings(database_url: str, tmp_path: Path, redis_prefix: str, exec_root: Pa
         execution=ExecutionConfig(
             workdir_root=exec_root / "workspaces", storage_root=exec_root / "storage"
         ),
+        storage=StorageConfig(directory=tmp_path / "objects"),
     )
 
 

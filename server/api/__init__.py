@@ -21,6 +21,9 @@ from server.api import (
     document_versions,
     executions,
     files,
+    git,
+    git_accounts,
+    git_webhooks,
     integrations,
     me,
     members,
@@ -28,6 +31,7 @@ from server.api import (
     operator,
     projects,
     sessions,
+    uploads,
     variables,
     versions,
     workspaces,
@@ -50,6 +54,10 @@ def endpoints() -> list[Endpoint]:
         *members.ENDPOINTS,
         *projects.ENDPOINTS,
         *files.ENDPOINTS,
+        *uploads.ENDPOINTS,
+        *git.ENDPOINTS,
+        *git_accounts.ENDPOINTS,
+        *git_webhooks.ENDPOINTS,
         *versions.ENDPOINTS,
         *document_versions.ENDPOINTS,
         *conversations.ENDPOINTS,
@@ -75,8 +83,10 @@ async def openapi_json(request: Request) -> JSONResponse:
 
 
 def api_routes() -> list[BaseRoute]:
+    # Endpoints that stream their own body are served by their own route (uploads_route).
+    served = [e for e in endpoints() if not e.own_route]
     return [
-        *to_routes(endpoints(), API_ROOT),
+        *to_routes(served, API_ROOT),
         Route(OPENAPI_PATH, openapi_json, methods=["GET"]),
     ]
 

@@ -33,6 +33,9 @@ class FileEntry(BaseModel):
     mime_type: str | None
     language: str | None
     parent_id: uuid.UUID | None
+    # Set for a binary or large file: its bytes are the object under this key
+    # (GET /files/{id}/download); it has no text and is never a CRDT document.
+    storage_path: str | None = None
     is_deleted: bool | None
     created_by: uuid.UUID | None
     updated_by: uuid.UUID | None
@@ -178,7 +181,8 @@ async def get_file(ctx: Ctx) -> dict[str, Any]:
     if row is None:
         raise not_found("no such file")
     hub = ctx.hub("documents")
-    if hub is not None and row["type"] == "file" and not row["is_deleted"]:
+    stored = row["storage_path"] is not None
+    if hub is not None and row["type"] == "file" and not row["is_deleted"] and not stored:
         live = await hub.read_text(file_id)
         if live is not None:
             row["content"] = live
@@ -238,7 +242,13 @@ async def upload_content(ctx: Ctx) -> dict[str, Any]:
     if access.is_deleted:
         raise _file_gone()
     hub = ctx.hub("documents")
-    if hub is not None:
+    if access.is_stored:
+        if len(body.content.encode()) > ctx.services.settings.storage.max_text_bytes:
+            raise ApiError(413, "payload_too_large", "too large for a text document: upload it")
+        async with ctx.db.as_user(ctx.user_id) as conn:
+            node = await store.get_file(conn, file_id)
+        await become_text(ctx, file_id, body.content, node["mime_type"] if node else None)
+    elif hub is not None:
         await hub.write_text(file_id, body.content, ctx.user_uuid)
     else:
         async with ctx.db.as_user(ctx.user_id) as conn:
@@ -250,6 +260,19 @@ async def upload_content(ctx: Ctx) -> dict[str, Any]:
     assert access.project_id is not None
     await publish(ctx, access.project_id, "file.updated", row)
     return row
+
+
+async def become_text(
+    ctx: Ctx, file_id: uuid.UUID, text: str, mime_type: str | None
+) -> None:
+    """A stored object becomes a document with ``text`` (the caller checked the role)."""
+    async with ctx.db.service() as conn:
+        await store.set_text_from_object(conn, file_id, text, mime_type, ctx.user_uuid)
+    hub = ctx.hub("documents")
+    if hub is not None and hub.live_text(file_id) is not None:
+        # A room of the document it was before may still be loaded (it unloads when idle):
+        # bring it to the new text, or it would be served and compacted with the old one.
+        await hub.write_text(file_id, text, ctx.user_uuid)
 
 
 async def _set_deleted(ctx: Ctx, deleted: bool) -> dict[str, Any]:

@@ -29,6 +29,7 @@ ERROR_TEXT = {
     405: "Method not allowed",
     409: "Conflict with existing state",
     413: "Request body too large",
+    415: "Not a text document",
     422: "Validation failed",
     429: "Too many attempts",
     502: "An upstream provider failed, or could not be reached",
@@ -79,10 +80,11 @@ def _responses(endpoint: Endpoint) -> dict[str, Any]:
                         "next_cursor": {"anyOf": [{"type": "string"}, {"type": "null"}]},
                     },
                 }
-        responses[str(endpoint.status)] = {
-            "description": endpoint.summary,
-            "content": {"application/json": {"schema": content}},
-        }
+        if endpoint.raw_response is not None:
+            media = {endpoint.raw_response: {"schema": {"type": "string", "format": "binary"}}}
+        else:
+            media = {"application/json": {"schema": content}}
+        responses[str(endpoint.status)] = {"description": endpoint.summary, "content": media}
     if endpoint.sse:
         responses["200"] = {
             "description": "With Accept: text/event-stream: the same events as Server-Sent "
@@ -127,6 +129,12 @@ def openapi_document(endpoints: list[Endpoint], *, title: str, version: str) -> 
         }
         if endpoint.auth:
             operation["security"] = [{"bearer": []}]
+        if endpoint.raw_body is not None:
+            operation["requestBody"] = {
+                "required": endpoint.body_required,
+                "content": {endpoint.raw_body: {"schema": {"type": "string",
+                                                            "format": "binary"}}},
+            }
         if endpoint.body is not None:
             operation["requestBody"] = {
                 "required": endpoint.body_required,

@@ -98,6 +98,12 @@ class Endpoint:
     status: int = 200
     auth: bool = True
     errors: tuple[int, ...] = field(default=())
+    # The media type of a body the handler reads itself (not parsed as JSON by the wrapper).
+    raw_body: str | None = None
+    # Served by a route of its own, outside the API's MAX_REQUEST_BYTES cap (uploads).
+    own_route: bool = False
+    # The media type of a successful answer that is not JSON (a file's bytes).
+    raw_response: str | None = None
     # Also answers 200 text/event-stream when asked to (``Accept``).
     sse: bool = False
     # A tighter body limit than the app-wide MAX_REQUEST_BYTES (413 past it).

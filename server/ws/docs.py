@@ -32,6 +32,7 @@ from server.close_codes import (
     FORBIDDEN,
     GOING_AWAY,
     INTERNAL_ERROR,
+    NOT_A_DOCUMENT,
     NOT_FOUND,
     SLOW_CONSUMER,
     TRY_AGAIN_LATER,
@@ -234,6 +235,9 @@ class DocumentSocket:
             return
         if not access.is_member:
             await _refuse(websocket, FORBIDDEN, "not a member of this file's workspace")
+            return
+        if access.is_stored:
+            await _refuse(websocket, NOT_A_DOCUMENT, "a binary or large file is not a document")
             return
         hub: DocumentHub = services.hubs["documents"]
         await websocket.accept()

@@ -89,6 +89,23 @@ async def fresh_conversation(world: World, db: Database) -> dict[str, Any]:
         return {"conv": await factories.create_conversation(conn, world.project_id, owner)}
 
 
+async def fresh_repository(world: World, db: Database) -> dict[str, Any]:
+    """A connected repository (at a closed local port: its jobs fail, nothing leaves the
+    machine) and a finished git job of it."""
+    async with db.service() as conn:
+        await conn.execute("delete from public.git_repositories where project_id = $1",
+                           world.project_id)
+        repository = await conn.fetchval(
+            "insert into public.git_repositories (project_id, provider, repo_url,"
+            " default_branch, sync_status) values ($1, 'github',"
+            " 'https://127.0.0.1:9/acme/none', 'main', 'idle') returning id", world.project_id)
+        job = await conn.fetchval(
+            "insert into public.background_jobs (job_name, job_type, input, status)"
+            " values ('git.pull', 'sync', $1, 'completed') returning id",
+            {"repository_id": str(repository)})
+    return {"job": job}
+
+
 async def unique_name(world: World, db: Database) -> dict[str, Any]:
     return {"name": f"n-{uuid.uuid4().hex[:8]}.py"}
 
@@ -140,6 +157,9 @@ CASES = [
     Case("POST", "/projects/{project}/conversations", "member", {"title": "Mine"}),
     Case("GET", "/projects/{project}/conversations", "viewer"),
     Case("GET", "/files/{file}", "viewer"),
+    Case("GET", "/files/{file}/download", "viewer"),
+    Case("POST", "/projects/{project}/uploads?path=up/{name}", "member", {"raw": "bytes"},
+         setup=unique_name),
     Case("PATCH", "/files/{file}", "member", {"name": "{name}"}, setup=unique_name),
     Case("PUT", "/files/{file}/content", "member", {"content": "print('bye')\n"}),
     Case("DELETE", "/files/{file}", "member", setup=fresh_file),
@@ -168,6 +188,16 @@ CASES = [
     Case("POST", "/projects/{project}/executions", "member", {"source_code": "print(1)"},
          allowed="422"),
     Case("GET", "/executions/{run}", "viewer"),
+    # Authorized callers reach URL validation (a host not allowed): nothing is fetched.
+    Case("POST", "/projects/{project}/git", "member", {"repo_url": "https://nowhere.test/a/b"},
+         allowed="422"),
+    Case("GET", "/projects/{project}/git", "viewer", setup=fresh_repository),
+    Case("DELETE", "/projects/{project}/git", "member", setup=fresh_repository),
+    Case("POST", "/projects/{project}/git/pull", "member", setup=fresh_repository),
+    Case("POST", "/projects/{project}/git/push", "member", {"message": "m"},
+         setup=fresh_repository),
+    Case("POST", "/projects/{project}/git/webhook-secret", "member", setup=fresh_repository),
+    Case("GET", "/projects/{project}/git/jobs/{job}", "viewer", setup=fresh_repository),
     Case("GET", "/executions/{run}/events", "viewer"),
     # Environment variables: members (development and staging; see test_variables).
     Case("GET", "/projects/{project}/environment-variables", "member"),
@@ -199,6 +229,10 @@ ACCOUNT_ENDPOINTS = {
     ("GET", "/me/sessions"),
     ("DELETE", "/me/sessions/{session_id}"),
     ("GET", "/languages"),
+    # Authenticated by the repository's webhook secret (tests/gitsync/test_webhooks.py).
+    ("POST", "/git/webhooks/{repository_id}"),
+    # The caller's own connected account (tests/gitsync/test_accounts.py).
+    ("GET", "/git/accounts/{provider}/repositories"),
     # OAuth sign-in and the caller's own connections (tested in test_oauth).
     ("GET", "/auth/providers"),
     ("POST", "/auth/oauth/{provider}/start"),
@@ -218,6 +252,7 @@ PLACEHOLDERS = {
     "{conv}": "{conversation_id}",
     "{target}": "{user_id}",
     "{run}": "{execution_id}",
+    "{job}": "{job_id}",
     "{var}": "{variable_id}",
     "{edit}": "{edit_id}",
     "/vercel": "/{provider}",

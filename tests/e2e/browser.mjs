@@ -48,8 +48,18 @@ class Window {
     this.page.on('pageerror', (err) => this.problems.push(`pageerror: ${err.message}`))
     await this.page.goto(`${this.config.url}/#${hash}`)
     log(this.label, 'page loaded')
-    await this.signIn()
+    if (this.user.github) await this.signInWithGithub()
+    else await this.signIn()
     return this
+  }
+
+  /** Through the (fake) GitHub: the browser goes to the provider and back. */
+  async signInWithGithub () {
+    const page = this.page
+    await page.getByTestId('sign-in-github').click()
+    await page.getByTestId('ide').waitFor()
+    await this.waitFor(() => document.querySelector('[data-testid=ide]').parentElement.dataset.channel === 'joined', null, 'project channel joined')
+    log(this.label, 'signed in with GitHub')
   }
 
   async signIn () {
@@ -224,6 +234,39 @@ const scenarios = {
       problems
     }
     await context.close()
+    return result
+  },
+
+  // Alice signs in with the (fake) GitHub, imports a repository picked from her account,
+  // both edit the imported file, Alice commits and pushes.
+  async gitflow (browser, config) {
+    const [aliceUser, bobUser] = config.users
+    const alice = await new Window(browser, config, aliceUser, 'alice').open(`project=${config.project_id}`)
+    await alice.page.getByTestId('panel-git').click()
+    await alice.page.getByTestId('git-list-github').click()
+    await alice.page.locator(`[data-testid=git-account-repo][data-full-name="${config.repo}"]`).click()
+    await alice.treeItem(config.file_name).waitFor({ timeout: LOAD_MS })
+    await alice.shot('imported')
+    const bob = await new Window(browser, config, bobUser, 'bob').open(`project=${config.project_id}`)
+    await bob.treeItem(config.file_name).waitFor()
+    await Promise.all([alice.openFile(config.file_name), bob.openFile(config.file_name)])
+    await alice.typeAtEnd('alice line\n')
+    await bob.waitForText('alice line')
+    await bob.typeAtEnd('bob line\n')
+    await alice.waitForText('bob line')
+    await bob.shot('both-edited')
+    await alice.page.getByTestId('git-message').fill(config.message)
+    await alice.page.getByTestId('git-push').click()
+    await alice.waitFor(() => !!document.querySelector('[data-testid=git]').dataset.pushed, null, 'pushed', LOAD_MS)
+    await alice.shot('pushed')
+    const result = {
+      pushed: await alice.page.evaluate(() => document.querySelector('[data-testid=git]').dataset.pushed),
+      status: await alice.page.getByTestId('git-status').textContent(),
+      alice_text: await alice.editorText(),
+      problems: [...alice.problems, ...bob.problems]
+    }
+    await alice.close()
+    await bob.close()
     return result
   },
 

@@ -62,6 +62,7 @@ async def start_ide_server(settings: Settings, exec_root: Path) -> IdeServer:
     settings = dataclasses.replace(
         settings, allowed_origins=(f"http://127.0.0.1:{port}",), host="127.0.0.1", port=port,
         execution=execution,
+        storage=dataclasses.replace(settings.storage, directory=exec_root / "objects"),
     )
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning",

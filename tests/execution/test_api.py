@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import time
 import uuid
@@ -142,7 +143,10 @@ async def test_run_a_project_file_end_to_end(
     assert rows["data/input.txt"]["content"] == "changed by the run\n"
     blob = rows["blob.bin"]
     assert blob["content"] is None and blob["size_bytes"] == 256
-    stored = exec_settings.execution.storage_root / blob["storage_path"]
+    # Content-addressed in the object store, like uploads and git imports.
+    digest = hashlib.sha256(bytes(range(256))).hexdigest()
+    assert blob["storage_path"] == f"sha256/{digest[:2]}/{digest}"
+    stored = exec_settings.storage.directory / blob["storage_path"]
     assert stored.read_bytes() == bytes(range(256))
     for planted in ("leak", "etcdir", "pipe"):
         assert planted not in rows

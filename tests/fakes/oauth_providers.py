@@ -99,6 +99,8 @@ class FakeOAuthProvider:
     access: dict[str, Token] = field(default_factory=dict)
     refresh: dict[str, Token] = field(default_factory=dict)
     revocations: list[dict[str, Any]] = field(default_factory=list)
+    # GitHub's GET /user/repos answer (the repository objects, as GitHub shapes them).
+    repositories: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         assert self.flavor in FLAVORS
@@ -137,6 +139,7 @@ class FakeOAuthProvider:
                 web.post("/login/oauth/access_token", self.token),
                 web.get("/api/user", self.github_user),
                 web.get("/api/user/emails", self.github_emails),
+                web.get("/api/user/repos", self.github_repos),
                 web.delete("/api/applications/{client_id}/grant", self.github_revoke),
             ],
             "gitlab": [
@@ -370,6 +373,15 @@ class FakeOAuthProvider:
             "login": user.username, "id": int(user.id), "name": user.name, "email": None,
             "avatar_url": "https://avatars.example.test/u/1", "type": "User",
         })
+
+    async def github_repos(self, request: web.Request) -> web.Response:
+        if self._bearer(request) is None:
+            return self._unauthorized()
+        return web.json_response(self.repositories)
+
+    def token_valid(self, token: str) -> bool:
+        """Whether ``token`` is an access token this provider issued (a git host's check)."""
+        return token in self.access
 
     async def github_emails(self, request: web.Request) -> web.Response:
         user = self._bearer(request)

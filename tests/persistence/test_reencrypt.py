@@ -8,8 +8,10 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gitsync.sync import credentials_context, webhook_context
 from jobs import Worker, WorkerConfig
 from persistence import environment, integrations
+from persistence import git as git_store
 from persistence import oauth as oauth_store
 from persistence.crypto import Keyring, parse_key
 from persistence.db import Database
@@ -30,6 +32,10 @@ union all select 'api_integrations.api_key_encrypted:' || id, api_key_encrypted
   from public.api_integrations
 union all select 'environment_variables.value_encrypted:' || id, value_encrypted
   from public.environment_variables
+union all select 'git_repositories.credentials_encrypted:' || id, credentials_encrypted
+  from public.git_repositories
+union all select 'git_repositories.webhook_secret_encrypted:' || id, webhook_secret_encrypted
+  from public.git_repositories
 """
 
 
@@ -53,6 +59,14 @@ async def _seed(db: Database, keyring: Keyring) -> dict[str, str]:
             await environment.insert_variable(
                 conn, keyring, project_id=project, key=f"K{i}", value=f"value-{i}",
                 environment="development", is_secret=True, created_by=user)
+        repo = await git_store.insert_repository(
+            conn, project, provider="github", repo_url="https://github.com/a/b",
+            full_name="a/b", default_branch="main", auth_source="token", username="x",
+            connected_by=user)
+        assert repo is not None
+        await git_store.set_secrets(
+            conn, repo["id"], keyring.encrypt("ghp_token", credentials_context(repo["id"])),
+            keyring.encrypt("hook-secret", webhook_context(repo["id"])))
     async with db.acquire() as conn:
         for row in await conn.fetch(ALL_SECRETS):
             plain[row["context"]] = keyring.decrypt(row["value"], row["context"])
@@ -71,16 +85,16 @@ async def test_every_secret_moves_to_the_newest_key_once(db: Database) -> None:
     report = await reencrypt_all(db, rotated, batch=100)
     assert report.failed == 0
     assert report.reencrypted == {"oauth_connections": 1, "api_integrations": 1,
-                                  "environment_variables": 250}
+                                  "environment_variables": 250, "git_repositories": 1}
     only_new = Keyring([parse_key(NEW)])
     stored = await _stored(db)
-    assert len(stored) == len(plain) == 253
+    assert len(stored) == len(plain) == 255
     for context, value in stored.items():
         assert value.startswith("v1:new-2:")
         assert only_new.decrypt(value, context) == plain[context]
     again = await reencrypt_all(db, rotated)
     assert again.reencrypted == {"oauth_connections": 0, "api_integrations": 0,
-                                 "environment_variables": 0}
+                                 "environment_variables": 0, "git_repositories": 0}
     assert await _stored(db) == stored
 
 

@@ -146,6 +146,25 @@ export const api = {
 
   aiEdit: (fileId, body) => send('POST', `/files/${enc(fileId)}/ai-edits`, body),
   analyse: (fileId, body) => send('POST', `/files/${enc(fileId)}/analyses`, body),
+  // A binary or large file's bytes (never a document): a Blob to save.
+  download: async (fileId) => {
+    const session = getSession()
+    const response = await fetch(BASE + `/files/${enc(fileId)}/download`, {
+      headers: session ? { Authorization: `Bearer ${session.access_token}` } : {}
+    })
+    if (!response.ok) throw new ApiError(response.status, 'download_failed', 'the download failed')
+    return response.blob()
+  },
+
+  // Git (docs/git.md): jobs answer 202 with a job id; progress comes on the project channel.
+  repository: (projectId) => send('GET', `/projects/${enc(projectId)}/git`),
+  connectRepository: (projectId, body) => send('POST', `/projects/${enc(projectId)}/git`, body),
+  pull: (projectId) => send('POST', `/projects/${enc(projectId)}/git/pull`),
+  push: (projectId, message, branch) =>
+    send('POST', `/projects/${enc(projectId)}/git/push`, branch ? { message, branch } : { message }),
+  accountRepositories: (provider) => send('GET', `/git/accounts/${enc(provider)}/repositories`),
+  gitJob: (projectId, jobId) => send('GET', `/projects/${enc(projectId)}/git/jobs/${enc(jobId)}`),
+
   // keepalive: the request may outlive the page (sent while it is being hidden or closed).
   analytics: (batch, keepalive = false) => send('POST', '/analytics/events', batch, { keepalive }),
   operatorScopes: () => send('GET', '/operator/scopes'),

@@ -6,6 +6,7 @@ import { Editors } from './editor.js'
 import { FileTree } from './tree.js'
 import { ChatPanel } from './chat.js'
 import { VersionsPanel } from './versions.js'
+import { GitPanel } from './git.js'
 import { TerminalPanel } from './terminal.js'
 import { RunPanel } from './run.js'
 import { JsonSocket } from './jsonsocket.js'
@@ -143,12 +144,14 @@ export class Ide {
     // Right: chat and versions
     const chatRoot = h('div', { class: 'chat', 'data-testid': 'chat' })
     const versionsRoot = h('div', { class: 'versions-panel', 'data-testid': 'versions' })
-    const sidePanels = { Chat: chatRoot, Versions: versionsRoot }
+    const gitRoot = h('div', { class: 'git-panel', 'data-testid': 'git' })
+    const sidePanels = { Chat: chatRoot, Versions: versionsRoot, Git: gitRoot }
     const sideTabs = tabs(Object.keys(sidePanels), (name) => {
       for (const [key, el] of Object.entries(sidePanels)) el.hidden = key !== name
       if (name === 'Versions') this.versions.show(this.editors.activeFile()).catch(showError)
+      if (name === 'Git') this.git.show().catch(showError)
     })
-    const right = h('aside', { class: 'right' }, [sideTabs.bar, chatRoot, versionsRoot])
+    const right = h('aside', { class: 'right' }, [sideTabs.bar, chatRoot, versionsRoot, gitRoot])
 
     root.replaceChildren(h('div', { class: 'ide', 'data-testid': 'ide', 'data-project-id': project.id }, [header, left, center, right, this.toast, this.settings.root]))
 
@@ -162,6 +165,7 @@ export class Ide {
       onError: showError
     })
     this.versions = new VersionsPanel({ root: versionsRoot, onError: showError })
+    this.git = new GitPanel({ root: gitRoot, projectId: project.id, onError: showError })
     this.chat = new ChatPanel({
       root: chatRoot,
       projectId: project.id,
@@ -210,7 +214,7 @@ export class Ide {
       return
     }
     // A first visit: show the first file rather than an empty editor.
-    const first = [...this.tree.files.values()].filter((f) => f.type === 'file').sort((a, b) => a.path.localeCompare(b.path))[0]
+    const first = [...this.tree.files.values()].filter((f) => f.type === 'file' && !f.storage_path).sort((a, b) => a.path.localeCompare(b.path))[0]
     this.restore({ open_files: first ? [first.id] : [], active_file_id: first ? first.id : null }, 'first-file')
   }
 
@@ -240,10 +244,21 @@ export class Ide {
   }
 
   openFile (file) {
+    if (file.storage_path) {
+      // A binary or large file is never a document: it is downloaded, not edited.
+      this.download(file).catch((err) => this.error(err))
+      return
+    }
     this.userTouched = true
     this.restored = true
     this.editors.openFile(file)
     track('file_opened', 'editor', { extension: extension(file.name) })
+  }
+
+  async download (file) {
+    const url = URL.createObjectURL(await api.download(file.id))
+    h('a', { href: url, download: file.name }).click()
+    setTimeout(() => URL.revokeObjectURL(url), 1000)
   }
 
   editorChanged () {
@@ -307,6 +322,9 @@ export class Ide {
       this.editors.assistantEvent(msg)
     } else if (type === 'analysis.completed') {
       this.editors.showAnalysis(msg.analysis)
+    } else if (type.startsWith('git.')) {
+      if (type === 'git.tree_changed') this.tree.load().catch((err) => this.error(err))
+      this.git.event(msg)
     } else if (type === 'hello') {
       // Joined: file events from here on arrive on the channel. Those published before
       // (while connecting, or while a dropped socket was away) are in a fresh listing.

@@ -102,7 +102,7 @@ export class FileTree {
     const folder = file.type === 'folder'
     const label = h('span', { class: 'tree-name', 'data-testid': 'tree-name' }, file.name)
     const li = h('li', {
-      class: `tree-row ${folder ? 'folder' : 'file'}${this.selectedFolder === file.id ? ' selected' : ''}`,
+      class: `tree-row ${folder ? 'folder' : 'file'}${file.storage_path ? ' binary' : ''}${this.selectedFolder === file.id ? ' selected' : ''}`,
       'data-testid': 'tree-item',
       'data-file-id': file.id,
       'data-path': file.path,

@@ -1,0 +1,1 @@
+"""Content-addressed object storage for files larger than text (``files.storage_path``)."""
