@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # target-specific values below reach every prerequisite, system-deps included).
 SYSTEM_DEPS_FOR = test
 
-.PHONY: run test system-deps install install-dev web node-deps lint typecheck pytest migrate \
+.PHONY: run test system-deps install install-dev web analysers node-deps lint typecheck pytest migrate \
 	cluster bench clean
 
 run cluster migrate lint typecheck bench: SYSTEM_DEPS_FOR = run
@@ -47,11 +47,15 @@ web: system-deps
 	@$(call npm-ci,web)
 	@if [ -f web/package.json ]; then (cd web && npm run --silent build) || exit 1; fi
 
-# Yjs clients for the tests, peers for the benchmark, and the page.
-node-deps: web
+# ESLint with its fixed config: the JavaScript/TypeScript analyser of the assistant's analyses.
+analysers: system-deps
+	@$(call npm-ci,ai/analysers/node)
+
+# Yjs clients for the tests, peers for the benchmark, the analysers and the page.
+node-deps: web analysers
 	@$(call npm-ci,tests/node bench)
 
-run: system-deps install web
+run: system-deps install web analysers
 	$(PY) -m server serve
 
 migrate: install

@@ -28,12 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ai import project_context
 from ai.config import AIConfig
 from ai.firecrawl import FirecrawlError, check_url
+from ai.project_tools import ProjectToolbox
 from ai.prompt import EditorContext, build_prompt, excerpt, web_page_context
-from ai.providers.base import ChatMessage, Provider, ProviderError, TextDelta, Usage
+from ai.providers.base import ChatMessage, Provider, ProviderError, Usage
 from ai.registry import ProviderSlot, provider_slot
 from ai.tokens import estimate_tokens
+from ai.tool_loop import ToolRecord, converse
 from ai.workspace_keys import WorkspaceAI
 from collab.broker import Broker
 from observability.timings import AI_RESPONSE, Timings
@@ -260,6 +263,9 @@ class Reply(Stream):
     task: asyncio.Task[None] | None = None
     stream_task: asyncio.Task[Usage | None] | None = None
     cancel_reason: str | None = None
+    # Tools the reply may call (providers with tool calling), and the calls it made.
+    toolbox: ProjectToolbox | None = None
+    tool_records: list[ToolRecord] = field(default_factory=list)
     # Set once watchers have the reply's message_created: its first delta waits for it
     # (the provider request itself does not).
     announced: asyncio.Event = field(default_factory=asyncio.Event)
@@ -576,15 +582,21 @@ class ChatHub:
             editor = page
             if context_request is not None and context_request.file_id is not None:
                 editor = await self._editor_context(conn, conversation, context_request)
+            toolbox = self._toolbox(provider, conversation.project_id, user_id)
+            project = await self._project_context(conn, conversation.project_id, user_id,
+                                                  toolbox)
             prompt = build_prompt(
                 checks.history, content, context=editor,
                 budget_tokens=context_tokens - max_output,
                 max_context_chars=self.config.max_context_chars,
-                system_prompt=self.config.system_prompt,
+                system_prompt=self.config.system_prompt, project=project,
             )
-            # What this reply may cost at most: its prompt and the output cap. Held against
-            # the allowance while it runs, so parallel requests cannot overspend it.
+            # What this reply may cost at most: its prompt and the output cap (and with
+            # tools, their token budget). Held against the allowance while it runs, so
+            # parallel requests cannot overspend it.
             reserve = prompt.tokens + max_output
+            if toolbox is not None:
+                reserve += self.config.tool_budget.max_tokens
             job_input = {
                 "conversation_id": str(room.id),
                 "content_chars": len(content),
@@ -609,7 +621,7 @@ class ChatHub:
                 ) from None
         reply = Reply(placeholder, conversation=conversation, user_id=user_id, job_id=job_id,
                       prompt_tokens=prompt.tokens, started=time.monotonic(),
-                      max_output_tokens=max_output)
+                      max_output_tokens=max_output, toolbox=toolbox)
         return reply, user_message, prompt.messages, provider
 
     async def _web_page(
@@ -626,6 +638,26 @@ class ChatHub:
         except FirecrawlError as exc:
             raise ChatError(exc.code, exc.message) from None
         return web_page_context(page.url, page.title, page.markdown)
+
+    def _toolbox(
+        self, provider: Provider, project_id: uuid.UUID, user_id: uuid.UUID
+    ) -> ProjectToolbox | None:
+        if not provider.supports_tools or self.config.tool_steps <= 0:
+            return None
+        return ProjectToolbox(self.db, project_id, user_id, self.hubs.get("documents"),
+                              self.hubs.get("executions"))
+
+    async def _project_context(
+        self, conn: Any, project_id: uuid.UUID, user_id: uuid.UUID,
+        toolbox: ProjectToolbox | None,
+    ) -> str | None:
+        """The file tree and the last run (and the tool budget), as a colleague sees them."""
+        if not self.config.project_context:
+            return None
+        text = project_context.render(await project_context.read(conn, project_id, user_id))
+        if toolbox is not None:
+            text += "\n\n" + self.config.tool_budget.describe()
+        return text
 
     async def _editor_context(
         self, conn: Any, conversation: store.ConversationInfo, request: ContextRequest
@@ -695,23 +727,34 @@ class ChatHub:
     async def _pump(
         self, room: Room, reply: Reply, provider: Provider, prompt: list[ChatMessage]
     ) -> Usage | None:
-        usage: Usage | None = None
-        events = provider.stream(prompt, max_tokens=reply.max_output_tokens)
-        async with contextlib.aclosing(events):  # type: ignore[type-var]
-            async for event in events:
-                if isinstance(event, TextDelta):
-                    if reply.first_token_at is None:
-                        reply.first_token_at = time.monotonic()
-                        await reply.announced.wait()
-                    reply.parts.append(event.text)
-                    reply.seq += 1
-                    await self._emit(room, {
-                        "type": "delta", "message_id": reply.message_id, "seq": reply.seq,
-                        "text": event.text,
-                    })
-                else:
-                    usage = event
-        return usage
+        async def on_text(text: str) -> None:
+            if reply.first_token_at is None:
+                reply.first_token_at = time.monotonic()
+                await reply.announced.wait()
+            reply.parts.append(text)
+            reply.seq += 1
+            await self._emit(room, {
+                "type": "delta", "message_id": reply.message_id, "seq": reply.seq, "text": text,
+            })
+
+        async def on_tool_call(record: ToolRecord) -> None:
+            await reply.announced.wait()
+            await self._emit(room, {"type": "tool_call", "message_id": reply.message_id,
+                                    "step": record.step, "call": record.call_json()})
+
+        async def on_tool_result(record: ToolRecord) -> None:
+            await self._emit(room, {
+                "type": "tool_result", "message_id": reply.message_id, "call_id": record.call.id,
+                "ok": record.ok, "summary": record.summary, "duration_ms": record.duration_ms,
+            })
+
+        outcome = await converse(
+            provider, prompt, max_tokens=reply.max_output_tokens, toolbox=reply.toolbox,
+            budget=self.config.tool_budget, on_text=on_text, on_tool_call=on_tool_call,
+            on_tool_result=on_tool_result,
+        )
+        reply.tool_records = outcome.records
+        return outcome.usage
 
     def _observe(self, reply: Reply, usage: Usage | None, finished: float) -> None:
         if self.timings is None or reply.first_token_at is None:
@@ -778,6 +821,8 @@ class ChatHub:
                             tokens_estimated=usage.estimated)
         if error is not None:
             metadata["error"] = {"code": error.code, "message": error.message}
+        if reply.tool_records:
+            metadata["tool_calls"] = [record.to_json() for record in reply.tool_records]
         async with self.db.acquire() as conn, conn.transaction():
             message = await store.finish_message(
                 conn, uuid.UUID(reply.message_id), text, metadata,

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ai.tool_loop import ToolBudget
+
 
 def _flag(value: str | None, default: bool) -> bool:
     if value is None or value == "":
@@ -54,6 +56,15 @@ class AIConfig:
     max_message_chars: int = 32_000
     watcher_queue_max: int = 4096
     stale_job_s: float = 900.0
+    # Tool calling (providers that support it): rounds of calls and tokens per reply.
+    tool_steps: int = 4
+    tool_tokens: int = 24_000
+    # Project context beside the prompt: the file tree and the user's last run.
+    project_context: bool = True
+
+    @property
+    def tool_budget(self) -> ToolBudget:
+        return ToolBudget(max_steps=self.tool_steps, max_tokens=self.tool_tokens)
 
     @property
     def provider_name(self) -> str:
@@ -94,4 +105,6 @@ class AIConfig:
             system_prompt=env.get("AI_SYSTEM_PROMPT") or None,
             max_retries=int(env.get("AI_MAX_RETRIES", d.max_retries)),
             retry_max_wait_s=float(env.get("AI_RETRY_MAX_WAIT_S", d.retry_max_wait_s)),
+            tool_steps=int(env.get("AI_TOOL_STEPS", d.tool_steps)),
+            tool_tokens=int(env.get("AI_TOOL_TOKENS", d.tool_tokens)),
         )

@@ -82,16 +82,26 @@ def build_prompt(
     budget_tokens: int,
     max_context_chars: int,
     system_prompt: str | None = None,
+    project: str | None = None,
 ) -> Prompt:
     """System + as much recent history as fits + the question (with its editor context).
 
     ``history`` is oldest first and excludes the question. The question and the system
-    prompt are always sent; the editor context gets at most half of the budget; history
-    fills what is left, newest first, whole messages only.
+    prompt are always sent; ``project`` (file tree, last run, tool budget) follows the
+    system prompt as a second system message, clipped to a quarter of the budget; the
+    editor context gets at most half of what remains; history fills the rest, newest
+    first, whole messages only.
     """
     budget = int(budget_tokens * SAFETY)
     system = ChatMessage("system", system_prompt or DEFAULT_SYSTEM_PROMPT)
     system_cost = estimate_tokens(system.content) + MESSAGE_OVERHEAD
+    leading = [system]
+    if project:
+        clipped = _clip(project, max(200, budget // 4 * 3))
+        while estimate_tokens(clipped) > budget // 4 and len(clipped) > 200:
+            clipped = _clip(project, len(clipped) * 2 // 3)
+        leading.append(ChatMessage("system", clipped))
+        system_cost += estimate_tokens(clipped) + MESSAGE_OVERHEAD
     remaining = budget - system_cost
     question_text = _clip(question, max(256, remaining * 2))
     question_cost = estimate_tokens(question_text) + MESSAGE_OVERHEAD
@@ -121,6 +131,6 @@ def build_prompt(
     while kept and kept[0][0].role != "user":
         kept.pop(0)
     return Prompt(
-        [system, *(message for message, _ in kept), ChatMessage("user", question_text)],
+        [*leading, *(message for message, _ in kept), ChatMessage("user", question_text)],
         system_cost + sum(cost for _, cost in kept) + question_cost,
     )

@@ -109,8 +109,10 @@ class EmbeddedSlot(ProviderSlot):
                 return None
             model = self.server.model_path.stem if self.server.model_path else "embedded"
             config = dataclasses.replace(self.config, max_retries=1)
+            # llama.cpp's server answers tool requests only with special chat formats: the
+            # embedded model gets the project context in its prompt, no tools.
             self.provider = OpenAICompatProvider(
-                config, self.server.base_url, None, model, name="embedded"
+                config, self.server.base_url, None, model, name="embedded", supports_tools=False
             )
         return self.provider if self.server.state == "ready" else None
 

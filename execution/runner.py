@@ -408,6 +408,21 @@ class ExecutionHub:
         if task is not None:
             await asyncio.wait_for(asyncio.shield(task), timeout)
 
+    async def run_to_end(
+        self, *, user_id: uuid.UUID, project_id: uuid.UUID, file_id: uuid.UUID | None,
+        language: str | None, source: str | None, timeout_s: float,
+    ) -> dict[str, Any]:
+        """A run with the default limits, waited for up to ``timeout_s`` (the assistant's
+        ``run_code`` tool); its public record, finished or not. ``ExecutionError`` when
+        refused."""
+        row = await self.submit(
+            user_id=user_id, project_id=project_id, language=language, source=source,
+            file_id=file_id, stdin="", limits=RunLimits(),
+        )
+        with contextlib.suppress(TimeoutError):
+            await self.wait(row["id"], timeout_s)
+        return public(await self.get(row["id"]) or row)
+
     async def events(self, execution_id: uuid.UUID) -> AsyncIterator[dict[str, Any]]:
         """Everything this process saw of the run, then live events until it ends. A run
         this process does not hold (finished long ago, or on another node) yields its

@@ -34,11 +34,8 @@ INSERT_AI_TOKENS_USAGE = """
 insert into public.usage_records (user_id, workspace_id, resource_type, amount, unit, metadata)
 values ($1, $2, 'ai_tokens', $3, 'tokens', $4)
 """
-# Everything read before a reply, in one round trip: the conversation, the user's plan
-# limits (subscription, else free), the tokens used this UTC month, and the latest
-# messages (oldest first; empty placeholders of failed replies skipped) for the prompt.
-SELECT_REPLY_CHECKS = """
-select c.id, c.project_id, p.workspace_id, c.is_archived,
+# The plan limits of user $2 (subscription, else free) and their tokens used this UTC month.
+PLAN_COLUMNS = """
   (select sp.limits
    from public.subscriptions s
    join public.customers cu on cu.id = s.customer_id
@@ -50,7 +47,12 @@ select c.id, c.project_id, p.workspace_id, c.is_archived,
   (select coalesce(sum(u.amount), 0)::bigint from public.usage_records u
    where u.user_id = $2 and u.resource_type = 'ai_tokens'
      and u.recorded_at >= date_trunc('month', now() at time zone 'utc') at time zone 'utc'
-  ) as used,
+  ) as used"""
+# Everything read before a reply, in one round trip: the conversation, the user's plan
+# limits and usage (PLAN_COLUMNS), and the latest messages (oldest first; empty
+# placeholders of failed replies skipped) for the prompt.
+SELECT_REPLY_CHECKS = f"""
+select c.id, c.project_id, p.workspace_id, c.is_archived, {PLAN_COLUMNS},
   (select coalesce(json_agg(json_build_object('role', h.role, 'content', h.content)
                             order by h.created_at, h.id), '[]'::json)
    from (select m.role, m.content, m.created_at, m.id from public.messages m
@@ -95,16 +97,16 @@ LOCK_AI_ALLOWANCE = (
     "select pg_advisory_xact_lock(hashtextextended('ai_tokens:' || $1::uuid::text, 0))"
 )
 # What the user's allowance is already committed to: this UTC month's ai_tokens usage plus
-# the reservations of their chat jobs still pending or running (younger than the stale
-# limit: an older one's process died). Run after LOCK_AI_ALLOWANCE, in its own statement,
-# so that its snapshot includes the job of whoever held the lock before.
+# the reservations of their AI jobs (chat replies, analyses, edits) still pending or running
+# (younger than the stale limit: an older one's process died). Run after LOCK_AI_ALLOWANCE,
+# in its own statement, so that its snapshot includes the job of whoever held the lock before.
 SELECT_AI_TOKENS_COMMITTED = """
 select
   (select coalesce(sum(u.amount), 0)::bigint from public.usage_records u
    where u.user_id = $1 and u.resource_type = 'ai_tokens'
      and u.recorded_at >= date_trunc('month', now() at time zone 'utc') at time zone 'utc')
   + (select coalesce(sum(j.reserved_tokens), 0)::bigint from public.ai_jobs j
-     where j.user_id = $1 and j.job_type = 'chat' and j.status in ('pending', 'running')
+     where j.user_id = $1 and j.status in ('pending', 'running')
        and j.created_at > now() - make_interval(secs => $2))
 """
 SELECT_FILE = """
@@ -212,12 +214,7 @@ async def start_reply(
                 rows = await conn.fetch(INSERT_REPLY_START, *args)
             else:
                 async with conn.transaction():
-                    await conn.execute(LOCK_AI_ALLOWANCE, user_id)
-                    committed = await conn.fetchval(
-                        SELECT_AI_TOKENS_COMMITTED, user_id, stale_after_s
-                    )
-                    if committed >= token_limit:
-                        raise AllowanceExhausted(int(committed), token_limit)
+                    await check_allowance(conn, user_id, token_limit, stale_after_s)
                     rows = await conn.fetch(INSERT_REPLY_START, *args)
             return rows[0]["job_id"], message_dict(rows[0]), message_dict(rows[1])
         except asyncpg.UniqueViolationError as exc:
@@ -225,6 +222,18 @@ async def start_reply(
             if attempt or expired.endswith(" 0"):
                 raise ActiveJobExists(str(conversation.id)) from exc
     raise AssertionError("unreachable")
+
+
+async def check_allowance(
+    conn: asyncpg.Connection, user_id: uuid.UUID, token_limit: int, stale_after_s: float
+) -> None:
+    """In the caller's transaction: take the user's allowance lock and raise
+    ``AllowanceExhausted`` when usage plus running reservations reach ``token_limit``. The
+    job that reserves is inserted in the same transaction, after this."""
+    await conn.execute(LOCK_AI_ALLOWANCE, user_id)
+    committed = await conn.fetchval(SELECT_AI_TOKENS_COMMITTED, user_id, stale_after_s)
+    if committed >= token_limit:
+        raise AllowanceExhausted(int(committed), token_limit)
 
 
 async def finish_job(

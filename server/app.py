@@ -12,7 +12,9 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
+from ai.analysis import Analyses
 from ai.chat import ChatHub
+from ai.edits import AIEdits
 from ai.workspace_keys import WorkspaceAI, WorkspaceUrls
 from collab.broker import Broker, LocalBroker
 from collab.hub import DocumentHub
@@ -159,12 +161,21 @@ def create_app(settings: Settings) -> Starlette:
         terminals = TerminalHub(settings.execution, db, services.hubs, local, variables)
         await terminals.start()
         services.hubs["terminals"] = terminals
+        # Code analyses: requested here, run as jobs (by this process's worker with the
+        # chat's provider, or by a worker process with its own).
+        analyses = Analyses(db, chat.slot, settings.ai, projects.publish)
+        services.hubs["analyses"] = analyses
+        # AI edits: the assistant as a peer of the document rooms (stopped before them).
+        ai_edits = AIEdits(db, chat.slot, settings.ai, documents, broker, projects.publish,
+                           workspace_ai)
+        await ai_edits.start()
+        services.hubs["ai_edits"] = ai_edits
         # Git: connect/import, pull, push (jobs run by this process's worker with its hubs).
         services.git = build_git_runtime(settings, db, documents, projects, objects, keyring,
                                          oauth)
-        # Background jobs (housekeeping and git included), unless workers run apart.
+        # Background jobs (housekeeping, git and analyses included), unless workers run apart.
         worker = (
-            build_worker(settings, db, resources=[services.git, objects],
+            build_worker(settings, db, resources=[services.git, objects, analyses],
                          errors=observability.errors)
             if settings.jobs.worker_in_process else None
         )
@@ -182,6 +193,7 @@ def create_app(settings: Settings) -> Starlette:
                 await worker.stop()
             await terminals.close()
             await executions.close()
+            await ai_edits.close()
             await documents.stop()
             await chat.close()
             await projects.close()

@@ -11,15 +11,21 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import json
 import logging
 import signal
+import uuid
 from typing import Any
 
+from ai.analysis import Analyses
+from ai.registry import provider_slot
+from collab.project_hub import EVENT_TAG
 from gitsync import jobs as git_jobs
 from jobs import Job
 from observability.service import Observability
 from persistence.db import Database
 from server import __version__
+from server.app import make_broker
 from server.background import all_jobs, build_worker
 from server.git_wiring import worker_git_runtime
 from server.settings import Settings
@@ -53,6 +59,20 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
         on_query=observability.observe_query,
     )
     await observability.start(db)
+    # The analyses' provider (started on first use) and, with Redis, the project channel
+    # their results are announced on; owned here for the worker's lifetime.
+    slot = provider_slot(settings.ai, settings.data_dir)
+    await slot.start()  # the embedded model launches in the background
+    broker = make_broker(settings) if settings.redis_url else None
+    if broker is not None:
+        await broker.start()
+
+    async def publish(project_id: uuid.UUID, event: dict[str, Any]) -> None:
+        assert broker is not None
+        text = json.dumps(event, default=str)
+        await broker.publish(f"project:{project_id}", EVENT_TAG + text.encode())
+
+    analyses = Analyses(db, slot, settings.ai, publish if broker is not None else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -67,7 +87,8 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
             objects = git.objects if git is not None else \
                 ObjectStore.from_config(settings.storage)
             worker = build_worker(settings, db, chosen, config,
-                                  resources=[objects, *([git] if git is not None else [])],
+                                  resources=[objects, analyses,
+                                             *([git] if git is not None else [])],
                                   errors=observability.errors)
             await worker.start()
             await worker.ready.wait()
@@ -76,6 +97,9 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
             log.info("jobs worker %s stopping", worker.worker_id)
             await worker.stop()
     finally:
+        await slot.close()
+        if broker is not None:
+            await broker.close()
         await observability.stop()
         await db.close()
     log.info("jobs worker %s stopped: %s", worker.worker_id, worker.counts)

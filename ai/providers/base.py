@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 # HTTP statuses worth another try before the first token (529: Anthropic "overloaded").
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -19,9 +20,35 @@ SPEND_LIMIT_CODES = frozenset(
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call: its name, what it does, its JSON Schema parameters."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model asked for (complete: emitted once its arguments finished
+    streaming). ``arguments`` is the parsed JSON object; ``{}`` with ``malformed`` set when
+    the model sent something else."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    malformed: bool = False
+
+
+@dataclass(frozen=True)
 class ChatMessage:
+    """One turn. An assistant turn may carry ``tool_calls``; a ``tool`` turn is the result
+    of the call ``tool_call_id`` (its text in ``content``)."""
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +69,7 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
-ProviderEvent = TextDelta | Usage
+ProviderEvent = TextDelta | ToolCall | Usage
 
 
 class ProviderError(Exception):
@@ -72,9 +99,12 @@ class ProviderError(Exception):
 class Provider(Protocol):
     name: str
     model: str
+    # Whether ``stream`` accepts ``tools`` (function calling in the provider's wire format).
+    supports_tools: bool
 
     def stream(
-        self, messages: list[ChatMessage], *, max_tokens: int
+        self, messages: list[ChatMessage], *, max_tokens: int,
+        tools: Sequence[ToolSpec] | None = None,
     ) -> AsyncIterator[ProviderEvent]: ...
 
     async def start(self) -> None: ...
@@ -136,3 +166,14 @@ def error_from_body(status: int, body: Any, default_message: str) -> ProviderErr
     return ProviderError(
         "provider_error", message, status=status, retryable=status in RETRYABLE_STATUSES
     )
+
+
+def parse_arguments(raw: str) -> tuple[dict[str, Any], bool]:
+    """A tool call's streamed JSON arguments -> (object, malformed)."""
+    if not raw.strip():
+        return {}, False
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}, True
+    return (value, False) if isinstance(value, dict) else ({}, True)

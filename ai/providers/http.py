@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -17,6 +17,7 @@ from ai.providers.base import (
     ChatMessage,
     ProviderError,
     ProviderEvent,
+    ToolSpec,
     backoff_delay,
     error_from_body,
     parse_retry_after,
@@ -148,6 +149,7 @@ class HttpProvider(ABC):
 
     name: str
     model: str
+    supports_tools = True
 
     def __init__(self, config: AIConfig) -> None:
         self.config = config
@@ -164,12 +166,15 @@ class HttpProvider(ABC):
                 "last_error": self.client.last_error}
 
     def stream(
-        self, messages: list[ChatMessage], *, max_tokens: int
+        self, messages: list[ChatMessage], *, max_tokens: int,
+        tools: Sequence[ToolSpec] | None = None,
     ) -> AsyncIterator[ProviderEvent]:
-        return with_retries(lambda: self._attempt(messages, max_tokens), self.config, self.client)
+        return with_retries(
+            lambda: self._attempt(messages, max_tokens, tools or ()), self.config, self.client
+        )
 
     @abstractmethod
     def _attempt(
-        self, messages: list[ChatMessage], max_tokens: int
+        self, messages: list[ChatMessage], max_tokens: int, tools: Sequence[ToolSpec]
     ) -> AsyncIterator[ProviderEvent]:
         """One request to the provider, as a stream of events."""

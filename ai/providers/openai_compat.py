@@ -3,17 +3,33 @@
 ``POST {base}/v1/chat/completions`` with ``stream: true`` and
 ``stream_options.include_usage``; chunks carry ``choices[0].delta.content`` and the last
 one (empty ``choices``) carries ``usage``. The stream ends with ``data: [DONE]``.
+
+Tools: the request's ``tools`` (``{"type": "function", "function": {name, description,
+parameters}}``); the reply streams ``delta.tool_calls`` fragments (``index``, then ``id`` and
+``function.name`` once, ``function.arguments`` in pieces) and ends with
+``finish_reason: "tool_calls"``. Each call is yielded whole as a ``ToolCall`` when the
+stream ends. Turns sent back: the assistant's ``tool_calls`` and one ``role: "tool"``
+message per result (``tool_call_id``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ai.config import AIConfig
-from ai.providers.base import ChatMessage, ProviderError, ProviderEvent, TextDelta, Usage
+from ai.providers.base import (
+    ChatMessage,
+    ProviderError,
+    ProviderEvent,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    Usage,
+    parse_arguments,
+)
 from ai.providers.http import HttpProvider
 from ai.tokens import estimate_messages, estimate_tokens
 
@@ -29,30 +45,84 @@ def chat_completions_url(base_url: str) -> str:
     return base + "/v1/chat/completions"
 
 
+def wire_message(message: ChatMessage) -> dict[str, Any]:
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id,
+                "content": message.content}
+    if message.tool_calls:
+        return {"role": "assistant", "content": message.content or None, "tool_calls": [
+            {"id": call.id, "type": "function",
+             "function": {"name": call.name,
+                          "arguments": json.dumps(call.arguments, ensure_ascii=False)}}
+            for call in message.tool_calls
+        ]}
+    return {"role": message.role, "content": message.content}
+
+
+def wire_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
+    return [{"type": "function", "function": {
+        "name": tool.name, "description": tool.description, "parameters": tool.parameters,
+    }} for tool in tools]
+
+
+class PendingCalls:
+    """Tool-call fragments of one stream, by ``index``, assembled into ``ToolCall``s."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, dict[str, Any]] = {}
+
+    def add(self, fragments: Any) -> None:
+        for fragment in fragments if isinstance(fragments, list) else ():
+            if not isinstance(fragment, dict):
+                continue
+            index = int(fragment.get("index") or 0)
+            part = self.parts.setdefault(index, {"id": "", "name": "", "arguments": []})
+            if fragment.get("id"):
+                part["id"] = str(fragment["id"])
+            function = fragment.get("function") or {}
+            if function.get("name"):
+                part["name"] += str(function["name"])
+            if function.get("arguments"):
+                part["arguments"].append(str(function["arguments"]))
+
+    def calls(self) -> list[ToolCall]:
+        out = []
+        for index in sorted(self.parts):
+            part = self.parts[index]
+            arguments, malformed = parse_arguments("".join(part["arguments"]))
+            out.append(ToolCall(part["id"] or f"call_{index}", part["name"], arguments,
+                                malformed))
+        return out
+
+
 class OpenAICompatProvider(HttpProvider):
     def __init__(
         self, config: AIConfig, base_url: str, api_key: str | None, model: str,
-        name: str = "openai",
+        name: str = "openai", supports_tools: bool = True,
     ) -> None:
         super().__init__(config)
         self.name = name
         self.model = model
         self.url = chat_completions_url(base_url)
         self.api_key = api_key
+        self.supports_tools = supports_tools
 
     async def _attempt(
-        self, messages: list[ChatMessage], max_tokens: int
+        self, messages: list[ChatMessage], max_tokens: int, tools: Sequence[ToolSpec]
     ) -> AsyncIterator[ProviderEvent]:
         headers = {"content-type": "application/json"}
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
-        body = {
+        body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [wire_message(m) for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
             "max_tokens": max_tokens,
         }
+        if tools and self.supports_tools:
+            body["tools"] = wire_tools(tools)
+        pending = PendingCalls()
         usage: dict[str, Any] | None = None
         finish_reason: str | None = None
         model = self.model
@@ -83,12 +153,16 @@ class OpenAICompatProvider(HttpProvider):
                     if content:
                         text_parts.append(content)
                         yield TextDelta(content)
+                    if delta.get("tool_calls"):
+                        pending.add(delta["tool_calls"])
                     if choice.get("finish_reason"):
                         finish_reason = str(choice["finish_reason"])
         if not done and finish_reason is None:
             raise ProviderError(
                 "stream_interrupted", "AI provider stream ended early", retryable=True
             )
+        for call in pending.calls():
+            yield call
         yield _usage(usage, messages, "".join(text_parts), finish_reason, model)
 
 

@@ -12,6 +12,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__
 from server.api import (
+    ai_edits,
+    analyses,
     analytics,
     auth,
     chat,
@@ -60,6 +62,8 @@ def endpoints() -> list[Endpoint]:
         *document_versions.ENDPOINTS,
         *conversations.ENDPOINTS,
         *chat.ENDPOINTS,
+        *analyses.ENDPOINTS,
+        *ai_edits.ENDPOINTS,
         *executions.ENDPOINTS,
         *oauth.ENDPOINTS,
         *variables.ENDPOINTS,

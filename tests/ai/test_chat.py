@@ -275,9 +275,11 @@ async def test_editor_context_puts_the_selected_code_in_the_prompt(
     await client.until("done")
     prompt = fake_openai.requests[-1].body["messages"][-1]["content"]
     assert "def add(a, b):" in prompt and "def sub(a, b):" in prompt
-    # History: the earlier question and answer come before the new one.
+    # History: the earlier question and answer come before the new one; the project
+    # context (file tree) is the second system message.
     history = fake_openai.requests[-1].body["messages"]
-    assert [m["role"] for m in history] == ["system", "user", "assistant", "user"]
+    assert [m["role"] for m in history] == ["system", "system", "user", "assistant", "user"]
+    assert "- src/calc.py" in history[1]["content"]
     await client.ask("leak it", {"open_file": str(foreign)})
     assert (await client.until("error"))["code"] == "bad_request"
     assert len(fake_openai.requests) == 2

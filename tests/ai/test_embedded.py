@@ -9,6 +9,7 @@ explicit minimal environment and listens on 127.0.0.1 whatever ``HOST`` is.
 from __future__ import annotations
 
 import dataclasses
+import random
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,10 @@ from ai.child_env import BASE_NAMES
 from ai.config import AIConfig
 from persistence.db import Database
 from server.settings import Settings
-from tests.ai.helpers import Team, connect
+from tests.ai.edit_helpers import ProjectEvents, Typist, call
+from tests.ai.helpers import Team, connect, token
+from tests.collab.node_agent import NodeAgent, wait_until
+from tests.support import factories
 from tests.support.servers import LiveServer
 
 HOSTILE_ENV = {"HOST": "0.0.0.0", "API_KEY": "sk-model-would-demand-this",
@@ -86,3 +90,56 @@ async def test_embedded_model_streams_a_reply_in_several_deltas_and_stores_it(
     names = {item.split(b"=", 1)[0].decode() for item in environ if item}
     assert names <= BASE_NAMES and "PATH" in names
     await client.close()
+
+
+@pytest.mark.timeout(300)
+async def test_embedded_model_edits_the_document_while_a_node_client_types(
+    settings: Settings,
+    live_server: Callable[..., Awaitable[LiveServer]],
+    team: Team,
+    db: Database,
+) -> None:
+    """The same edit path with the real llama.cpp server: the text it streams is what lands
+    in the document, between the untouched text around the range, and a Node client typing
+    meanwhile loses nothing."""
+    ai = AIConfig(embedded=True, max_output_tokens=32)
+    server = await live_server(dataclasses.replace(settings, ai=ai))
+    slot = server.app.state.services.hubs["chat"].slot
+    assert await slot.server.wait_ready(120), slot.health()
+    head, body, tail = "# start\n", "def add(a, b):\n    return a+b\n", "# end\n"
+    async with db.service() as conn:
+        file_id = await factories.create_file(conn, team.project, "calc.py", head + body + tail)
+    events = await ProjectEvents.open(server, team.project, team.owner)
+    agent = await NodeAgent.start(server.ws_url, file_id, token(team.member))
+    typist = Typist(agent, 0xAC00, random.Random(5))
+    try:
+        await agent.wait_synced()
+        status, answer = await call(server, team.owner, "POST", f"/files/{file_id}/ai-edits", {
+            "instruction": "add a docstring",
+            "selection": {"from": len(head), "to": len(head + body)}})
+        assert status == 202, answer
+        for _ in range(6):
+            await typist.type_between("# end", None)
+            await typist.type_between(None, "# start")
+        finished = await events.wait("ai_edit.finished", timeout=240, id=answer["edit"]["id"])
+        assert finished["edit"]["outcome"] == "completed", finished
+
+        async def same() -> bool:
+            _, row = await call(server, team.owner, "GET", f"/files/{file_id}")
+            return bool(row["content"] == await agent.text())
+
+        await wait_until(same, 20)
+        final = await agent.text()
+    finally:
+        await events.close()
+        await agent.stop()
+    async with db.acquire() as conn:
+        job = await conn.fetchrow("select * from public.ai_jobs where id = $1",
+                                  uuid.UUID(answer["edit"]["id"]))
+    written = job["output"]["text"]
+    assert job["status"] == "completed" and job["tokens_used"] > 0
+    assert job["model"].startswith("SmolLM2-135M-Instruct")
+    assert written and finished["edit"]["chars"] == len(written)
+    without_typing = "".join(c for c in final if not typist.owns(c))
+    assert without_typing == head + written + tail
+    assert sorted(c for c in final if typist.owns(c)) == sorted(typist.typed)

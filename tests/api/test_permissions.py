@@ -51,6 +51,17 @@ async def fresh_file(world: World, db: Database) -> dict[str, Any]:
         return {"file": await factories.create_file(conn, world.project_id, path, "x")}
 
 
+async def running_edit(world: World, db: Database) -> dict[str, Any]:
+    """An AI edit's record (running, held by no process here: a cancel goes to the broker)."""
+    async with db.service() as conn:
+        edit = await conn.fetchval(
+            "insert into public.ai_jobs (user_id, project_id, job_type, status, input) "
+            "select w.owner_id, $1, 'refactor', 'running', $2 from public.projects p "
+            "join public.workspaces w on w.id = p.workspace_id where p.id = $1 returning id",
+            world.project_id, {"file_id": str(uuid.uuid4())})
+    return {"edit": edit}
+
+
 async def fresh_deleted_file(world: World, db: Database) -> dict[str, Any]:
     extra = await fresh_file(world, db)
     async with db.service() as conn:
@@ -165,6 +176,14 @@ CASES = [
     Case("POST", "/conversations/{conv}/messages", "member", {"content": "   "},
          allowed="400"),
     Case("POST", "/files/{file}/save", "member", {"change_message": "checkpoint"}),
+    # The assistant's analyses and edits. Authorized callers reach the service's own checks:
+    # a file no analyser reads (422), no AI provider in this test (503); no model runs.
+    Case("POST", "/files/{file}/analyses", "member", {"type": "security"},
+         setup=fresh_file, allowed="422"),  # a .txt file
+    Case("GET", "/files/{file}/analyses", "viewer"),
+    Case("POST", "/files/{file}/ai-edits", "member", {"instruction": "tidy"}, allowed="503"),
+    Case("GET", "/ai-edits/{edit}", "viewer", setup=running_edit),
+    Case("POST", "/ai-edits/{edit}/cancel", "member", {"keep": True}, setup=running_edit),
     # Authorized callers reach body validation (no language): no code runs in this test.
     Case("POST", "/projects/{project}/executions", "member", {"source_code": "print(1)"},
          allowed="422"),
@@ -235,6 +254,7 @@ PLACEHOLDERS = {
     "{run}": "{execution_id}",
     "{job}": "{job_id}",
     "{var}": "{variable_id}",
+    "{edit}": "{edit_id}",
     "/vercel": "/{provider}",
     "/slack": "/{provider}",
     "/1": "/{version_number}",

@@ -140,6 +140,14 @@ function editorTextInPage () {
   return [...copy.querySelectorAll('.cm-line')].map((l) => l.textContent).join('\n')
 }
 
+function editorTextIncludes (needle) {
+  const pane = document.querySelector('.editor-pane:not([hidden]) .cm-content')
+  if (!pane) return false
+  const copy = pane.cloneNode(true)
+  for (const w of copy.querySelectorAll('.cm-ySelectionCaret, .cm-widgetBuffer')) w.remove()
+  return [...copy.querySelectorAll('.cm-line')].map((l) => l.textContent).join('\n').includes(needle)
+}
+
 function remoteCursorNames () {
   return [...document.querySelectorAll('.editor-pane:not([hidden]) .cm-ySelectionInfo')].map((el) => el.textContent)
 }
@@ -287,6 +295,70 @@ const scenarios = {
       alice_sees_selection: await alice.page.locator('.editor-pane:not([hidden]) .cm-ySelection').allTextContents(),
       problems: [...alice.problems, ...bob.problems]
     }
+  },
+
+  // Alice asks the assistant to rewrite two lines; it writes into both editors with its own
+  // cursor while Bob types at the end; after the edit Bob types again elsewhere, then
+  // Alice rejects the whole edit in one step: both editors show the original lines and
+  // every character Bob typed.
+  async aiedit (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)
+    await Promise.all([alice.openFile(config.file_name), bob.openFile(config.file_name)])
+    const content = alice.page.locator('.editor-pane:not([hidden]) .cm-content')
+    await content.click()
+    await alice.page.keyboard.press('Control+Home')
+    await alice.page.keyboard.press('Shift+ArrowDown')
+    await alice.page.keyboard.press('Shift+ArrowDown')
+    await alice.page.getByTestId('ai-edit-input').fill(config.instruction)
+    await alice.page.getByTestId('ai-edit-run').click()
+    const sees = (w, n) => w.waitFor(editorTextIncludes, n, `editor text ${n}`)
+    await sees(bob, config.first_piece)
+    await bob.typeAtEnd(config.bob_during)
+    const seesAssistant = (w) => w.waitFor(() => [...document.querySelectorAll('.editor-pane:not([hidden]) .cm-ySelectionInfo')].some((el) => el.textContent.includes('Assistant')), null, 'the Assistant cursor')
+    await seesAssistant(bob)
+    await bob.shot('assistant-writing')
+    const reviewing = (w) => w.waitFor(() => document.querySelector('.editor-pane:not([hidden]) [data-testid=ai-review]').dataset.state === 'review', null, 'review offered')
+    await Promise.all([reviewing(alice), reviewing(bob)])
+    await sees(alice, config.bob_during)
+    const afterEdit = await alice.editorText()
+    await bob.typeAtEnd(config.bob_after)
+    await sees(alice, config.bob_after)
+    await alice.shot('review')
+    await alice.page.locator('.editor-pane:not([hidden])').getByTestId('ai-reject').click()
+    const restored = (w) => w.waitFor((gone) => {
+      const pane = document.querySelector('.editor-pane:not([hidden]) .cm-content')
+      const copy = pane.cloneNode(true)
+      for (const el of copy.querySelectorAll('.cm-ySelectionCaret, .cm-widgetBuffer')) el.remove()
+      const text = [...copy.querySelectorAll('.cm-line')].map((l) => l.textContent).join('\n')
+      return !text.includes(gone) && text.includes('line one')
+    }, config.first_piece, 'edit rejected')
+    await Promise.all([restored(alice), restored(bob)])
+    await alice.shot('rejected')
+    await bob.shot('rejected')
+    return {
+      after_edit: afterEdit,
+      alice_text: await alice.editorText(),
+      bob_text: await bob.editorText(),
+      alice_bar: await alice.page.locator('.editor-pane:not([hidden]) [data-testid=ai-review]').getAttribute('data-state'),
+      problems: [...alice.problems, ...bob.problems]
+    }
+  },
+
+  // Alice asks for a security analysis: both editors show the findings as annotations.
+  async analysis (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)
+    await Promise.all([alice.openFile(config.file_name), bob.openFile(config.file_name)])
+    await alice.page.getByTestId('analysis-type').selectOption('security')
+    await alice.page.getByTestId('analyse').click()
+    const annotated = (w) => w.waitFor(() => Number(document.querySelector('.editor-pane:not([hidden])').dataset.annotations || 0) > 0, null, 'annotations', 60000)
+    await Promise.all([annotated(alice), annotated(bob)])
+    await alice.shot('annotated')
+    const marks = (w) => w.page.evaluate(() => ({
+      count: Number(document.querySelector('.editor-pane:not([hidden])').dataset.annotations),
+      ranges: document.querySelectorAll('.editor-pane:not([hidden]) .cm-lintRange').length,
+      gutter: document.querySelectorAll('.editor-pane:not([hidden]) .cm-lint-marker').length
+    }))
+    return { alice: await marks(alice), bob: await marks(bob), problems: [...alice.problems, ...bob.problems] }
   },
 
   // One creates, renames and deletes a file; the other's tree follows live.

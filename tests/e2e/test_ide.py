@@ -115,6 +115,53 @@ async def test_two_users_type_into_one_file_and_see_text_and_cursors(
     no_problems(result)
 
 
+async def test_an_ai_edit_is_rejected_in_one_step_after_a_human_typed_elsewhere(
+    ide: IdeServer, api: Api, fake_openai: FakeOpenAI
+) -> None:
+    alice, bob, stage = await pair(api)
+    project_id = stage["project"]["id"]
+    original = "line one\nline two\nline three\n"
+    await api.create_file(alice, project_id, "edit.py", original)
+    pieces = ["NEW", " ONE", "\nNEW", " TWO", "\n"] + [f"# step {n}\n" for n in range(12)]
+    fake_openai.play(Script(chunks=stream(pieces), delay_s=0.15))
+    result = await run_browser("aiedit", {
+        "url": ide.url, "project_id": project_id, "file_name": "edit.py",
+        "users": [creds(alice), creds(bob)], "instruction": "shout",
+        "first_piece": "NEW ONE", "bob_during": "# bob during", "bob_after": "# bob after",
+    })
+    written = "".join(pieces)
+    assert written in result["after_edit"] and "line one" not in result["after_edit"]
+    for text in (result["alice_text"], result["bob_text"]):
+        assert text.startswith(original.rstrip("\n").split("\n")[0])
+        assert "line one\nline two\nline three" in text
+        assert "NEW" not in text and "# step" not in text
+        assert "# bob during" in text and "# bob after" in text
+    assert result["alice_text"] == result["bob_text"]
+    assert result["alice_bar"] == "rejected"
+    sent = fake_openai.requests[0].body["messages"][-1]["content"]
+    assert "<<<SELECTION>>>line one\nline two\n<<<END SELECTION>>>" in sent
+    no_problems(result)
+
+
+async def test_a_security_analysis_shows_as_annotations_in_both_editors(
+    ide: IdeServer, api: Api, fake_openai: FakeOpenAI
+) -> None:
+    alice, bob, stage = await pair(api)
+    project_id = stage["project"]["id"]
+    code = "import subprocess\n\ndef run(cmd):\n    return subprocess.call(cmd, shell=True)\n"
+    await api.create_file(alice, project_id, "tool.py", code)
+    fake_openai.play(Script(chunks=stream(["F1: shell=True runs cmd in a shell.\n",
+                                           "Summary: one risk."])))
+    result = await run_browser("analysis", {
+        "url": ide.url, "project_id": project_id, "file_name": "tool.py",
+        "users": [creds(alice), creds(bob)],
+    })
+    for window in (result["alice"], result["bob"]):
+        assert window["count"] >= 2  # bandit: B404 (import) and B602 (shell=True)
+        assert window["ranges"] >= 1 and window["gutter"] >= 1
+    no_problems(result)
+
+
 async def test_file_created_renamed_deleted_by_one_appears_live_for_the_other(
     ide: IdeServer, api: Api
 ) -> None:

@@ -50,6 +50,41 @@ def stream(pieces: list[str], input_tokens: int = 25, with_usage: bool = True) -
     return out
 
 
+def tool_use_stream(
+    calls: list[tuple[str, str, str]], *, text: str | None = None, input_tokens: int = 40,
+    piece: int = 6,
+) -> list[bytes]:
+    """A reply that calls tools, as Anthropic streams it: an optional text block, then per
+    call a ``tool_use`` block (``content_block_start`` with id and name and ``input: {}``,
+    ``input_json_delta`` pieces, ``content_block_stop``), ``stop_reason: "tool_use"``.
+    ``calls``: (id, name, input JSON)."""
+    out = [event("message_start", {"message": {
+        "id": "msg_fake", "type": "message", "role": "assistant", "content": [],
+        "model": MODEL, "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})]
+    index = 0
+    if text:
+        out += [event("content_block_start", {"index": 0,
+                                              "content_block": {"type": "text", "text": ""}}),
+                event("content_block_delta", {"index": 0,
+                                              "delta": {"type": "text_delta", "text": text}}),
+                event("content_block_stop", {"index": 0})]
+        index = 1
+    for call_id, name, arguments in calls:
+        out.append(event("content_block_start", {"index": index, "content_block": {
+            "type": "tool_use", "id": call_id, "name": name, "input": {}}}))
+        for start in range(0, len(arguments), piece):
+            out.append(event("content_block_delta", {"index": index, "delta": {
+                "type": "input_json_delta", "partial_json": arguments[start:start + piece]}}))
+        out.append(event("content_block_stop", {"index": index}))
+        index += 1
+    out.append(event("message_delta", {
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        "usage": {"output_tokens": 20}}))
+    out.append(event("message_stop", {}))
+    return out
+
+
 def error_event(kind: str = "overloaded_error", message: str = "Overloaded") -> bytes:
     return event("error", {"error": {"type": kind, "message": message}})
 

@@ -64,6 +64,38 @@ def stream(
     return out
 
 
+def tool_calls_stream(
+    calls: list[tuple[str, str, str]],
+    *,
+    text: str | None = None,
+    usage: tuple[int, int] | None = (30, 12),
+    piece: int = 7,
+) -> list[bytes]:
+    """A reply that calls tools, as OpenAI streams it: optional text, then per call a delta
+    with ``index``, ``id``, ``type`` and ``function.name`` (arguments ""), then the
+    arguments JSON in ``piece``-character fragments carrying only ``index``; a
+    ``finish_reason: "tool_calls"`` chunk, usage, [DONE]. ``calls``: (id, name, arguments)."""
+    out = [chunk(text)] if text else []
+    for index, (call_id, name, arguments) in enumerate(calls):
+        out.append(_delta_chunk({"tool_calls": [{
+            "index": index, "id": call_id, "type": "function",
+            "function": {"name": name, "arguments": ""}}]}))
+        for start in range(0, len(arguments), piece):
+            out.append(_delta_chunk({"tool_calls": [{
+                "index": index, "function": {"arguments": arguments[start:start + piece]}}]}))
+    out.append(chunk(None, "tool_calls"))
+    if usage is not None:
+        out.append(usage_chunk(*usage))
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
+def _delta_chunk(delta: dict[str, Any]) -> bytes:
+    payload = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000,
+               "model": MODEL, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
 def error_body(message: str, type_: str, code: str | None = None) -> bytes:
     return json.dumps({"error": {"message": message, "type": type_, "param": None,
                                  "code": code}}).encode()

@@ -31,12 +31,29 @@ const handlers = {
   closes: () => closes,
   client_id: () => doc.clientID,
   insert: ({ index, value }) => { text.insert(Math.min(index, text.length), value); return text.toString() },
+  // Insert at a fraction of the way between two markers of the text as it is now.
+  insert_between: ({ lo, hi, at, value }) => {
+    const s = text.toString()
+    const start = lo ? s.indexOf(lo) + lo.length : 0
+    const end = hi ? s.indexOf(hi) : s.length
+    if ((lo && start < lo.length) || end < 0) throw new Error(`markers gone: ${s}`)
+    const index = start + Math.floor(at * Math.max(0, end - start))
+    text.insert(index, value)
+    return index
+  },
   delete: ({ index, length }) => { text.delete(index, length); return text.toString() },
   append: ({ value }) => { text.insert(text.length, value); return text.length },
   disconnect: () => { provider.shouldConnect = false; provider.disconnect(); return true },
   connect: () => { provider.connect(); return true },
   set_awareness: ({ state }) => { provider.awareness.setLocalState(state); return true },
   awareness_removed: () => removedStates,
+  // Where a peer's awareness cursor points, resolved by Yjs from its relative position.
+  cursor_of: ({ client }) => {
+    const state = provider.awareness.getStates().get(client)
+    if (!state || !state.cursor) return null
+    const pos = Y.createAbsolutePositionFromRelativePosition(Y.createRelativePositionFromJSON(state.cursor.head), doc)
+    return pos ? pos.index : null
+  },
   awareness: () => Object.fromEntries([...provider.awareness.getStates().entries()].filter(([id]) => id !== doc.clientID)),
   exit: () => { provider.destroy(); setTimeout(() => process.exit(0), 50); return true }
 }

@@ -144,6 +144,8 @@ export const api = {
 
   execute: (projectId, body) => send('POST', `/projects/${enc(projectId)}/executions`, body),
 
+  aiEdit: (fileId, body) => send('POST', `/files/${enc(fileId)}/ai-edits`, body),
+  analyse: (fileId, body) => send('POST', `/files/${enc(fileId)}/analyses`, body),
   // A binary or large file's bytes (never a document): a Blob to save.
   download: async (fileId) => {
     const session = getSession()

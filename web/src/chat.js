@@ -15,8 +15,11 @@ function deltaText (msg) {
 }
 
 export class ChatPanel {
-  constructor ({ root, projectId, context, onError, onConversation }) {
+  constructor ({ root, projectId, context, onError, onConversation, onApply }) {
     this.root = root
+    // "Apply to file": the last answer's code written into the open file by the assistant.
+    this.onApply = onApply || null
+    this.lastAnswer = null
     this.projectId = projectId
     this.context = context || (() => ({}))
     this.onError = onError || (() => {})
@@ -44,6 +47,12 @@ export class ChatPanel {
       h('div', { class: 'row' }, [
         h('button', { class: 'primary', 'data-testid': 'chat-send', onclick: () => this.send() }, 'Send'),
         h('button', { 'data-testid': 'chat-cancel', onclick: () => this.socket && this.socket.send({ type: 'cancel' }) }, 'Stop'),
+        h('button', {
+          class: 'writer-only',
+          'data-testid': 'chat-apply',
+          title: 'Write the last answer\'s code into the open file (the selection, else all of it)',
+          onclick: () => this.lastAnswer && this.onApply && Promise.resolve(this.onApply(this.lastAnswer)).catch(this.onError)
+        }, 'Apply to file'),
         this.status
       ])
     )
@@ -124,9 +133,27 @@ export class ChatPanel {
       case 'done': {
         const bubble = this.bubbles.get(messageId(msg))
         if (bubble) bubble.dataset.done = 'true'
+        if (!msg.cancelled) this.lastAnswer = messageId(msg)
         const tokens = msg.tokens || msg.usage || {}
         const total = typeof tokens === 'number' ? tokens : (tokens.total || tokens.total_tokens || '')
         this.status.textContent = `done${msg.model ? ` · ${msg.model}` : ''}${total ? ` · ${total} tokens` : ''}`
+        break
+      }
+      case 'tool_call': {
+        // Each call the assistant makes is shown (and stored with its message).
+        const call = msg.call || {}
+        const line = h('div', { class: 'msg tool', 'data-testid': 'chat-tool', 'data-call-id': call.id || '' },
+          `⚙ ${call.name}(${JSON.stringify(call.arguments || {})})`)
+        this.log.append(line)
+        this.status.textContent = `using ${call.name}…`
+        break
+      }
+      case 'tool_result': {
+        const line = this.log.querySelector(`[data-testid=chat-tool][data-call-id="${CSS.escape(msg.call_id || '')}"]`)
+        if (line) {
+          line.dataset.ok = String(Boolean(msg.ok))
+          line.textContent += ` → ${msg.summary || (msg.ok ? 'done' : 'failed')}`
+        }
         break
       }
       case 'error':

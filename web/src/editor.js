@@ -12,6 +12,9 @@ import { refresh, socketBase } from './api.js'
 import { accessToken } from './session.js'
 import { lighten, userColor } from './colors.js'
 import { h } from './dom.js'
+import { AssistantEdits } from './aiedit.js'
+import { showAnalysis } from './analysis.js'
+import { lintGutter } from '@codemirror/lint'
 
 function languageFor (name) {
   if (/\.(m?js|jsx|ts|tsx)$/.test(name)) return javascript({ typescript: /\.tsx?$/.test(name), jsx: /x$/.test(name) })
@@ -49,7 +52,8 @@ class OpenFile {
       else if (code === 4404 || code === 4401 || (code === 4403 && ++this.forbidden > 3)) this.provider.shouldConnect = false
     })
     this.readOnly = new Compartment()
-    this.dom = h('div', { class: 'editor-pane', 'data-file-id': file.id })
+    this.assistant = new AssistantEdits(this.doc, this.text, this.provider)
+    this.dom = h('div', { class: 'editor-pane', 'data-file-id': file.id }, [this.assistant.bar])
     this.view = new EditorView({
       parent: this.dom,
       state: EditorState.create({
@@ -57,6 +61,7 @@ class OpenFile {
         extensions: [
           basicSetup,
           languageFor(file.name),
+          lintGutter(),
           yCollab(this.text, this.provider.awareness, { undoManager: new Y.UndoManager(this.text) }),
           this.readOnly.of(EditorState.readOnly.of(readOnly)),
           EditorView.theme({ '&': { height: '100%' }, '.cm-scroller': { overflow: 'auto' } })
@@ -69,7 +74,14 @@ class OpenFile {
     this.provider.params = { token }
   }
 
+  /** The selection in the editor's offsets (UTF-16, as Yjs counts); null when empty. */
+  selection () {
+    const { from, to } = this.view.state.selection.main
+    return from === to ? null : { from, to }
+  }
+
   destroy () {
+    this.assistant.destroy()
     this.view.destroy()
     this.provider.destroy()
     this.doc.destroy()
@@ -135,6 +147,25 @@ export class Editors {
   activeFile () {
     const entry = this.open.get(this.active)
     return entry ? entry.file : null
+  }
+
+  activeEntry () {
+    return this.open.get(this.active) || null
+  }
+
+  /** A project-channel event of an AI edit: the open file's review bar follows it. */
+  assistantEvent (msg) {
+    const edit = msg.edit
+    const entry = edit ? this.open.get(edit.file_id) : null
+    if (!entry) return
+    if (msg.type === 'ai_edit.started') entry.assistant.started(edit)
+    else if (msg.type === 'ai_edit.finished') entry.assistant.finished(edit)
+  }
+
+  /** A finished analysis: annotations in the file's editor, if it is open. */
+  showAnalysis (analysis) {
+    const entry = this.open.get(analysis.file_id)
+    return entry ? showAnalysis(entry, analysis) : 0
   }
 
   activeText () {

@@ -122,8 +122,21 @@ export class Ide {
       if (name === 'Terminal' && this.terminal) this.terminal.resize()
     })
     const runButton = h('button', { class: 'primary writer-only', 'data-testid': 'run', onclick: () => this.run(bottomTabs).catch(showError) }, '▶ Run')
+    const aiInstruction = h('input', { class: 'writer-only ai-instruction', 'data-testid': 'ai-edit-input', placeholder: 'Ask the assistant to edit the selection…' })
+    const aiButton = h('button', {
+      class: 'writer-only',
+      'data-testid': 'ai-edit-run',
+      onclick: () => this.assistantEdit(aiInstruction).catch(showError)
+    }, 'AI edit')
+    const analysisType = h('select', { class: 'writer-only', 'data-testid': 'analysis-type' },
+      ['security', 'complexity', 'performance', 'explain'].map((t) => h('option', { value: t }, t)))
+    const analyseButton = h('button', {
+      class: 'writer-only',
+      'data-testid': 'analyse',
+      onclick: () => this.analyse(analysisType.value).catch(showError)
+    }, 'Analyse')
     const center = h('main', {}, [
-      h('div', { class: 'editor-bar' }, [editorTabs, h('span', { class: 'spacer' }), runStatus, runButton]),
+      h('div', { class: 'editor-bar' }, [editorTabs, h('span', { class: 'spacer' }), analysisType, analyseButton, aiInstruction, aiButton, runStatus, runButton]),
       panes,
       h('section', { class: 'bottom' }, [bottomTabs.bar, terminalRoot, runOutput])
     ])
@@ -158,6 +171,7 @@ export class Ide {
       projectId: project.id,
       onError: showError,
       onConversation: (id) => setHashParam('conversation', id),
+      onApply: (messageId) => this.assistantEdit(null, messageId),
       context: () => {
         const file = this.editors.activeFile()
         return file ? { file_id: file.id, path: file.path, project_id: project.id } : { project_id: project.id }
@@ -269,6 +283,33 @@ export class Ide {
     })
   }
 
+  /** Analyse the active file's selected lines (else all of it); a cached result shows at
+   * once, a new one arrives as `analysis.completed` on the project channel. */
+  async analyse (type) {
+    const entry = this.editors.activeEntry()
+    if (!entry) return
+    const body = { type }
+    const selection = entry.selection()
+    if (selection) {
+      const doc = entry.view.state.doc
+      body.selection = { from_line: doc.lineAt(selection.from).number, to_line: doc.lineAt(selection.to).number }
+    }
+    const answer = await api.analyse(entry.file.id, body)
+    if (answer.cached) this.editors.showAnalysis(answer.analysis)
+  }
+
+  /** The assistant rewrites the selection (else the whole file) of the active editor. */
+  async assistantEdit (input, messageId = null) {
+    const entry = this.editors.activeEntry()
+    const instruction = input ? input.value.trim() : ''
+    if (!entry || (!instruction && !messageId)) return
+    const body = messageId ? { message_id: messageId } : { instruction }
+    const selection = entry.selection()
+    if (selection) body.selection = selection
+    await api.aiEdit(entry.file.id, body)
+    if (input) input.value = ''
+  }
+
   channelMessage (msg) {
     const type = msg.type || ''
     if (type.startsWith('file.')) {
@@ -277,6 +318,10 @@ export class Ide {
       if (active && msg.file && msg.file.id === active.id && !this.versions.root.hidden) this.versions.refresh().catch(() => {})
     } else if (type.startsWith('execution.')) {
       this.runner.event(msg)
+    } else if (type.startsWith('ai_edit.')) {
+      this.editors.assistantEvent(msg)
+    } else if (type === 'analysis.completed') {
+      this.editors.showAnalysis(msg.analysis)
     } else if (type.startsWith('git.')) {
       if (type === 'git.tree_changed') this.tree.load().catch((err) => this.error(err))
       this.git.event(msg)
