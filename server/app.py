@@ -38,6 +38,7 @@ from server.health import healthz, readyz
 from server.metrics import metrics_route
 from server.oauth.service import OAuthService
 from server.observe import RequestObserver
+from server.preview_wiring import start_previews
 from server.secret_jobs import queue_reencryption
 from server.services import Services
 from server.settings import Settings
@@ -161,6 +162,12 @@ def create_app(settings: Settings) -> Starlette:
         terminals = TerminalHub(settings.execution, db, services.hubs, local, variables)
         await terminals.start()
         services.hubs["terminals"] = terminals
+        # Previews and deployments: the preview origin (a second listener of this process)
+        # and the runtime the deployment jobs use.
+        previews = await start_previews(settings, db, services.hubs, local, projects.publish,
+                                        keyring)
+        if previews is not None:
+            services.hubs["previews"] = previews
         # Code analyses: requested here, run as jobs (by this process's worker with the
         # chat's provider, or by a worker process with its own).
         analyses = Analyses(db, chat.slot, settings.ai, projects.publish)
@@ -175,7 +182,8 @@ def create_app(settings: Settings) -> Starlette:
                                          oauth)
         # Background jobs (housekeeping, git and analyses included), unless workers run apart.
         worker = (
-            build_worker(settings, db, resources=[services.git, objects, analyses],
+            build_worker(settings, db, resources=[services.git, objects, analyses,
+                                                  *([previews.deployer] if previews else [])],
                          errors=observability.errors)
             if settings.jobs.worker_in_process else None
         )
@@ -191,6 +199,8 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             if worker is not None:
                 await worker.stop()
+            if previews is not None:
+                await previews.close()
             await terminals.close()
             await executions.close()
             await ai_edits.close()

@@ -1,0 +1,91 @@
+"""The preview origin and the deployment runtime, built and stopped by the app lifespan.
+
+The preview origin is a second listener of this process (``PREVIEW_HOST``:``PREVIEW_PORT``)
+serving only ``preview.proxy``: nothing of the IDE (no API, no page, no token) is on it.
+Without the local sandbox (Judge0 backend, no bubblewrap) there are no previews: the
+deployment endpoints answer 503 ``previews_unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from execution.local import LocalBackend
+from persistence.crypto import Keyring
+from persistence.db import Database
+from preview.builds import Deployer, Target
+from preview.proxy import PreviewProxy
+from preview.runtime import PreviewRuntime
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[Any, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class Previews:
+    runtime: PreviewRuntime
+    proxy: PreviewProxy
+    deployer: Deployer
+    server: uvicorn.Server
+    sock: socket.socket
+    task: asyncio.Task[None]
+
+    @property
+    def origin(self) -> str:
+        return self.runtime.origin
+
+    async def close(self) -> None:
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.server.shutdown(sockets=[self.sock])
+        self.sock.close()
+        await self.proxy.close()
+        await self.runtime.close()
+
+
+async def start_previews(settings: Settings, db: Database, hubs: dict[str, Any],
+                         local: LocalBackend | None, publish: Publish, keyring: Keyring,
+                         targets: dict[str, Target] | None = None) -> Previews | None:
+    config = settings.preview
+    if local is None or not config.enabled:
+        return None
+    sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        log.error("previews off: cannot listen on %s:%s (%s); set PREVIEW_PORT", config.host,
+                  config.port, exc)
+        return None
+    sock.listen(1024)
+    sock.setblocking(False)
+    runtime = PreviewRuntime(config, settings.execution, local.sandbox, local.uids, db, hubs,
+                             publish)
+    if config.origin is None:
+        runtime.origin = f"http://localhost:{sock.getsockname()[1]}"
+    await runtime.start()
+    proxy = PreviewProxy(runtime, db, settings.jwt_secret)
+    server_config = uvicorn.Config(proxy, lifespan="off", log_level="warning",
+                                   proxy_headers=False, ws_per_message_deflate=False,
+                                   ws_max_size=settings.collab.max_message_bytes)
+    server_config.load()
+    server = uvicorn.Server(server_config)
+    # Not ``serve()``: it would take over the process's signal handlers from the main server.
+    server.lifespan = server_config.lifespan_class(server_config)
+    await server.startup(sockets=[sock])
+    task = asyncio.create_task(server.main_loop(), name="preview-origin")
+    deployer = Deployer(db, keyring, runtime, config, publish, targets)
+    log.info("previews served at %s", runtime.origin)
+    return Previews(runtime, proxy, deployer, server, sock, task)
