@@ -126,7 +126,7 @@ async def test_cancel_stops_a_running_build(
     assert job_done, job_status
     assert time.monotonic() - started < 5  # the sleep 60 was stopped, not waited for
     done = await client.wait(world.member, world.project, row["id"])
-    assert done["status"] == "canceled" and "never" not in (done["logs"] or "")
+    assert done["status"] == "canceled" and "\nnever\n" not in (done["logs"] or "")
     assert "canceled" in done["logs"]
     # Finished: nothing to cancel any more.
     status, body = await client.api(
