@@ -51,6 +51,7 @@ class TargetError(RuntimeError):
 
 class Target(Protocol):
     name: str
+    builds_itself: bool  # True: the source is sent as is (Vercel builds it)
 
     async def deploy(self, build: Build) -> tuple[str, str | None]:
         """Publish the built files; return (url, the target's own deployment id)."""
@@ -218,14 +219,16 @@ class Deployer:
         await logs.line(f"deployment {row['id']} to {row['target']} ({key.environment})")
         layout, files, manifest = await self.runtime.copy(key, row["id"])
         await logs.line(f"copied {len(manifest.entries)} files")
-        spec = await asyncio.to_thread(detect, layout.app)
-        await logs.line(spec.describe())
         env = {**environment.variables,
                "NODE_ENV": "development" if key.environment == "development" else "production"}
-        async with asyncio.timeout(self.config.build_timeout_s):
-            await install_python(spec.requirements, layout.deps, logs,
-                                 self.config.build_timeout_s)
-            await self.runtime.build(key, layout, spec, env, logs)
+        spec: AppSpec | None = None
+        if not getattr(target, "builds_itself", False):
+            spec = await asyncio.to_thread(detect, layout.app)
+            await logs.line(spec.describe())
+            async with asyncio.timeout(self.config.build_timeout_s):
+                await install_python(spec.requirements, layout.deps, logs,
+                                     self.config.build_timeout_s)
+                await self.runtime.build(key, layout, spec, env, logs)
         async with self.db.service() as conn:
             if not await store.advance(conn, row["id"], "deploying", ("building",), logs.text()):
                 raise asyncio.CancelledError
@@ -237,6 +240,7 @@ class Deployer:
 
 class PreviewTarget:
     name = "preview"
+    builds_itself = False
 
     def __init__(self, runtime: PreviewRuntime) -> None:
         self.runtime = runtime

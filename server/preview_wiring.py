@@ -24,6 +24,7 @@ from persistence.db import Database
 from preview.builds import Deployer, Target
 from preview.proxy import PreviewProxy
 from preview.runtime import PreviewRuntime
+from preview.vercel import VercelTarget
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ async def start_previews(settings: Settings, db: Database, hubs: dict[str, Any],
     server.lifespan = server_config.lifespan_class(server_config)
     await server.startup(sockets=[sock])
     task = asyncio.create_task(server.main_loop(), name="preview-origin")
-    deployer = Deployer(db, keyring, runtime, config, publish, targets)
+    vercel = VercelTarget(db, keyring, settings.integrations.vercel_url,
+                          timeout_s=config.vercel_timeout_s, poll_s=config.vercel_poll_s)
+    deployer = Deployer(db, keyring, runtime, config, publish, {"vercel": vercel, **(targets or {})})
     log.info("previews served at %s", runtime.origin)
     return Previews(runtime, proxy, deployer, server, sock, task)
