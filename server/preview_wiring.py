@@ -63,6 +63,9 @@ async def start_previews(settings: Settings, db: Database, hubs: dict[str, Any],
         return None
     sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: a response's head and body go out at once instead
+    # of the body waiting for the client's delayed ACK (40 ms) under Nagle.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((config.host, config.port))
     except OSError as exc:
@@ -89,6 +92,7 @@ async def start_previews(settings: Settings, db: Database, hubs: dict[str, Any],
     task = asyncio.create_task(server.main_loop(), name="preview-origin")
     vercel = VercelTarget(db, keyring, settings.integrations.vercel_url,
                           timeout_s=config.vercel_timeout_s, poll_s=config.vercel_poll_s)
-    deployer = Deployer(db, keyring, runtime, config, publish, {"vercel": vercel, **(targets or {})})
+    deployer = Deployer(db, keyring, runtime, config, publish,
+                        {"vercel": vercel, **(targets or {})})
     log.info("previews served at %s", runtime.origin)
     return Previews(runtime, proxy, deployer, server, sock, task)
