@@ -37,17 +37,15 @@ class AppFailed(RuntimeError):
 @dataclass(frozen=True)
 class Layout:
     """A deployment's directories on the host: ``app`` (the files, the sandbox's
-    /workspace), ``run`` (the relay's socket), ``deps`` (Python packages, read-only)."""
+    /workspace), ``deps`` (Python packages, read-only) under ``root``; ``run`` (the relay's
+    socket) under the short socket root (``sun_path`` holds 107 bytes)."""
 
     root: Path
+    run: Path
 
     @property
     def app(self) -> Path:
         return self.root / "app"
-
-    @property
-    def run(self) -> Path:
-        return self.root / "run"
 
     @property
     def deps(self) -> Path:
@@ -60,7 +58,7 @@ class Layout:
     def prepare(self, uid: int | None) -> None:
         """Blocking. Fresh ``run`` dir owned by the sandbox uid, unreadable to others."""
         if len(str(self.socket)) > MAX_SOCKET_PATH:
-            raise AppFailed(f"socket path too long ({self.socket}): shorten the data dir")
+            raise AppFailed(f"socket path too long ({self.socket})")
         for path in (self.root, self.app):
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(0o711)

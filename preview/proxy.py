@@ -122,9 +122,10 @@ class PreviewProxy:
             return
         session = tickets.issue(self.key, grant, audience=tickets.SESSION_AUDIENCE,
                                 ttl_s=tickets.SESSION_TTL_S)
-        # SameSite=None: the IDE shows the preview in a frame from another site; Secure is
-        # accepted by browsers on https and on localhost.
-        cookie = (f"{COOKIE}={session}; Path=/; HttpOnly; SameSite=None; Secure; "
+        # The IDE shows the preview in a frame from another site: SameSite=None, and
+        # Partitioned (CHIPS) so Chromium keeps it as the IDE's partitioned cookie instead of
+        # dropping it as a third-party one. Secure is accepted on https and on *.localhost.
+        cookie = (f"{COOKIE}={session}; Path=/; HttpOnly; SameSite=None; Secure; Partitioned; "
                   f"Max-Age={tickets.SESSION_TTL_S}")
         await send({"type": "http.response.start", "status": 303, "headers": [
             (b"location", quote(target, safe="/?=&%#:;,+@!$'()*~-._").encode()),

@@ -1,8 +1,10 @@
 """The running previews of this process: at most one per project and environment.
 
-A deployment's files live in ``<previews>/<label>/<deployment>/``; ``<label>/current`` is a
-symlink to the one being served (switched atomically once the new app answers, then the
-old app is stopped: a redeploy has no gap). The proxy only follows ``current/run/s``.
+A deployment's files live in ``<previews>/<label>/<deployment>/``, its relay's socket in
+``<sockets>/<label>-<deployment>/s`` (a short root: ``sun_path`` holds 107 bytes);
+``<sockets>/<label>`` is a symlink to the one being served, switched atomically once the new
+app answers, then the old app is stopped: a redeploy has no gap. The proxy only follows
+``<sockets>/<label>/s``.
 
 Development previews are live: every ``watch_interval_s`` the open documents' text is
 compared with what was written (``Workspaces.refresh``), and every ``rescan_interval_s``
@@ -16,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
+import stat
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -94,6 +99,7 @@ class PreviewRuntime:
         self.hubs = hubs
         self.publish = publish
         self.root = execution.workdir_root / ".previews"
+        self.sockets = socket_root(execution.workdir_root)
         self.origin = config.origin or f"http://localhost:{config.port}"
         self._running: dict[PreviewKey, Running] = {}
         self._locks: dict[PreviewKey, asyncio.Lock] = {}
@@ -106,10 +112,11 @@ class PreviewRuntime:
         return f"{scheme}://{label_of(key)}.{host}/"
 
     def layout(self, key: PreviewKey, deployment_id: uuid.UUID) -> Layout:
-        return Layout(self.root / label_of(key) / deployment_id.hex[:12])
+        label, deployment = label_of(key), deployment_id.hex[:12]
+        return Layout(self.root / label / deployment, self.sockets / f"{label}-{deployment}")
 
     def socket(self, key: PreviewKey) -> Path:
-        return self.root / label_of(key) / "current" / "run" / "s"
+        return self.sockets / label_of(key) / "s"
 
     def identity(self, key: PreviewKey) -> Identity:
         return self.sandbox.identity_for(self.uids.slot(str(key.project_id)))
@@ -130,6 +137,15 @@ class PreviewRuntime:
         self.root.mkdir(parents=True, exist_ok=True)
         for path in (self.execution.workdir_root, self.root):
             path.chmod(0o711)
+        try:
+            self.sockets.mkdir(mode=0o711)
+        except FileExistsError:
+            # In a shared /tmp: only a directory of ours, not writable by others, will do.
+            info = self.sockets.lstat()
+            if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid()
+                    or info.st_mode & 0o022):
+                raise RuntimeError(f"{self.sockets} exists and is not a private directory "
+                                   "of this user") from None
 
     async def close(self) -> None:
         if self._idle is not None:
@@ -196,17 +212,18 @@ class PreviewRuntime:
         process = AppProcess(self.sandbox, layout, spec, identity, self.app_limits(), env, logs)
         async with self.lock(key):
             await process.start(self.config.start_timeout_s)
-            await asyncio.to_thread(_point_current, layout.root)
+            await asyncio.to_thread(_point_current, layout.run, self.socket(key).parent)
             previous = self._running.pop(key, None)
             running = Running(key, deployment_id, layout, spec, process, identity, env, logs,
                               files, manifest)
             self._running[key] = running
         if previous is not None:
-            await self._retire(previous, keep_files=previous.deployment_id != deployment_id)
+            await self._retire(previous)
         if key.environment == "development" and files is not None and manifest is not None:
             running.watcher = asyncio.create_task(self._watch(running),
                                                   name=f"preview-watch-{label_of(key)}")
-        await asyncio.to_thread(_prune, layout.root.parent, self.config.kept_deployments)
+        await asyncio.to_thread(_prune, layout.root.parent, self.sockets,
+                                self.config.kept_deployments)
         return running
 
     async def stop(self, key: PreviewKey, *, reason: str, announce: bool = True) -> bool:
@@ -215,18 +232,20 @@ class PreviewRuntime:
             if running is None:
                 return False
             with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread((self.root / label_of(key) / "current").unlink)
-        await self._retire(running, keep_files=True)
+                await asyncio.to_thread(self.socket(key).parent.unlink)
+        await self._retire(running)
         if announce:
             await self._announce(key, "preview.stopped", reason=reason,
                                  deployment_id=str(running.deployment_id))
         return True
 
-    async def _retire(self, running: Running, *, keep_files: bool) -> None:
+    async def _retire(self, running: Running) -> None:
         if running.watcher is not None and running.watcher is not asyncio.current_task():
             running.watcher.cancel()
             await asyncio.gather(running.watcher, return_exceptions=True)
         await running.process.stop()
+        if running.layout.run.name != _served(self.socket(running.key).parent):
+            await asyncio.to_thread(shutil.rmtree, running.layout.run, True)
 
     async def _announce(self, key: PreviewKey, kind: str, **body: Any) -> None:
         try:
@@ -298,21 +317,34 @@ def _fresh_dir(path: Path) -> None:
     path.parent.chmod(0o711)
 
 
-def _point_current(target: Path) -> None:
-    link = target.parent / "current"
-    tmp = target.parent / f".current-{os.getpid()}"
+def socket_root(workdir_root: Path) -> Path:
+    """A short directory for the relays' sockets, one per data dir."""
+    digest = hashlib.sha256(str(workdir_root.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"icreate-previews-{digest}"
+
+
+def _served(link: Path) -> str | None:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return None
+
+
+def _point_current(run_dir: Path, link: Path) -> None:
+    tmp = link.with_name(f".{link.name}-{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    tmp.symlink_to(target.name)
+    tmp.symlink_to(run_dir.name)
     tmp.replace(link)
 
 
-def _prune(label_dir: Path, keep: int) -> None:
-    """Keep the newest ``keep`` deployment directories (and the current one)."""
-    current = (label_dir / "current").resolve() if (label_dir / "current").exists() else None
-    dirs = sorted((p for p in label_dir.iterdir() if p.is_dir() and not p.is_symlink()
-                   and not p.name.startswith(".")),
+def _prune(label_dir: Path, sockets: Path, keep: int) -> None:
+    """Keep the newest ``keep`` deployment directories (and the one being served)."""
+    link = sockets / label_dir.name
+    current = os.readlink(link).rsplit("-", 1)[-1] if link.is_symlink() else None
+    dirs = sorted((p for p in label_dir.iterdir() if p.is_dir() and not p.is_symlink()),
                   key=lambda p: p.stat().st_mtime, reverse=True)
     for old in dirs[keep:]:
-        if old != current:
+        if old.name != current:
             shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(sockets / f"{label_dir.name}-{old.name}", ignore_errors=True)

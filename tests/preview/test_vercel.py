@@ -63,7 +63,7 @@ async def test_production_deploy_uploads_by_sha_polls_and_aliases(
     assert done["deploy_url"] == f"https://{slug}.vercel.app"
     assert done["external_id"] in vercel.deployments
     assert vercel.aliases == {f"{slug}.vercel.app": done["external_id"]}
-    for path, content in STATIC_SITE.items():
+    for content in STATIC_SITE.values():
         assert vercel.files[hashlib.sha1(content.encode()).hexdigest()] == content.encode()
     deployed = vercel.deployments[done["external_id"]]
     assert set(deployed["files"]) == set(STATIC_SITE) and deployed["target"] == "production"
