@@ -228,12 +228,13 @@ class PreviewRuntime:
 
     async def stop(self, key: PreviewKey, *, reason: str, announce: bool = True) -> bool:
         async with self.lock(key):
-            running = self._running.pop(key, None)
+            running = self._running.get(key)
             if running is None:
                 return False
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(self.socket(key).parent.unlink)
-        await self._retire(running)
+            await self._retire(running)
+            del self._running[key]  # only once stopped: ``running(key)`` is the truth
         if announce:
             await self._announce(key, "preview.stopped", reason=reason,
                                  deployment_id=str(running.deployment_id))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import time
+
 import aiohttp
 
 from persistence.db import Database
 from tests.preview.apps import NODE_APP, PYTHON_APP, STATIC_SITE
-from tests.preview.conftest import Client, World, add_files
+from server.settings import Settings
+from tests.preview.conftest import Client, StartServer, World, add_files
 
 
 async def test_static_site_answers_through_the_preview_origin(
@@ -128,3 +133,30 @@ def _key(world: World):  # type: ignore[no-untyped-def]
     from preview.runtime import PreviewKey
 
     return PreviewKey(world.project, "development")
+
+
+async def test_an_idle_preview_is_stopped_and_says_so(
+        live_server: StartServer, preview_settings: Settings, world: World,
+        db: Database) -> None:
+    settings = dataclasses.replace(preview_settings, preview=dataclasses.replace(
+        preview_settings.preview, idle_stop_s=1.0))
+    server = await live_server(settings)
+    await add_files(db, world.project, NODE_APP)
+    async with aiohttp.ClientSession() as http:
+        client = Client(server, http)
+        row = await client.deploy(world.member, world.project)
+        assert (await client.wait(world.member, world.project, row["id"]))["status"] == "success"
+        cookie = await client.session_cookie(world.member, world.project)
+        running = client.previews.runtime.running(_key(world))
+        assert running is not None
+        for _ in range(6):  # requests keep it alive
+            assert (await client.get(world.project, "/", cookie=cookie))[0] == 200
+            await asyncio.sleep(0.4)
+        assert running.process.alive
+        deadline = time.monotonic() + 10
+        while client.previews.runtime.running(_key(world)) is not None:
+            assert time.monotonic() < deadline, "an idle preview was not stopped"
+            await asyncio.sleep(0.2)
+        assert not running.process.alive
+        status, text = await client.get(world.project, "/", cookie=cookie)
+        assert status == 503 and "not running" in text
