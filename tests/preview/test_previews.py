@@ -9,8 +9,8 @@ import time
 import aiohttp
 
 from persistence.db import Database
-from tests.preview.apps import NODE_APP, PYTHON_APP, STATIC_SITE
 from server.settings import Settings
+from tests.preview.apps import NODE_APP, PYTHON_APP, STATIC_SITE
 from tests.preview.conftest import Client, StartServer, World, add_files
 
 
