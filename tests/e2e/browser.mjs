@@ -582,6 +582,7 @@ const scenarios = {
     const typedMs = Date.now() - started
     await frame.locator('body', { hasText: config.expect }).waitFor({ timeout: 30000 })
     const latencyMs = Date.now() - started
+    log('alice', `edit shown in the preview after ${latencyMs} ms (typing took ${typedMs} ms)`)
     await w.shot('edited')
     const preview = w.page.frames().find((f) => f !== w.page.mainFrame() && f.url().startsWith('http'))
     // The probe below is refused on purpose (CORS): its console errors are not problems.
