@@ -51,6 +51,7 @@ from tests.support import factories  # noqa: E402
 from tests.support.servers import start_live_server  # noqa: E402
 
 DATABASE = "bench_preview"
+errors: dict[str, int] = {}  # non-200 answers or cut responses seen while polling, per kind
 KINDS = {
     "static": (STATIC_SITE, "index.html", "hello static v1"),
     "node": (NODE_APP, "server.js", "hello node v1"),
@@ -82,9 +83,15 @@ async def edit_latencies(client: Client, db: Database, owner: uuid.UUID, workspa
         started = time.perf_counter()
         await documents.write_text(ids[path], files[path].replace(marker, new), owner)
         while True:
-            status, text = await client.get(project, "/", cookie=cookie)
+            try:
+                status, text = await client.get(project, "/", cookie=cookie)
+            except aiohttp.ClientError:
+                errors[kind] = errors.get(kind, 0) + 1  # a request cut by a restart
+                continue
             if status == 200 and new in text:
                 break
+            if status != 200:
+                errors[kind] = errors.get(kind, 0) + 1
             if time.perf_counter() - started > 30:
                 raise AssertionError(f"{kind}: edit {n} not shown after 30 s")
             await asyncio.sleep(0.01)
@@ -180,6 +187,7 @@ async def main() -> None:
         await admin.execute(f"drop database if exists {DATABASE} with (force)")
         await admin.close()
         shutil.rmtree(scratch, ignore_errors=True)
+    results["errors_while_polling"] = errors
     results["watch_interval_s"] = PreviewConfig().watch_interval_s
     results["machine_note"] = "shared 2-core machine, other work running: noisy"
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")

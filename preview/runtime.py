@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 Publish = Callable[[uuid.UUID, dict[str, Any]], Awaitable[None]]
 ENV_CODES = {"development": "d", "staging": "s", "production": "p"}
 CODE_ENVS = {code: env for env, code in ENV_CODES.items()}
+DRAIN_S = 0.5  # what a replaced app process gets for the requests it is answering
 
 
 class PreviewKey(NamedTuple):
@@ -280,17 +281,26 @@ class PreviewRuntime:
                 log.exception("preview reload of %s failed", label_of(running.key))
 
     async def _reload(self, running: Running, changed: list[str]) -> None:
+        """Build again; a server app is restarted blue/green: the new process (its own
+        namespace, its own socket) starts beside the old one, the link is switched once it
+        answers, then the old one gets ``DRAIN_S`` for requests in flight and is stopped."""
         started = time.monotonic()
+        old: tuple[AppProcess, Layout] | None = None
         try:
             await self.build(running.key, running.layout, running.spec, running.env,
                              running.logs)
             if running.spec.kind != "static":
+                layout = Layout(running.layout.root, self.sockets / (
+                    f"{label_of(running.key)}-{running.deployment_id.hex[:12]}"
+                    f".{running.version + 1}"))
+                process = AppProcess(self.sandbox, layout, running.spec, running.identity,
+                                     self.app_limits(), running.env, running.logs)
+                await process.start(self.config.start_timeout_s)
                 async with self.lock(running.key):
-                    await running.process.stop()
-                    running.process = AppProcess(
-                        self.sandbox, running.layout, running.spec, running.identity,
-                        self.app_limits(), running.env, running.logs)
-                    await running.process.start(self.config.start_timeout_s)
+                    await asyncio.to_thread(_point_current, layout.run,
+                                            self.socket(running.key).parent)
+                    old = (running.process, running.layout)
+                    running.process, running.layout = process, layout
         except (BuildFailed, AppFailed) as exc:
             await running.logs.line(f"reload failed: {exc}")
             await self._announce(running.key, "preview.failed", error=str(exc),
@@ -300,6 +310,10 @@ class PreviewRuntime:
         await self._announce(running.key, "preview.updated", version=running.version,
                              files=changed[:20], deployment_id=str(running.deployment_id),
                              reload_ms=round((time.monotonic() - started) * 1000, 1))
+        if old is not None:
+            await asyncio.sleep(DRAIN_S)
+            await old[0].stop()
+            await asyncio.to_thread(shutil.rmtree, old[1].run, True)
 
     async def _idle_loop(self) -> None:
         while True:
@@ -342,7 +356,8 @@ def _point_current(run_dir: Path, link: Path) -> None:
 def _prune(label_dir: Path, sockets: Path, keep: int) -> None:
     """Keep the newest ``keep`` deployment directories (and the one being served)."""
     link = sockets / label_dir.name
-    current = os.readlink(link).rsplit("-", 1)[-1] if link.is_symlink() else None
+    # <project hex>-<env>-<deployment>[.<restart>]: the deployment being served.
+    current = os.readlink(link).split("-")[2].split(".")[0] if link.is_symlink() else None
     dirs = sorted((p for p in label_dir.iterdir() if p.is_dir() and not p.is_symlink()),
                   key=lambda p: p.stat().st_mtime, reverse=True)
     for old in dirs[keep:]:
