@@ -196,3 +196,49 @@ def _key(world: World):  # type: ignore[no-untyped-def]
     from preview.runtime import PreviewKey
 
     return PreviewKey(world.project, "development")
+
+
+async def test_cancel_while_deploying_stops_the_starting_app(
+        client: Client, world: World, db: Database) -> None:
+    # An app that never listens: the deployment waits in `deploying` for it to answer.
+    await add_files(db, world.project, {"package.json": '{"scripts": {"start": "sleep 59.4321"}}'})
+    row = await client.deploy(world.member, world.project)
+    await client.wait(world.member, world.project, row["id"], ("deploying",))
+    started = time.monotonic()
+    status, _ = await client.api(
+        "POST", f"/projects/{world.project}/deployments/{row['id']}/cancel", world.member)
+    assert status == 200
+    done = await client.wait(world.member, world.project, row["id"])
+    assert done["status"] == "canceled"
+    while client.previews.runtime.running(_key(world)) is not None or any(
+            "sleep 59.4321" in line for line in _processes()):
+        assert time.monotonic() - started < 5, "the starting app was not stopped"
+        await asyncio.sleep(0.1)
+
+
+async def test_commit_and_branch_come_from_the_connected_repository(
+        client: Client, world: World, db: Database) -> None:
+    await add_files(db, world.project, STATIC_SITE)
+    async with db.service() as conn:
+        await conn.execute(
+            "insert into git_repositories (project_id, provider, repo_url, default_branch,"
+            " base_commit) values ($1, 'github', 'https://github.com/a/b', 'trunk', $2)",
+            world.project, "c0ffee" * 6 + "abcd")
+    row = await client.deploy(world.member, world.project)
+    assert (row["commit_sha"], row["branch"]) == ("c0ffee" * 6 + "abcd", "trunk")
+    done = await client.wait(world.member, world.project, row["id"])
+    assert done["status"] == "success" and done["branch"] == "trunk"
+
+
+def _processes() -> list[str]:
+    import os
+
+    lines = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    lines.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    return lines
