@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from execution.masking import SecretMasker
+from execution.sandbox import read_fd
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +69,6 @@ class LogBuffer:
 
 async def pump(fd: int, sink: LogBuffer) -> None:
     """Decode a pipe into ``sink`` until EOF (the process and its children are gone)."""
-    import codecs
-
-    from execution.sandbox import read_fd
-
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     with contextlib.suppress(asyncio.CancelledError):
         async for chunk in read_fd(fd):
