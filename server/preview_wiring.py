@@ -81,8 +81,13 @@ async def start_previews(settings: Settings, db: Database, hubs: dict[str, Any],
         runtime.origin = f"http://localhost:{sock.getsockname()[1]}"
     await runtime.start()
     proxy = PreviewProxy(runtime, db, settings.jwt_secret)
-    server_config = uvicorn.Config(proxy, lifespan="off", log_level="warning",
-                                   proxy_headers=False, ws_per_message_deflate=False,
+    # log_config and log_level None, access_log left on: a second Config must not
+    # reconfigure the process's logging (it would reset the main server's redacting
+    # loggers; access_log=False would silence uvicorn.access for both). A session link's
+    # ticket is a JWT in ``?ticket=``: redacted like ``?token=``.
+    server_config = uvicorn.Config(proxy, lifespan="off", log_config=None, log_level=None,
+                                   proxy_headers=False,
+                                   ws_per_message_deflate=False,
                                    ws_max_size=settings.collab.max_message_bytes)
     server_config.load()
     server = uvicorn.Server(server_config)
