@@ -185,13 +185,9 @@ def create_app(settings: Settings) -> Starlette:
         disks = local.volumes if local is not None else ProjectVolumes(settings.execution)
         # Background jobs (housekeeping, git and analyses included), unless workers run apart.
         worker = (
-<<<<<<< HEAD
-            build_worker(settings, db, resources=[services.git, objects, analyses,
-                                                  *([previews.deployer] if previews else [])],
-=======
             build_worker(settings, db,
-                         resources=[services.git, objects, analyses, disks],
->>>>>>> main
+                         resources=[services.git, objects, analyses, disks,
+                                    *([previews.deployer] if previews else [])],
                          errors=observability.errors)
             if settings.jobs.worker_in_process else None
         )
