@@ -38,7 +38,7 @@ from ai.registry import ProviderSlot, provider_slot
 from ai.tokens import estimate_tokens
 from ai.tool_loop import ToolRecord, converse
 from ai.workspace_keys import WorkspaceAI
-from collab.broker import Broker
+from broker.interface import Broker
 from observability.timings import AI_RESPONSE, Timings
 from persistence import ai as store
 from persistence.db import Database

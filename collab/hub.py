@@ -45,21 +45,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from broker.interface import Broker
 from collab import metrics, protocol
-from collab.broker import Broker
 from collab.config import CollabConfig
 from collab.room import Peer, Room, apply_all, build_from_text, merge_tree, new_doc
 from collab.store import Compaction, DocumentStore, FileGone, Merged, StoredDocument
 from collab.text_diff import apply_text
+from sockets.close_codes import BAD_MESSAGE, FORBIDDEN, SERVICE_RESTART, TOO_LARGE
 
 log = logging.getLogger(__name__)
 
-BAD_MESSAGE = 4400
-FORBIDDEN = 4403
-SLOW_CONSUMER = 1013  # try again later: stock y-websocket clients give up on any 44xx
-TOO_LARGE = 4413
-INTERNAL_ERROR = 1011
-SERVICE_RESTART = 1012
 
 _CHANNEL_PREFIX = "doc:"
 _MAX_BACKOFF_S = 30.0

@@ -26,13 +26,12 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from broker.interface import Broker
 from collab import project_metrics as metrics
-from collab.broker import Broker
 from collab.config import CollabConfig
 from collab.project_protocol import (
     EditorState,
@@ -43,26 +42,13 @@ from collab.project_protocol import (
     parse_client_message,
     parse_editor_state,
 )
+from sockets.close_codes import FORBIDDEN, GOING_AWAY
+from sockets.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-GOING_AWAY = 1001
 # Broker payloads: EVENT_TAG + the event's JSON (relayed as is), else a JSON presence message.
 EVENT_TAG = b"\x01"
-FORBIDDEN = 4403
-SLOW_CONSUMER = 1013  # try again later: stock y-websocket clients give up on any 44xx
-
-
-class TextChannel(Protocol):
-    """One client socket, as the hub sees it (the server adapts a Starlette WebSocket)."""
-
-    async def receive(self) -> str | bytes | None:
-        """The next frame, or None once the client is gone."""
-        ...
-
-    async def send_text(self, text: str) -> None: ...
-
-    async def close(self, code: int, reason: str) -> None: ...
 
 
 class EditorSessionStore(Protocol):
@@ -85,7 +71,6 @@ class ProjectHubConfig:
     presence_ttl_s: float = 15.0
     save_debounce_s: float = 1.0
     max_message_bytes: int = 64 * 1024
-    send_queue_max: int = 256
     role_check_s: float = 1.0
 
     @classmethod
@@ -141,51 +126,24 @@ class Member:
 
 
 class Peer:
-    """One local socket: its presence entry and a bounded send queue drained by one task."""
+    """One local socket: its presence entry and its outbox (sockets.outbox: bounded by
+    bytes; past the bound it closes as a slow consumer so the client resyncs on reconnect,
+    project events are never silently dropped)."""
 
-    def __init__(self, channel: TextChannel, member: Member, queue_max: int) -> None:
-        self.channel = channel
+    def __init__(self, outbox: Outbox, member: Member) -> None:
+        self.outbox = outbox
         self.member = member
-        self.queue: deque[str] = deque()
-        self.queue_max = queue_max
-        self.ready = asyncio.Event()
-        self.closed = False
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self.writer: asyncio.Task[None] | None = None
         self.left = asyncio.Event()
 
+    @property
+    def closed(self) -> bool:
+        return self.outbox.closed
+
     def send(self, text: str) -> None:
-        if self.closed:
-            return
-        if len(self.queue) >= self.queue_max:
-            # Never silently drop project events: close so the client resyncs on reconnect.
-            self.close_later(SLOW_CONSUMER, "send queue full")
-            return
-        self.queue.append(text)
-        self.ready.set()
+        self.outbox.send_text(text)
 
     def close_later(self, code: int, reason: str) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.close_code = code
-        self.close_reason = reason
-        self.queue.clear()
-        self.ready.set()
-
-    async def run_writer(self) -> None:
-        try:
-            while True:
-                await self.ready.wait()
-                self.ready.clear()
-                while self.queue:
-                    await self.channel.send_text(self.queue.popleft())
-                if self.closed and self.close_code is not None:
-                    await self.channel.close(self.close_code, self.close_reason)
-                    return
-        except Exception as exc:  # the socket is gone; the reader side ends the session
-            log.debug("project socket %s writer ended: %r", self.member.connection_id, exc)
+        self.outbox.close(code, reason)
 
 
 class ProjectRoom:
@@ -386,10 +344,13 @@ class ProjectHub:
 
     # -- one socket ---------------------------------------------------------------------
 
-    async def serve(self, project_id: uuid.UUID, channel: TextChannel, who: Identity) -> None:
-        """Run one accepted socket until it closes."""
+    async def serve(
+        self, project_id: uuid.UUID, outbox: Outbox, incoming: AsyncIterator[str | bytes],
+        who: Identity,
+    ) -> None:
+        """Run one accepted socket until it closes (``incoming``: sockets.receive.messages)."""
         if self._closing:
-            await channel.close(GOING_AWAY, "server shutting down")
+            outbox.close(GOING_AWAY, "server shutting down")
             return
         restored = await self._restore(who.user_id, project_id)
         member = Member(
@@ -403,7 +364,7 @@ class ProjectHub:
             else None,
             since=time.time(),
         )
-        peer = Peer(channel, member, self.config.send_queue_max)
+        peer = Peer(outbox, member)
         room = await self._room(project_id)
         hello = {
             "type": "hello",
@@ -419,20 +380,20 @@ class ProjectHub:
         room.peers[member.connection_id] = peer
         self.stats.sockets += 1
         metrics.SOCKETS.inc()
-        peer.writer = asyncio.create_task(peer.run_writer(), name="project-peer-writer")
         room.broadcast(
             {"type": "presence.join", "member": member.to_json()}, exclude=member.connection_id
         )
         await room.announce("join", m=member.to_json())
         try:
-            await self._read(room, peer, who)
+            await self._read(room, peer, who, incoming)
         finally:
             await self._leave(room, peer, who)
 
-    async def _read(self, room: ProjectRoom, peer: Peer, who: Identity) -> None:
-        while not peer.closed:
-            frame = await peer.channel.receive()
-            if frame is None:
+    async def _read(
+        self, room: ProjectRoom, peer: Peer, who: Identity, incoming: AsyncIterator[str | bytes]
+    ) -> None:
+        async for frame in incoming:
+            if peer.closed:
                 return
             self.stats.messages_in += 1
             try:
@@ -473,13 +434,7 @@ class ProjectHub:
         room.peers.pop(connection_id, None)
         self.stats.sockets -= 1
         metrics.SOCKETS.dec()
-        if not peer.closed:
-            peer.closed = True
-            peer.ready.set()
-        if peer.writer is not None:
-            peer.writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await peer.writer
+        await peer.outbox.finish()
         room.broadcast(
             {"type": "presence.leave", "connection_id": connection_id, "user_id": str(who.user_id)}
         )

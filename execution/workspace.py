@@ -24,11 +24,11 @@ from execution.volumes import WATCH, Volume
 from persistence import executions as store
 from persistence import files as file_store
 from persistence.db import Database
+from sockets.close_codes import NOT_A_DOCUMENT
 from storage.objects import ObjectStore, is_object_key
 
 log = logging.getLogger(__name__)
 
-NOT_A_DOCUMENT = 4415  # server.close_codes: a binary file is never a CRDT document
 
 
 @dataclass

@@ -16,7 +16,8 @@ from ai.analysis import Analyses
 from ai.chat import ChatHub
 from ai.edits import AIEdits
 from ai.workspace_keys import WorkspaceAI, WorkspaceUrls
-from collab.broker import Broker, LocalBroker
+from broker.interface import Broker
+from broker.local import LocalBroker
 from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub, ProjectHubConfig
 from execution.local import LocalBackend
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 def make_broker(settings: Settings) -> Broker:
     if settings.redis_url:
-        from collab.redis_broker import RedisBroker
+        from broker.redis_broker import RedisBroker
 
         return RedisBroker(settings.redis_url, settings.instance_id, prefix=settings.redis_prefix)
     return LocalBroker(settings.instance_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from collab.broker import Broker
+from broker.interface import Broker
 from gitsync.sync import GitRuntime
 from observability.service import Observability
 from persistence.crypto import Keyring

@@ -19,8 +19,8 @@ from server.api.filetypes import language_of, mime_type_of
 from server.api.guards import require_file, require_project
 from server.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
 from server.api.routing import Ctx, Endpoint
-from server.close_codes import NOT_FOUND
 from server.errors import ApiError, conflict, not_found
+from sockets.close_codes import NOT_FOUND
 
 
 class FileEntry(BaseModel):

@@ -30,9 +30,9 @@ from server.api.files import FileEntry, become_text, publish
 from server.api.filetypes import language_of, mime_type_of
 from server.api.guards import require_file, require_project
 from server.api.routing import Ctx, Endpoint, to_routes
-from server.close_codes import NOT_A_DOCUMENT
 from server.errors import ApiError, conflict, not_found
 from server.middleware import browser_guards
+from sockets.close_codes import NOT_A_DOCUMENT
 from storage.ingest import Received, receive
 from storage.objects import ObjectMissing, ObjectStore, TooLarge
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ai.chat import ChatError, ChatHub
-from collab.broker import LocalBroker, LocalBus
+from broker.local import LocalBroker, LocalBus
 from persistence.db import Database
 from tests.ai.conftest import fake_openai_config
 from tests.ai.helpers import Team

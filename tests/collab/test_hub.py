@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from broker.local import LocalBroker, LocalBus
 from collab import protocol
-from collab.broker import LocalBroker, LocalBus
 from collab.config import CollabConfig
 from collab.hub import DocumentHub
 from collab.store import FileGone, MemoryStore, StoredDocument

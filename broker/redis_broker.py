@@ -31,8 +31,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from collab import broker_metrics as metrics
-from collab.broker import Handler, ResubscribeCallback
+from broker import metrics
+from broker.interface import Handler, ResubscribeCallback
 
 log = logging.getLogger(__name__)
 
