@@ -23,7 +23,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from ai import project_context
 from ai.config import AIConfig
 from ai.firecrawl import FirecrawlError, check_url
-from ai.project_tools import ProjectToolbox
+from ai.project_tools import CodeRunner, DocumentText, ProjectToolbox
 from ai.prompt import EditorContext, build_prompt, excerpt, web_page_context
 from ai.providers.base import ChatMessage, Provider, ProviderError, Usage
 from ai.registry import ProviderSlot, provider_slot
@@ -302,16 +302,20 @@ class ChatHub:
         broker: Broker,
         slot: ProviderSlot,
         config: AIConfig,
-        hubs: Mapping[str, Any] | None = None,
         workspace_ai: WorkspaceAI | None = None,
         timings: Timings | None = None,
+        *,
+        documents: DocumentText | None = None,
+        executions: CodeRunner | None = None,
     ) -> None:
         self.db = db
         self.broker = broker
         self.slot = slot
         self.config = config
         self.workspace_ai = workspace_ai
-        self.hubs: Mapping[str, Any] = hubs if hubs is not None else {}
+        # The project's live texts (prompt context, read_file) and runs (run_code).
+        self.documents = documents
+        self.executions = executions
         # Time to first token and tokens/s of every reply (performance_metrics).
         self.timings = timings
         self.rooms: dict[uuid.UUID, Room] = {}
@@ -320,12 +324,15 @@ class ChatHub:
     @classmethod
     def from_config(
         cls, db: Database, broker: Broker, config: AIConfig, data_dir: Path,
-        hubs: Mapping[str, Any] | None = None,
         workspace_ai: WorkspaceAI | None = None,
         timings: Timings | None = None,
+        *,
+        documents: DocumentText | None = None,
+        executions: CodeRunner | None = None,
     ) -> ChatHub:
         return cls(
-            db, broker, provider_slot(config, data_dir), config, hubs, workspace_ai, timings
+            db, broker, provider_slot(config, data_dir), config, workspace_ai, timings,
+            documents=documents, executions=executions,
         )
 
     # -- lifetime ---------------------------------------------------------------------
@@ -644,8 +651,7 @@ class ChatHub:
     ) -> ProjectToolbox | None:
         if not provider.supports_tools or self.config.tool_steps <= 0:
             return None
-        return ProjectToolbox(self.db, project_id, user_id, self.hubs.get("documents"),
-                              self.hubs.get("executions"))
+        return ProjectToolbox(self.db, project_id, user_id, self.documents, self.executions)
 
     async def _project_context(
         self, conn: Any, project_id: uuid.UUID, user_id: uuid.UUID,
@@ -669,7 +675,7 @@ class ChatHub:
         if row["type"] != "file":
             raise ChatError("bad_request", "the context must be a file, not a folder")
         text: str | None = None
-        documents = self.hubs.get("documents")
+        documents = self.documents
         if documents is not None:
             text = await documents.read_text(request.file_id)
         if text is None:

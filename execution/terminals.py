@@ -31,6 +31,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+from collab.ports import Documents, ProjectEvents
 from execution.config import ExecutionConfig
 from execution.local import LocalBackend
 from execution.masking import SecretMasker
@@ -45,6 +46,7 @@ from persistence.db import Database
 from persistence.environment import EnvironmentUnavailable, EnvironmentVariables
 from sockets.close_codes import GOING_AWAY, SLOW_CONSUMER
 from sockets.outbox import Outbox
+from storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -118,17 +120,21 @@ class TerminalHub:
         self,
         config: ExecutionConfig,
         db: Database,
-        hubs: dict[str, Any],
         local: LocalBackend | None = None,
         variables: EnvironmentVariables | None = None,
+        *,
+        documents: Documents | None = None,
+        projects: ProjectEvents | None = None,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.config = config
         self.db = db
-        self.hubs = hubs
         # The shell gets the project's development variables (persistence.environment).
         self.variables = variables
         self.local = local or LocalBackend(config)
-        self.workspaces = Workspaces(config, db, hubs)
+        self.workspaces = Workspaces(
+            config, db, documents=documents, projects=projects, objects=objects
+        )
         self.terminals: dict[tuple[uuid.UUID, str], Terminal] = {}
         self._opening: dict[tuple[uuid.UUID, str], asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()

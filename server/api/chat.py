@@ -53,7 +53,7 @@ async def post_message(ctx: Ctx) -> Response | dict[str, Any]:
         raise ApiError(404, "not_found", "no such conversation")
     facts = request_facts(ctx.request.scope)
     facts.workspace_id, facts.project_id = access.workspace_id, access.project_id
-    hub: ChatHub | None = ctx.hub("chat")
+    hub: ChatHub | None = ctx.services.chat
     if hub is None:
         raise ApiError(503, "ai_unavailable", "AI provider not available")
     body: ChatMessageCreate = ctx.body

@@ -105,7 +105,7 @@ async def _put(
             assert row is not None
             return row, True, folders
     file_id = existing["id"]
-    hub = ctx.hub("documents")
+    hub = ctx.services.documents
     if received.stored is not None:
         # The CRDT tables are the hub's (service-only): written as the service, after the
         # member check above.
@@ -158,7 +158,7 @@ async def download_file(ctx: Ctx) -> Response:
         headers["Content-Length"] = str(reader.size)
         headers["ETag"] = f'"{row["storage_path"].rsplit("/", 1)[-1]}"'
         return StreamingResponse(reader.chunks(), media_type=media_type, headers=headers)
-    hub = ctx.hub("documents")
+    hub = ctx.services.documents
     text = await hub.read_text(file_id) if hub is not None else None
     data = (text if text is not None else row["content"] or "").encode()
     return Response(data, media_type=media_type, headers=headers)

@@ -59,7 +59,7 @@ class ConversationSocket:
         if conversation_id is None or access is None or not access.is_member:
             await refuse(websocket, NOT_FOUND, "no such conversation")
             return
-        hub: ChatHub | None = services.hubs.get("chat")
+        hub: ChatHub | None = services.chat
         if hub is None:
             await refuse(websocket, TRY_AGAIN_LATER, "chat is not available")
             return

@@ -136,7 +136,10 @@ class DocumentSocket:
         if access.is_stored:
             await _refuse(websocket, NOT_A_DOCUMENT, "a binary or large file is not a document")
             return
-        hub: DocumentHub = services.hubs["documents"]
+        hub: DocumentHub | None = services.documents
+        if hub is None:
+            await _refuse(websocket, TRY_AGAIN_LATER, "documents are not available")
+            return
         await websocket.accept()
         user_id, workspace_id = principal.user_id, access.workspace_id
         read_only, buffer_max = not access.can_write, services.settings.collab.send_buffer_bytes

@@ -15,7 +15,7 @@ from collab.project_hub import Identity, ProjectHub
 from server.access import parse_uuid, project_access
 from server.services import Services
 from server.ws_auth import authenticate_websocket, refuse
-from sockets.close_codes import FORBIDDEN, NOT_FOUND
+from sockets.close_codes import FORBIDDEN, NOT_FOUND, TRY_AGAIN_LATER
 from sockets.outbox import open_outbox
 from sockets.receive import messages
 
@@ -47,7 +47,10 @@ async def project_socket(websocket: WebSocket) -> None:
     if not access.is_member or access.role is None:
         await refuse(websocket, FORBIDDEN, "not a member of this project's workspace")
         return
-    hub: ProjectHub = services.hubs["projects"]
+    hub: ProjectHub | None = services.projects
+    if hub is None:
+        await refuse(websocket, TRY_AGAIN_LATER, "the project channel is not available")
+        return
     await websocket.accept()
     who = Identity(
         user_id=uuid.UUID(principal.user_id),

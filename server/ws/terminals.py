@@ -58,7 +58,7 @@ async def terminal_socket(websocket: WebSocket) -> None:
     if not NAME.match(name):
         await refuse(websocket, BAD_MESSAGE, "bad terminal name")
         return
-    hub: TerminalHub | None = services.hubs.get("terminals")
+    hub: TerminalHub | None = services.terminals
     if hub is None:
         await refuse(websocket, TRY_AGAIN_LATER, "terminals are not available")
         return

@@ -63,7 +63,7 @@ async def test_the_socket_watches_through_the_direct_channel(
     await owner.ask("abc?")
     done = await owner.until("done")
     await viewer.until("done")
-    hub = chat_server.app.state.services.hubs["chat"]
+    hub = chat_server.app.state.services.chat
     watchers = hub.rooms[team.conversation].watchers
     assert len(watchers) == 2 and all(w.sink is not None for w in watchers)
     assert owner.events == viewer.events
@@ -90,7 +90,7 @@ async def test_under_plain_asgi_the_socket_falls_back_to_a_writer(
         await client.ask("xy?")
         done = await client.until("done")
         assert client.text(done["message_id"]) == "xy"
-        hub = app.state.services.hubs["chat"]
+        hub = app.state.services.chat
         (watcher,) = hub.rooms[team.conversation].watchers
         # The socket's outbox is the queued one: frames wait for its writer task.
         assert isinstance(watcher.sink, QueuedOutbox)

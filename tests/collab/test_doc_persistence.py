@@ -244,7 +244,7 @@ async def test_save_endpoint_and_metrics(live_server: StartServer, world: DocWor
 
 
 async def _hub_text_is(server: LiveServer, file_id: uuid.UUID, expected: str) -> bool:
-    hub = server.app.state.services.hubs["documents"]
+    hub = server.app.state.services.documents
     return bool(await hub.read_text(file_id) == expected)
 
 

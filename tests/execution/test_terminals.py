@@ -118,7 +118,7 @@ def within_bound(client: Client, settings: Settings) -> bool:
 
 
 def hub_of(server: LiveServer) -> TerminalHub:
-    hub = server.app.state.services.hubs["terminals"]
+    hub = server.app.state.services.terminals
     assert isinstance(hub, TerminalHub)
     return hub
 
@@ -381,7 +381,7 @@ async def test_a_command_sees_the_editors_latest_text(
     await term.type("cat hello.txt")
     await term.read_until("hello from the project\r\n")
     # An editor changes the file while the shell is open (the room stays loaded).
-    documents = server.app.state.services.hubs["documents"]
+    documents = server.app.state.services.documents
     await documents.write_text(file_id, "edited live in the editor\n", world.owner)
     await term.type("cat hello.txt")
     await term.read_until("edited live in the editor\r\n")
