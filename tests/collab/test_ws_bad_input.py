@@ -14,7 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from collab import protocol
-from collab.room import new_doc
+from collab.merge import new_doc
 from server.auth.tokens import issue_access_token
 from tests.collab.conftest import DocWorld
 from tests.collab.node_agent import NodeAgent, wait_until
