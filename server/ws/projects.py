@@ -11,7 +11,8 @@ import uuid
 
 from starlette.websockets import WebSocket
 
-from collab.project_hub import Identity, ProjectHub
+from collab.project_hub import ProjectHub
+from collab.project_presence import Identity
 from server.access import parse_uuid, project_access
 from server.services import Services
 from server.ws_auth import authenticate_websocket, refuse
