@@ -1,5 +1,9 @@
 """Redis pub/sub fan-out between server processes (the cluster ``Broker``).
 
+Why over 400 lines: the reader, the pipelined writer and reconnection share the two
+connections and the subscription set; splitting them would spread one state machine over
+modules.
+
 Wire format: a message on ``prefix + channel`` is the sender's 16-byte instance id
 followed by the payload; a broker drops messages carrying its own id (echoes).
 

@@ -1,5 +1,9 @@
 """The execution hub: accepts a run, owns its task, streams its output, stores the record.
 
+Why over 400 lines: one run's lifecycle (queue, slot, workspace, backend, output stream,
+record, events) is one state machine over ``_Live``; the scheduler, backends, workspace and
+status mapping are their own modules.
+
 Lifecycle: ``submit`` stores a ``code_executions`` row (in_queue), puts the run in the fair
 queue (``execution.scheduler``: tenants take turns, per-user and per-project caps) and
 returns it at once with its ``queue_position``; a task owned by the hub waits for its slot

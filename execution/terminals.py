@@ -3,6 +3,10 @@ clients. Members type, viewers watch; the size is the smallest client's; a recon
 client gets the recent scrollback (terminal queries removed); the shell is killed after an
 idle timeout without clients; every command is recorded into ``terminal_sessions``.
 
+Why over 400 lines: the PTY's input, output, backpressure, recording and shutdown all act on
+one ``Terminal``'s state; the sandbox, shell parsing, masking, volumes and the socket outbox
+are their own modules.
+
 Backpressure: each client is a socket outbox (sockets.outbox), bounded by bytes. A client
 that falls behind while others keep up is disconnected (1013); when every client is
 behind, reading the PTY pauses, so the program writing (``yes``) blocks in the kernel

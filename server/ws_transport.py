@@ -1,5 +1,9 @@
 """uvicorn's WebSocket protocol plus a direct channel for the sockets that carry the load.
 
+Why over 400 lines: it is one subclass of uvicorn's protocol whose overrides depend on each
+other and on that uvicorn version's internals; splitting them would hide which internals are
+relied on.
+
 Every frame sent through ASGI costs a ``send`` coroutine, an ``Event`` wait, a websockets
 ``Frame`` object, its serialisation and a join, per socket: a document update typed by one
 client and delivered to four others paid that four times, and it was most of the server's

@@ -17,7 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
-from ai.chat import ChatError, ChatHub, Watcher
+from ai.chat import ChatHub
+from ai.chat_context import ChatError
+from ai.chat_watchers import Watcher
 from server.access import conversation_access
 from server.api.routing import Ctx, Endpoint
 from server.errors import ApiError

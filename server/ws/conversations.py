@@ -24,7 +24,9 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from ai.chat import ChatError, ChatHub, Watcher, error_frame
+from ai.chat import ChatHub
+from ai.chat_context import ChatError
+from ai.chat_watchers import Watcher, error_frame
 from server.access import conversation_access, parse_uuid
 from server.services import Services
 from server.ws_auth import authenticate_raw, refuse

@@ -10,7 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ai.chat import ChatError, ChatHub, Delta, Watcher, coalesce
+from ai.chat import ChatHub
+from ai.chat_context import ChatError
+from ai.chat_watchers import Delta, Watcher, coalesce
 from ai.config import AIConfig
 from ai.sse import SSEParser
 from broker.interface import Broker

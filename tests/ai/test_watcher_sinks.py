@@ -14,7 +14,7 @@ import dataclasses
 
 import uvicorn
 
-from ai.chat import Delta, Watcher
+from ai.chat_watchers import Delta, Watcher
 from server.app import create_app
 from server.settings import Settings
 from sockets.outbox import QueuedOutbox
