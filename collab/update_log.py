@@ -67,14 +67,13 @@ class UpdateLog:
 
     def append(self, room: Room, update: bytes, user_id: str | None) -> None:
         """Queue one update of this node's clients (synchronous: the hot path)."""
-        now = time.monotonic()
         if not self._pending:
-            self._pending_since = now
+            self._pending_since = time.monotonic()
         self._pending.append((room, update))
         state = room.log
         state.unflushed += 1
         if state.since is None:
-            state.since = now
+            state.since = time.monotonic()
         state.seq += 1
         if user_id is not None:
             state.last_editor = user_id
