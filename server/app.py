@@ -23,6 +23,7 @@ from collab.project_hub import ProjectHub, ProjectHubConfig
 from execution.local import LocalBackend
 from execution.runner import ExecutionHub
 from execution.terminals import TerminalHub
+from execution.volumes import ProjectVolumes
 from observability.service import Observability
 from persistence.crypto import Keyring, load_keyring
 from persistence.db import Database
@@ -157,9 +158,11 @@ async def _start_hubs(
     git = build_git_runtime(settings, db, documents, projects, objects, keyring, services.oauth)
     parts.on_stop("git", git.git.close)
     services.git = git
+    # Deleted projects' workdirs and images (projects.cleanup): this process's volumes.
+    disks = local.volumes if local is not None else ProjectVolumes(settings.execution)
     # Background jobs (housekeeping, git and analyses included), unless workers run apart.
     if settings.jobs.worker_in_process:
-        worker = build_worker(settings, db, resources=[git, objects, analyses],
+        worker = build_worker(settings, db, resources=[git, objects, analyses, disks],
                               errors=observability.errors)
         await parts.start("jobs", worker.start, worker.stop)
         services.jobs = worker

@@ -2,7 +2,8 @@
 
 terminado's framing (JSON text frames): in ``["stdin", text]``, ``["set_size", rows, cols]``;
 out ``["setup", {}]``, ``["stdout", text]``, ``["disconnect", code]``. Members type, viewers
-watch (a viewer cannot start a terminal that is not running).
+watch (a viewer cannot start a terminal that is not running). An input message over
+``MAX_FRAME`` characters closes the socket with 4413 and says the limit.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sockets.close_codes import (
     FORBIDDEN,
     GOING_AWAY,
     NOT_FOUND,
+    TOO_LARGE,
     TRY_AGAIN_LATER,
     UNAVAILABLE,
 )
@@ -89,8 +91,17 @@ async def _receive_loop(
     async for text in incoming:
         if client.outbox.closed:
             return
-        if not isinstance(text, str) or len(text) > MAX_FRAME:
+        if not isinstance(text, str):
             continue
+        if len(text) > MAX_FRAME:
+            # Typed input arrives in keystrokes and pastes; a message this large is refused
+            # out loud (never cut or dropped: half a paste run by the shell is worse).
+            log.info("terminal %s: input message of %d characters refused", terminal.key,
+                     len(text))
+            client.outbox.close(
+                TOO_LARGE, f"input message of {len(text)} characters: at most {MAX_FRAME}"
+            )
+            return
         try:
             frame: Any = json.loads(text)
         except ValueError:

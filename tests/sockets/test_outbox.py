@@ -15,6 +15,7 @@ from server.ws_transport import DirectWebSocketProtocol
 from sockets.close_codes import SLOW_CONSUMER
 from sockets.outbox import DirectOutbox, QueuedOutbox, open_outbox
 from sockets.receive import messages
+from tests.collab.node_agent import wait_for
 from tests.collab.test_ws_transport import serve
 
 LIMIT = 256 * 1024
@@ -64,7 +65,7 @@ async def test_a_client_that_stops_reading_is_closed_as_a_slow_consumer(kind: st
     async with serve(app, PROTOCOLS[kind]) as url:
         # max_queue=1 and a small read buffer: the client stops taking data almost at once.
         async with connect(f"{url}/flood", max_queue=1, max_size=None) as client:
-            await asyncio.wait_for(_until(lambda: bool(app.slow)), 20)
+            await wait_for(lambda: bool(app.slow), 20)
             (outbox,) = app.outboxes
             assert isinstance(outbox, DirectOutbox if kind == "direct" else QueuedOutbox)
             assert app.slow[0] > LIMIT
@@ -89,8 +90,3 @@ async def test_close_follows_what_was_sent_and_the_loop_reads_every_message(kind
             await client.send(b"\x01")
             assert await client.recv() == "echo 'hi'"
             assert await client.recv() == "echo b'\\x01'"
-
-
-async def _until(check: Any) -> None:
-    while not check():
-        await asyncio.sleep(0.02)
