@@ -76,7 +76,7 @@ async def edit_latencies(client: Client, db: Database, owner: uuid.UUID, workspa
     done = await client.wait(owner, project, row["id"], timeout=300)
     assert done["status"] == "success", done["logs"]
     cookie = await client.session_cookie(owner, project)
-    documents = client.server.app.state.services.hubs["documents"]
+    documents = client.server.app.state.services.documents
     latencies = []
     for n in range(edits):
         new = f"edit {n} {uuid.uuid4().hex[:6]}"

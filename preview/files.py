@@ -12,31 +12,23 @@ import contextlib
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
+from collab.ports import Documents
 from execution.config import ExecutionConfig
-from execution.workspace import Manifest, Workspaces
+from execution.workspace import Workspaces
 from persistence.db import Database
 from preview.logs import LogBuffer
-from preview.process import Layout
+from storage.objects import ObjectStore
 
 
 class DeploymentFiles(Workspaces):
-    def __init__(self, config: ExecutionConfig, db: Database, hubs: dict[str, Any],
-                 root: Path) -> None:
-        super().__init__(config, db, hubs)
+    def __init__(self, config: ExecutionConfig, db: Database, root: Path, *,
+                 documents: Documents | None = None, objects: ObjectStore | None = None) -> None:
+        super().__init__(config, db, documents=documents, objects=objects)
         self.root = root
 
     def path(self, project_id: uuid.UUID) -> Path:
         return self.root
-
-
-async def copy_project(config: ExecutionConfig, db: Database, hubs: dict[str, Any],
-                       project_id: uuid.UUID, layout: Layout,
-                       uid: int | None) -> tuple[DeploymentFiles, Manifest]:
-    files = DeploymentFiles(config, db, hubs, layout.app)
-    manifest = await files.materialize(project_id, uid)
-    return files, manifest
 
 
 class InstallFailed(RuntimeError):

@@ -31,15 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from collab.ports import Documents
 from execution.config import ExecutionConfig
 from execution.sandbox import WORKSPACE, Bind, Identity, Limits, Sandbox, UidPool
 from execution.workspace import Manifest
 from persistence.db import Database
 from preview.config import PreviewConfig
-from preview.files import DeploymentFiles, copy_project
+from preview.files import DeploymentFiles
 from preview.logs import LogBuffer
 from preview.process import AppFailed, AppProcess, Layout, limits_for
 from preview.spec import AppSpec
+from storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +93,16 @@ class Running:
 
 class PreviewRuntime:
     def __init__(self, config: PreviewConfig, execution: ExecutionConfig, sandbox: Sandbox,
-                 uids: UidPool, db: Database, hubs: dict[str, Any], publish: Publish) -> None:
+                 uids: UidPool, db: Database, publish: Publish, *,
+                 documents: Documents | None = None,
+                 objects: ObjectStore | None = None) -> None:
         self.config = config
         self.execution = execution
         self.sandbox = sandbox
         self.uids = uids
         self.db = db
-        self.hubs = hubs
+        self.documents = documents  # live text of open documents (and the stored one)
+        self.objects = objects
         self.publish = publish
         self.root = execution.workdir_root / ".previews"
         self.sockets = socket_root(execution.workdir_root)
@@ -171,8 +176,9 @@ class PreviewRuntime:
         layout = self.layout(key, deployment_id)
         uid = self.identity(key).uid
         await asyncio.to_thread(_fresh_dir, layout.root)
-        files, manifest = await copy_project(self.execution, self.db, self.hubs,
-                                             key.project_id, layout, uid)
+        files = DeploymentFiles(self.execution, self.db, layout.app, documents=self.documents,
+                                objects=self.objects)
+        manifest = await files.materialize(key.project_id, uid)
         return layout, files, manifest
 
     async def build(self, key: PreviewKey, layout: Layout, spec: AppSpec,

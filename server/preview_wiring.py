@@ -18,6 +18,7 @@ from typing import Any
 
 import uvicorn
 
+from collab.ports import Documents
 from execution.local import LocalBackend
 from persistence.crypto import Keyring
 from persistence.db import Database
@@ -26,6 +27,7 @@ from preview.proxy import PreviewProxy
 from preview.runtime import PreviewRuntime
 from preview.vercel import VercelTarget
 from server.settings import Settings
+from storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ class Previews:
     def origin(self) -> str:
         return self.runtime.origin
 
+    def health(self) -> dict[str, Any]:
+        return self.runtime.health()
+
     async def close(self) -> None:
         self.server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
@@ -55,8 +60,10 @@ class Previews:
         await self.runtime.close()
 
 
-async def start_previews(settings: Settings, db: Database, hubs: dict[str, Any],
-                         local: LocalBackend | None, publish: Publish, keyring: Keyring,
+async def start_previews(settings: Settings, db: Database, local: LocalBackend | None,
+                         publish: Publish, keyring: Keyring, *,
+                         documents: Documents | None = None,
+                         objects: ObjectStore | None = None,
                          targets: dict[str, Target] | None = None) -> Previews | None:
     config = settings.preview
     if local is None or not config.enabled:
@@ -75,8 +82,8 @@ async def start_previews(settings: Settings, db: Database, hubs: dict[str, Any],
         return None
     sock.listen(1024)
     sock.setblocking(False)
-    runtime = PreviewRuntime(config, settings.execution, local.sandbox, local.uids, db, hubs,
-                             publish)
+    runtime = PreviewRuntime(config, settings.execution, local.sandbox, local.uids, db,
+                             publish, documents=documents, objects=objects)
     if config.origin is None:
         runtime.origin = f"http://localhost:{sock.getsockname()[1]}"
     await runtime.start()

@@ -17,7 +17,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.close_codes import NOT_FOUND
+from sockets.close_codes import NOT_FOUND
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class WebPage:
 def preview_frames(scope: Scope) -> str:
     """The preview origin of this app, as a CSP source for every preview host, or ''."""
     services = getattr(getattr(scope.get("app"), "state", None), "services", None)
-    previews = services.hubs.get("previews") if services is not None else None
+    previews = getattr(services, "previews", None)
     if previews is None:
         return ""
     scheme, _, host = str(previews.origin).partition("://")

@@ -90,7 +90,7 @@ class AccessBody(BaseModel):
 
 
 def _previews(ctx: Ctx) -> Previews:
-    previews: Previews | None = ctx.hub("previews")
+    previews = ctx.services.previews
     if previews is None:
         raise ApiError(503, "previews_unavailable",
                        "previews need the local sandbox (bubblewrap) on this server")
@@ -118,7 +118,7 @@ async def create_deployment(ctx: Ctx) -> dict[str, Any]:
                                         dedupe_key=f"deployments.build:{row['id']}")
             await store.set_job(conn, row["id"], job_id)
             row["job_id"] = job_id
-    projects = ctx.hub("projects")
+    projects = ctx.services.projects
     if created and projects is not None:
         await projects.publish(project_id, {"type": "deployment.status",
                                             "deployment_id": str(row["id"]), "status": "pending",
@@ -156,7 +156,7 @@ async def cancel_deployment(ctx: Ctx) -> dict[str, Any]:
             if existing is None:
                 raise not_found("no such deployment")
             raise ApiError(409, "not_cancelable", f"the deployment is {existing['status']}")
-    projects = ctx.hub("projects")
+    projects = ctx.services.projects
     if projects is not None:
         await projects.publish(project_id, {"type": "deployment.status",
                                             "deployment_id": str(deployment_id),
@@ -201,7 +201,7 @@ async def _release(ctx: Ctx, project_id: uuid.UUID, deployment_id: uuid.UUID,
                                           environment=row["environment"],
                                           deployment_id=deployment_id, action=action,
                                           user_id=ctx.user_uuid)
-    projects = ctx.hub("projects")
+    projects = ctx.services.projects
     if projects is not None:
         await projects.publish(project_id, {"type": "deployment.released", "action": action,
                                             "deployment_id": str(deployment_id),

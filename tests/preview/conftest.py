@@ -73,7 +73,7 @@ class Client:
     def __init__(self, server: LiveServer, http: aiohttp.ClientSession) -> None:
         self.server = server
         self.http = http
-        previews = server.app.state.services.hubs["previews"]
+        previews = server.app.state.services.previews
         self.previews = previews
         self.origin_port = urlsplit(previews.runtime.origin).port
 

@@ -162,7 +162,7 @@ async def test_roll_back_production_to_the_previous_deployment(
     ids = await add_files(db, world.project, STATIC_SITE)
     first = await client.deploy(world.owner, world.project, "production")
     assert (await client.wait(world.owner, world.project, first["id"]))["status"] == "success"
-    documents = client.server.app.state.services.hubs["documents"]
+    documents = client.server.app.state.services.documents
     await documents.write_text(ids["index.html"], "<h1>v2</h1>", world.owner)
     second = await client.deploy(world.owner, world.project, "production")
     assert (await client.wait(world.owner, world.project, second["id"]))["status"] == "success"

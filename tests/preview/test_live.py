@@ -29,7 +29,7 @@ async def test_an_edit_shows_in_the_preview_within_the_stated_time(
     cookie = await client.session_cookie(world.member, world.project)
     assert old in (await client.get(world.project, "/", cookie=cookie))[1]
 
-    documents = client.server.app.state.services.hubs["documents"]
+    documents = client.server.app.state.services.documents
     started = time.monotonic()
     await documents.write_text(ids[path], files[path].replace(old, new), world.member)
     while True:

@@ -116,7 +116,7 @@ async def test_a_new_deployment_replaces_the_running_preview(
     await client.wait(world.member, world.project, first["id"])
     old = client.previews.runtime.running(_key(world))
     assert old is not None and old.process.alive
-    documents = client.server.app.state.services.hubs["documents"]
+    documents = client.server.app.state.services.documents
     await documents.write_text(ids["server.js"], NODE_APP["server.js"].replace("v1", "v2"),
                                world.member)
     second = await client.deploy(world.member, world.project)

@@ -62,7 +62,7 @@ async def test_page_is_served_with_security_headers(
         assert policy["script-src"] == ["'self'"]
         assert f"ws://127.0.0.1:{server.port}" in policy["connect-src"]
         # The live preview pane may show the preview origin's hosts, nothing else.
-        origin = server.app.state.services.hubs["previews"].origin
+        origin = server.app.state.services.previews.origin
         assert policy["frame-src"] == [origin.replace("://", "://*.")]
         async with http.get(server.url + "/app.js") as resp:
             assert resp.status == 200
