@@ -1,0 +1,236 @@
+-- Billing state beside the seed's tables (docs/billing.md, sql/README.md "Billing rules").
+--
+-- subscriptions.past_due_since: when Stripe first reported the subscription past_due; the plan
+-- is kept for the grace period (7 days) after it. Cleared when it is paid again.
+alter table public.subscriptions add column if not exists past_due_since timestamptz;
+-- The Stripe price the subscription is on (which plan/interval it maps to, for the record).
+alter table public.subscriptions add column if not exists stripe_price_id text;
+
+-- Bytes of files per workspace, kept by a trigger on files (never a scan at check time).
+create table if not exists public.workspace_storage (
+  workspace_id uuid primary key references public.workspaces(id) on delete cascade,
+  bytes bigint not null default 0,
+  updated_at timestamptz not null default now()
+);
+alter table public.workspace_storage enable row level security;
+drop policy if exists workspace_storage_service on public.workspace_storage;
+create policy workspace_storage_service on public.workspace_storage
+  for all to service_role using (true) with check (true);
+revoke all on public.workspace_storage from anon, authenticated;
+grant select, insert, update, delete on public.workspace_storage to service_role;
+
+-- Meter events sent to Stripe: one row per (payer, usage window), so a window is reported
+-- once whatever the retries (the row's identifier is the meter event's idempotent identifier).
+create table if not exists public.billing_meter_reports (
+  owner_id uuid not null references public.users(id) on delete cascade,
+  window_start timestamptz not null,
+  tokens bigint not null check (tokens >= 0),
+  identifier text not null unique,
+  reported_at timestamptz,
+  created_at timestamptz not null default now(),
+  primary key (owner_id, window_start)
+);
+alter table public.billing_meter_reports enable row level security;
+drop policy if exists billing_meter_reports_service on public.billing_meter_reports;
+create policy billing_meter_reports_service on public.billing_meter_reports
+  for all to service_role using (true) with check (true);
+revoke all on public.billing_meter_reports from anon, authenticated;
+grant select, insert, update, delete on public.billing_meter_reports to service_role;
+
+-- AI reservations counted per payer go through the project: active jobs by project.
+create index if not exists ai_jobs_active_by_project
+  on public.ai_jobs (project_id)
+  where status in ('pending', 'running');
+create index if not exists idx_code_executions_project_created
+  on public.code_executions (project_id, created_at);
+
+-- files.size_bytes changes move the workspace's counter (cascaded deletes included).
+create or replace function public.track_workspace_storage()
+returns trigger language plpgsql security definer set search_path = '' as $$
+declare
+  delta bigint;
+  target uuid;
+begin
+  if tg_op = 'INSERT' then
+    delta := coalesce(new.size_bytes, 0);
+    target := new.project_id;
+  elsif tg_op = 'DELETE' then
+    delta := -coalesce(old.size_bytes, 0);
+    target := old.project_id;
+  else
+    if new.project_id is distinct from old.project_id then
+      perform public.add_project_storage(old.project_id, -coalesce(old.size_bytes, 0));
+      delta := coalesce(new.size_bytes, 0);
+    else
+      delta := coalesce(new.size_bytes, 0) - coalesce(old.size_bytes, 0);
+    end if;
+    target := new.project_id;
+  end if;
+  if delta <> 0 then
+    perform public.add_project_storage(target, delta);
+  end if;
+  return null;
+end $$;
+
+-- Adds delta bytes to the counter of the project's workspace (a deleted project: nothing).
+create or replace function public.add_project_storage(p_project uuid, p_delta bigint)
+returns void language sql security definer set search_path = '' as $$
+  insert into public.workspace_storage (workspace_id, bytes)
+  select p.workspace_id, greatest(p_delta, 0) from public.projects p where p.id = p_project
+  on conflict (workspace_id) do update
+    set bytes = greatest(public.workspace_storage.bytes + p_delta, 0), updated_at = now()
+$$;
+
+drop trigger if exists files_storage on public.files;
+create trigger files_storage after insert or delete or update of size_bytes, project_id
+  on public.files for each row execute function public.track_workspace_storage();
+
+-- Counters for the files that existed before this migration (once: later runs find rows).
+insert into public.workspace_storage (workspace_id, bytes)
+select p.workspace_id, coalesce(sum(f.size_bytes), 0)
+from public.files f join public.projects p on p.id = f.project_id
+group by p.workspace_id
+on conflict (workspace_id) do nothing;
+
+-- The plan that governs what user p_user pays for: a subscription that is active or trialing;
+-- past_due within 7 days of past_due_since (the grace period); canceled or unpaid until the
+-- end of the period already paid for. Otherwise the free plan. The best plan wins if several.
+create or replace function public.billing_plan_of(p_user uuid)
+returns table (slug text, name text, limits jsonb, features jsonb, status text,
+               current_period_end timestamptz, grace_until timestamptz,
+               cancel_at_period_end boolean)
+language sql stable security definer set search_path = '' as $$
+  select coalesce(paid.slug, free.slug), coalesce(paid.name, free.name),
+         coalesce(paid.limits, free.limits), coalesce(paid.features, free.features),
+         paid.status, paid.current_period_end, paid.grace_until, paid.cancel_at_period_end
+  from public.subscription_plans free
+  left join lateral (
+    select sp.slug, sp.name, sp.limits, sp.features, s.status, s.current_period_end,
+           case when s.status = 'past_due'
+                then coalesce(s.past_due_since, s.updated_at) + interval '7 days' end
+             as grace_until,
+           coalesce(s.cancel_at_period_end, false) as cancel_at_period_end
+    from public.subscriptions s
+    join public.customers c on c.id = s.customer_id
+    join public.subscription_plans sp on sp.id = s.plan_id
+    where c.user_id = p_user
+      and (s.status in ('active', 'trialing')
+           or (s.status = 'past_due'
+               and coalesce(s.past_due_since, s.updated_at) + interval '7 days' > now())
+           or (s.status in ('canceled', 'unpaid') and s.current_period_end > now()))
+    order by sp.sort_order desc, s.current_period_end desc
+    limit 1
+  ) paid on true
+  where free.slug = 'free'
+$$;
+
+-- What user p_owner's workspaces use, per resource, this UTC calendar month where monthly.
+-- ai_tokens counts recorded usage plus the reservations of AI work still running (younger
+-- than p_stale_s: older ones belong to a dead process).
+create or replace function public.billing_usage_of(p_owner uuid, p_stale_s float8 default 900)
+returns table (projects bigint, storage_bytes bigint, executions bigint, ai_tokens bigint,
+               ai_tokens_recorded bigint)
+language sql stable security definer set search_path = '' as $$
+  with owned as (select id from public.workspaces where owner_id = p_owner),
+  owned_projects as (select p.id from public.projects p where p.workspace_id in (select id from owned)),
+  month as (select date_trunc('month', now() at time zone 'utc') at time zone 'utc' as start),
+  recorded as (
+    select coalesce(sum(u.amount), 0)::bigint as tokens from public.usage_records u
+    where u.workspace_id in (select id from owned) and u.resource_type = 'ai_tokens'
+      and u.recorded_at >= (select start from month))
+  select
+    (select count(*) from owned_projects),
+    (select coalesce(sum(bytes), 0)::bigint from public.workspace_storage
+     where workspace_id in (select id from owned)),
+    (select count(*) from public.code_executions e
+     where e.project_id in (select id from owned_projects)
+       and e.created_at >= (select start from month)),
+    (select tokens from recorded)
+      + (select coalesce(sum(j.reserved_tokens), 0)::bigint from public.ai_jobs j
+         where j.project_id in (select id from owned_projects)
+           and j.status in ('pending', 'running')
+           and j.created_at > now() - make_interval(secs => p_stale_s)),
+    (select tokens from recorded)
+$$;
+
+-- Takes p_amount of p_resource for the payer of workspace p_workspace, in the caller's
+-- transaction, or raises SQLSTATE BL402 (detail: JSON resource, limit, used, plan) when it
+-- would go over the plan. A per-payer advisory lock held to the end of the transaction
+-- serialises every check of one payer, and each statement below reads after the lock, so
+-- concurrent requests at the edge cannot both pass: the caller inserts the resource (or the
+-- reservation) in the same transaction. Resources: projects, members, executions,
+-- storage_bytes, ai_tokens. Returns the payer's id.
+create or replace function public.billing_take(
+  p_workspace uuid, p_resource text, p_amount bigint, p_stale_s float8 default 900)
+returns uuid language plpgsql volatile security definer set search_path = '' as $$
+declare
+  payer uuid;
+  plan record;
+  usage record;
+  lim bigint;
+  used bigint;
+begin
+  select owner_id into payer from public.workspaces where id = p_workspace;
+  if payer is null then
+    raise exception 'no such workspace' using errcode = 'foreign_key_violation';
+  end if;
+  perform pg_advisory_xact_lock(hashtextextended('billing:' || payer::text, 0));
+  select * into plan from public.billing_plan_of(payer);
+  lim := case p_resource
+    when 'storage_bytes' then
+      case when (plan.limits ->> 'storage_gb') is null then null
+           else ((plan.limits ->> 'storage_gb')::numeric * 1073741824)::bigint end
+    else (plan.limits ->> p_resource)::bigint end;
+  if lim is null or lim < 0 then
+    return payer;
+  end if;
+  if p_resource = 'members' then
+    select count(*) into used from public.workspace_members where workspace_id = p_workspace;
+  else
+    select * into usage from public.billing_usage_of(payer, p_stale_s);
+    used := case p_resource
+      when 'projects' then usage.projects
+      when 'executions' then usage.executions
+      when 'storage_bytes' then usage.storage_bytes
+      when 'ai_tokens' then usage.ai_tokens
+    end;
+    if used is null then
+      raise exception 'unknown billing resource %', p_resource using errcode = 'invalid_parameter_value';
+    end if;
+  end if;
+  if used + p_amount > lim then
+    raise exception 'plan_limit_reached'
+      using errcode = 'BL402',
+            detail = json_build_object('resource', p_resource, 'limit', lim, 'used', used,
+                                       'plan', plan.slug)::text;
+  end if;
+  return payer;
+end $$;
+
+revoke all on function public.billing_take(uuid, text, bigint, float8) from public;
+grant execute on function public.billing_take(uuid, text, bigint, float8) to authenticated, service_role;
+revoke all on function public.billing_usage_of(uuid, float8) from public;
+grant execute on function public.billing_usage_of(uuid, float8) to service_role;
+revoke all on function public.billing_plan_of(uuid) from public;
+grant execute on function public.billing_plan_of(uuid) to service_role;
+revoke all on function public.add_project_storage(uuid, bigint) from public;
+
+-- A project is writable while it is among the first `projects` (oldest first) of its payer's
+-- plan: a downgrade keeps every project, the newest beyond the limit become read-only.
+create or replace function public.billing_project_writable(p_project uuid)
+returns boolean language sql stable security definer set search_path = '' as $$
+  with target as (
+    select w.owner_id from public.projects p join public.workspaces w on w.id = p.workspace_id
+    where p.id = p_project),
+  lim as (
+    select (bp.limits ->> 'projects')::bigint as n
+    from target, public.billing_plan_of(target.owner_id) bp)
+  select coalesce((select n from lim) is null or (select n from lim) < 0
+    or p_project in (
+      select p.id from public.projects p join public.workspaces w on w.id = p.workspace_id
+      where w.owner_id = (select owner_id from target)
+      order by p.created_at, p.id
+      limit (select n from lim)), true)
+$$;
+revoke all on function public.billing_project_writable(uuid) from public;
+grant execute on function public.billing_project_writable(uuid) to authenticated, service_role;
