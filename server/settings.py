@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ai.config import AIConfig
+from billing.config import BillingConfig
 from collab.config import CollabConfig
 from execution.config import ExecutionConfig
 from gitsync.config import GitConfig
@@ -95,6 +96,7 @@ class Settings:
     storage: StorageConfig = field(default_factory=StorageConfig)
     git: GitConfig = field(default_factory=GitConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -129,6 +131,7 @@ class Settings:
             storage=StorageConfig.from_env(env, data_dir),
             git=GitConfig.from_env(env, data_dir),
             observability=ObservabilityConfig.from_env(env),
+            billing=BillingConfig.from_env(env),
         )
 
 

@@ -23,7 +23,7 @@ from server.api.guards import require_file
 from server.api.routing import Ctx, Endpoint
 from server.errors import ApiError, not_found
 
-STATUS = {"unsupported_language": 422, "too_large": 413, "quota_exceeded": 429}
+STATUS = {"unsupported_language": 422, "too_large": 413, "quota_exceeded": 402}
 
 
 class LineRange(BaseModel):

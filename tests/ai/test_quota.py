@@ -28,7 +28,7 @@ from tests.support import factories
 PARALLEL = 6
 SET_USAGE = """
 with cleared as (
-  delete from public.usage_records where user_id = $1 and resource_type = 'ai_tokens'
+  delete from public.usage_records where workspace_id = $2 and resource_type = 'ai_tokens'
 )
 insert into public.usage_records (user_id, workspace_id, resource_type, amount, unit)
 values ($1, $2, 'ai_tokens', $3, 'tokens')
@@ -93,30 +93,41 @@ async def test_parallel_requests_pass_only_while_the_allowance_lasts(
         limit = await conn.fetchval(
             "select (limits->>'ai_tokens')::bigint from public.subscription_plans "
             "where slug = 'free'")
-        # One token left: room for one reply.
-        await conn.execute(SET_USAGE, team.member, team.workspace, limit - 1)
+        # One token left: a reply's reservation does not fit, nobody passes (the old check
+        # let one through and overshot the plan).
+        await conn.execute(SET_USAGE, team.owner, team.workspace, limit - 1)
 
     allowed = await ask_in_parallel(two_hubs, team, db)
-    assert sum(allowed) == 1
+    assert sum(allowed) == 0
+    assert fake_openai.requests == []
+
+    async with db.service() as conn:
+        await conn.execute(SET_USAGE, team.owner, team.workspace, 0)
+    allowed = await ask_in_parallel(two_hubs, team, db)
     await replies_finished(db)
-    assert len(fake_openai.requests) == 1
     async with db.acquire() as conn:
         reserved = await conn.fetchval(
-            "select reserved_tokens from public.ai_jobs where status = 'completed'")
+            "select max(reserved_tokens) from public.ai_jobs where status = 'completed'")
         # The reservation: the prompt's estimate plus the output cap.
         assert reserved > two_hubs[0].slot.max_output_tokens
+    # As many as whole reservations fit in the empty allowance, at the same moment.
+    assert sum(allowed) == min(PARALLEL, limit // reserved)
+    async with db.acquire() as conn:
+        await conn.execute("delete from public.ai_jobs")
+        await conn.execute("delete from public.messages")
+    fake_openai.requests.clear()
 
-    # Room for two reservations (the second leaves one token short of a third).
+    # Room for two reservations (one token short of a third).
     async with db.service() as conn:
-        await conn.execute(SET_USAGE, team.member, team.workspace, limit - reserved - 1)
+        await conn.execute(SET_USAGE, team.owner, team.workspace, limit - 3 * reserved + 1)
     allowed = await ask_in_parallel(two_hubs, team, db)
     assert sum(allowed) == 2
     await replies_finished(db)
-    assert len(fake_openai.requests) == 3
+    assert len(fake_openai.requests) == 2
     async with db.acquire() as conn:
         assert await conn.fetchval(
-            "select count(*) from public.ai_jobs where status = 'completed'") == 3
+            "select count(*) from public.ai_jobs where status = 'completed'") == 2
         # Refused requests left nothing behind: no job, no message.
-        assert await conn.fetchval("select count(*) from public.ai_jobs") == 3
+        assert await conn.fetchval("select count(*) from public.ai_jobs") == 2
         assert await conn.fetchval(
-            "select count(*) from public.messages where role = 'user'") == 3
+            "select count(*) from public.messages where role = 'user'") == 2
