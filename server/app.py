@@ -16,6 +16,7 @@ from ai.analysis import Analyses
 from ai.chat import ChatHub
 from ai.edits import AIEdits
 from ai.workspace_keys import WorkspaceAI, WorkspaceUrls
+from billing.events import BillingRuntime
 from collab.broker import Broker, LocalBroker
 from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub, ProjectHubConfig
@@ -173,9 +174,12 @@ def create_app(settings: Settings) -> Starlette:
         # Git: connect/import, pull, push (jobs run by this process's worker with its hubs).
         services.git = build_git_runtime(settings, db, documents, projects, objects, keyring,
                                          oauth)
+        # Stripe: checkout and portal requests, and the jobs that process its webhooks.
+        services.billing = BillingRuntime.from_config(settings.billing)
         # Background jobs (housekeeping, git and analyses included), unless workers run apart.
         worker = (
-            build_worker(settings, db, resources=[services.git, objects, analyses],
+            build_worker(settings, db,
+                         resources=[services.git, objects, analyses, services.billing],
                          errors=observability.errors)
             if settings.jobs.worker_in_process else None
         )
@@ -198,6 +202,8 @@ def create_app(settings: Settings) -> Starlette:
             await chat.close()
             await projects.close()
             await oauth.close()
+            if services.billing is not None:
+                await services.billing.close()
             await broker.close()
             services.git.git.close()
             await observability.stop()

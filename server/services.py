@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from billing.events import BillingRuntime
 from collab.broker import Broker
 from gitsync.sync import GitRuntime
 from observability.service import Observability
@@ -33,3 +34,5 @@ class Services:
     objects: ObjectStore | None = None
     # Git: the runner, the jobs' runtime (gitsync.sync.GitRuntime).
     git: GitRuntime | None = None
+    # Stripe (billing.events.BillingRuntime); None when STRIPE_SECRET_KEY is unset.
+    billing: BillingRuntime | None = None

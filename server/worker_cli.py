@@ -19,6 +19,7 @@ from typing import Any
 
 from ai.analysis import Analyses
 from ai.registry import provider_slot
+from billing.events import BillingRuntime
 from collab.project_hub import EVENT_TAG
 from gitsync import jobs as git_jobs
 from jobs import Job
@@ -73,6 +74,7 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
         await broker.publish(f"project:{project_id}", EVENT_TAG + text.encode())
 
     analyses = Analyses(db, slot, settings.ai, publish if broker is not None else None)
+    billing = BillingRuntime.from_config(settings.billing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -87,7 +89,7 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
             objects = git.objects if git is not None else \
                 ObjectStore.from_config(settings.storage)
             worker = build_worker(settings, db, chosen, config,
-                                  resources=[objects, analyses,
+                                  resources=[objects, analyses, billing,
                                              *([git] if git is not None else [])],
                                   errors=observability.errors)
             await worker.start()
@@ -98,6 +100,8 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
             await worker.stop()
     finally:
         await slot.close()
+        if billing is not None:
+            await billing.close()
         if broker is not None:
             await broker.close()
         await observability.stop()
