@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
@@ -24,12 +23,15 @@ select public.billing_take((select workspace_id from public.projects where id = 
 PROJECT_WRITABLE = "select public.billing_project_writable($1)"
 
 
-@dataclass(frozen=True)
 class PlanLimitReached(Exception):
-    resource: str
-    limit: int
-    used: int
-    plan: str
+    """The payer's plan does not allow this much of ``resource`` (402 on the API)."""
+
+    def __init__(self, resource: str, limit: int, used: int, plan: str) -> None:
+        super().__init__(resource)
+        self.resource = resource
+        self.limit = limit
+        self.used = used
+        self.plan = plan
 
     @property
     def message(self) -> str:

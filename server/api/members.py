@@ -138,7 +138,7 @@ ENDPOINTS = [
              "members", query=PageQuery, response=Member, paged=True),
     Endpoint("POST", "/workspaces/{workspace_id}/members", invite_member,
              "Add an existing user by email with a role (admin or owner)", "members",
-             body=Invite, response=Member, status=201, errors=(403, 409)),
+             body=Invite, response=Member, status=201, errors=(402, 403, 409)),
     Endpoint("PATCH", "/workspaces/{workspace_id}/members/{user_id}", change_role,
              "Change a member's role (admin or owner)", "members", body=RoleChange,
              response=Member, errors=(403, 409)),

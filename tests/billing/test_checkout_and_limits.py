@@ -1,0 +1,144 @@
+"""Plans, limits and the Stripe checkout path, against the local Stripe-wire server.
+
+checkout -> signed webhooks -> the job syncs the subscription -> the plan's limits apply;
+limits hold exactly under 50 concurrent requests; billing off answers 503 and everyone is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+
+from persistence.db import Database
+from tests.api.client import Api
+from tests.billing.conftest import owner_with_workspace, subscribe
+from tests.fakes.stripe_server import FakeStripe
+from tests.support.servers import LiveServer
+
+
+async def free_limit(db: Database, name: str) -> int:
+    async with db.acquire() as conn:
+        value: int = await conn.fetchval(
+            "select (limits->>$1)::int from public.subscription_plans where slug = 'free'", name)
+    return value
+
+
+async def test_without_a_key_billing_answers_503_and_everyone_is_free(
+    live_server: Callable[..., Awaitable[LiveServer]],
+) -> None:
+    server = await live_server()
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, server.url)
+        user = await api.sign_up()
+        for path, body in (("/billing/checkout", {"plan": "pro"}), ("/billing/portal", {})):
+            reply = await api.call("POST", path, body, token=user.token)
+            assert (reply.status, reply.error_code) == (503, "billing_disabled"), reply.body
+        hook = await api.call("POST", "/webhooks/stripe", data=b"{}",
+                              headers={"Stripe-Signature": "t=1,v1=00"})
+        assert (hook.status, hook.error_code) == (503, "billing_disabled")
+        usage = await api.ok("GET", "/billing/usage", token=user.token)
+        assert usage["plan"]["slug"] == "free" and usage["billing_enabled"] is False
+        plans = await api.ok("GET", "/plans", token=user.token)
+        assert [p["slug"] for p in plans["items"]] == ["free", "pro", "team"]
+        assert not any(p["purchasable"] for p in plans["items"])
+
+
+async def test_checkout_webhooks_activate_the_plan_and_raise_the_limits(
+    api: Api, fake_stripe: FakeStripe, db: Database,
+) -> None:
+    user, workspace = await owner_with_workspace(api)
+    limit = await free_limit(db, "projects")
+    for i in range(limit):
+        await api.ok("POST", f"/workspaces/{workspace}/projects", {"name": f"p{i}"},
+                     token=user.token)
+    refused = await api.call("POST", f"/workspaces/{workspace}/projects", {"name": "over"},
+                             token=user.token)
+    assert refused.status == 402, refused.body
+    assert refused.body["error"] | {"message": ""} == {
+        "code": "plan_limit_reached", "message": "", "resource": "projects", "limit": limit,
+        "used": limit, "plan": "free"}
+
+    sub_id = await subscribe(api, fake_stripe, db, user)
+    usage = await api.ok("GET", "/billing/usage", token=user.token)
+    assert (usage["plan"]["slug"], usage["plan"]["status"]) == ("pro", "active")
+    bars = {r["resource"]: r for r in usage["resources"]}
+    assert bars["projects"] == {"resource": "projects", "used": limit, "limit": 50}
+    await api.ok("POST", f"/workspaces/{workspace}/projects", {"name": "now allowed"},
+                 token=user.token)
+
+    # One Stripe customer per user (created with an idempotency key), the checkout request
+    # form-encoded as Stripe's API takes it.
+    assert len(fake_stripe.customers) == 1
+    created = [p for m, path, p in fake_stripe.requests if path == "/v1/checkout/sessions"]
+    assert created[0]["line_items"] == [{"price": "price_pro_month", "quantity": "1"}]
+    again = await api.call("POST", "/billing/checkout", {"plan": "team"}, token=user.token)
+    assert (again.status, again.error_code) == (409, "already_subscribed")
+    portal = await api.ok("POST", "/billing/portal", {}, token=user.token)
+    assert portal["url"].startswith(fake_stripe.url + "/portal/")
+
+    # Every event is in webhook_logs, processed, with its Stripe event id.
+    async with db.acquire() as conn:
+        rows = await conn.fetch(
+            "select event_id, event_type, status, error from public.webhook_logs "
+            "where provider = 'stripe' order by created_at")
+    assert [r["event_id"] for r in rows] == [e["id"] for e in fake_stripe.events]
+    assert {r["status"] for r in rows} == {"processed"}
+    assert [r["event_type"] for r in rows][:2] == [
+        "checkout.session.completed", "customer.subscription.created"]
+
+    invoices = await api.ok("GET", "/billing/invoices", token=user.token)
+    assert [(i["status"], i["amount_due"], i["amount_paid"]) for i in invoices["items"]] == [
+        ("paid", 1500, 1500)]
+    assert invoices["items"][0]["invoice_pdf_url"].endswith(".pdf")
+    assert sub_id in fake_stripe.subscriptions
+
+
+async def test_checkout_refuses_bad_plans_and_intervals(api: Api, db: Database) -> None:
+    user, _ = await owner_with_workspace(api)
+    for body, status, code in (
+        ({"plan": "gold"}, 404, "not_found"),
+        ({"plan": "free"}, 422, "plan_not_purchasable"),
+        ({"plan": "pro", "interval": "weekly"}, 422, "validation_error"),
+        ({"plan": "pro", "extra": 1}, 422, "validation_error"),
+    ):
+        reply = await api.call("POST", "/billing/checkout", body, token=user.token)
+        assert (reply.status, reply.error_code) == (status, code), (body, reply.body)
+    portal = await api.call("POST", "/billing/portal", {}, token=user.token)
+    assert (portal.status, portal.error_code) == (409, "no_customer")
+    anonymous = await api.call("GET", "/billing/usage")
+    assert anonymous.status == 401
+
+
+async def test_fifty_concurrent_project_creations_at_the_edge_take_exactly_the_limit(
+    api: Api, db: Database,
+) -> None:
+    user, workspace = await owner_with_workspace(api)
+    limit = await free_limit(db, "projects")
+    replies = await asyncio.gather(*(
+        api.call("POST", f"/workspaces/{workspace}/projects", {"name": f"race {i}"},
+                 token=user.token) for i in range(50)))
+    statuses = sorted(r.status for r in replies)
+    assert statuses == [201] * limit + [402] * (50 - limit), statuses
+    async with db.acquire() as conn:
+        assert await conn.fetchval(
+            "select count(*) from public.projects where workspace_id = $1::uuid",
+            workspace) == limit
+
+
+async def test_members_and_runs_are_limited_by_the_owners_plan(
+    api: Api, db: Database,
+) -> None:
+    owner, workspace = await owner_with_workspace(api)
+    limit = await free_limit(db, "members")
+    others = [await api.sign_up() for _ in range(limit)]
+    replies = await asyncio.gather(*(
+        api.call("POST", f"/workspaces/{workspace}/members",
+                 {"email": other.email, "role": "member"}, token=owner.token)
+        for other in others))
+    # The owner is the first member: limit - 1 more fit.
+    assert sorted(r.status for r in replies) == [201] * (limit - 1) + [402], \
+        [r.body for r in replies]
+    refused = next(r for r in replies if r.status == 402)
+    assert refused.body["error"]["resource"] == "members"
