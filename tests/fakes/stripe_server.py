@@ -368,12 +368,15 @@ class FakeStripe:
 
     async def send(
         self, event: dict[str, Any], *, secret: str | None = None,
-        timestamp: int | None = None, body: bytes | None = None,
+        timestamp: int | None = None, body: bytes | None = None, tamper: bool = False,
     ) -> tuple[int, Any]:
-        """POST one event as Stripe does; the other arguments forge or age it."""
+        """POST one event as Stripe does; the other arguments forge, age or alter it
+        (``tamper``: the body is changed after it was signed)."""
         assert self.webhook_url is not None
         payload = body if body is not None else json.dumps(event).encode()
         header = sign(payload, secret or self.webhook_secret, timestamp)
+        if tamper:
+            payload = payload.replace(b'"active"', b'"unpaid"')
         async with aiohttp.ClientSession() as session, session.post(
             self.webhook_url, data=payload,
             headers={"Stripe-Signature": header, "Content-Type": "application/json"},
