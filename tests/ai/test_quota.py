@@ -54,12 +54,14 @@ async def two_hubs(
     await other_db.close()
 
 
-async def ask_in_parallel(hubs: list[ChatHub], team: Team, db: Database) -> list[bool]:
-    """The same question from the member in PARALLEL new conversations, at once."""
+async def ask_in_parallel(
+    hubs: list[ChatHub], team: Team, db: Database, count: int = PARALLEL
+) -> list[bool]:
+    """The same question from the member in ``count`` new conversations, at once."""
     async with db.service() as conn:
         conversations = [
             await factories.create_conversation(conn, team.project, team.member, f"q{i}")
-            for i in range(PARALLEL)
+            for i in range(count)
         ]
 
     async def ask(index: int, conversation: uuid.UUID) -> bool:
@@ -131,3 +133,40 @@ async def test_parallel_requests_pass_only_while_the_allowance_lasts(
         assert await conn.fetchval("select count(*) from public.ai_jobs") == 2
         assert await conn.fetchval(
             "select count(*) from public.messages where role = 'user'") == 2
+
+
+async def test_fifty_parallel_replies_at_the_edge_use_exactly_the_limit(
+    two_hubs: list[ChatHub], fake_openai: FakeOpenAI, team: Team, db: Database
+) -> None:
+    """Reserve-then-settle at the edge: room for FIT whole replies, 50 asked at once on two
+    processes, exactly FIT answered, and what they really used fills the plan to the token."""
+    fit = 7
+    fake_openai.default = Script(chunks=openai_server.stream(["ok"]), first_delay_s=0.2)
+    async with db.service() as conn:
+        limit = await conn.fetchval(
+            "select (limits->>'ai_tokens')::bigint from public.subscription_plans "
+            "where slug = 'free'")
+    assert await ask_in_parallel(two_hubs, team, db, count=1) == [True]
+    await replies_finished(db)
+    async with db.acquire() as conn:
+        reserved = await conn.fetchval("select reserved_tokens from public.ai_jobs")
+        await conn.execute("delete from public.ai_jobs")
+        # A plan with room for more than FIT replies of this size.
+        limit = 10 * reserved + 123
+        await conn.execute(
+            "update public.subscription_plans set limits = limits || jsonb_build_object("
+            "'ai_tokens', $1::bigint) where slug = 'free'", limit)
+    # Each reply really uses its whole reservation (the provider reports that usage).
+    fake_openai.default = Script(
+        chunks=openai_server.stream(["ok"], usage=(reserved - 5, 5)), first_delay_s=0.2)
+    async with db.service() as conn:
+        await conn.execute(SET_USAGE, team.owner, team.workspace, limit - fit * reserved)
+
+    allowed = await ask_in_parallel(two_hubs, team, db, count=50)
+    assert sum(allowed) == fit
+    await replies_finished(db)
+    async with db.acquire() as conn:
+        used = await conn.fetchval(
+            "select sum(amount)::bigint from public.usage_records "
+            "where workspace_id = $1 and resource_type = 'ai_tokens'", team.workspace)
+    assert used == limit
