@@ -20,8 +20,9 @@ class BillingConfig:
     api_base: str = DEFAULT_API_BASE
     # Seconds a webhook's signed timestamp may be off (Stripe's library default is 300).
     webhook_tolerance_s: int = 300
-    # Where Checkout and the Customer Portal send the browser back; {origin} is the IDE's.
-    return_url: str = "http://127.0.0.1:8000/"
+    # Where Checkout and the Customer Portal send the browser back (None: the address the
+    # request came to, i.e. the IDE page's own origin).
+    return_url: str | None = None
     # The Stripe Billing meter (event_name) fed with the AI tokens of metered plans.
     meter_event_name: str = "ai_tokens"
     # Length of one metered usage window, in seconds (each window is reported once).
@@ -39,7 +40,7 @@ class BillingConfig:
             webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
             api_base=(env.get("STRIPE_API_BASE") or d.api_base).rstrip("/"),
             webhook_tolerance_s=int(env.get("STRIPE_WEBHOOK_TOLERANCE", d.webhook_tolerance_s)),
-            return_url=env.get("BILLING_RETURN_URL") or d.return_url,
+            return_url=env.get("BILLING_RETURN_URL") or None,
             meter_event_name=env.get("STRIPE_METER_EVENT_NAME") or d.meter_event_name,
             meter_window_s=int(env.get("STRIPE_METER_WINDOW", d.meter_window_s)),
         )

@@ -147,7 +147,7 @@ async def checkout(ctx: Ctx) -> dict[str, Any]:
             "line_items": [{"price": price, "quantity": 1}],
             "client_reference_id": ctx.user_id,
             "metadata": {"user_id": ctx.user_id, "plan": body.plan},
-            "success_url": _return(rt, "success"), "cancel_url": _return(rt, "cancel"),
+            "success_url": _return(ctx, rt, "success"), "cancel_url": _return(ctx, rt, "cancel"),
         }, options={"idempotency_key": f"checkout:{ctx.user_id}:{uuid.uuid4()}"})
     except stripe.StripeError as exc:
         raise _stripe_failed(exc) from None
@@ -162,14 +162,14 @@ async def portal(ctx: Ctx) -> dict[str, Any]:
         raise conflict("you have no billing account yet: choose a plan first", "no_customer")
     try:
         session = await rt.client.v1.billing_portal.sessions.create_async(params={
-            "customer": found["stripe_customer_id"], "return_url": _return(rt, "portal")})
+            "customer": found["stripe_customer_id"], "return_url": _return(ctx, rt, "portal")})
     except stripe.StripeError as exc:
         raise _stripe_failed(exc) from None
     return {"id": session.id, "url": session.url}
 
 
-def _return(rt: BillingRuntime, outcome: str) -> str:
-    base = rt.config.return_url
+def _return(ctx: Ctx, rt: BillingRuntime, outcome: str) -> str:
+    base = rt.config.return_url or str(ctx.request.base_url)
     return f"{base}{'&' if '?' in base else '?'}billing={outcome}"
 
 

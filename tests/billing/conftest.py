@@ -39,8 +39,7 @@ async def fake_stripe() -> AsyncIterator[FakeStripe]:
 
 def billing_settings(settings: Settings, fake: FakeStripe) -> Settings:
     return dataclasses.replace(settings, billing=BillingConfig(
-        secret_key=fake.secret_key, webhook_secret=fake.webhook_secret, api_base=fake.url,
-        return_url="http://127.0.0.1:8000/"))
+        secret_key=fake.secret_key, webhook_secret=fake.webhook_secret, api_base=fake.url))
 
 
 @pytest.fixture

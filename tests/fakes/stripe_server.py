@@ -36,6 +36,7 @@ from aiohttp import web
 from tests.support.net import free_port
 
 MONTH_S = 30 * 24 * 3600
+PARAMS = web.RequestKey("params", dict)
 _ids = itertools.count(1)
 
 
@@ -140,7 +141,7 @@ class FakeStripe:
             return error(401, "invalid_request_error", "Invalid API Key provided")
         raw = (await request.read()).decode()
         params = parse_form(raw) if request.method == "POST" else {}
-        request["params"] = params
+        request[PARAMS] = params
         self.requests.append((request.method, request.path, params))
         if self.fail_next > 0:
             self.fail_next -= 1
@@ -165,7 +166,7 @@ class FakeStripe:
     # -- customers --------------------------------------------------------------------------
 
     async def create_customer(self, request: web.Request) -> web.Response:
-        params = request["params"]
+        params = request[PARAMS]
         customer = {"id": new_id("cus"), "object": "customer", "email": params.get("email"),
                     "metadata": params.get("metadata", {}), "address": None,
                     "created": int(time.time()), "livemode": False}
@@ -182,14 +183,14 @@ class FakeStripe:
         found = self.customers.get(request.match_info["id"])
         if found is None:
             return self._missing("customer", request.match_info["id"])
-        found.update(request["params"])
+        found.update(request[PARAMS])
         await self.deliver("customer.updated", found)
         return web.json_response(found)
 
     # -- checkout and portal ----------------------------------------------------------------
 
     async def create_session(self, request: web.Request) -> web.Response:
-        p = request["params"]
+        p = request[PARAMS]
         for name in ("mode", "success_url", "line_items"):
             if name not in p:
                 return error(400, "invalid_request_error", f"Missing required param: {name}.",
@@ -211,7 +212,7 @@ class FakeStripe:
         return web.json_response(session)
 
     async def create_portal(self, request: web.Request) -> web.Response:
-        p = request["params"]
+        p = request[PARAMS]
         if p.get("customer") not in self.customers:
             return self._missing("customer", str(p.get("customer")))
         portal_id = new_id("bps")
@@ -337,7 +338,7 @@ class FakeStripe:
     # -- meter events -----------------------------------------------------------------------
 
     async def create_meter_event(self, request: web.Request) -> web.Response:
-        p = request["params"]
+        p = request[PARAMS]
         for name in ("event_name", "payload"):
             if name not in p:
                 return error(400, "invalid_request_error", f"Missing required param: {name}.",

@@ -165,6 +165,13 @@ export const api = {
   accountRepositories: (provider) => send('GET', `/git/accounts/${enc(provider)}/repositories`),
   gitJob: (projectId, jobId) => send('GET', `/projects/${enc(projectId)}/git/jobs/${enc(jobId)}`),
 
+  // Billing (docs/billing.md): plans, this month's usage, Stripe Checkout and Portal.
+  plans: () => send('GET', '/plans'),
+  billingUsage: () => send('GET', '/billing/usage'),
+  checkout: (plan, interval) => send('POST', '/billing/checkout', { plan, interval }),
+  billingPortal: () => send('POST', '/billing/portal', {}),
+  invoices: () => send('GET', '/billing/invoices'),
+
   // keepalive: the request may outlive the page (sent while it is being hidden or closed).
   analytics: (batch, keepalive = false) => send('POST', '/analytics/events', batch, { keepalive }),
   operatorScopes: () => send('GET', '/operator/scopes'),
