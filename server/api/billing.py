@@ -180,13 +180,15 @@ async def list_invoices(ctx: Ctx) -> dict[str, Any]:
 
 
 async def stripe_webhook(ctx: Ctx) -> dict[str, Any]:
+    raw = await ctx.request.body()
+    if not raw:
+        raise ApiError(400, "invalid_payload", "the body is empty")
+    if len(raw) > MAX_WEBHOOK_BYTES:
+        raise ApiError(413, "payload_too_large", "webhook body too large")
     rt = _runtime(ctx)
     secret = rt.config.webhook_secret
     if not secret:
         raise ApiError(503, "billing_disabled", "no STRIPE_WEBHOOK_SECRET is configured")
-    raw = await ctx.request.body()
-    if len(raw) > MAX_WEBHOOK_BYTES:
-        raise ApiError(413, "payload_too_large", "webhook body too large")
     signature = ctx.request.headers.get("stripe-signature")
     try:
         # Checks the v1 HMAC of "t.body" with the raw bytes and the timestamp tolerance.
@@ -228,5 +230,5 @@ ENDPOINTS = [
              "Your invoices, newest first, with the hosted PDF", "billing"),
     Endpoint("POST", "/webhooks/stripe", stripe_webhook,
              "Stripe's webhook (signed): stored, then processed by a job", "billing",
-             auth=False, errors=(400, 503), raw_body="application/json"),
+             auth=False, errors=(400, 413, 503), raw_body="application/json"),
 ]
