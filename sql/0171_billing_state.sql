@@ -85,6 +85,24 @@ drop trigger if exists files_storage on public.files;
 create trigger files_storage after insert or delete or update of size_bytes, project_id
   on public.files for each row execute function public.track_workspace_storage();
 
+-- A deleted project takes its files' bytes with it. Its files are deleted by the cascade after
+-- the project row is gone, when their own trigger no longer finds the workspace: so the
+-- project's total is subtracted here, before.
+create or replace function public.release_project_storage()
+returns trigger language plpgsql security definer set search_path = '' as $$
+begin
+  update public.workspace_storage
+  set bytes = greatest(bytes - (select coalesce(sum(size_bytes), 0) from public.files
+                                where project_id = old.id), 0),
+      updated_at = now()
+  where workspace_id = old.workspace_id;
+  return old;
+end $$;
+
+drop trigger if exists projects_release_storage on public.projects;
+create trigger projects_release_storage before delete on public.projects
+  for each row execute function public.release_project_storage();
+
 -- Counters for the files that existed before this migration (once: later runs find rows).
 insert into public.workspace_storage (workspace_id, bytes)
 select p.workspace_id, coalesce(sum(f.size_bytes), 0)
@@ -179,7 +197,7 @@ begin
   lim := case p_resource
     when 'storage_bytes' then
       case when (plan.limits ->> 'storage_gb') is null then null
-           else ((plan.limits ->> 'storage_gb')::numeric * 1073741824)::bigint end
+           else floor((plan.limits ->> 'storage_gb')::numeric * 1073741824)::bigint end
     else (plan.limits ->> p_resource)::bigint end;
   if lim is null or lim < 0 then
     return payer;

@@ -10,6 +10,7 @@ answers; a redelivered event id changes nothing (one that failed is queued again
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -80,7 +81,7 @@ def _limit(limits: dict[str, Any], resource: str) -> int | None:
     value = limits.get(key)
     if value is None or float(value) < 0:
         return None
-    return int(float(value) * GB) if resource == "storage_bytes" else int(value)
+    return math.floor(float(value) * GB) if resource == "storage_bytes" else int(value)
 
 
 async def usage(ctx: Ctx) -> dict[str, Any]:

@@ -142,3 +142,40 @@ async def test_members_and_runs_are_limited_by_the_owners_plan(
         [r.body for r in replies]
     refused = next(r for r in replies if r.status == 402)
     assert refused.body["error"]["resource"] == "members"
+
+
+async def test_storage_is_counted_incrementally_and_limited_under_concurrency(
+    api: Api, db: Database,
+) -> None:
+    owner, workspace = await owner_with_workspace(api)
+    project = await api.ok("POST", f"/workspaces/{workspace}/projects", {"name": "files"},
+                           token=owner.token)
+    async with db.acquire() as conn:
+        # A tiny plan: 1,073 bytes (0.000001 GB) of storage.
+        await conn.execute(
+            "update public.subscription_plans set limits = limits || "
+            "'{\"storage_gb\": 0.000001}'::jsonb where slug = 'free'")
+    replies = await asyncio.gather(*(
+        api.call("POST", f"/projects/{project['id']}/files",
+                 {"path": f"/f{i}.txt", "type": "file", "content": "x" * 100},
+                 token=owner.token) for i in range(20)))
+    assert sorted(r.status for r in replies) == [201] * 10 + [402] * 10
+    refused = next(r for r in replies if r.status == 402)
+    assert refused.body["error"]["resource"] == "storage_bytes"
+    assert refused.body["error"]["limit"] == 1073
+
+    async def counter() -> tuple[int, int]:
+        async with db.acquire() as conn:
+            row = await conn.fetchrow(
+                "select (select bytes from public.workspace_storage where workspace_id = "
+                "$1::uuid) as counted, (select coalesce(sum(size_bytes), 0) from public.files "
+                "f join public.projects p on p.id = f.project_id where p.workspace_id = "
+                "$1::uuid) as scanned", workspace)
+        return int(row["counted"]), int(row["scanned"])
+
+    assert await counter() == (1000, 1000)
+    created = [r.body for r in replies if r.status == 201]
+    await api.ok("DELETE", f"/files/{created[0]['id']}", token=owner.token)
+    # Deleting the project cascades to its files: the counter follows without a scan.
+    await api.ok("DELETE", f"/projects/{project['id']}", token=owner.token)
+    assert await counter() == (0, 0)
