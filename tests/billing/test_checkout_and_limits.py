@@ -95,6 +95,30 @@ async def test_checkout_webhooks_activate_the_plan_and_raise_the_limits(
     assert sub_id in fake_stripe.subscriptions
 
 
+async def test_concurrent_checkouts_of_a_new_user_make_one_customer(
+    api: Api, fake_stripe: FakeStripe, db: Database,
+) -> None:
+    user, _ = await owner_with_workspace(api)
+    sessions = await asyncio.gather(*(
+        api.ok("POST", "/billing/checkout", {"plan": "pro", "interval": "yearly"},
+               token=user.token) for _ in range(5)))
+    assert len({s["id"] for s in sessions}) == 5
+    # The customer is created with one idempotency key per user: Stripe answers the same.
+    assert len(fake_stripe.customers) == 1
+    async with db.acquire() as conn:
+        assert await conn.fetchval("select count(*) from public.customers") == 1
+    prices = {p["line_items"][0]["price"] for m, path, p in fake_stripe.requests
+              if path == "/v1/checkout/sessions"}
+    assert prices == {"price_pro_year"}
+
+
+async def test_stripe_errors_become_502(api: Api, fake_stripe: FakeStripe) -> None:
+    user, _ = await owner_with_workspace(api)
+    fake_stripe.fail_next = 10  # more than the library's retries
+    reply = await api.call("POST", "/billing/checkout", {"plan": "pro"}, token=user.token)
+    assert (reply.status, reply.error_code) == (502, "stripe_error"), reply.body
+
+
 async def test_checkout_refuses_bad_plans_and_intervals(api: Api, db: Database) -> None:
     user, _ = await owner_with_workspace(api)
     for body, status, code in (

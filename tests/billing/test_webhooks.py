@@ -46,6 +46,10 @@ async def test_forged_stale_and_altered_webhooks_are_refused_and_not_stored(
     assert (unsigned.status, unsigned.error_code) == (400, "invalid_signature")
     garbage = await fake_stripe.send(event, body=b"not json")
     assert (garbage[0], garbage[1]["error"]["code"]) == (400, "invalid_payload")
+    no_id = await fake_stripe.send({"type": "invoice.paid"})
+    assert (no_id[0], no_id[1]["error"]["code"]) == (400, "invalid_payload")
+    empty = await api.call("POST", "/webhooks/stripe", data=b"")
+    assert (empty.status, empty.error_code) == (400, "invalid_payload")
     assert await count_logs(db) == before
 
 
