@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -204,5 +204,4 @@ async def lock_object(conn: asyncpg.Connection, stripe_id: str) -> None:
 
 def ts(value: Any) -> datetime | None:
     """A Stripe unix timestamp as an aware datetime (None stays None)."""
-    from datetime import UTC
     return None if value is None else datetime.fromtimestamp(int(value), UTC)

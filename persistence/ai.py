@@ -38,13 +38,13 @@ values ($1, $2, 'ai_tokens', $3, 'tokens', $4)
 """
 # The plan limits of the payer of project p's workspace (its owner: billing_plan_of, grace and
 # period end included) and the AI tokens recorded in the payer's workspaces this UTC month.
-# (The $2 user of the callers is the requester; the allowance is the payer's.)
+# (The callers' $2 is the requester; the allowance is the payer's, so $2 is only typed here.)
 PLAN_COLUMNS = """
   (select bp.limits from public.workspaces w, public.billing_plan_of(w.owner_id) bp
    where w.id = p.workspace_id) as plan_limits,
   (select bp.slug from public.workspaces w, public.billing_plan_of(w.owner_id) bp
    where w.id = p.workspace_id) as plan_slug,
-  (select u.ai_tokens_recorded from public.workspaces w, public.billing_usage_of(w.owner_id) u
+  (select public.billing_used(w.owner_id, 'ai_tokens_recorded') from public.workspaces w
    where w.id = p.workspace_id and $2::uuid is not null) as used"""
 # Everything read before a reply, in one round trip: the conversation, the user's plan
 # limits and usage (PLAN_COLUMNS), and the latest messages (oldest first; empty

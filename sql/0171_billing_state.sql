@@ -142,33 +142,57 @@ language sql stable security definer set search_path = '' as $$
   where free.slug = 'free'
 $$;
 
--- What user p_owner's workspaces use, per resource, this UTC calendar month where monthly.
--- ai_tokens counts recorded usage plus the reservations of AI work still running (younger
--- than p_stale_s: older ones belong to a dead process).
+-- How much of one resource user p_owner's workspaces use (this UTC calendar month where the
+-- limit is monthly). ai_tokens counts recorded usage plus the reservations of AI work still
+-- running (younger than p_stale_s: older ones belong to a dead process); ai_tokens_recorded
+-- only the recorded usage. Only the asked resource is computed.
+create or replace function public.billing_used(
+  p_owner uuid, p_resource text, p_stale_s float8 default 900)
+returns bigint language plpgsql stable security definer set search_path = '' as $$
+declare
+  month_start timestamptz := date_trunc('month', now() at time zone 'utc') at time zone 'utc';
+  found bigint;
+begin
+  if p_resource = 'projects' then
+    select count(*) into found from public.projects p
+    join public.workspaces w on w.id = p.workspace_id where w.owner_id = p_owner;
+  elsif p_resource = 'storage_bytes' then
+    select coalesce(sum(s.bytes), 0)::bigint into found from public.workspace_storage s
+    join public.workspaces w on w.id = s.workspace_id where w.owner_id = p_owner;
+  elsif p_resource = 'executions' then
+    select count(*) into found from public.code_executions e
+    join public.projects p on p.id = e.project_id
+    join public.workspaces w on w.id = p.workspace_id
+    where w.owner_id = p_owner and e.created_at >= month_start;
+  elsif p_resource in ('ai_tokens', 'ai_tokens_recorded') then
+    select coalesce(sum(u.amount), 0)::bigint into found from public.usage_records u
+    join public.workspaces w on w.id = u.workspace_id
+    where w.owner_id = p_owner and u.resource_type = 'ai_tokens'
+      and u.recorded_at >= month_start;
+    if p_resource = 'ai_tokens' then
+      found := found + (
+        select coalesce(sum(j.reserved_tokens), 0)::bigint from public.ai_jobs j
+        join public.projects p on p.id = j.project_id
+        join public.workspaces w on w.id = p.workspace_id
+        where w.owner_id = p_owner and j.status in ('pending', 'running')
+          and j.created_at > now() - make_interval(secs => p_stale_s));
+    end if;
+  else
+    raise exception 'unknown billing resource %', p_resource
+      using errcode = 'invalid_parameter_value';
+  end if;
+  return found;
+end $$;
+
+-- Everything user p_owner's workspaces use, for the usage endpoint.
 create or replace function public.billing_usage_of(p_owner uuid, p_stale_s float8 default 900)
 returns table (projects bigint, storage_bytes bigint, executions bigint, ai_tokens bigint,
                ai_tokens_recorded bigint)
 language sql stable security definer set search_path = '' as $$
-  with owned as (select id from public.workspaces where owner_id = p_owner),
-  owned_projects as (select p.id from public.projects p where p.workspace_id in (select id from owned)),
-  month as (select date_trunc('month', now() at time zone 'utc') at time zone 'utc' as start),
-  recorded as (
-    select coalesce(sum(u.amount), 0)::bigint as tokens from public.usage_records u
-    where u.workspace_id in (select id from owned) and u.resource_type = 'ai_tokens'
-      and u.recorded_at >= (select start from month))
-  select
-    (select count(*) from owned_projects),
-    (select coalesce(sum(bytes), 0)::bigint from public.workspace_storage
-     where workspace_id in (select id from owned)),
-    (select count(*) from public.code_executions e
-     where e.project_id in (select id from owned_projects)
-       and e.created_at >= (select start from month)),
-    (select tokens from recorded)
-      + (select coalesce(sum(j.reserved_tokens), 0)::bigint from public.ai_jobs j
-         where j.project_id in (select id from owned_projects)
-           and j.status in ('pending', 'running')
-           and j.created_at > now() - make_interval(secs => p_stale_s)),
-    (select tokens from recorded)
+  select public.billing_used(p_owner, 'projects'), public.billing_used(p_owner, 'storage_bytes'),
+         public.billing_used(p_owner, 'executions'),
+         public.billing_used(p_owner, 'ai_tokens', p_stale_s),
+         public.billing_used(p_owner, 'ai_tokens_recorded')
 $$;
 
 -- Takes p_amount of p_resource for the payer of workspace p_workspace, in the caller's
@@ -184,7 +208,6 @@ returns uuid language plpgsql volatile security definer set search_path = '' as 
 declare
   payer uuid;
   plan record;
-  usage record;
   lim bigint;
   used bigint;
 begin
@@ -205,16 +228,7 @@ begin
   if p_resource = 'members' then
     select count(*) into used from public.workspace_members where workspace_id = p_workspace;
   else
-    select * into usage from public.billing_usage_of(payer, p_stale_s);
-    used := case p_resource
-      when 'projects' then usage.projects
-      when 'executions' then usage.executions
-      when 'storage_bytes' then usage.storage_bytes
-      when 'ai_tokens' then usage.ai_tokens
-    end;
-    if used is null then
-      raise exception 'unknown billing resource %', p_resource using errcode = 'invalid_parameter_value';
-    end if;
+    used := public.billing_used(payer, p_resource, p_stale_s);
   end if;
   if used + p_amount > lim then
     raise exception 'plan_limit_reached'
@@ -227,6 +241,8 @@ end $$;
 
 revoke all on function public.billing_take(uuid, text, bigint, float8) from public;
 grant execute on function public.billing_take(uuid, text, bigint, float8) to authenticated, service_role;
+revoke all on function public.billing_used(uuid, text, float8) from public;
+grant execute on function public.billing_used(uuid, text, float8) to service_role;
 revoke all on function public.billing_usage_of(uuid, float8) from public;
 grant execute on function public.billing_usage_of(uuid, float8) to service_role;
 revoke all on function public.billing_plan_of(uuid) from public;
