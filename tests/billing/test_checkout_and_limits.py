@@ -7,13 +7,17 @@ limits hold exactly under 50 concurrent requests; billing off answers 503 and ev
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from execution.config import ExecutionConfig
 from persistence.db import Database
+from server.settings import Settings
 from tests.api.client import Api
 from tests.billing.conftest import owner_with_workspace, subscribe
+from tests.fakes.judge0_server import FakeJudge0
 from tests.fakes.stripe_server import FakeStripe
 from tests.support.servers import LiveServer
 
@@ -203,3 +207,37 @@ async def test_storage_is_counted_incrementally_and_limited_under_concurrency(
     # Deleting the project cascades to its files: the counter follows without a scan.
     await api.ok("DELETE", f"/projects/{project['id']}", token=owner.token)
     assert await counter() == (0, 0)
+
+
+async def test_runs_per_month_are_limited_by_the_owners_plan(
+    live_server: Callable[..., Awaitable[LiveServer]], settings: Settings, db: Database,
+) -> None:
+    judge0 = FakeJudge0()
+    await judge0.start()
+    try:
+        config = ExecutionConfig(backend="judge0", judge0_url=judge0.url,
+                                 judge0_poll_deadline_s=10)
+        server = await live_server(dataclasses.replace(settings, execution=config))
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, server.url)
+            owner, workspace = await owner_with_workspace(api)
+            project = await api.ok("POST", f"/workspaces/{workspace}/projects",
+                                   {"name": "runs"}, token=owner.token)
+            main = await api.ok("POST", f"/projects/{project['id']}/files",
+                                {"path": "/main.py", "type": "file", "content": "print(1)\n"},
+                                token=owner.token)
+            async with db.acquire() as conn:
+                await conn.execute(
+                    "update public.subscription_plans set limits = limits || "
+                    "'{\"executions\": 2}'::jsonb where slug = 'free'")
+            statuses = []
+            for _ in range(3):
+                reply = await api.call("POST", f"/projects/{project['id']}/executions",
+                                       {"file_id": main["id"]}, token=owner.token)
+                statuses.append(reply.status)
+            assert statuses == [202, 202, 402], reply.body
+            assert reply.body["error"] | {"message": ""} == {
+                "code": "plan_limit_reached", "message": "", "resource": "executions",
+                "limit": 2, "used": 2, "plan": "free"}
+    finally:
+        await judge0.stop()
