@@ -96,7 +96,8 @@ async def create_edit(ctx: Ctx) -> JSONResponse:
             instruction=body.instruction, replay=replay,
         )
     except EditError as exc:
-        raise ApiError(STATUS.get(exc.code, 400), exc.code, exc.message) from None
+        raise ApiError(STATUS.get(exc.code, 400), exc.code, exc.message,
+                       extra=exc.extra) from None
     return JSONResponse(to_jsonable_python({"edit": edit}), 202)
 
 
