@@ -25,8 +25,6 @@ class BillingConfig:
     return_url: str | None = None
     # The Stripe Billing meter (event_name) fed with the AI tokens of metered plans.
     meter_event_name: str = "ai_tokens"
-    # Length of one metered usage window, in seconds (each window is reported once).
-    meter_window_s: int = 3600
 
     @property
     def enabled(self) -> bool:
@@ -42,5 +40,4 @@ class BillingConfig:
             webhook_tolerance_s=int(env.get("STRIPE_WEBHOOK_TOLERANCE", d.webhook_tolerance_s)),
             return_url=env.get("BILLING_RETURN_URL") or None,
             meter_event_name=env.get("STRIPE_METER_EVENT_NAME") or d.meter_event_name,
-            meter_window_s=int(env.get("STRIPE_METER_WINDOW", d.meter_window_s)),
         )
