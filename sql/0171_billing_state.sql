@@ -215,6 +215,11 @@ begin
   if payer is null then
     raise exception 'no such workspace' using errcode = 'foreign_key_violation';
   end if;
+  -- Called by a user (RLS-style claims set, or through an RPC gateway): only for a workspace
+  -- they work in, so nobody probes another workspace's payer or usage.
+  if auth.role() = 'authenticated' and not public.is_workspace_member(p_workspace, 'member') then
+    raise exception 'not a member of this workspace' using errcode = 'insufficient_privilege';
+  end if;
   perform pg_advisory_xact_lock(hashtextextended('billing:' || payer::text, 0));
   select * into plan from public.billing_plan_of(payer);
   lim := case p_resource

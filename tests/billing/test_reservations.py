@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
 from ai import metering
@@ -62,3 +63,16 @@ async def test_parallel_reservations_fit_whole_and_settle_to_the_real_count(db: 
                 model="m", tokens=1, stale_after_s=600)
     # 3 x 200 recorded + 400 reserved = 1,000: full, for the owner too (one payer).
     assert refused_exc.value.used == LIMIT
+
+
+async def test_a_user_cannot_take_or_probe_another_workspaces_allowance(db: Database) -> None:
+    async with db.service() as conn:
+        owner = await factories.create_user(conn)
+        stranger = await factories.create_user(conn)
+        workspace = await factories.create_workspace(conn, owner)
+    async with db.as_user(str(stranger)) as conn:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetchval("select public.billing_take($1, 'projects', 1)", workspace)
+    async with db.as_user(str(owner)) as conn:
+        assert await conn.fetchval(
+            "select public.billing_take($1, 'projects', 1)", workspace) == owner
