@@ -29,12 +29,14 @@ where stripe_price_id_monthly = $1 or stripe_price_id_yearly = $1
 """
 SELECT_CURRENT_PLAN = "select * from public.billing_plan_of($1)"
 SELECT_USAGE = "select * from public.billing_usage_of($1)"
+# Concurrent first checkouts of a user insert the same Stripe customer (one idempotency key):
+# both unique keys (user, Stripe id) collide, so the insert ignores any conflict.
 SELECT_CUSTOMER = "select id, stripe_customer_id, email from public.customers where user_id = $1"
 SELECT_CUSTOMER_BY_STRIPE = "select id, user_id from public.customers where stripe_customer_id = $1"
 INSERT_CUSTOMER = """
 insert into public.customers (user_id, stripe_customer_id, email)
 values ($1, $2, $3)
-on conflict (user_id) do nothing
+on conflict do nothing
 """
 UPDATE_CUSTOMER = """
 update public.customers set email = $2, billing_address = $3, updated_at = now()

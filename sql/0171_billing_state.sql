@@ -6,12 +6,17 @@ alter table public.subscriptions add column if not exists past_due_since timesta
 -- The Stripe price the subscription is on (which plan/interval it maps to, for the record).
 alter table public.subscriptions add column if not exists stripe_price_id text;
 
--- Bytes of files per workspace, kept by a trigger on files (never a scan at check time).
+-- Bytes of files per workspace, kept by triggers on files and projects (never a scan at check
+-- time). No foreign key on purpose: deleting a workspace cascades to its projects and files,
+-- whose triggers update this row twice in the transaction, and PostgreSQL re-checks a foreign
+-- key on every update of a row version the transaction wrote, after the workspace is gone.
+-- The row is deleted with its workspace by the trigger below instead.
 create table if not exists public.workspace_storage (
-  workspace_id uuid primary key references public.workspaces(id) on delete cascade,
+  workspace_id uuid primary key,
   bytes bigint not null default 0,
   updated_at timestamptz not null default now()
 );
+alter table public.workspace_storage drop constraint if exists workspace_storage_workspace_id_fkey;
 alter table public.workspace_storage enable row level security;
 drop policy if exists workspace_storage_service on public.workspace_storage;
 create policy workspace_storage_service on public.workspace_storage
@@ -72,14 +77,39 @@ begin
   return null;
 end $$;
 
--- Adds delta bytes to the counter of the project's workspace (a deleted project: nothing).
+-- Adds delta bytes to the counter of the project's workspace. Only an update: every workspace
+-- gets its row when it is created (below), so a file trigger that fires while its workspace is
+-- being deleted (cascade) changes nothing instead of inserting a row for a vanished workspace.
 create or replace function public.add_project_storage(p_project uuid, p_delta bigint)
 returns void language sql security definer set search_path = '' as $$
-  insert into public.workspace_storage (workspace_id, bytes)
-  select p.workspace_id, greatest(p_delta, 0) from public.projects p where p.id = p_project
-  on conflict (workspace_id) do update
-    set bytes = greatest(public.workspace_storage.bytes + p_delta, 0), updated_at = now()
+  update public.workspace_storage
+  set bytes = greatest(bytes + p_delta, 0), updated_at = now()
+  where workspace_id = (select workspace_id from public.projects where id = p_project)
 $$;
+
+create or replace function public.create_workspace_storage()
+returns trigger language plpgsql security definer set search_path = '' as $$
+begin
+  insert into public.workspace_storage (workspace_id) values (new.id)
+  on conflict (workspace_id) do nothing;
+  return null;
+end $$;
+
+drop trigger if exists workspaces_storage on public.workspaces;
+create trigger workspaces_storage after insert on public.workspaces
+  for each row execute function public.create_workspace_storage();
+
+-- Fires after the cascades (constraint triggers "RI_..." sort first), so nothing recreates it.
+create or replace function public.drop_workspace_storage()
+returns trigger language plpgsql security definer set search_path = '' as $$
+begin
+  delete from public.workspace_storage where workspace_id = old.id;
+  return null;
+end $$;
+
+drop trigger if exists workspaces_storage_drop on public.workspaces;
+create trigger workspaces_storage_drop after delete on public.workspaces
+  for each row execute function public.drop_workspace_storage();
 
 drop trigger if exists files_storage on public.files;
 create trigger files_storage after insert or delete or update of size_bytes, project_id
@@ -103,11 +133,13 @@ drop trigger if exists projects_release_storage on public.projects;
 create trigger projects_release_storage before delete on public.projects
   for each row execute function public.release_project_storage();
 
--- Counters for the files that existed before this migration (once: later runs find rows).
+-- Counters for the workspaces and files that existed before this migration (once: later runs
+-- find the rows).
 insert into public.workspace_storage (workspace_id, bytes)
-select p.workspace_id, coalesce(sum(f.size_bytes), 0)
-from public.files f join public.projects p on p.id = f.project_id
-group by p.workspace_id
+select w.id, coalesce((select sum(f.size_bytes) from public.files f
+                       join public.projects p on p.id = f.project_id
+                       where p.workspace_id = w.id), 0)
+from public.workspaces w
 on conflict (workspace_id) do nothing;
 
 -- The plan that governs what user p_user pays for: a subscription that is active or trialing;
@@ -253,6 +285,8 @@ grant execute on function public.billing_usage_of(uuid, float8) to service_role;
 revoke all on function public.billing_plan_of(uuid) from public;
 grant execute on function public.billing_plan_of(uuid) to service_role;
 revoke all on function public.add_project_storage(uuid, bigint) from public;
+revoke all on function public.create_workspace_storage() from public;
+revoke all on function public.drop_workspace_storage() from public;
 
 -- A project is writable while it is among the first `projects` (oldest first) of its payer's
 -- plan: a downgrade keeps every project, the newest beyond the limit become read-only.
