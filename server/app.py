@@ -23,6 +23,7 @@ from collab.project_hub import ProjectHub, ProjectHubConfig
 from execution.local import LocalBackend
 from execution.runner import ExecutionHub
 from execution.terminals import TerminalHub
+from execution.volumes import ProjectVolumes
 from observability.service import Observability
 from persistence.crypto import load_keyring
 from persistence.db import Database
@@ -176,10 +177,12 @@ def create_app(settings: Settings) -> Starlette:
                                          oauth)
         # Stripe: checkout and portal requests, and the jobs that process its webhooks.
         services.billing = BillingRuntime.from_config(settings.billing)
+        # Deleted projects' workdirs and images (projects.cleanup): this process's volumes.
+        disks = local.volumes if local is not None else ProjectVolumes(settings.execution)
         # Background jobs (housekeeping, git and analyses included), unless workers run apart.
         worker = (
             build_worker(settings, db,
-                         resources=[services.git, objects, analyses, services.billing],
+                         resources=[services.git, objects, analyses, disks, services.billing],
                          errors=observability.errors)
             if settings.jobs.worker_in_process else None
         )

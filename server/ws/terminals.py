@@ -2,7 +2,8 @@
 
 terminado's framing (JSON text frames): in ``["stdin", text]``, ``["set_size", rows, cols]``;
 out ``["setup", {}]``, ``["stdout", text]``, ``["disconnect", code]``. Members type, viewers
-watch (a viewer cannot start a terminal that is not running).
+watch (a viewer cannot start a terminal that is not running). An input message over
+``MAX_FRAME`` characters closes the socket with 4413 and says the limit.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from server.close_codes import (
     FORBIDDEN,
     GOING_AWAY,
     NOT_FOUND,
+    TOO_LARGE,
     TRY_AGAIN_LATER,
     UNAVAILABLE,
 )
@@ -89,8 +91,18 @@ async def _receive_loop(
     websocket: WebSocket, hub: TerminalHub, terminal: Terminal, client: Client
 ) -> None:
     async for text in text_messages(websocket):
-        if text is None or len(text) > MAX_FRAME:
+        if text is None:
             continue
+        if len(text) > MAX_FRAME:
+            # Typed input arrives in keystrokes and pastes; a message this large is refused
+            # out loud (never cut or dropped: half a paste run by the shell is worse).
+            log.info("terminal %s: input message of %d characters refused", terminal.key,
+                     len(text))
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(
+                    TOO_LARGE, f"input message of {len(text)} characters: at most {MAX_FRAME}"
+                )
+            return
         try:
             frame: Any = json.loads(text)
         except ValueError:
