@@ -9,45 +9,18 @@ from __future__ import annotations
 import logging
 import uuid
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
-from collab.project_hub import Identity, ProjectHub
+from collab.project_hub import ProjectHub
+from collab.project_presence import Identity
 from server.access import parse_uuid, project_access
-from server.close_codes import FORBIDDEN, NOT_FOUND
 from server.services import Services
 from server.ws_auth import authenticate_websocket, refuse
+from sockets.close_codes import FORBIDDEN, NOT_FOUND, TRY_AGAIN_LATER
+from sockets.outbox import open_outbox
+from sockets.receive import messages
 
 log = logging.getLogger(__name__)
-
-
-class StarletteTextChannel:
-    """The hub's ``TextChannel`` over a Starlette WebSocket."""
-
-    def __init__(self, websocket: WebSocket) -> None:
-        self.websocket = websocket
-
-    async def receive(self) -> str | bytes | None:
-        try:
-            message = await self.websocket.receive()
-        except (WebSocketDisconnect, RuntimeError):
-            return None
-        if message["type"] == "websocket.disconnect":
-            return None
-        text = message.get("text")
-        if text is not None:
-            return str(text)
-        data = message.get("bytes")
-        return bytes(data) if data is not None else b""
-
-    async def send_text(self, text: str) -> None:
-        await self.websocket.send_text(text)
-
-    async def close(self, code: int, reason: str) -> None:
-        if self.websocket.application_state == WebSocketState.CONNECTED:
-            try:
-                await self.websocket.close(code, reason)
-            except RuntimeError:
-                pass  # already closing
 
 
 def display_name(claims: dict[str, object]) -> str | None:
@@ -75,7 +48,10 @@ async def project_socket(websocket: WebSocket) -> None:
     if not access.is_member or access.role is None:
         await refuse(websocket, FORBIDDEN, "not a member of this project's workspace")
         return
-    hub: ProjectHub = services.hubs["projects"]
+    hub: ProjectHub | None = services.projects
+    if hub is None:
+        await refuse(websocket, TRY_AGAIN_LATER, "the project channel is not available")
+        return
     await websocket.accept()
     who = Identity(
         user_id=uuid.UUID(principal.user_id),
@@ -83,4 +59,9 @@ async def project_socket(websocket: WebSocket) -> None:
         email=principal.email,
         name=display_name(principal.claims),
     )
-    await hub.serve(project_id, StarletteTextChannel(websocket), who)
+    limit = services.settings.collab.send_buffer_bytes
+    outbox = open_outbox(websocket.scope, websocket.send, limit)
+    try:
+        await hub.serve(project_id, outbox, messages(websocket.receive), who)
+    finally:
+        await outbox.finish()
