@@ -16,6 +16,7 @@ from ai.analysis import Analyses
 from ai.chat import ChatHub
 from ai.edits import AIEdits
 from ai.workspace_keys import WorkspaceAI, WorkspaceUrls
+from billing.events import BillingRuntime
 from broker.interface import Broker
 from broker.local import LocalBroker
 from collab.hub import DocumentHub
@@ -168,10 +169,16 @@ async def _start_hubs(
     services.git = git
     # Deleted projects' workdirs and images (projects.cleanup): this process's volumes.
     disks = local.volumes if local is not None else ProjectVolumes(settings.execution)
-    # Background jobs (housekeeping, git and analyses included), unless workers run apart.
+    # Stripe: checkout and portal requests, and the jobs that process its webhooks.
+    billing = BillingRuntime.from_config(settings.billing)
+    if billing is not None:
+        parts.on_stop("billing", billing.close)
+    services.billing = billing
+    # Background jobs (housekeeping, git, analyses, billing included), unless workers run apart.
     if settings.jobs.worker_in_process:
         deployer = [previews.deployer] if previews is not None else []
-        worker = build_worker(settings, db, resources=[git, objects, analyses, disks, *deployer],
+        worker = build_worker(settings, db,
+                              resources=[git, objects, analyses, disks, billing, *deployer],
                               errors=observability.errors)
         await parts.start("jobs", worker.start, worker.stop)
         services.jobs = worker

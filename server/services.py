@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from ai.analysis import Analyses
 from ai.chat import ChatHub
 from ai.edits import AIEdits
+from billing.events import BillingRuntime
 from broker.interface import Broker
 from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub
@@ -45,6 +46,8 @@ class Services:
     objects: ObjectStore | None = None
     # Git: the runner, the jobs' runtime (gitsync.sync.GitRuntime).
     git: GitRuntime | None = None
+    # Stripe (billing.events.BillingRuntime); None when STRIPE_SECRET_KEY is unset.
+    billing: BillingRuntime | None = None
     # The hubs (docs/hubs.md).
     documents: DocumentHub | None = None
     projects: ProjectHub | None = None

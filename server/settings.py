@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ai.config import AIConfig
+from billing.config import BillingConfig
 from collab.config import CollabConfig
 from execution.config import ExecutionConfig
 from gitsync.config import GitConfig
@@ -97,6 +98,7 @@ class Settings:
     git: GitConfig = field(default_factory=GitConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -132,6 +134,7 @@ class Settings:
             git=GitConfig.from_env(env, data_dir),
             observability=ObservabilityConfig.from_env(env),
             preview=PreviewConfig.from_env(env, int(env.get("PORT", "8000"))),
+            billing=BillingConfig.from_env(env),
         )
 
 

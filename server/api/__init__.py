@@ -16,6 +16,7 @@ from server.api import (
     analyses,
     analytics,
     auth,
+    billing,
     chat,
     conversations,
     deployments,
@@ -72,6 +73,7 @@ def endpoints() -> list[Endpoint]:
         *integrations.ENDPOINTS,
         *analytics.ENDPOINTS,
         *operator.ENDPOINTS,
+        *billing.ENDPOINTS,
     ]
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
+from billing import limits as billing_limits
 from persistence import files as store
 from server.api import paths
 from server.api.filetypes import language_of, mime_type_of
@@ -155,6 +156,10 @@ async def create_file(ctx: Ctx) -> dict[str, Any]:
             path = paths.join(parent["path"] if parent else None, name)
         await _claim_path(conn, project_id, path)
         is_file = body.type == "file"
+        if is_file and body.content:
+            # The payer's storage, held until this insert commits.
+            await billing_limits.take_for_project(
+                conn, project_id, "storage_bytes", len(body.content.encode()))
         file_id = await store.insert_file(
             conn,
             project_id,

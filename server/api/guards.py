@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+from billing import limits as billing_limits
 from server.access import (
     ROLE_RANK,
     Access,
@@ -17,7 +18,7 @@ from server.access import (
     workspace_role,
 )
 from server.api.routing import Ctx
-from server.errors import forbidden, not_found
+from server.errors import ApiError, forbidden, not_found
 from server.observe import request_facts
 
 
@@ -48,11 +49,31 @@ async def require_workspace(ctx: Ctx, workspace_id: uuid.UUID, min_role: str) ->
 
 
 async def require_project(ctx: Ctx, project_id: uuid.UUID, min_role: str) -> Access:
-    return _check(ctx, await project_access(ctx.db, ctx.user_id, project_id), min_role, "project")
+    access = _check(ctx, await project_access(ctx.db, ctx.user_id, project_id), min_role,
+                    "project")
+    await _writable(ctx, access, min_role)
+    return access
 
 
 async def require_file(ctx: Ctx, file_id: uuid.UUID, min_role: str) -> Access:
-    return _check(ctx, await file_access(ctx.db, ctx.user_id, file_id), min_role, "file")
+    access = _check(ctx, await file_access(ctx.db, ctx.user_id, file_id), min_role, "file")
+    await _writable(ctx, access, min_role)
+    return access
+
+
+async def _writable(ctx: Ctx, access: Access, min_role: str) -> None:
+    """A write (any role above viewer, except deletions, which free room) to a project beyond
+    its payer's plan is refused: after a downgrade such projects are read-only, not lost."""
+    if (min_role == "viewer" or access.project_id is None
+            or ctx.request.method in ("GET", "HEAD", "DELETE")):
+        return
+    async with ctx.db.acquire() as conn:
+        writable = await billing_limits.project_writable(conn, access.project_id)
+    if not writable:
+        raise ApiError(
+            402, "project_read_only",
+            "this project is over its owner's plan limit and read-only: upgrade the plan or "
+            "delete projects to edit it again", extra={"resource": "projects"})
 
 
 async def require_conversation(ctx: Ctx, conversation_id: uuid.UUID, min_role: str) -> Access:

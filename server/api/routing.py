@@ -23,9 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from billing import limits as billing_limits
 from persistence.db import Database
 from server.auth.tokens import Principal, TokenError, verify_access_token
-from server.errors import ApiError, error_body, unauthorized
+from server.errors import ApiError, error_body, payment_required, unauthorized
 from server.middleware import BodyTooLarge
 from server.observe import request_facts
 from server.services import Services
@@ -239,6 +240,9 @@ def _read_query(request: Request, model: type[BaseModel]) -> BaseModel:
 
 def database_error(exc: asyncpg.PostgresError) -> ApiError | None:
     """The API error a database refusal means, or None for a real fault."""
+    reached = billing_limits.from_database(exc)
+    if reached is not None:
+        return plan_limit_error(reached)
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return ApiError(403, "forbidden", "not allowed")
     if isinstance(exc, asyncpg.UniqueViolationError):
@@ -253,6 +257,11 @@ def database_error(exc: asyncpg.PostgresError) -> ApiError | None:
         # e.g. a huge JSON value in a GIN-indexed column, or JSON nested too deeply.
         return ApiError(422, "value_too_large", "a value is too large or too deeply nested")
     return None
+
+
+def plan_limit_error(reached: billing_limits.PlanLimitReached) -> ApiError:
+    return payment_required(reached.resource, reached.limit, reached.used, reached.plan,
+                            reached.message)
 
 
 _json_adapter: TypeAdapter[Any] = TypeAdapter(Any)
@@ -279,7 +288,8 @@ def render(result: Any, endpoint: Endpoint) -> Response:
 
 
 def _error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
+    return JSONResponse(error_body(exc.code, exc.message, **exc.extra), exc.status,
+                        headers=exc.headers)
 
 
 def wrap(endpoint: Endpoint) -> RequestHandler:
@@ -306,6 +316,8 @@ def wrap(endpoint: Endpoint) -> RequestHandler:
             return render(result, endpoint)
         except ApiError as exc:
             return _error_response(exc)
+        except billing_limits.PlanLimitReached as exc:
+            return _error_response(plan_limit_error(exc))
         except BodyTooLarge:
             return _error_response(ApiError(413, "payload_too_large", "request body too large"))
         except asyncpg.PostgresError as exc:

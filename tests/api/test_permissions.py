@@ -283,6 +283,14 @@ ACCOUNT_ENDPOINTS = {
     # what the caller may watch (test_operator).
     ("POST", "/analytics/events"),
     ("GET", "/operator/scopes"),
+    # Plans are public; billing is the caller's own (they pay for the workspaces they own;
+    # tests/billing), and Stripe's webhook is authenticated by its signature.
+    ("GET", "/plans"),
+    ("GET", "/billing/usage"),
+    ("POST", "/billing/checkout"),
+    ("POST", "/billing/portal"),
+    ("GET", "/billing/invoices"),
+    ("POST", "/webhooks/stripe"),
 }
 PLACEHOLDERS = {
     "{ws}": "{workspace_id}",
@@ -323,6 +331,10 @@ def test_every_endpoint_is_in_the_matrix() -> None:
 
 async def test_permission_matrix(api: Api, db: Database) -> None:
     world = await build_world(api, db)
+    # Every attempt of a creating endpoint creates: the owner's plan must not be the limit here
+    # (limits are tests/billing's).
+    async with db.service() as conn:
+        await factories.subscribe(conn, uuid.UUID(world.users["owner"].id), "team")
     base = {
         "ws": world.workspace_id,
         "project": world.project_id,

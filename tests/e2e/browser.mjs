@@ -601,6 +601,48 @@ const scenarios = {
     return { latency_ms: latencyMs, typing_ms: typedMs, seen, ide_session_keys: ideKeys, problems: w.problems.slice(0, problemsBefore), probe_console: w.problems.slice(problemsBefore) }
   },
 
+  // Billing: the owner (alice) sees the usage of her workspace in the plan panel; bob, a
+  // member, creates a project in it (the owner pays: her bar moves); alice upgrades through
+  // the (fake) Stripe Checkout and comes back to the pro plan's limits.
+  async billing (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)
+    const bars = (w) => w.page.locator('[data-testid=usage-bar]').evaluateAll((els) => Object.fromEntries(
+      els.map((el) => [el.dataset.resource, { used: Number(el.dataset.used), limit: el.dataset.limit ? Number(el.dataset.limit) : null, ratio: Number(el.dataset.ratio), width: el.querySelector('.usage-fill').getBoundingClientRect().width }])))
+    const openPlan = async (w) => {
+      const before = await w.page.evaluate(() => document.querySelector('[data-testid=plan]').dataset.loaded || '')
+      await w.page.getByTestId('panel-plan').click()
+      await w.waitFor((b) => (document.querySelector('[data-testid=plan]').dataset.loaded || '') !== b, before, 'plan panel loaded')
+    }
+    await openPlan(alice)
+    const free = await bars(alice)
+    const freePlan = await alice.page.getByTestId('plan-name').textContent()
+    await alice.shot('free')
+
+    bob.page.once('dialog', (dialog) => dialog.accept('bob-side'))
+    await bob.page.getByTestId('new-project').click()
+    await bob.page.waitForURL(/project=/)
+    await bob.page.getByTestId('ide').waitFor()
+    await openPlan(alice)
+    const afterBob = await bars(alice)
+
+    await alice.page.getByTestId('upgrade-pro').click()
+    await alice.page.waitForURL(/\/checkout\//)
+    await alice.shot('checkout')
+    await alice.page.locator('#pay').click()
+    await alice.page.waitForURL(/billing=success/)
+    await alice.page.getByTestId('ide').waitFor()
+    // The webhook is processed by a job: look again until the plan is pro.
+    for (let i = 0; i < 100; i++) {
+      await openPlan(alice)
+      if (await alice.page.evaluate(() => document.querySelector('[data-testid=plan]').dataset.plan) === 'pro') break
+      await alice.page.waitForTimeout(200)
+    }
+    const pro = await bars(alice)
+    const proPlan = await alice.page.getByTestId('plan-name').textContent()
+    const screenshot = await alice.shot('pro')
+    return { free, freePlan, afterBob, pro, proPlan, screenshot, problems: [...alice.problems, ...bob.problems] }
+  },
+
   // The page itself: sign-up through the form, CSP in force (an inline script is refused).
   async signup (browser, config) {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })

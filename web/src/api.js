@@ -170,6 +170,12 @@ export const api = {
   deployments: (projectId, environment) =>
     send('GET', `/projects/${enc(projectId)}/deployments?environment=${enc(environment)}&limit=1`),
   previewSession: (projectId, body) => send('POST', `/projects/${enc(projectId)}/preview-sessions`, body),
+  // Billing (docs/billing.md): plans, this month's usage, Stripe Checkout and Portal.
+  plans: () => send('GET', '/plans'),
+  billingUsage: () => send('GET', '/billing/usage'),
+  checkout: (plan, interval) => send('POST', '/billing/checkout', { plan, interval }),
+  billingPortal: () => send('POST', '/billing/portal', {}),
+  invoices: () => send('GET', '/billing/invoices'),
 
   // keepalive: the request may outlive the page (sent while it is being hidden or closed).
   analytics: (batch, keepalive = false) => send('POST', '/analytics/events', batch, { keepalive }),
