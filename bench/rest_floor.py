@@ -32,9 +32,9 @@ from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from persistence.db import Database  # noqa: E402
-from persistence.files import LIST_FILES, SELECT_FILE_CONTENT  # noqa: E402
-from persistence.projects import SELECT_PROJECT, TOUCH_PROJECT  # noqa: E402
+from persistence.db import Database
+from persistence.files import LIST_FILES, SELECT_FILE_CONTENT
+from persistence.projects import SELECT_PROJECT, TOUCH_PROJECT
 
 TREE_PAGE = 50  # the API's default page (server.api.pagination.DEFAULT_LIMIT)
 
