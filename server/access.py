@@ -7,7 +7,7 @@ afterwards on the user's behalf still go through RLS where the hub allows it.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 
@@ -27,6 +27,18 @@ where p.id = $1
 SELECT_FILE_ACCESS = """
 select p.workspace_id, p.id as project_id, f.id as file_id, f.type, f.is_deleted, m.role,
        f.storage_path is not null as stored
+from public.files f
+join public.projects p on p.id = f.project_id
+left join public.workspace_members m on m.workspace_id = p.workspace_id and m.user_id = $2
+where f.id = $1
+"""
+# The same, plus whether the file's document has log rows not yet merged into files.content
+# (a compaction writes the state and files.content together and deletes what it merged):
+# GET /files/{id} skips loading the document when it has none.
+SELECT_FILE_READ_ACCESS = """
+select p.workspace_id, p.id as project_id, f.id as file_id, f.type, f.is_deleted, m.role,
+       f.storage_path is not null as stored,
+       exists (select 1 from public.document_updates u where u.file_id = f.id) as logged
 from public.files f
 join public.projects p on p.id = f.project_id
 left join public.workspace_members m on m.workspace_id = p.workspace_id and m.user_id = $2
@@ -54,6 +66,8 @@ class Access:
     is_deleted: bool = False
     # The file's bytes are a stored object (binary or large): never a CRDT document.
     is_stored: bool = False
+    # Log rows newer than files.content exist (None: not asked, see file_read_access).
+    has_unmerged_log: bool | None = None
 
     @property
     def is_member(self) -> bool:
@@ -99,7 +113,19 @@ async def project_access(db: Database, user_id: str, project_id: uuid.UUID) -> A
 
 
 async def file_access(db: Database, user_id: str, file_id: uuid.UUID) -> Access | None:
-    row = await _fetch(db, SELECT_FILE_ACCESS, file_id, user_id)
+    return _file(await _fetch(db, SELECT_FILE_ACCESS, file_id, user_id))
+
+
+async def file_read_access(db: Database, user_id: str, file_id: uuid.UUID) -> Access | None:
+    """``file_access`` that also tells whether files.content is behind the document."""
+    row = await _fetch(db, SELECT_FILE_READ_ACCESS, file_id, user_id)
+    access = _file(row)
+    if access is None or row is None:
+        return None
+    return replace(access, has_unmerged_log=bool(row["logged"]))
+
+
+def _file(row: asyncpg.Record | None) -> Access | None:
     if row is None:
         return None
     return Access(

@@ -16,7 +16,7 @@ from pydantic_core import to_jsonable_python
 from persistence import files as store
 from server.api import paths
 from server.api.filetypes import language_of, mime_type_of
-from server.api.guards import require_file, require_project
+from server.api.guards import require_file, require_file_read, require_project
 from server.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
 from server.api.routing import Ctx, Endpoint
 from server.errors import ApiError, conflict, not_found
@@ -175,7 +175,7 @@ async def create_file(ctx: Ctx) -> dict[str, Any]:
 
 async def get_file(ctx: Ctx) -> dict[str, Any]:
     file_id = ctx.uuid("file_id")
-    await require_file(ctx, file_id, "viewer")
+    access = await require_file_read(ctx, file_id, "viewer")
     async with ctx.db.as_user(ctx.user_id) as conn:
         row = await store.get_file(conn, file_id, content=True)
     if row is None:
@@ -183,7 +183,11 @@ async def get_file(ctx: Ctx) -> dict[str, Any]:
     hub = ctx.services.documents
     stored = row["storage_path"] is not None
     if hub is not None and row["type"] == "file" and not row["is_deleted"] and not stored:
-        live = await hub.read_text(file_id)
+        # A loaded room has the newest text; else files.content is current unless log rows
+        # wait for a compaction (loading and merging the document costs four statements).
+        live = hub.live_text(file_id)
+        if live is None and access.has_unmerged_log:
+            live = await hub.read_text(file_id)
         if live is not None:
             row["content"] = live
             row["size_bytes"] = len(live.encode())

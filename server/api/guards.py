@@ -13,6 +13,7 @@ from server.access import (
     Access,
     conversation_access,
     file_access,
+    file_read_access,
     project_access,
     workspace_role,
 )
@@ -53,6 +54,11 @@ async def require_project(ctx: Ctx, project_id: uuid.UUID, min_role: str) -> Acc
 
 async def require_file(ctx: Ctx, file_id: uuid.UUID, min_role: str) -> Access:
     return _check(ctx, await file_access(ctx.db, ctx.user_id, file_id), min_role, "file")
+
+
+async def require_file_read(ctx: Ctx, file_id: uuid.UUID, min_role: str) -> Access:
+    """``require_file`` that also learns whether the file's document has unmerged log rows."""
+    return _check(ctx, await file_read_access(ctx.db, ctx.user_id, file_id), min_role, "file")
 
 
 async def require_conversation(ctx: Ctx, conversation_id: uuid.UUID, min_role: str) -> Access:
