@@ -34,8 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from persistence.db import Database
 from persistence.files import LIST_FILES, SELECT_FILE_CONTENT
-from persistence.projects import SELECT_PROJECT, TOUCH_PROJECT
+from persistence.projects import SELECT_PROJECT
 
+# Ours records last_accessed_at inside its access check (server/access.py); the floor has no
+# check, so it runs the update on its own, outside a transaction (one statement).
+TOUCH_PROJECT = "update public.projects set last_accessed_at = now() where id = $1"
 TREE_PAGE = 50  # the API's default page (server.api.pagination.DEFAULT_LIMIT)
 
 
@@ -68,7 +71,7 @@ def build(dsn: str, user_id: str, pool_min: int, pool_max: int) -> Starlette:
 
     async def project_open(request: Request) -> Response:
         project_id = uuid.UUID(request.path_params["id"])
-        async with state["db"].service() as conn:
+        async with state["db"].acquire() as conn:
             await conn.execute(TOUCH_PROJECT, project_id)
         async with state["db"].as_user(user_id) as conn:
             row = await conn.fetchrow(SELECT_PROJECT, project_id)

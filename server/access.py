@@ -24,6 +24,20 @@ from public.projects p
 left join public.workspace_members m on m.workspace_id = p.workspace_id and m.user_id = $2
 where p.id = $1
 """
+# Opening a project: the access check and, for a member, last_accessed_at in one statement
+# (a data-modifying CTE always runs; it touches only when the caller has a role).
+OPEN_PROJECT_ACCESS = """
+with access as (
+  select p.workspace_id, p.id as project_id, m.role
+  from public.projects p
+  left join public.workspace_members m on m.workspace_id = p.workspace_id and m.user_id = $2
+  where p.id = $1
+), touched as (
+  update public.projects set last_accessed_at = now()
+  where id = $1 and exists (select 1 from access where role is not null)
+)
+select workspace_id, project_id, role from access
+"""
 SELECT_FILE_ACCESS = """
 select p.workspace_id, p.id as project_id, f.id as file_id, f.type, f.is_deleted, m.role,
        f.storage_path is not null as stored
@@ -107,6 +121,16 @@ async def _fetch(
 
 async def project_access(db: Database, user_id: str, project_id: uuid.UUID) -> Access | None:
     row = await _fetch(db, SELECT_PROJECT_ACCESS, project_id, user_id)
+    if row is None:
+        return None
+    return Access(row["workspace_id"], row["project_id"], row["role"])
+
+
+async def open_project_access(
+    db: Database, user_id: str, project_id: uuid.UUID
+) -> Access | None:
+    """``project_access`` that also records the project as opened when the caller has a role."""
+    row = await _fetch(db, OPEN_PROJECT_ACCESS, project_id, user_id)
     if row is None:
         return None
     return Access(row["workspace_id"], row["project_id"], row["role"])

@@ -14,6 +14,7 @@ from server.access import (
     conversation_access,
     file_access,
     file_read_access,
+    open_project_access,
     project_access,
     workspace_role,
 )
@@ -50,6 +51,12 @@ async def require_workspace(ctx: Ctx, workspace_id: uuid.UUID, min_role: str) ->
 
 async def require_project(ctx: Ctx, project_id: uuid.UUID, min_role: str) -> Access:
     return _check(ctx, await project_access(ctx.db, ctx.user_id, project_id), min_role, "project")
+
+
+async def require_project_open(ctx: Ctx, project_id: uuid.UUID) -> Access:
+    """``require_project`` (viewer) that also records last_accessed_at, in one statement."""
+    access = await open_project_access(ctx.db, ctx.user_id, project_id)
+    return _check(ctx, access, "viewer", "project")
 
 
 async def require_file(ctx: Ctx, file_id: uuid.UUID, min_role: str) -> Access:
