@@ -40,7 +40,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
 from api_logs import WRK_REPORT, start_app, wrk  # noqa: E402
-from procs import Pinned, free_port, wait_http_ok  # noqa: E402
+from procs import Pinned, cpu_seconds, free_port, wait_http_ok  # noqa: E402
 from targets import SERVER_CORE, Database  # noqa: E402
 
 RESULTS = BENCH / "results" / "rest-hot-reads-latest.json"
@@ -93,11 +93,17 @@ def start_floor(db: Database, work: Path) -> tuple[Pinned, str]:
     return app, url
 
 
-def measure(url: str, token: str, clients: int, args: argparse.Namespace,
-            script: Path) -> dict[str, Any]:
+def measure(app: Pinned, db: Database, url: str, token: str, clients: int,
+            args: argparse.Namespace, script: Path) -> dict[str, Any]:
     wrk(url, token, args.warmup, clients, script)
+    app_cpu, db_cpu = cpu_seconds(app.pid), sum(cpu_seconds(p) for p in db.db_pids())
     report = wrk(url, token, args.duration, clients, script)
+    app_cpu = cpu_seconds(app.pid) - app_cpu
+    db_cpu = sum(cpu_seconds(p) for p in db.db_pids()) - db_cpu
+    requests = max(report["requests"], 1)
     return {
+        "app_cpu_us": app_cpu / requests * 1e6,
+        "db_cpu_us": db_cpu / requests * 1e6 if db.db_pids() else None,
         "requests": report["requests"],
         "rps": report["requests"] / (report["duration_us"] / 1e6),
         "p50_ms": report["p50_us"] / 1000,
@@ -221,12 +227,15 @@ def main() -> int:
                 for index in range(args.rounds):
                     order = ARMS if index % 2 == 0 else tuple(reversed(ARMS))
                     for arm in order:
-                        result = measure(apps[arm][1] + path, token, clients, args, script)
+                        app, url = apps[arm]
+                        result = measure(app, db, url + path, token, clients, args, script)
                         result.update(read=read, clients=clients, arm=arm, round=index + 1)
                         runs.append(result)
                         print(f"{read:>7} c={clients:<3} round {index + 1} {arm:>5}: "
                               f"{result['rps']:7.0f} req/s  p50 {result['p50_ms']:7.2f} ms  "
-                              f"p99 {result['p99_ms']:7.2f} ms  non-2xx {result['non2xx']}",
+                              f"p99 {result['p99_ms']:7.2f} ms  "
+                              f"app CPU {result['app_cpu_us']:5.0f} µs/req  "
+                              f"non-2xx {result['non2xx']}",
                               flush=True)
         report = {
             "started": started, "commit": git_commit(), "load_average": load,
