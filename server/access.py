@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import asyncpg
 
-from persistence.db import Database
+from persistence.db import USER_CONTEXT_COLUMNS, Database
 
 ROLE_RANK = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
 
@@ -58,6 +58,20 @@ join public.projects p on p.id = f.project_id
 left join public.workspace_members m on m.workspace_id = p.workspace_id and m.user_id = $2
 where f.id = $1
 """
+# The checks of the hot reads, as the first statement of the user's transaction
+# (``Database.as_user_after``): one row always, its columns null when nothing matched.
+FILE_READ_ACCESS_AS_USER = f"""
+select a.*, {USER_CONTEXT_COLUMNS}
+from (select) one left join ({SELECT_FILE_READ_ACCESS}) a on true
+"""
+PROJECT_ACCESS_AS_USER = f"""
+select a.*, {USER_CONTEXT_COLUMNS}
+from (select) one left join ({SELECT_PROJECT_ACCESS}) a on true
+"""
+OPEN_PROJECT_ACCESS_AS_USER = OPEN_PROJECT_ACCESS.replace(
+    "select workspace_id, project_id, role from access",
+    f"select a.*, {USER_CONTEXT_COLUMNS} from (select) one left join access a on true",
+)
 SELECT_CONVERSATION_ACCESS = """
 select p.workspace_id, p.id as project_id, c.id as conversation_id, m.role
 from public.conversations c
@@ -126,12 +140,9 @@ async def project_access(db: Database, user_id: str, project_id: uuid.UUID) -> A
     return Access(row["workspace_id"], row["project_id"], row["role"])
 
 
-async def open_project_access(
-    db: Database, user_id: str, project_id: uuid.UUID
-) -> Access | None:
-    """``project_access`` that also records the project as opened when the caller has a role."""
-    row = await _fetch(db, OPEN_PROJECT_ACCESS, project_id, user_id)
-    if row is None:
+def project_from_row(row: asyncpg.Record) -> Access | None:
+    """The Access a ``*_AS_USER`` project row means (None: no such project)."""
+    if row["project_id"] is None:
         return None
     return Access(row["workspace_id"], row["project_id"], row["role"])
 
@@ -140,17 +151,16 @@ async def file_access(db: Database, user_id: str, file_id: uuid.UUID) -> Access 
     return _file(await _fetch(db, SELECT_FILE_ACCESS, file_id, user_id))
 
 
-async def file_read_access(db: Database, user_id: str, file_id: uuid.UUID) -> Access | None:
-    """``file_access`` that also tells whether files.content is behind the document."""
-    row = await _fetch(db, SELECT_FILE_READ_ACCESS, file_id, user_id)
+def file_read_from_row(row: asyncpg.Record) -> Access | None:
+    """The Access a ``FILE_READ_ACCESS_AS_USER`` row means (None: no such file)."""
     access = _file(row)
-    if access is None or row is None:
+    if access is None:
         return None
     return replace(access, has_unmerged_log=bool(row["logged"]))
 
 
 def _file(row: asyncpg.Record | None) -> Access | None:
-    if row is None:
+    if row is None or row["file_id"] is None:
         return None
     return Access(
         row["workspace_id"],

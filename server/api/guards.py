@@ -7,15 +7,22 @@ the user under RLS, so a mistake here cannot leak rows.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
 
 from server.access import (
+    FILE_READ_ACCESS_AS_USER,
+    OPEN_PROJECT_ACCESS_AS_USER,
+    PROJECT_ACCESS_AS_USER,
     ROLE_RANK,
     Access,
     conversation_access,
     file_access,
-    file_read_access,
-    open_project_access,
+    file_read_from_row,
     project_access,
+    project_from_row,
     workspace_role,
 )
 from server.api.routing import Ctx
@@ -53,19 +60,33 @@ async def require_project(ctx: Ctx, project_id: uuid.UUID, min_role: str) -> Acc
     return _check(ctx, await project_access(ctx.db, ctx.user_id, project_id), min_role, "project")
 
 
-async def require_project_open(ctx: Ctx, project_id: uuid.UUID) -> Access:
-    """``require_project`` (viewer) that also records last_accessed_at, in one statement."""
-    access = await open_project_access(ctx.db, ctx.user_id, project_id)
-    return _check(ctx, access, "viewer", "project")
-
-
 async def require_file(ctx: Ctx, file_id: uuid.UUID, min_role: str) -> Access:
     return _check(ctx, await file_access(ctx.db, ctx.user_id, file_id), min_role, "file")
 
 
-async def require_file_read(ctx: Ctx, file_id: uuid.UUID, min_role: str) -> Access:
-    """``require_file`` that also learns whether the file's document has unmerged log rows."""
-    return _check(ctx, await file_read_access(ctx.db, ctx.user_id, file_id), min_role, "file")
+@asynccontextmanager
+async def file_as_user(
+    ctx: Ctx, file_id: uuid.UUID, min_role: str
+) -> AsyncIterator[tuple[asyncpg.Connection, Access]]:
+    """``require_file`` and then ``as_user``, in one transaction whose first statement is
+    the check (as the service) and the switch to the user. The Access also says whether
+    the file's document has unmerged log rows."""
+    query = FILE_READ_ACCESS_AS_USER
+    async with ctx.db.as_user_after(ctx.user_id, query, file_id, ctx.user_uuid) as (conn, row):
+        yield conn, _check(ctx, file_read_from_row(row), min_role, "file")
+
+
+@asynccontextmanager
+async def project_as_user(
+    ctx: Ctx, project_id: uuid.UUID, min_role: str, *, opening: bool = False
+) -> AsyncIterator[tuple[asyncpg.Connection, Access]]:
+    """``require_project`` and then ``as_user`` the same way; ``opening`` also records
+    last_accessed_at when the caller has a role (in the same statement)."""
+    query = OPEN_PROJECT_ACCESS_AS_USER if opening else PROJECT_ACCESS_AS_USER
+    async with ctx.db.as_user_after(
+        ctx.user_id, query, project_id, ctx.user_uuid
+    ) as (conn, row):
+        yield conn, _check(ctx, project_from_row(row), min_role, "project")
 
 
 async def require_conversation(ctx: Ctx, conversation_id: uuid.UUID, min_role: str) -> Access:
