@@ -14,7 +14,6 @@ given on its command line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -99,9 +98,8 @@ def main() -> None:
     parser.add_argument("--pool-max", type=int, default=10)
     args = parser.parse_args()
     app = build(os.environ["DATABASE_URL"], args.user, args.pool_min, args.pool_max)
-    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning",
-                            access_log=False)
-    asyncio.run(uvicorn.Server(config).serve())
+    # uvicorn.run as ours (server/__main__.py): its loop (uvloop when installed) and parser.
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":
