@@ -68,10 +68,6 @@ PROJECT_ACCESS_AS_USER = f"""
 select a.*, {USER_CONTEXT_COLUMNS}
 from (select) one left join ({SELECT_PROJECT_ACCESS}) a on true
 """
-OPEN_PROJECT_ACCESS_AS_USER = OPEN_PROJECT_ACCESS.replace(
-    "select workspace_id, project_id, role from access",
-    f"select a.*, {USER_CONTEXT_COLUMNS} from (select) one left join access a on true",
-)
 SELECT_CONVERSATION_ACCESS = """
 select p.workspace_id, p.id as project_id, c.id as conversation_id, m.role
 from public.conversations c
@@ -140,9 +136,18 @@ async def project_access(db: Database, user_id: str, project_id: uuid.UUID) -> A
     return Access(row["workspace_id"], row["project_id"], row["role"])
 
 
-def project_from_row(row: asyncpg.Record) -> Access | None:
-    """The Access a ``*_AS_USER`` project row means (None: no such project)."""
-    if row["project_id"] is None:
+async def open_project_access(
+    db: Database, user_id: str, project_id: uuid.UUID
+) -> Access | None:
+    """``project_access`` that also records the project as opened when the caller has a
+    role. A statement of its own, outside any transaction: inside one, the row lock taken
+    by the update would be held to its end and concurrent opens would queue behind it."""
+    return project_from_row(await _fetch(db, OPEN_PROJECT_ACCESS, project_id, user_id))
+
+
+def project_from_row(row: asyncpg.Record | None) -> Access | None:
+    """The Access a project access row means (None: no such project)."""
+    if row is None or row["project_id"] is None:
         return None
     return Access(row["workspace_id"], row["project_id"], row["role"])
 

@@ -14,13 +14,13 @@ import asyncpg
 
 from server.access import (
     FILE_READ_ACCESS_AS_USER,
-    OPEN_PROJECT_ACCESS_AS_USER,
     PROJECT_ACCESS_AS_USER,
     ROLE_RANK,
     Access,
     conversation_access,
     file_access,
     file_read_from_row,
+    open_project_access,
     project_access,
     project_from_row,
     workspace_role,
@@ -60,6 +60,12 @@ async def require_project(ctx: Ctx, project_id: uuid.UUID, min_role: str) -> Acc
     return _check(ctx, await project_access(ctx.db, ctx.user_id, project_id), min_role, "project")
 
 
+async def require_project_open(ctx: Ctx, project_id: uuid.UUID) -> Access:
+    """``require_project`` (viewer) that also records last_accessed_at, in one statement."""
+    access = await open_project_access(ctx.db, ctx.user_id, project_id)
+    return _check(ctx, access, "viewer", "project")
+
+
 async def require_file(ctx: Ctx, file_id: uuid.UUID, min_role: str) -> Access:
     return _check(ctx, await file_access(ctx.db, ctx.user_id, file_id), min_role, "file")
 
@@ -78,11 +84,10 @@ async def file_as_user(
 
 @asynccontextmanager
 async def project_as_user(
-    ctx: Ctx, project_id: uuid.UUID, min_role: str, *, opening: bool = False
+    ctx: Ctx, project_id: uuid.UUID, min_role: str
 ) -> AsyncIterator[tuple[asyncpg.Connection, Access]]:
-    """``require_project`` and then ``as_user`` the same way; ``opening`` also records
-    last_accessed_at when the caller has a role (in the same statement)."""
-    query = OPEN_PROJECT_ACCESS_AS_USER if opening else PROJECT_ACCESS_AS_USER
+    """``require_project`` and then ``as_user`` the same way."""
+    query = PROJECT_ACCESS_AS_USER
     async with ctx.db.as_user_after(
         ctx.user_id, query, project_id, ctx.user_uuid
     ) as (conn, row):
