@@ -41,6 +41,7 @@ from server.lifecycle import Lifecycle
 from server.metrics import metrics_route
 from server.oauth.service import OAuthService
 from server.observe import RequestObserver
+from server.preview_wiring import start_previews
 from server.secret_jobs import queue_reencryption
 from server.services import Services
 from server.settings import Settings
@@ -145,6 +146,13 @@ async def _start_hubs(
     )
     await parts.start("terminals", terminals.start, terminals.close)
     services.terminals = terminals
+    # Previews and deployments: the preview origin (a second listener of this process)
+    # and the runtime the deployment jobs use (docs/deployments.md).
+    previews = await start_previews(settings, db, local, projects.publish, keyring,
+                                    documents=documents, objects=objects)
+    if previews is not None:
+        parts.on_stop("previews", previews.close)
+        services.previews = previews
     # Code analyses: requested here, run as jobs (by this process's worker with the
     # chat's provider, or by a worker process with its own).
     analyses = Analyses(db, chat.slot, settings.ai, projects.publish)
@@ -162,7 +170,8 @@ async def _start_hubs(
     disks = local.volumes if local is not None else ProjectVolumes(settings.execution)
     # Background jobs (housekeeping, git and analyses included), unless workers run apart.
     if settings.jobs.worker_in_process:
-        worker = build_worker(settings, db, resources=[git, objects, analyses, disks],
+        deployer = [previews.deployer] if previews is not None else []
+        worker = build_worker(settings, db, resources=[git, objects, analyses, disks, *deployer],
                               errors=observability.errors)
         await parts.start("jobs", worker.start, worker.stop)
         services.jobs = worker

@@ -20,6 +20,7 @@ from jobs.config import WorkerConfig
 from jobs.results import FailureHook, JobFailure
 from observability.errors import ErrorReporter
 from persistence.db import Database
+from preview import builds as deployment_jobs
 from server.secret_jobs import secret_jobs
 from server.settings import Settings
 from storage import jobs as storage_jobs
@@ -28,7 +29,7 @@ from storage import jobs as storage_jobs
 def all_jobs(settings: Settings | None = None) -> list[Job[Any]]:
     """Every registered job; those that need the settings (the keyring) only with them."""
     found: list[Job[Any]] = [*maintenance_jobs.JOBS, *git_jobs.JOBS, *storage_jobs.JOBS,
-                             *analysis_jobs.JOBS, *cleanup_jobs.JOBS]
+                             *analysis_jobs.JOBS, *cleanup_jobs.JOBS, *deployment_jobs.JOBS]
     if settings is not None:
         found += secret_jobs(settings)
     return found

@@ -26,6 +26,7 @@ from persistence.crypto import Keyring
 from persistence.db import Database
 from persistence.environment import EnvironmentVariables
 from server.oauth.service import OAuthService
+from server.preview_wiring import Previews
 from server.settings import Settings
 from storage.objects import ObjectStore
 
@@ -52,6 +53,8 @@ class Services:
     terminals: TerminalHub | None = None
     analyses: Analyses | None = None
     ai_edits: AIEdits | None = None
+    # Previews and deployments (docs/deployments.md): None without the local sandbox.
+    previews: Previews | None = None
     # This process's background-jobs worker (JOBS_WORKER_IN_PROCESS).
     jobs: Worker | None = None
 
@@ -60,6 +63,7 @@ class Services:
         parts: dict[str, ReportsHealth | None] = {
             "projects": self.projects, "chat": self.chat, "executions": self.executions,
             "terminals": self.terminals, "ai_edits": self.ai_edits, "jobs": self.jobs,
+            "previews": self.previews,
         }
         return {name: part for name, part in parts.items() if part is not None}
 
