@@ -8,6 +8,7 @@ The same table generates the OpenAPI document (``server.api.openapi``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -267,23 +268,27 @@ def plan_limit_error(reached: billing_limits.PlanLimitReached) -> ApiError:
 _json_adapter: TypeAdapter[Any] = TypeAdapter(Any)
 
 
+@functools.cache
+def _adapter(model: type[BaseModel], many: bool) -> TypeAdapter[Any]:
+    return TypeAdapter(list[model] if many else model)  # type: ignore[valid-type]
+
+
 def render(result: Any, endpoint: Endpoint) -> Response:
     if isinstance(result, Response):
         return result
     if result is None:
         return Response(status_code=204)
     if endpoint.response is not None and isinstance(result, dict):
-        model = endpoint.response
+        # Validated and written as JSON in one pass by pydantic-core (a page of 50 files
+        # through model_validate, model_dump and json.dumps cost three times as much).
+        adapter = _adapter(endpoint.response, endpoint.paged)
         if endpoint.paged:
-            result = {
-                "items": [
-                    model.model_validate(item).model_dump(mode="json")
-                    for item in result["items"]
-                ],
-                "next_cursor": result["next_cursor"],
-            }
+            items = adapter.dump_json(adapter.validate_python(result["items"]))
+            cursor = json.dumps(result["next_cursor"], ensure_ascii=False).encode()
+            body = b'{"items":' + items + b',"next_cursor":' + cursor + b"}"
         else:
-            result = model.model_validate(result).model_dump(mode="json")
+            body = adapter.dump_json(adapter.validate_python(result))
+        return Response(body, endpoint.status, media_type="application/json")
     return JSONResponse(to_jsonable_python(result), endpoint.status)
 
 
