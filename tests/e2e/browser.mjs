@@ -620,8 +620,11 @@ const scenarios = {
 
     bob.page.once('dialog', (dialog) => dialog.accept('bob-side'))
     await bob.page.getByTestId('new-project').click()
-    await bob.page.waitForURL(/project=/)
-    await bob.page.getByTestId('ide').waitFor()
+    // Bob's URL already names a project: wait for the IDE of the new one, not for any IDE.
+    await bob.page.waitForFunction((old) => {
+      const ide = document.querySelector('[data-testid=ide]')
+      return ide !== null && ide.dataset.projectId !== old
+    }, config.project_id)
     await openPlan(alice)
     const afterBob = await bars(alice)
 
