@@ -73,6 +73,16 @@ class Client:
     def behind(self) -> bool:
         return self.queue.full()
 
+    def push(self, message: Message, force: bool = False) -> None:
+        """Queue ``message``; when the queue is full it is dropped, or (``force``) the
+        oldest queued message is."""
+        if self.queue.full():
+            if not force:
+                return
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+        self.queue.put_nowait(message)
+
 
 @dataclass(eq=False)
 class Terminal:
@@ -460,12 +470,7 @@ class TerminalHub:
             self._send(client, message)
 
     def _send(self, client: Client, message: Message, force: bool = False) -> None:
-        if client.queue.full():
-            if not force:
-                return
-            with contextlib.suppress(asyncio.QueueEmpty):
-                client.queue.get_nowait()
-        client.queue.put_nowait(message)
+        client.push(message, force)
 
     def client_drained(self, terminal: Terminal) -> None:
         """A client sent something: if reading was paused for it, read again."""

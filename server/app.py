@@ -21,6 +21,7 @@ from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub, ProjectHubConfig
 from execution.local import LocalBackend
 from execution.runner import ExecutionHub
+from execution.terminal_relay import TerminalRouter
 from execution.terminals import TerminalHub
 from observability.service import Observability
 from persistence.crypto import load_keyring
@@ -35,6 +36,7 @@ from server.background import all_jobs, build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.git_wiring import build_git_runtime
 from server.health import healthz, readyz
+from server.membership import Membership
 from server.metrics import metrics_route
 from server.oauth.service import OAuthService
 from server.observe import RequestObserver
@@ -130,6 +132,11 @@ def create_app(settings: Settings) -> Starlette:
         app.state.services = services
         # Runs and terminals store binary files they create as objects too.
         services.hubs["objects"] = objects
+        # One membership-change path: every open socket re-checked on a role change, on
+        # every node, through access:{workspace} on the broker (server/membership.py).
+        membership = Membership(db, broker, fallback_s=settings.collab.membership_fallback_s)
+        await membership.start()
+        services.hubs["membership"] = membership
         # Co-editing: rooms, update log, compaction; stopped first (flush, 1012 to clients).
         documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
         await documents.start()
@@ -161,6 +168,10 @@ def create_app(settings: Settings) -> Starlette:
         terminals = TerminalHub(settings.execution, db, services.hubs, local, variables)
         await terminals.start()
         services.hubs["terminals"] = terminals
+        # Any node serves any terminal: the PTY runs on its owner node, the others relay.
+        terminal_router = TerminalRouter(terminals, db, broker)
+        await terminal_router.start()
+        services.hubs["terminal_router"] = terminal_router
         # Code analyses: requested here, run as jobs (by this process's worker with the
         # chat's provider, or by a worker process with its own).
         analyses = Analyses(db, chat.slot, settings.ai, projects.publish)
@@ -192,12 +203,14 @@ def create_app(settings: Settings) -> Starlette:
             if worker is not None:
                 await worker.stop()
             await terminals.close()
+            await terminal_router.close()
             await executions.close()
             await ai_edits.close()
             await documents.stop()
             await chat.close()
             await projects.close()
             await oauth.close()
+            await membership.stop()
             await broker.close()
             services.git.git.close()
             await observability.stop()

@@ -13,6 +13,11 @@ TOO_LARGE = 4413
 NOT_A_DOCUMENT = 4415
 UNAVAILABLE = 4503  # a part this socket needs is missing here (e.g. the sandbox): see reason
 OVER_BUDGET = 4429
+# A terminal's shell ran on a node that died (execution.terminal_relay.TERMINAL_GONE):
+# reconnecting starts a new shell.
+TERMINAL_GONE = 4410
+# Access revoked while the socket was open (the membership path, server/membership.py).
+ACCESS_REVOKED = FORBIDDEN
 # A slow consumer may reconnect and resync: stock y-websocket clients treat every
 # 4400-4499 close as final, so this is 1013 (try again later), not a 44xx code.
 SLOW_CONSUMER = TRY_AGAIN_LATER

@@ -37,6 +37,7 @@ from server.close_codes import (
     TOO_LARGE,
     TRY_AGAIN_LATER,
 )
+from server.membership import Membership
 from server.services import Services
 from server.ws_auth import authenticate_raw, refuse, text_messages
 from server.ws_transport import direct_channel
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 MAX_FRAME_CHARS = 256 * 1024
 WRITER_GRACE_S = 5.0
 SLOW_REASON = "too slow to keep up"
+REVOKED_REASON = "no longer a member of this workspace"
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
@@ -99,9 +101,23 @@ class ConversationSocket:
             watcher = Watcher(hub.config.watcher_queue_max)
             writer = asyncio.create_task(_writer(websocket, watcher))
         await hub.watch(conversation_id, watcher)
+        # Membership hook (server/membership.py): a watcher removed from the workspace is
+        # closed at once (4403), not at its next request.
+        membership: Membership = services.hubs["membership"]
+
+        async def follow_role(role: str | None) -> None:
+            if role is None:
+                if channel is not None:
+                    channel.close(FORBIDDEN, REVOKED_REASON)
+                else:
+                    await _close(websocket, FORBIDDEN, REVOKED_REASON)
+
+        ticket = await membership.track(principal.user_id, access.workspace_id, "chat",
+                                        access.role, follow_role)
         try:
             await _serve(services, hub, websocket, watcher, conversation_id, principal.user_id)
         finally:
+            membership.release(ticket)
             await hub.unwatch(conversation_id, watcher)
             if writer is not None:
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -128,7 +144,7 @@ async def _serve(
         # Roles change while sockets stay open: look the role up again for each request.
         current = await conversation_access(services.db, user, conversation_id)
         if current is None or not current.is_member:
-            await _close(websocket, FORBIDDEN, "no longer a member of this workspace")
+            await _close(websocket, FORBIDDEN, REVOKED_REASON)
             return
         await _handle(hub, watcher, conversation_id, user_id, current.role, text)
 

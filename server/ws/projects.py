@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from collab.project_hub import Identity, ProjectHub
 from server.access import parse_uuid, project_access
 from server.close_codes import FORBIDDEN, NOT_FOUND
+from server.membership import Membership
 from server.services import Services
 from server.ws_auth import authenticate_websocket, refuse
 
@@ -83,4 +84,12 @@ async def project_socket(websocket: WebSocket) -> None:
         email=principal.email,
         name=display_name(principal.claims),
     )
-    await hub.serve(project_id, StarletteTextChannel(websocket), who)
+    # Membership hook (server/membership.py): on a change the hub re-reads the roles of its
+    # sockets once (closing the removed with 4403, updating presence of the others).
+    membership: Membership = services.hubs["membership"]
+    ticket = await membership.track(principal.user_id, access.workspace_id, "project",
+                                    access.role, lambda _role: hub.check_roles(), once_key=hub)
+    try:
+        await hub.serve(project_id, StarletteTextChannel(websocket), who)
+    finally:
+        membership.release(ticket)

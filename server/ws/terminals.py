@@ -3,6 +3,10 @@
 terminado's framing (JSON text frames): in ``["stdin", text]``, ``["set_size", rows, cols]``;
 out ``["setup", {}]``, ``["stdout", text]``, ``["disconnect", code]``. Members type, viewers
 watch (a viewer cannot start a terminal that is not running).
+
+The shell may run on another node: the router (execution/terminal_relay.py) attaches there
+over the broker. A member removed while the socket is open is disconnected (4403), a
+demoted one stops typing (server/membership.py).
 """
 
 from __future__ import annotations
@@ -17,23 +21,28 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from execution.terminals import Client, Terminal, TerminalError, TerminalHub
+from execution.terminal_relay import AnyTerminal, TerminalRouter
+from execution.terminals import Client, TerminalError
 from server.access import parse_uuid, project_access
 from server.close_codes import (
+    ACCESS_REVOKED,
     BAD_MESSAGE,
     FORBIDDEN,
     GOING_AWAY,
     NOT_FOUND,
+    TERMINAL_GONE,
     TRY_AGAIN_LATER,
     UNAVAILABLE,
 )
+from server.membership import Membership
 from server.services import Services
 from server.ws_auth import authenticate_websocket, refuse, text_messages
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_FRAME = 64 * 1024
-CLOSE_CODES = {"not_running": NOT_FOUND, "sandbox_unavailable": UNAVAILABLE}
+CLOSE_CODES = {"not_running": NOT_FOUND, "sandbox_unavailable": UNAVAILABLE,
+               "owner_unreachable": TERMINAL_GONE}
 
 
 async def terminal_socket(websocket: WebSocket) -> None:
@@ -55,7 +64,7 @@ async def terminal_socket(websocket: WebSocket) -> None:
     if not NAME.match(name):
         await refuse(websocket, BAD_MESSAGE, "bad terminal name")
         return
-    hub: TerminalHub | None = services.hubs.get("terminals")
+    hub: TerminalRouter | None = services.hubs.get("terminal_router")
     if hub is None:
         await refuse(websocket, TRY_AGAIN_LATER, "terminals are not available")
         return
@@ -69,6 +78,17 @@ async def terminal_socket(websocket: WebSocket) -> None:
         await refuse(websocket, code, reason)
         return
     await websocket.accept()
+    # Membership hook (server/membership.py): removed -> disconnected, viewer -> read-only.
+    membership: Membership = services.hubs["membership"]
+
+    def follow_role(role: str | None) -> None:
+        if role is None:
+            hub.disconnect(terminal, client, ACCESS_REVOKED)
+        else:
+            client.can_write = role != "viewer"
+
+    ticket = await membership.track(user_id, access.workspace_id, "terminal", access.role,
+                                    follow_role)
     sender = asyncio.create_task(_send_loop(websocket, hub, terminal, client))
     try:
         await websocket.send_text(json.dumps(["setup", {}]))
@@ -76,6 +96,7 @@ async def terminal_socket(websocket: WebSocket) -> None:
             await websocket.send_text(json.dumps(["stdout", replay]))
         await _receive_loop(websocket, hub, terminal, client)
     finally:
+        membership.release(ticket)
         hub.detach(terminal, client)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -86,7 +107,7 @@ async def terminal_socket(websocket: WebSocket) -> None:
 
 
 async def _receive_loop(
-    websocket: WebSocket, hub: TerminalHub, terminal: Terminal, client: Client
+    websocket: WebSocket, hub: TerminalRouter, terminal: AnyTerminal, client: Client
 ) -> None:
     async for text in text_messages(websocket):
         if text is None or len(text) > MAX_FRAME:
@@ -108,7 +129,7 @@ async def _receive_loop(
 
 
 async def _send_loop(
-    websocket: WebSocket, hub: TerminalHub, terminal: Terminal, client: Client
+    websocket: WebSocket, hub: TerminalRouter, terminal: AnyTerminal, client: Client
 ) -> None:
     while True:
         message = await client.queue.get()

@@ -1,0 +1,100 @@
+"""Terminals on any node (execution/terminal_relay.py): two clients of one terminal through
+``make cluster``'s round-robin proxy share one shell; the clients of a node that dies are
+told so (4410) and the next attach starts a new shell."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from server.close_codes import TERMINAL_GONE
+from tests.cluster.command import start_cluster_command, wait_cluster_ready
+from tests.cluster.conftest import ClusterWorld, StartNodes
+from tests.cluster.ports import consecutive_free_ports
+from tests.cluster.sockets import open_terminal, start_two_nodes
+from tests.conftest import TEST_ORIGIN
+
+
+async def _health(session: aiohttp.ClientSession, port: int) -> dict[str, Any]:
+    async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+        body: dict[str, Any] = await resp.json()
+        return body
+
+
+async def test_two_clients_through_the_round_robin_proxy_share_one_shell(
+    database_url: str, cluster_world: ClusterWorld, exec_root: Path, tmp_path: Path
+) -> None:
+    world = cluster_world
+    base = consecutive_free_ports(4)  # proxy, node 1, node 2, redis
+    log_path = tmp_path / "cluster.log"
+    proc = start_cluster_command(base, database_url, exec_root / "cluster", log_path,
+                                 {"ALLOWED_ORIGINS": TEST_ORIGIN})
+    try:
+        await wait_cluster_ready(base, log_path)
+        # A new TCP connection per socket: the proxy sends consecutive ones to each node.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            proxy = f"ws://127.0.0.1:{base}"
+            first = await open_terminal(session, proxy, world.project, world.owner)
+            second = await open_terminal(session, proxy, world.project, world.member)
+            nodes = [await _health(session, port) for port in (base + 1, base + 2)]
+            routers = sorted((n["terminal_router"]["proxies"],
+                              n["terminal_router"]["relayed_clients"]) for n in nodes)
+            # One node runs the shell (and a proxy for the other's client), one relays.
+            assert routers == [(0, 1), (1, 0)], routers
+            assert sum(n["terminals"]["terminals"] for n in nodes) == 1
+
+            await first.type("echo from-first-$((3*7))")
+            await first.wait_for("from-first-21")
+            await second.wait_for("from-first-21")
+            await second.type("echo from-second-$((6*7))")
+            await second.wait_for("from-second-42")
+            await first.wait_for("from-second-42")
+            # One shell: a variable set by one client is seen by the other's command.
+            await first.type("export SHARED=one-shell")
+            await second.type("echo shared=$SHARED")
+            await first.wait_for("shared=one-shell")
+            await second.wait_for("shared=one-shell")
+            await first.close()
+            await second.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        code = await asyncio.to_thread(proc.wait, 40)
+        assert code == 0, log_path.read_text()[-3000:]
+
+
+async def test_clients_of_a_dead_nodes_terminal_are_told_and_can_start_a_new_shell(
+    start_nodes: StartNodes, cluster_world: ClusterWorld, exec_root: Path
+) -> None:
+    world = cluster_world
+    a, b = await start_two_nodes(start_nodes, exec_root)
+    async with aiohttp.ClientSession() as session:
+        owner_term = await open_terminal(session, a.ws_url, world.project, world.owner)
+        relayed = await open_terminal(session, b.ws_url, world.project, world.member)
+        await relayed.type("echo alive-$((1+1))")
+        await owner_term.wait_for("alive-2")
+        await relayed.wait_for("alive-2")
+
+        a.signal(signal.SIGKILL)  # the node and its shell die without a word
+        killed = time.monotonic()
+        await relayed.wait_closed(15.0)
+        told_after = (relayed.closed_at or float("inf")) - killed
+        print(f"the relayed client was told after {told_after:.2f} s")
+        assert relayed.close_code == TERMINAL_GONE
+        assert json.dumps(["disconnect", TERMINAL_GONE]) in relayed.frames
+        # Lease 3 s + one beat (1 s), plus scheduling on a busy machine.
+        assert told_after <= 6.0
+
+        # The lease has run out: an attach on the live node starts a shell of its own.
+        await asyncio.sleep(0.5)
+        fresh = await open_terminal(session, b.ws_url, world.project, world.member)
+        await fresh.type("echo reborn-$((4+4))")
+        await fresh.wait_for("reborn-8")
+        await fresh.close()
