@@ -11,9 +11,9 @@ Between nodes (broker messages, JSON; each node listens on ``terminal-node:{node
   owner -> relay  ``term``: what the owner's terminal sends that node, in order: ``hello``
                   (a client's scrollback; its output starts after it), ``stdout``,
                   ``disconnect``, or null (the terminal closed) | ``refused`` (an attach)
-On the owner a relaying node is one client of the terminal (``Proxy``): it counts for the
-size and keeps the shell from idling; its queue is drained onto the broker. On the relay
-each socket keeps its own bounded queue (a slow one is closed with 1013, like locally).
+On the owner a relaying node is one client of the terminal (``execution.terminal_owner``);
+on the relay each socket keeps its own bounded queue (a slow one is closed with 1013, like
+locally).
 
 Death: every node beats on ``terminal-nodes`` every ``beat_s``. A relay that has not heard
 the owner for ``lease_s`` closes that terminal's sockets with 4410 (the shell died with its
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collab.broker import Broker
-from execution.shell import strip_queries
+from execution.terminal_owner import TerminalHost
 from execution.terminals import SLOW_CLIENT, Client, Message, Terminal, TerminalError, TerminalHub
 from persistence import terminal_owners as owners
 from persistence.db import Database
@@ -67,17 +67,6 @@ class RemoteTerminal:
         return next((c for c, i in self.ids.items() if i == client_id), None)
 
 
-@dataclass(eq=False)
-class Proxy:
-    """On the owner: one relaying node's clients of a local terminal, as one client."""
-
-    terminal: Terminal
-    client: Client
-    node: str
-    client_ids: set[str] = field(default_factory=set)
-    pump: asyncio.Task[None] | None = None
-
-
 AnyTerminal = Terminal | RemoteTerminal
 
 
@@ -96,12 +85,11 @@ class TerminalRouter:
         self.lease_s = lease_s
         self.attach_timeout_s = attach_timeout_s
         self.remote: dict[Key, RemoteTerminal] = {}
-        self.proxies: dict[tuple[Key, str], Proxy] = {}
         self.heard: dict[str, float] = {}
         self._claiming: set[Key] = set()
-        self._proxy_locks: dict[tuple[Key, str], asyncio.Lock] = {}
         # Terminals this node holds a row for (released when their shell is gone).
         self._owned: set[Key] = set()
+        self.host = TerminalHost(hub, self._publish, self._claiming, self._owned)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._beat: asyncio.Task[None] | None = None
         self.owners_gone = 0
@@ -119,16 +107,14 @@ class TerminalRouter:
         if self._beat is not None:
             self._beat.cancel()
             await asyncio.gather(self._beat, return_exceptions=True)
-        pumps = [p.pump for p in self.proxies.values() if p.pump is not None]
-        if pumps:
-            await asyncio.wait(pumps, timeout=2.0)
+        await self.host.close(2.0)
         for remote in list(self.remote.values()):
             for client in list(remote.ids):
                 self._detach_remote(remote, client)
                 _close_client(client, GOING_AWAY)
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, *pumps, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             async with self.db.acquire() as conn:
                 await owners.release_node(conn, self.node)
@@ -140,7 +126,7 @@ class TerminalRouter:
     def health(self) -> dict[str, Any]:
         return {"node": self.node, "relayed_terminals": len(self.remote),
                 "relayed_clients": sum(len(r.ids) for r in self.remote.values()),
-                "proxies": len(self.proxies), "owners_gone": self.owners_gone}
+                "proxies": len(self.host.proxies), "owners_gone": self.owners_gone}
 
     # -- what sockets call ---------------------------------------------------------------
 
@@ -294,92 +280,9 @@ class TerminalRouter:
             if hello is not None and not hello.done():
                 hello.set_exception(TerminalError(str(message["code"]), str(message["m"])))
         elif kind == "attach":
-            self._spawn(self._serve_attach(key, node, message))
+            self._spawn(self.host.serve_attach(key, node, message))
         else:
-            self._relayed_input(self.proxies.get((key, node)), kind, message)
-
-    async def _serve_attach(self, key: Key, node: str, message: dict[str, Any]) -> None:
-        client_id = str(message["c"])
-        async with self._proxy_locks.setdefault((key, node), asyncio.Lock()):
-            proxy = self.proxies.get((key, node))
-            try:
-                if proxy is None or proxy.terminal.closed:
-                    proxy, replay = await self._new_proxy(key, node, message)
-                elif proxy.client.queue.full():
-                    raise TerminalError("busy", "the terminal is flooding; try again")
-                else:
-                    replay = strip_queries("".join(proxy.terminal.scrollback))
-            except TerminalError as exc:
-                await self._publish(node, {"k": "refused", "p": str(key[0]), "n": key[1],
-                                           "c": client_id, "code": exc.code, "m": exc.message})
-                return
-            proxy.client_ids.add(client_id)
-            # Through the proxy's queue: whatever output is queued before it is in the
-            # scrollback already, whatever comes after is new to this client.
-            proxy.client.queue.put_nowait(["hello", client_id, replay])
-            if proxy.pump is None:
-                proxy.pump = asyncio.create_task(self._pump(key, proxy),
-                                                 name=f"terminal-pump-{node}")
-
-    async def _new_proxy(
-        self, key: Key, node: str, message: dict[str, Any]
-    ) -> tuple[Proxy, str]:
-        """Attach the relaying node as one client (starting the shell if it may)."""
-        if self.hub.terminals.get(key) is None:
-            self._claiming.add(key)
-        try:
-            terminal, client, replay = await self.hub.attach(
-                key[0], key[1], uuid.UUID(message["u"]), bool(message["w"])
-            )
-        finally:
-            self._claiming.discard(key)
-        self._owned.add(key)
-        client.can_write = True  # each relay checks its own sockets' roles
-        proxy = Proxy(terminal, client, node)
-        self.proxies[(key, node)] = proxy
-        self.heard[node] = time.monotonic()
-        return proxy, replay
-
-    def _relayed_input(self, proxy: Proxy | None, kind: str, message: dict[str, Any]) -> None:
-        if proxy is None:
-            return
-        try:
-            if kind == "in":
-                proxy.client.user_id = uuid.UUID(message["u"])  # the typist, for the record
-                self.hub.write(proxy.terminal, proxy.client, str(message["t"]))
-            elif kind == "size":
-                self.hub.resize(proxy.terminal, proxy.client, int(message["r"]),
-                                int(message["c"]))
-            elif kind == "detach":
-                proxy.client_ids.discard(str(message["c"]))
-                if not proxy.client_ids:
-                    self._drop_proxy(proxy)
-        except (KeyError, TypeError, ValueError):
-            log.warning("malformed terminal %s message dropped", kind)
-
-    async def _pump(self, key: Key, proxy: Proxy) -> None:
-        """The proxy's queue onto the broker, in order, until the terminal closes for it."""
-        while True:
-            item: Message = await proxy.client.queue.get()
-            await self._publish(proxy.node, {
-                "k": "term", "p": str(key[0]), "n": key[1], "m": item,
-                "code": proxy.client.closed_code,
-            })
-            if item is None:
-                if self.proxies.get((key, proxy.node)) is proxy:
-                    del self.proxies[(key, proxy.node)]
-                return
-            if not proxy.terminal.reading:
-                self.hub.client_drained(proxy.terminal)
-
-    def _drop_proxy(self, proxy: Proxy) -> None:
-        key = proxy.terminal.key
-        if self.proxies.get((key, proxy.node)) is proxy:
-            del self.proxies[(key, proxy.node)]
-        if proxy.pump is not None:
-            proxy.pump.cancel()
-        if proxy.client in proxy.terminal.clients:
-            self.hub.detach(proxy.terminal, proxy.client)
+            self.host.relayed_input(self.host.proxies.get((key, node)), kind, message)
 
     # -- liveness ----------------------------------------------------------------------
 
@@ -409,7 +312,8 @@ class TerminalRouter:
                 await owners.release(conn, self.node, ended)
             if live:
                 await owners.renew(conn, self.node, sorted(live, key=str), self.lease_s)
-        self._owned = (self._owned - set(ended)) | live
+        self._owned.difference_update(ended)  # in place: the host shares the set
+        self._owned.update(live)
 
     def _expire(self, now: float) -> None:
         def dead(node: str) -> bool:
@@ -428,11 +332,8 @@ class TerminalRouter:
                     client.closed_code = TERMINAL_GONE
                 remote.closed = True
                 self._from_owner(remote, None, TERMINAL_GONE)
-        for proxy in list(self.proxies.values()):
-            if dead(proxy.node):
-                log.warning("terminal %s: relaying node %s is gone", proxy.terminal.key,
-                            proxy.node)
-                self._drop_proxy(proxy)
+        for proxy in self.host.drop_nodes(dead):
+            log.warning("terminal %s: relaying node %s is gone", proxy.terminal.key, proxy.node)
 
     async def _publish(self, node: str, message: dict[str, Any]) -> None:
         message["from"] = self.node

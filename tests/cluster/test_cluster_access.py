@@ -138,3 +138,49 @@ async def test_a_member_demoted_to_viewer_keeps_read_only_document_and_terminal(
         assert member_term.closed_at is None
         for sock in (owner_term, member_term, doc):
             await sock.close()
+
+
+async def test_deleting_the_workspace_closes_its_sockets_on_both_nodes(
+    start_nodes: StartNodes, cluster_world: ClusterWorld, db: Database, exec_root: Path
+) -> None:
+    world = cluster_world
+    a, b = await start_two_nodes(start_nodes, exec_root, SLOW_POLLS)
+    workspace = await _workspace_of(db, world.project)
+    async with aiohttp.ClientSession() as session:
+        sockets = [
+            await open_socket(session, a.ws_url, f"/ws/docs/{world.file}", user, "document")
+            for user in (world.owner, world.member)
+        ] + [
+            await open_socket(session, b.ws_url, f"/ws/projects/{world.project}", user,
+                              "project")
+            for user in (world.owner, world.member)
+        ]
+        for sock in sockets:
+            await sock.wait_frames(1)
+        status = await _api(session, "DELETE", f"{b.url}/api/v1/workspaces/{workspace}",
+                            world.owner)
+        committed = time.monotonic()
+        assert status == 204
+        await asyncio.gather(*(sock.wait_closed(5.0) for sock in sockets))
+        for sock in sockets:
+            assert sock.close_code == FORBIDDEN, (sock.kind, sock.close_code)
+            assert sock.closed_at is not None and sock.closed_at - committed <= BOUND_S
+
+
+async def test_without_a_broker_message_the_fallback_still_stops_a_terminal(
+    start_nodes: StartNodes, cluster_world: ClusterWorld, db: Database, exec_root: Path
+) -> None:
+    """A change the API did not announce (here: a row deleted in SQL): terminals, which
+    used to check the role only at connect, are closed by the fallback pass."""
+    world = cluster_world
+    [node] = await start_nodes(1, env={"MEMBERSHIP_FALLBACK_S": "0.5",
+                                       "DATA_DIR": str(exec_root / "node")})
+    async with aiohttp.ClientSession() as session:
+        term = await open_terminal(session, node.ws_url, world.project, world.member)
+        async with db.service() as conn:
+            await conn.execute("delete from public.workspace_members where user_id = $1",
+                               world.member)
+        deleted = time.monotonic()
+        await term.wait_closed(5.0)
+        assert term.close_code == FORBIDDEN
+        assert term.closed_at is not None and term.closed_at - deleted <= 0.5 + BOUND_S
