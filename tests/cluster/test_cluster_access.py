@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from collab import protocol
 from collab.room import new_doc
@@ -28,18 +29,25 @@ from tests.cluster.sockets import (
     token_for,
 )
 from tests.support import factories
+from tests.support.servers import ProcessServer
 
 BOUND_S = 1.0
 # Only the broker path is fast enough: the polls are a minute apart in these tests.
 SLOW_POLLS = {"DOC_ROLE_CHECK_S": "60", "MEMBERSHIP_FALLBACK_S": "60"}
 
 
-async def _workspace_of(db: Database, project: uuid.UUID) -> uuid.UUID:
+@pytest.fixture
+async def nodes(start_nodes: StartNodes, exec_root: Path) -> tuple[ProcessServer, ProcessServer]:
+    return await start_two_nodes(start_nodes, exec_root, SLOW_POLLS)
+
+
+@pytest.fixture
+async def workspace(db: Database, cluster_world: ClusterWorld) -> uuid.UUID:
     async with db.acquire() as conn:
-        workspace: uuid.UUID = await conn.fetchval(
-            "select workspace_id from public.projects where id = $1", project
+        workspace_id: uuid.UUID = await conn.fetchval(
+            "select workspace_id from public.projects where id = $1", cluster_world.project
         )
-    return workspace
+    return workspace_id
 
 
 async def _api(session: aiohttp.ClientSession, method: str, url: str, user: uuid.UUID,
@@ -50,11 +58,10 @@ async def _api(session: aiohttp.ClientSession, method: str, url: str, user: uuid
 
 
 async def test_a_removed_members_sockets_close_on_both_nodes_within_the_bound(
-    start_nodes: StartNodes, cluster_world: ClusterWorld, db: Database, exec_root: Path
+    nodes: tuple[ProcessServer, ProcessServer], cluster_world: ClusterWorld, workspace: uuid.UUID,
+    db: Database,
 ) -> None:
-    world = cluster_world
-    a, b = await start_two_nodes(start_nodes, exec_root, SLOW_POLLS)
-    workspace = await _workspace_of(db, world.project)
+    world, (a, b) = cluster_world, nodes
     async with db.service() as conn:
         conversation = await factories.create_conversation(conn, world.project, world.owner)
     async with aiohttp.ClientSession() as session:
@@ -104,11 +111,9 @@ async def test_a_removed_members_sockets_close_on_both_nodes_within_the_bound(
 
 
 async def test_a_member_demoted_to_viewer_keeps_read_only_document_and_terminal(
-    start_nodes: StartNodes, cluster_world: ClusterWorld, db: Database, exec_root: Path
+    nodes: tuple[ProcessServer, ProcessServer], cluster_world: ClusterWorld, workspace: uuid.UUID,
 ) -> None:
-    world = cluster_world
-    a, b = await start_two_nodes(start_nodes, exec_root, SLOW_POLLS)
-    workspace = await _workspace_of(db, world.project)
+    world, (a, b) = cluster_world, nodes
     async with aiohttp.ClientSession() as session:
         owner_term = await open_terminal(session, a.ws_url, world.project, world.owner)
         member_term = await open_terminal(session, b.ws_url, world.project, world.member)
@@ -141,11 +146,9 @@ async def test_a_member_demoted_to_viewer_keeps_read_only_document_and_terminal(
 
 
 async def test_deleting_the_workspace_closes_its_sockets_on_both_nodes(
-    start_nodes: StartNodes, cluster_world: ClusterWorld, db: Database, exec_root: Path
+    nodes: tuple[ProcessServer, ProcessServer], cluster_world: ClusterWorld, workspace: uuid.UUID,
 ) -> None:
-    world = cluster_world
-    a, b = await start_two_nodes(start_nodes, exec_root, SLOW_POLLS)
-    workspace = await _workspace_of(db, world.project)
+    world, (a, b) = cluster_world, nodes
     async with aiohttp.ClientSession() as session:
         sockets = [
             await open_socket(session, a.ws_url, f"/ws/docs/{world.file}", user, "document")
