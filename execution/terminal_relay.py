@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 NODES_CHANNEL = "terminal-nodes"
 TERMINAL_GONE = 4410  # the node running the shell died (server/close_codes.py)
 GOING_AWAY = 1001
+# A node not heard from for this many leases is forgotten (its terminals were closed).
+FORGET_NODE_AFTER = 20
 Key = tuple[uuid.UUID, str]
 
 
@@ -318,6 +320,10 @@ class TerminalRouter:
     def _expire(self, now: float) -> None:
         def dead(node: str) -> bool:
             return now - self.heard.get(node, now) > self.lease_s
+
+        for node, seen in list(self.heard.items()):
+            if now - seen > FORGET_NODE_AFTER * self.lease_s:
+                del self.heard[node]  # long gone: a node id is never reused
 
         for remote in list(self.remote.values()):
             if dead(remote.owner):

@@ -123,8 +123,12 @@ class Membership:
         if workspace_id not in self._subscribed:
             async with self._subscribe_lock:
                 if workspace_id not in self._subscribed:
-                    await self.broker.subscribe(_channel(workspace_id), self._on_access)
                     self._subscribed.add(workspace_id)
+                    try:
+                        await self.broker.subscribe(_channel(workspace_id), self._on_access)
+                    except Exception as exc:  # the broker resubscribes; the fallback covers
+                        log.warning("subscribing to membership changes of %s failed: %r",
+                                    workspace_id, exc)
         return ticket
 
     def release(self, ticket: Ticket) -> None:
