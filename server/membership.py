@@ -15,7 +15,8 @@ database, never from the message, so messages that cross or arrive late do no ha
 The bound: a socket that lost access is acted on within one database read after the
 message arrives (well under a second on a live broker; measured in
 tests/cluster/test_cluster_access.py). A message lost to a broker outage is covered by the
-fallback: every ``fallback_s`` each node re-reads the roles of all its tickets in one query.
+fallback: every ``fallback_s`` each node reads the memberships' version (sql/0064) and, when
+it moved (or every ``FULL_CHECK_S``), the roles of all its tickets in one query.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import contextlib
 import inspect
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,6 +46,10 @@ SELECT_ROLES = """
 select user_id, role from public.workspace_members
 where workspace_id = $1 and user_id = any($2::uuid[])
 """
+# Bumped by every change to memberships (sql/0064): the fallback reads the roles only when
+# it moved, or every FULL_CHECK_S regardless.
+SELECT_ROLES_VERSION = "select version from public.member_roles_version"
+FULL_CHECK_S = 30.0
 SELECT_ALL_ROLES = """
 select m.workspace_id, m.user_id, m.role
 from unnest($1::uuid[], $2::uuid[]) k(w, u)
@@ -78,6 +84,8 @@ class Membership:
         self._subscribe_lock = asyncio.Lock()
         self._fallback: asyncio.Task[None] | None = None
         self.rechecks = 0
+        self._version_seen: int | None = None
+        self._full_check_at = 0.0
         self.changes_applied = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -179,13 +187,21 @@ class Membership:
         roles = {row["user_id"]: row["role"] for row in rows}
         await self._apply([(t, roles.get(t.user_id)) for t in tickets])
 
-    async def recheck_all(self) -> None:
-        """Every ticket of this node, in one query (the fallback)."""
+    async def recheck_all(self, *, force: bool = True) -> None:
+        """Every ticket of this node, in one query (the fallback). Not ``force``: only when
+        the memberships' version moved or the last full check is ``FULL_CHECK_S`` old."""
         pairs = sorted({(t.workspace_id, t.user_id) for ts in self._tickets.values()
                         for t in ts}, key=str)
         if not pairs:
             return
+        now = time.monotonic()
         async with self.db.acquire() as conn:
+            version = await conn.fetchval(SELECT_ROLES_VERSION)
+            if (not force and version is not None and version == self._version_seen
+                    and now - self._full_check_at < FULL_CHECK_S):
+                return
+            # Read before the roles: a change committed meanwhile moves it again.
+            self._version_seen, self._full_check_at = version, now
             rows = await conn.fetch(SELECT_ALL_ROLES, [p[0] for p in pairs],
                                     [p[1] for p in pairs])
         roles = {(row["workspace_id"], row["user_id"]): row["role"] for row in rows}
@@ -214,7 +230,7 @@ class Membership:
         while True:
             await asyncio.sleep(self.fallback_s)
             try:
-                await self.recheck_all()
+                await self.recheck_all(force=False)
                 await self._unsubscribe_idle()
             except asyncio.CancelledError:
                 raise
