@@ -166,11 +166,17 @@ class TerminalRouter:
             self.hub.resize(terminal, client, rows, cols)
             return
         client.size = (max(2, min(rows, 1000)), max(2, min(cols, 1000)))
-        sizes = [c.size for c in terminal.ids if c.size is not None]
+        self._send_size(terminal)
+
+    def _send_size(self, remote: RemoteTerminal) -> None:
+        """This node's clients count as one for the owner: the smallest of their sizes."""
+        sizes = [c.size for c in remote.ids if c.size is not None]
+        if not sizes or remote.closed:
+            return
         size = (min(s[0] for s in sizes), min(s[1] for s in sizes))
-        if size != terminal.size and not terminal.closed:
-            terminal.size = size
-            self._to_owner(terminal, "size", r=size[0], c=size[1])
+        if size != remote.size:
+            remote.size = size
+            self._to_owner(remote, "size", r=size[0], c=size[1])
 
     def detach(self, terminal: AnyTerminal, client: Client) -> None:
         if isinstance(terminal, Terminal):
@@ -226,6 +232,7 @@ class TerminalRouter:
         remote.ready.discard(client)
         if client_id is not None and not remote.closed:
             self._to_owner(remote, "detach", c=client_id)
+            self._send_size(remote)
         if not remote.ids and self.remote.get(remote.key) is remote:
             del self.remote[remote.key]
 

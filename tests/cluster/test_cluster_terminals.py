@@ -98,3 +98,22 @@ async def test_clients_of_a_dead_nodes_terminal_are_told_and_can_start_a_new_she
         await fresh.type("echo reborn-$((4+4))")
         await fresh.wait_for("reborn-8")
         await fresh.close()
+
+
+async def test_the_shell_takes_the_smallest_size_of_clients_on_both_nodes(
+    start_nodes: StartNodes, cluster_world: ClusterWorld, exec_root: Path
+) -> None:
+    world = cluster_world
+    a, b = await start_two_nodes(start_nodes, exec_root)
+    async with aiohttp.ClientSession() as session:
+        local = await open_terminal(session, a.ws_url, world.project, world.owner)
+        relayed = await open_terminal(session, b.ws_url, world.project, world.member)
+        await local.ws.send_str(json.dumps(["set_size", 30, 100]))
+        await relayed.ws.send_str(json.dumps(["set_size", 20, 90]))
+        await relayed.type("echo size-$(stty size | tr ' ' x)")
+        await local.wait_for("size-20x90")
+        await relayed.close()  # the relaying node's last client: its size no longer counts
+        await asyncio.sleep(0.3)
+        await local.type("echo size-$(stty size | tr ' ' x)")
+        await local.wait_for("size-30x100")
+        await local.close()
