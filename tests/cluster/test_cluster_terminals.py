@@ -117,3 +117,26 @@ async def test_the_shell_takes_the_smallest_size_of_clients_on_both_nodes(
         await local.type("echo size-$(stty size | tr ' ' x)")
         await local.wait_for("size-30x100")
         await local.close()
+
+
+async def test_the_owner_forgets_the_clients_of_a_relaying_node_that_died(
+    start_nodes: StartNodes, cluster_world: ClusterWorld, exec_root: Path
+) -> None:
+    world = cluster_world
+    a, b = await start_two_nodes(start_nodes, exec_root)
+    async with aiohttp.ClientSession() as session:
+        local = await open_terminal(session, a.ws_url, world.project, world.owner)
+        relayed = await open_terminal(session, b.ws_url, world.project, world.member)
+        await relayed.type("echo relayed-$((2+3))")
+        await local.wait_for("relayed-5")
+        port = a.port
+        assert (await _health(session, port))["terminal_router"]["proxies"] == 1
+        b.signal(signal.SIGKILL)
+        killed = time.monotonic()
+        while (await _health(session, port))["terminal_router"]["proxies"]:
+            assert time.monotonic() - killed < 8.0, "the dead node's proxy was kept"
+            await asyncio.sleep(0.2)
+        # The shell lives on for its own client.
+        await local.type("echo still-$((3+4))")
+        await local.wait_for("still-7")
+        await local.close()
