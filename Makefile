@@ -7,10 +7,10 @@ PIP := $(VENV)/bin/pip
 # target-specific values below reach every prerequisite, system-deps included).
 SYSTEM_DEPS_FOR = test
 
-.PHONY: run test system-deps install install-dev web analysers node-deps lint typecheck pytest migrate \
+.PHONY: run test system-deps install install-dev web analysers node-deps lint typecheck pytest migrate schema \
 	cluster bench clean
 
-run cluster migrate lint typecheck bench: SYSTEM_DEPS_FOR = run
+run cluster migrate schema lint typecheck bench: SYSTEM_DEPS_FOR = run
 
 # bubblewrap, Chromium, Node...: installed with apt when root, else named with the command
 # to install them (then `make test` stops and `make run` goes on without them).
@@ -60,6 +60,10 @@ run: system-deps install web analysers
 
 migrate: install
 	$(PY) -m server migrate
+
+# sql/schema.sql from a scratch database migrated from sql/ (DATABASE_URL or the embedded one).
+schema: install
+	$(PY) -m server schema
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

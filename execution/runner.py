@@ -37,7 +37,13 @@ from execution.masking import MaskedOutput
 from execution.quota import project_disk_quota
 from execution.sandbox import Limits, OutputSink
 from execution.scheduler import NOT_QUEUED, FairScheduler, Ticket
-from execution.workspace import Manifest, SyncReport, Workspaces, quota_message
+from execution.workspace import (
+    Manifest,
+    SyncReport,
+    Workspaces,
+    quota_message,
+    rejected_message,
+)
 from observability.timings import EXECUTION, Timings
 from persistence import executions as store
 from persistence import files as file_store
@@ -367,7 +373,7 @@ class ExecutionHub:
         if report.created or report.updated:
             log.info("execution %s brought back %d new and %d changed files", execution_id,
                      len(report.created), len(report.updated))
-        return with_quota_note(result, full, report, quota)
+        return with_rejected_note(with_quota_note(result, full, report, quota), report)
 
     async def _emit(self, project_id: uuid.UUID, live: _Live, event: dict[str, Any]) -> None:
         live.events.append(event)
@@ -504,6 +510,14 @@ def with_quota_note(
     else:
         message = f"{result.message}; {note}"
     return replace(result, status_id=status_id, message=message)
+
+
+def with_rejected_note(result: ExecutionResult, report: SyncReport) -> ExecutionResult:
+    """Say which new files were not saved because of their names (the run itself stands)."""
+    note = rejected_message(report)
+    if note is None:
+        return result
+    return replace(result, message=f"{result.message}; {note}" if result.message else note)
 
 
 def make_scheduler(config: ExecutionConfig) -> FairScheduler:

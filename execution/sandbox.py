@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -51,6 +52,7 @@ NETWORK_ETC = (
 )
 READ_CHUNK = 65536
 INIT = "/usr/bin/timeout"
+PIPE_DEFAULT_BYTES = 65536
 
 # (stream name, decoded text) for live output.
 OutputSink = Callable[[str, str], Awaitable[None]]
@@ -223,7 +225,7 @@ class Sandbox:
         network: bool = False,
         new_session: bool = True,
         as_pid_1: bool = False,
-        env: dict[str, str] | None = None,
+        env_fd: int | None = None,
         cwd: str = WORKSPACE,
         tmp_size_bytes: int = 64 * 1024 * 1024,
     ) -> list[str]:
@@ -252,9 +254,11 @@ class Sandbox:
         # The root is bubblewrap's own tmpfs: make it (and the mount points in it, /etc
         # included) read-only so nothing but /tmp and /workspace is writable.
         args += ["--remount-ro", "/"]
-        full_env = {"PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", **(env or {})}
-        for key, value in full_env.items():
-            args += ["--setenv", key, value]
+        if env_fd is not None:
+            # The program's environment (``environment_args``) is read from this pipe: on
+            # the command line it would be readable by every process of the host in
+            # /proc/<pid>/cmdline, and it holds the project's secrets.
+            args += ["--args", str(env_fd)]
         args += ["--chdir", cwd, "--", *command]
         return args
 
@@ -276,15 +280,18 @@ class Sandbox:
         # PID 1 is coreutils' ``timeout 0`` (no timeout): it waits for the program, so the
         # launcher's rusage covers it, exits 128+N when it dies of signal N (an init cannot
         # re-raise it), prints nothing, and leaves the program normal signal semantics.
-        argv = self.argv([INIT, "0", *command], binds=binds, env=env, cwd=cwd, as_pid_1=True)
-        proc = _spawn(
-            argv,
-            identity,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            preexec=_rlimit_setter(limits),
-        )
+        with environment_pipe(env) as env_fd:
+            argv = self.argv([INIT, "0", *command], binds=binds, env_fd=env_fd, cwd=cwd,
+                             as_pid_1=True)
+            proc = _spawn(
+                argv,
+                identity,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                preexec=_rlimit_setter(limits),
+                pass_fds=(env_fd,),
+            )
         started = time.monotonic()
         reaper = ProcessReaper(proc.pid)
         try:
@@ -312,9 +319,53 @@ class Sandbox:
         env: dict[str, str],
         network: bool,
     ) -> subprocess.Popen[bytes]:
-        argv = self.argv(command, binds=binds, env=env, network=network, new_session=False)
-        return _spawn(argv, identity, stdin=tty_fd, stdout=tty_fd, stderr=tty_fd,
-                      preexec=_tty_setter(limits))
+        with environment_pipe(env) as env_fd:
+            argv = self.argv(command, binds=binds, env_fd=env_fd, network=network,
+                             new_session=False)
+            return _spawn(argv, identity, stdin=tty_fd, stdout=tty_fd, stderr=tty_fd,
+                          preexec=_tty_setter(limits), pass_fds=(env_fd,))
+
+
+def environment_args(env: dict[str, str] | None) -> bytes:
+    """bubblewrap's ``--setenv`` options for the program, NUL-separated (its ``--args``)."""
+    full_env = {"PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", **(env or {})}
+    parts: list[str] = []
+    for key, value in full_env.items():
+        if "\0" in key or "\0" in value or "=" in key or not key:
+            raise ValueError(f"environment variable {key!r} cannot be passed to a program")
+        parts += ["--setenv", key, value]
+    return b"".join(part.encode() + b"\0" for part in parts)
+
+
+@contextlib.contextmanager
+def environment_pipe(env: dict[str, str] | None) -> Iterator[int]:
+    """The read end of a pipe holding ``environment_args(env)`` in full, write end closed.
+
+    bubblewrap reads it to EOF before it starts anything, so once the program runs the pipe
+    is empty (its descriptor, inherited, yields nothing). The payload must fit the pipe:
+    it is grown to the payload (up to /proc/sys/fs/pipe-max-size, 1 MiB by default), more
+    than the kernel would accept as an environment anyway.
+    """
+    payload = environment_args(env)
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        if len(payload) > PIPE_DEFAULT_BYTES:
+            try:
+                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, len(payload))
+            except OSError as exc:
+                raise OSError(errno.E2BIG, f"environment of {len(payload)} bytes is too large"
+                              " for the sandbox") from exc
+        os.set_blocking(write_end, False)
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(write_end, view):]
+        os.close(write_end)
+        write_end = -1
+        yield read_end
+    finally:
+        if write_end >= 0:
+            os.close(write_end)
+        os.close(read_end)
 
 
 def _spawn(
@@ -325,6 +376,7 @@ def _spawn(
     stdout: int,
     stderr: int,
     preexec: Callable[[], None],
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
     # bwrap itself starts with an empty environment: its init is PID 1 in the sandbox and
     # /proc/1/environ would otherwise show ours (database URL, JWT secret).
@@ -338,6 +390,7 @@ def _spawn(
         stdout=stdout,
         stderr=stderr,
         close_fds=True,
+        pass_fds=tuple(pass_fds),
         start_new_session=True,
         preexec_fn=preexec,
         cwd="/",

@@ -37,7 +37,13 @@ from execution.quota import project_disk_quota
 from execution.sandbox import WORKSPACE, Bind, Limits
 from execution.shell import BASHRC, CommandRecord, ShellParser, strip_queries
 from execution.volumes import WATCH, Volume
-from execution.workspace import Manifest, SyncReport, Workspaces, quota_message
+from execution.workspace import (
+    Manifest,
+    SyncReport,
+    Workspaces,
+    quota_message,
+    rejected_message,
+)
 from persistence import executions as store
 from persistence.db import Database
 from persistence.environment import EnvironmentUnavailable, EnvironmentVariables
@@ -508,6 +514,9 @@ class TerminalHub:
             return
         if full or report.over_quota:
             self._notice(terminal, quota_message(volume.quota_bytes, report))
+        rejected = rejected_message(report)
+        if rejected is not None:
+            self._notice(terminal, rejected)
 
     def _notice(self, terminal: Terminal, text: str) -> None:
         """A line from the server in the terminal (yellow), for everyone attached."""

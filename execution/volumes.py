@@ -57,6 +57,10 @@ class VolumeError(RuntimeError):
     """A loop volume could not be made or mounted."""
 
 
+class VolumeBusy(VolumeError):
+    """A process of this machine still uses the workdir: try again later."""
+
+
 @dataclass(eq=False)
 class Volume:
     """A project's workdir while someone uses it."""
@@ -269,6 +273,39 @@ class ProjectVolumes:
         finally:
             os.close(fd)
 
+    async def remove(self, project_id: uuid.UUID) -> bool:
+        """A deleted project's workdir, disk image and lock file gone from this machine;
+        whether there was anything to remove. Idempotent. ``VolumeBusy`` while any process
+        of the machine uses the workdir (the shared flock): nothing is pulled from under a
+        run or a terminal."""
+        timer = self._idle.pop(project_id, None)
+        if timer is not None:
+            timer.cancel()
+        if self._users[project_id] > 0:
+            raise VolumeBusy(f"the workdir of {project_id} is in use here")
+        path = self.config.workdir_root / str(project_id)
+        image = self.images / f"{project_id}.img"
+        lock_path = self.images / f"{project_id}.lock"
+        fd = -1
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                fd = await asyncio.to_thread(os.open, lock_path, os.O_RDWR | os.O_CLOEXEC)
+            if fd >= 0 and not await asyncio.to_thread(_try_flock, fd, fcntl.LOCK_EX):
+                raise VolumeBusy(f"the workdir of {project_id} is in use on this machine")
+            found = any(await asyncio.to_thread(
+                lambda: [p.exists() or p.is_symlink() for p in (path, image, lock_path)]))
+            if await asyncio.to_thread(os.path.ismount, path):
+                await _tool("umount", str(path))
+            self._mounted.discard(project_id)
+            await asyncio.to_thread(remove_tree, path)
+            for leftover in (image, lock_path):  # the lock last: it guards the rest
+                with contextlib.suppress(FileNotFoundError):
+                    await asyncio.to_thread(leftover.unlink)
+            return found
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
     async def close(self) -> None:
         """Unmount what this process mounted and nobody uses any more."""
         for timer in self._idle.values():
@@ -343,3 +380,11 @@ def _empty_dir(path: Path) -> None:
         else:
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a workdir (never following its symlinks); nothing there is fine."""
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)

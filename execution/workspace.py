@@ -22,6 +22,7 @@ from execution import disk
 from execution.config import ExecutionConfig
 from execution.volumes import WATCH, Volume
 from persistence import executions as store
+from persistence import file_names
 from persistence import files as file_store
 from persistence.db import Database
 from storage.objects import ObjectStore, is_object_key
@@ -44,6 +45,8 @@ class SyncReport:
     updated: list[uuid.UUID] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     over_quota: list[str] = field(default_factory=list)  # left behind: past the quota
+    # left behind: names the project cannot hold (path, why), as the API would refuse them
+    rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Workspaces:
@@ -146,6 +149,12 @@ class Workspaces:
             used = sum(sizes.values())
             for found in scan.files:
                 known = manifest.entries.get(found.path)
+                if known is None:
+                    try:
+                        file_names.check_relative_path(found.path)
+                    except file_names.NameRejected as exc:
+                        report.rejected.append((found.path, exc.message))
+                        continue
                 digest = disk.digest(found.data)
                 if known is not None and known[1] == digest:
                     continue
@@ -171,6 +180,9 @@ class Workspaces:
                     log.exception("workspace sync of %s/%s failed", project_id, found.path)
                     report.skipped.append(found.path)
                     continue
+        if report.rejected:
+            log.info("project %s: %d files not brought back (names refused): %s", project_id,
+                     len(report.rejected), ", ".join(ascii(p) for p, _ in report.rejected[:5]))
         if report.over_quota:
             log.info("project %s: %d files not brought back (over its %d-byte quota)",
                      project_id, len(report.over_quota), quota_bytes)
@@ -320,6 +332,18 @@ def quota_message(quota_bytes: int, report: SyncReport) -> str:
         count = len(report.over_quota)
         text += f"; {count} new or changed file{'s' if count != 1 else ''} not saved"
     return text
+
+
+def rejected_message(report: SyncReport) -> str | None:
+    """Which new files were left in the workdir because of their names, and why (names
+    shown with their hidden characters escaped, so the message cannot mislead either)."""
+    if not report.rejected:
+        return None
+    count = len(report.rejected)
+    shown = "; ".join(f"{path!a}: {why}" for path, why in report.rejected[:5])
+    more = f" (and {count - 5} more)" if count > 5 else ""
+    return (f"{count} new file{'s' if count != 1 else ''} not saved, name not allowed: "
+            f"{shown}{more}")
 
 
 def _remove_files(root: Path, paths: list[str]) -> None:

@@ -19,23 +19,13 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-MAX_PATH = 1024
-MAX_NAME = 255
-MAX_DEPTH = 64
+from persistence.file_names import MAX_DEPTH, MAX_NAME, MAX_PATH, is_dot_git
 
 
 @dataclass(frozen=True)
 class Skipped:
     path: str
     reason: str
-
-
-def _is_dot_git(segment: str) -> bool:
-    # NTFS ignores trailing dots and spaces and knows 8.3 short names; HFS+ ignores
-    # some zero-width characters: git's own is_ntfs_dotgit / is_hfs_dotgit, simplified.
-    folded = "".join(ch for ch in segment if unicodedata.category(ch) != "Cf").lower()
-    folded = folded.rstrip(". ")
-    return folded == ".git" or folded.startswith("git~")
 
 
 def refusal(path: str) -> str | None:
@@ -54,7 +44,7 @@ def refusal(path: str) -> str | None:
     for segment in segments:
         if segment in ("", ".", ".."):
             return "empty, '.' or '..' segment"
-        if _is_dot_git(segment):
+        if is_dot_git(segment):
             return "'.git' segment"
         if len(segment) > MAX_NAME or segment != segment.strip():
             return "name too long or padded with spaces"

@@ -11,11 +11,18 @@ from typing import Any
 
 import asyncpg
 
+# A password sign-up proves nothing about the address (no confirmation mail is sent), so
+# its email stays unconfirmed: an OAuth sign-in never links to it (server/oauth/linking.py).
 INSERT_AUTH_USER = """
 insert into auth.users (email, encrypted_password, raw_user_meta_data, aud, role,
                         email_confirmed_at, last_sign_in_at)
-values ($1, $2, $3, 'authenticated', 'authenticated', now(), now())
+values ($1, $2, $3, 'authenticated', 'authenticated', null, now())
 returning id
+"""
+# A signed-in user connected a provider that verified this same address.
+CONFIRM_EMAIL = """
+update auth.users set email_confirmed_at = now()
+where id = $1 and lower(email) = lower($2) and email_confirmed_at is null
 """
 SELECT_CREDENTIALS = """
 select id, email, encrypted_password, raw_user_meta_data
@@ -170,6 +177,11 @@ async def create_oauth_user(
     the email is taken."""
     user_id: uuid.UUID = await conn.fetchval(INSERT_OAUTH_USER, email, meta, app_meta)
     return user_id
+
+
+async def confirm_email(conn: asyncpg.Connection, user_id: uuid.UUID, email: str) -> bool:
+    """Mark the account's email confirmed if it is ``email`` (case-insensitive)."""
+    return bool(await conn.execute(CONFIRM_EMAIL, user_id, email) == "UPDATE 1")
 
 
 async def account_by_email(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:

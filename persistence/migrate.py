@@ -4,6 +4,9 @@
 - A session advisory lock serialises runners, so two processes starting at once are safe.
 - A database that has migrations this code does not know (a newer release ran against it),
   or whose recorded checksum differs from the file (a landed migration was edited), is refused.
+- Numbers only grow: a pending file numbered below the newest applied one is refused (it
+  would run after its successors on existing databases and before them on fresh ones, so the
+  two would end in different schemas). ``sql/schema.sql`` shows the result of them all.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import asyncpg
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql"
 FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Generated from a migrated database (persistence/schema_dump.py), never run.
+SCHEMA_FILE = "schema.sql"
 # Any constant works; it only has to be the same for every runner.
 MIGRATION_LOCK_KEY = 0x1C4EA7E5
 
@@ -65,6 +70,8 @@ class MigrationStatus:
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     migrations: list[Migration] = []
     for path in sorted(directory.glob("*.sql")):
+        if path.name == SCHEMA_FILE:
+            continue
         match = FILE_PATTERN.match(path.name)
         if not match:
             raise MigrationError(f"migration file name not NNNN_concern.sql: {path.name}")
@@ -106,6 +113,7 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                 raise MigrationError(
                     f"migration {version}_{row['name']} was changed after it was applied"
                 )
+        refuse_out_of_order([m for m in migrations if m.version not in rows], rows)
         applied: list[str] = []
         for migration in migrations:
             if migration.version in rows:
@@ -119,6 +127,21 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
         return applied
     finally:
         await conn.execute("select pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
+def refuse_out_of_order(pending: list[Migration], applied: dict[str, asyncpg.Record]) -> None:
+    """Raise when a pending migration is numbered below the newest applied one."""
+    if not pending or not applied:
+        return
+    newest = max(applied)
+    early = [m for m in pending if m.version < newest]
+    if early:
+        names = ", ".join(f"{m.version}_{m.name}.sql" for m in early)
+        raise MigrationError(
+            f"pending migration {names} is numbered below {newest}_{applied[newest]['name']}.sql,"
+            " the newest applied one: migrations only grow, renumber it above"
+            f" {newest} (sql/README.md)"
+        )
 
 
 async def migrate_dsn(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:

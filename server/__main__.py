@@ -1,4 +1,4 @@
-"""Command line: ``python -m server [serve|migrate|worker|operators]`` (console script
+"""Command line: ``python -m server [serve|migrate|schema|worker|operators]`` (console script
 ``icreate``).
 
 With ``DATABASE_URL`` unset, an embedded PostgreSQL is started in ``DATA_DIR/postgres``
@@ -41,6 +41,25 @@ def cmd_migrate(settings: Settings) -> int:
         log.error("migration refused: %s", exc)
         return 2
     log.info("applied %d migration(s) %s", len(applied), ", ".join(applied))
+    return 0
+
+
+def cmd_schema(settings: Settings, output: str) -> int:
+    """Write the schema of a freshly migrated scratch database (``-`` for stdout)."""
+    from persistence.schema_dump import fresh_schema
+
+    assert settings.database_url
+    try:
+        text = asyncio.run(fresh_schema(settings.database_url))
+    except MigrationError as exc:
+        log.error("migration refused: %s", exc)
+        return 2
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        with open(output, "w") as file:
+            file.write(text)
+        log.info("wrote %s", output)
     return 0
 
 
@@ -123,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     sub.add_parser("migrate", help="apply pending migrations and exit")
+    schema = sub.add_parser(
+        "schema", help="write sql/schema.sql from a scratch database migrated from sql/"
+    )
+    schema.add_argument("--output", default=None, help="file to write, - for stdout")
     worker = sub.add_parser("worker", help="run a background-jobs worker until SIGTERM")
     worker.add_argument("--jobs", default=None, help="module:function listing the jobs to run")
     worker.add_argument("--concurrency", type=int, default=None)
@@ -139,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     settings, _embedded = resolve_database(settings)
     if args.command == "migrate":
         return cmd_migrate(settings)
+    if args.command == "schema":
+        from persistence.schema_dump import SCHEMA_PATH
+
+        return cmd_schema(settings, args.output or str(SCHEMA_PATH))
     if args.command == "worker":
         return cmd_worker(settings, args.jobs, args.concurrency)
     if args.command == "operators":

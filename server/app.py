@@ -23,6 +23,7 @@ from execution.local import LocalBackend
 from execution.runner import ExecutionHub
 from execution.terminal_relay import TerminalRouter
 from execution.terminals import TerminalHub
+from execution.volumes import ProjectVolumes
 from observability.service import Observability
 from persistence.crypto import load_keyring
 from persistence.db import Database
@@ -184,9 +185,12 @@ def create_app(settings: Settings) -> Starlette:
         # Git: connect/import, pull, push (jobs run by this process's worker with its hubs).
         services.git = build_git_runtime(settings, db, documents, projects, objects, keyring,
                                          oauth)
+        # Deleted projects' workdirs and images (projects.cleanup): this process's volumes.
+        disks = local.volumes if local is not None else ProjectVolumes(settings.execution)
         # Background jobs (housekeeping, git and analyses included), unless workers run apart.
         worker = (
-            build_worker(settings, db, resources=[services.git, objects, analyses],
+            build_worker(settings, db,
+                         resources=[services.git, objects, analyses, disks],
                          errors=observability.errors)
             if settings.jobs.worker_in_process else None
         )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ai import analysis as analysis_jobs
+from execution import cleanup as cleanup_jobs
 from gitsync import jobs as git_jobs
 from jobs import Job, Worker
 from jobs import maintenance as maintenance_jobs
@@ -27,7 +28,7 @@ from storage import jobs as storage_jobs
 def all_jobs(settings: Settings | None = None) -> list[Job[Any]]:
     """Every registered job; those that need the settings (the keyring) only with them."""
     found: list[Job[Any]] = [*maintenance_jobs.JOBS, *git_jobs.JOBS, *storage_jobs.JOBS,
-                             *analysis_jobs.JOBS]
+                             *analysis_jobs.JOBS, *cleanup_jobs.JOBS]
     if settings is not None:
         found += secret_jobs(settings)
     return found

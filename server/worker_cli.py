@@ -20,6 +20,7 @@ from typing import Any
 from ai.analysis import Analyses
 from ai.registry import provider_slot
 from collab.project_hub import EVENT_TAG
+from execution.volumes import ProjectVolumes
 from gitsync import jobs as git_jobs
 from jobs import Job
 from observability.service import Observability
@@ -86,8 +87,10 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
                 chosen = [j for j in chosen if j not in git_jobs.JOBS]
             objects = git.objects if git is not None else \
                 ObjectStore.from_config(settings.storage)
+            # The workdirs of this machine (projects.cleanup removes deleted projects').
+            disks = ProjectVolumes(settings.execution)
             worker = build_worker(settings, db, chosen, config,
-                                  resources=[objects, analyses,
+                                  resources=[objects, analyses, disks,
                                              *([git] if git is not None else [])],
                                   errors=observability.errors)
             await worker.start()
@@ -96,6 +99,7 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
             await stop.wait()
             log.info("jobs worker %s stopping", worker.worker_id)
             await worker.stop()
+            await disks.close()
     finally:
         await slot.close()
         if broker is not None:

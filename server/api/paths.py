@@ -1,82 +1,40 @@
-"""File-tree path rules: '/' separators, no empty, '.' or '..' segments, sane lengths, and
-no characters that make a name display as something else."""
+"""File-tree path rules as HTTP errors: the rules themselves are ``persistence/file_names.py``
+(shared with files brought back from workdirs and git trees)."""
 
 from __future__ import annotations
 
 import posixpath
-import unicodedata
 
+from persistence import file_names
+from persistence.file_names import MAX_DEPTH, MAX_NAME, MAX_PATH, misleading_character
 from server.errors import ApiError
 
-MAX_PATH = 1024
-MAX_NAME = 255
-MAX_DEPTH = 64
-
-
-# Zero-width (non-)joiners are format characters too, but Persian, the Indic scripts and
-# emoji sequences need them to spell words; they do not reorder or hide text.
-_JOINERS = frozenset("\u200c\u200d")
+__all__ = ["MAX_DEPTH", "MAX_NAME", "MAX_PATH", "check_name", "misleading_character",
+           "normalise_path"]
 
 
 def invalid(message: str) -> ApiError:
     return ApiError(422, "invalid_path", message)
 
 
-def misleading_character(name: str) -> str | None:
-    """The first character that would make ``name`` display as another name, if any.
-
-    Bidi controls (U+202E shows ``invoice_\u202efdp.exe`` as ``invoice_exe.pdf``), the
-    other format characters (zero-width space, BOM, soft hyphen...), line and paragraph
-    separators, and C1 controls.
-    """
-    if name.isascii():
-        return None
-    for char in name:
-        category = unicodedata.category(char)
-        if category in ("Cf", "Zl", "Zp", "Cc") and char not in _JOINERS:
-            return char
-    return None
+def _api_error(exc: file_names.NameRejected) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message)
 
 
 def check_name(name: str) -> str:
-    """A single path segment, or 422."""
-    if not name or name in {".", ".."}:
-        raise invalid("a name cannot be empty, '.' or '..'")
-    if "/" in name or "\\" in name:
-        raise invalid("a name cannot contain '/' or '\\'")
-    if len(name) > MAX_NAME:
-        raise invalid(f"a name is at most {MAX_NAME} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise invalid("a name cannot contain control characters")
-    char = misleading_character(name)
-    if char is not None:
-        label = unicodedata.name(char, "a control character").lower()
-        raise ApiError(
-            400, "invalid_name",
-            f"a name cannot contain U+{ord(char):04X} ({label}): bidirectional, invisible "
-            "and control characters make a name display as another one",
-        )
-    if name != name.strip():
-        raise invalid("a name cannot start or end with whitespace")
-    return name
+    """A single path segment, or 422 (400 ``invalid_name`` for a misleading character)."""
+    try:
+        return file_names.check_name(name)
+    except file_names.NameRejected as exc:
+        raise _api_error(exc) from None
 
 
 def normalise_path(path: str) -> str:
     """'src\\app/main.py' -> 'src/app/main.py'; a leading '/' is dropped; else 422."""
-    unified = path.replace("\\", "/").strip("/")
-    if not unified:
-        raise invalid("the path is empty")
-    segments = unified.split("/")
-    if len(segments) > MAX_DEPTH:
-        raise invalid(f"a path is at most {MAX_DEPTH} levels deep")
-    for segment in segments:
-        if segment == "":
-            raise invalid("a path cannot contain empty segments ('//')")
-        check_name(segment)
-    normalised = "/".join(segments)
-    if len(normalised) > MAX_PATH:
-        raise invalid(f"a path is at most {MAX_PATH} characters")
-    return normalised
+    try:
+        return file_names.normalise_path(path)
+    except file_names.NameRejected as exc:
+        raise _api_error(exc) from None
 
 
 def join(parent_path: str | None, name: str) -> str:

@@ -6,7 +6,11 @@ The rules (an account-takeover path when wrong, DESIGN.md section 8):
   holds it;
 - otherwise a sign-in links to an existing account only through an email address that
   the provider says is verified and that this account has confirmed; an unverified email
-  never links (and creates no account: the address would be squatted);
+  never links (and creates no account: the address would be squatted). A password
+  sign-up leaves the email unconfirmed (nothing proved the address is the signer's, so
+  whoever signed up with someone else's address cannot wait for them to sign in with
+  Google); it becomes confirmed when its signed-in owner connects a provider that
+  verified the same address, or when the account was made by a provider's sign-in;
 - no account with that email: a new one, without a password.
 """
 
@@ -48,7 +52,10 @@ async def resolve_user(
             raise OAuthError(
                 "identity_taken", f"this {display_name} account is connected to another user", 409
             )
-        return await _active(conn, current_user), False
+        user_id = await _active(conn, current_user)
+        if identity.email and identity.email_verified:
+            await accounts.confirm_email(conn, user_id, identity.email)
+        return user_id, False
     if linked is not None:
         return await _active(conn, linked["user_id"]), False
     if not identity.email:

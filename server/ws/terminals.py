@@ -2,7 +2,8 @@
 
 terminado's framing (JSON text frames): in ``["stdin", text]``, ``["set_size", rows, cols]``;
 out ``["setup", {}]``, ``["stdout", text]``, ``["disconnect", code]``. Members type, viewers
-watch (a viewer cannot start a terminal that is not running).
+watch (a viewer cannot start a terminal that is not running). An input message over
+``MAX_FRAME`` characters closes the socket with 4413 and says the limit.
 
 The shell may run on another node: the router (execution/terminal_relay.py) attaches there
 over the broker. A member removed while the socket is open is disconnected (4403), a
@@ -31,6 +32,7 @@ from server.close_codes import (
     GOING_AWAY,
     NOT_FOUND,
     TERMINAL_GONE,
+    TOO_LARGE,
     TRY_AGAIN_LATER,
     UNAVAILABLE,
 )
@@ -110,8 +112,18 @@ async def _receive_loop(
     websocket: WebSocket, hub: TerminalRouter, terminal: AnyTerminal, client: Client
 ) -> None:
     async for text in text_messages(websocket):
-        if text is None or len(text) > MAX_FRAME:
+        if text is None:
             continue
+        if len(text) > MAX_FRAME:
+            # Typed input arrives in keystrokes and pastes; a message this large is refused
+            # out loud (never cut or dropped: half a paste run by the shell is worse).
+            log.info("terminal %s: input message of %d characters refused", terminal.key,
+                     len(text))
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(
+                    TOO_LARGE, f"input message of {len(text)} characters: at most {MAX_FRAME}"
+                )
+            return
         try:
             frame: Any = json.loads(text)
         except ValueError:

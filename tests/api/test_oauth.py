@@ -231,13 +231,36 @@ async def test_an_unverified_email_never_links_to_an_existing_account(
         assert await conn.fetchval("select count(*) from auth.users") == 1
 
 
-async def test_a_verified_email_links_to_the_existing_account(
+async def test_a_verified_email_links_to_an_account_whose_email_is_confirmed(
     browser: Browser, fakes: Fakes
 ) -> None:
-    existing = await browser.api.sign_up("grace@example.test")
+    fakes["github"].user = FakeUser("76", "grace", "Grace", "grace@example.test")
+    existing = await browser.sign_in("github")  # a provider's sign-in confirmed the email
     fakes["gitlab"].user = FakeUser("77", "grace", "Grace", "Grace@Example.test")
     signed_in = await browser.sign_in("gitlab")
     assert signed_in.id == existing.id
+
+
+async def test_a_password_account_is_never_linked_by_email_until_its_owner_connects(
+    browser: Browser, fakes: Fakes, db: Database
+) -> None:
+    """Anyone can sign up with someone else's address (no confirmation mail exists): a
+    provider verifying that address must not hand the squatter's account to its owner."""
+    squatted = await browser.api.sign_up("grace@example.test")
+    fakes["gitlab"].user = FakeUser("77", "grace", "Grace", "Grace@Example.test")
+    landing = await browser.round_trip("gitlab")
+    assert landing.error == "email_unconfirmed"
+    async with db.acquire() as conn:
+        assert await conn.fetchval("select count(*) from public.oauth_connections") == 0
+        assert await conn.fetchval("select count(*) from auth.users") == 1
+        assert await conn.fetchval(
+            "select email_confirmed_at from auth.users where id = $1", squatted.id) is None
+    # The password's holder signs in and connects GitLab, which verified the same address:
+    # now the email is confirmed here, and another provider's sign-in links to it.
+    landing = await browser.round_trip("gitlab", "connect", squatted.token)
+    assert landing.fragment == {"oauth_connected": "gitlab"}
+    fakes["github"].user = FakeUser("78", "grace", "Grace", "grace@example.test")
+    assert (await browser.sign_in("github")).id == squatted.id
 
 
 async def test_connect_attaches_to_the_signed_in_user_only(

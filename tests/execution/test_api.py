@@ -155,6 +155,49 @@ async def test_run_a_project_file_end_to_end(
     assert usage[0]["metadata"]["execution_id"] == created["id"]
 
 
+BAD_NAMES = r"""
+import os
+for name in ["ok.txt", "invoice_\u202efdp.exe", "tab\tname.txt", " padded.txt", ".GIT",
+             "zero\u200bwidth.txt"]:
+    open(name, "w").write("x\n")
+os.makedirs("git~1", exist_ok=True)
+open("git~1/config", "w").write("x\n")
+open(b"latin1-\xe9.txt", "w").write("x\n")
+print("planted")
+"""
+
+
+async def test_files_brought_back_obey_the_api_name_rules(
+    live_server: StartServer, exec_settings: Settings, world: World, db: Database
+) -> None:
+    server = await live_server(exec_settings)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{server.url}/api/v1/projects/{world.project}/executions",
+            json={"language": "python", "source_code": BAD_NAMES}, headers=auth(world.owner),
+        ) as resp:
+            assert resp.status == 202, await resp.text()
+            created = await resp.json()
+        await sse_events(
+            session, f"{server.url}/api/v1/executions/{created['id']}/events", world.owner
+        )
+        async with session.get(
+            f"{server.url}/api/v1/executions/{created['id']}", headers=auth(world.owner)
+        ) as resp:
+            final = await resp.json()
+    async with db.service() as conn:
+        paths = {r["path"] for r in await conn.fetch(
+            "select path from public.files where project_id = $1", world.project
+        )}
+    assert final["status"] == "accepted" and final["stdout"] == "planted\n", final
+    assert "ok.txt" in paths
+    assert paths <= {"ok.txt", "main.py", "data", "data/input.txt"}, paths
+    message = final["message"]
+    assert message.startswith("7 new files not saved, name not allowed: "), message
+    assert "U+202E" in message and "\\u202e" in message and "\u202e" not in message
+    assert "(and 2 more)" in message
+
+
 async def test_source_code_runs_and_errors_are_reported(
     live_server: StartServer, exec_settings: Settings, world: World
 ) -> None:

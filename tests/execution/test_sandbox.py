@@ -12,6 +12,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from execution import status as st
 from execution.backend import ExecutionRequest, ExecutionResult
 from execution.local import LocalBackend
@@ -390,3 +392,48 @@ async def test_java_when_present(local_backend: LocalBackend) -> None:
                        memory_kb=512 * 1024)
     assert result.status_id == st.ACCEPTED, result
     assert result.stdout == "java\n"
+
+
+def _command_lines_with(marker: bytes) -> list[bytes]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append(cmdline)
+    return found
+
+
+async def test_secrets_never_reach_a_command_line(local_backend: LocalBackend) -> None:
+    """/proc/<pid>/cmdline is readable by every process of the host: bubblewrap gets the
+    program's environment through a pipe (--args), not as --setenv arguments."""
+    sandbox = local_backend.sandbox
+    secret = f"s3cr3t-{os.urandom(8).hex()}"
+    marker = f"marker-{os.urandom(8).hex()}"
+    running = asyncio.create_task(sandbox.run(
+        ["/bin/sh", "-c", f'echo "$API_TOKEN"; sleep 1.5 # {marker}'],
+        binds=[], limits=Limits.default(local_backend.config),
+        identity=sandbox.identity_for(0), env={"API_TOKEN": secret}, cwd="/",
+    ))
+    deadline = time.monotonic() + 5
+    while not _command_lines_with(marker.encode()) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    seen = _command_lines_with(marker.encode())
+    leaked = _command_lines_with(secret.encode())
+    result = await running
+    assert seen, "the sandbox never showed up in /proc"
+    assert leaked == []
+    assert any(b"--args" in line for line in seen)
+    assert result.exit_code == 0 and result.stdout.decode().strip() == secret
+
+
+def test_an_environment_that_cannot_be_passed_is_refused() -> None:
+    from execution.sandbox import environment_args
+
+    assert environment_args({"A": "1"}).split(b"\0")[-4:] == [b"--setenv", b"A", b"1", b""]
+    for bad in ({"A=B": "x"}, {"": "x"}, {"A": "x\0y"}):
+        with pytest.raises(ValueError, match="cannot be passed"):
+            environment_args(bad)

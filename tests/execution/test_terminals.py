@@ -20,6 +20,7 @@ from execution.terminals import TerminalHub
 from persistence.db import Database
 from server.auth.tokens import issue_access_token
 from server.settings import Settings
+from server.ws.terminals import MAX_FRAME
 from tests.conftest import TEST_JWT_SECRET, TEST_ORIGIN
 from tests.execution.procs import processes_of
 from tests.support import factories
@@ -384,3 +385,30 @@ async def test_a_command_sees_the_editors_latest_text(
     await term.read_until("done\r\n")
     await term.type("cat hello.txt")
     await term.read_until("from-the-shell\r\n")
+
+
+async def test_an_oversized_input_message_is_refused_out_loud(
+    live_server: StartServer, term_settings: Settings, world: World,
+    open_term: Callable[..., Awaitable[Term]],
+) -> None:
+    """Between the 64 KiB input limit and the 8 MiB frame limit a message used to vanish:
+    now the socket closes with 4413 and the limit; the shell and other clients go on."""
+    server = await live_server(term_settings)
+    other = await open_term(server, world.project, world.member)
+    await other.read_until("$ ")
+    paster = await open_term(server, world.project, world.owner)
+    assert await first_frame(paster) == ["setup", {}]
+    await paster.send("stdin", "echo " + "x" * (MAX_FRAME + 10) + "\r")
+    while True:
+        msg = await paster.ws.receive(timeout=10)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            break
+    assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+    assert paster.ws.close_code == 4413
+    assert f"at most {MAX_FRAME}" in str(msg.extra)
+    await other.type("echo still-$((1+1))")
+    await other.read_until("still-2")
+    assert "xxxxxxxxxx" not in other.text  # nothing of the refused paste reached the shell
+    again = await open_term(server, world.project, world.owner)
+    await again.send("stdin", "echo " + "y" * 10_000 + "\r")
+    await again.read_until("y" * 200)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from persistence.migrate import MigrationError, load_migrations, migrate
+from persistence.schema_dump import SCHEMA_PATH, dump_schema, fresh_schema
 from tests.persistence.schema_snapshot import schema_snapshot
 from tests.support.databases import PostgresForTests
 
@@ -120,3 +122,68 @@ async def test_a_failing_migration_leaves_nothing_behind(
             await conn.close()
     finally:
         await postgres.drop_database(dsn)
+
+
+async def test_a_pending_migration_numbered_below_the_newest_applied_is_refused(
+    postgres: PostgresForTests, tmp_path: Path
+) -> None:
+    (tmp_path / "0001_first.sql").write_text("create table public.first (id int);\n")
+    (tmp_path / "0005_fifth.sql").write_text("create table public.fifth (id int);\n")
+    dsn = await postgres.create_empty_database()
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await migrate(conn, tmp_path) == ["0001", "0005"]
+            (tmp_path / "0003_late.sql").write_text("create table public.late (id int);\n")
+            with pytest.raises(MigrationError) as refused:
+                await migrate(conn, tmp_path)
+            assert "0003_late.sql" in str(refused.value)
+            assert "0005_fifth.sql" in str(refused.value)
+            assert await conn.fetchval("select to_regclass('public.late')") is None
+            (tmp_path / "0003_late.sql").rename(tmp_path / "0006_late.sql")
+            assert await migrate(conn, tmp_path) == ["0006"]
+        finally:
+            await conn.close()
+    finally:
+        await postgres.drop_database(dsn)
+
+
+def test_the_generated_schema_file_is_not_a_migration(tmp_path: Path) -> None:
+    (tmp_path / "0001_first.sql").write_text("select 1;\n")
+    (tmp_path / "schema.sql").write_text("-- generated\n")
+    assert [m.version for m in load_migrations(tmp_path)] == ["0001"]
+    (tmp_path / "notes.sql").write_text("select 1;\n")
+    with pytest.raises(MigrationError, match=r"notes\.sql"):
+        load_migrations(tmp_path)
+
+
+async def test_the_schema_file_matches_a_freshly_migrated_database(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        fresh = await dump_schema(conn)
+    finally:
+        await conn.close()
+    stored = SCHEMA_PATH.read_text() if SCHEMA_PATH.exists() else ""
+    if stored != fresh:
+        diff = "".join(list(difflib.unified_diff(
+            stored.splitlines(keepends=True), fresh.splitlines(keepends=True),
+            "sql/schema.sql", "migrated from sql/",
+        ))[:60])
+        pytest.fail(
+            "sql/schema.sql differs from a database migrated from sql/: regenerate it with"
+            f" `make schema` (python -m server schema) and commit it\n{diff}"
+        )
+
+
+async def test_the_schema_command_writes_what_the_test_compares(
+    postgres: PostgresForTests, database_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "0001_only.sql").write_text(
+        "create table public.only_one (id int primary key, note text not null default 'x');\n"
+    )
+    text = await fresh_schema(postgres.admin_dsn, tmp_path)
+    assert "(through 0001_only)" in text
+    assert "create table public.only_one (\n  id integer not null,\n" in text
+    assert "  note text default 'x'::text not null,\n" in text
+    assert "constraint only_one_pkey PRIMARY KEY (id)" in text
+    assert text == await fresh_schema(postgres.admin_dsn, tmp_path)
