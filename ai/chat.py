@@ -1,12 +1,14 @@
 """The chat hub: one reply at a time per conversation, streamed to every watcher.
 
-A *watcher* is one listening client (a WebSocket or an SSE response). Each event is
-encoded once (one JSON ``str``) and pushed to every local watcher, then published on the
-broker channel ``conv:{id}`` so watchers on other processes get it too. A watcher with a
-``FrameSink`` (a socket's direct channel) has the frame written to its transport right
-away, inside the fan-out loop: no task, queue or wake-up per watcher per delta. Otherwise
-frames wait in a bounded queue for the watcher's own writer, which merges a backlog of
-deltas into one frame.
+Why over 400 lines: a reply's life (prepare, stream, finish, cancel) and its relay between
+processes (owner, mirrors, snapshots for late joiners) share one ``Room``/``Reply`` state
+and its lock; watchers and the reply's context are already apart (chat_watchers.py,
+chat_context.py).
+
+A *watcher* is one listening client (a WebSocket or an SSE response; ai/chat_watchers.py).
+Each event is encoded once and pushed to every local watcher, then published on the
+broker channel ``conv:{id}`` so watchers on other processes get it too. What a reply is
+given besides the conversation (file, web page, project, tools) is ai/chat_context.py.
 
 The process that accepted the user's message owns the reply (``Reply``): it stores the
 messages, calls the provider, records the job and the usage. Other processes keep a
@@ -23,22 +25,21 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from ai import project_context
+from ai.chat_context import ChatError, ContextRequest, ReplyContext, parse_context
+from ai.chat_watchers import Delta, Stream, Watcher, encode
 from ai.config import AIConfig
-from ai.firecrawl import FirecrawlError, check_url
-from ai.project_tools import ProjectToolbox
-from ai.prompt import EditorContext, build_prompt, excerpt, web_page_context
+from ai.project_tools import CodeRunner, DocumentText, ProjectToolbox
+from ai.prompt import EditorContext, build_prompt
 from ai.providers.base import ChatMessage, Provider, ProviderError, Usage
 from ai.registry import ProviderSlot, provider_slot
 from ai.tokens import estimate_tokens
 from ai.tool_loop import ToolRecord, converse
 from ai.workspace_keys import WorkspaceAI
-from collab.broker import Broker
+from broker.interface import Broker
 from observability.timings import AI_RESPONSE, Timings
 from persistence import ai as store
 from persistence.db import Database
@@ -48,206 +49,6 @@ log = logging.getLogger(__name__)
 WRITE_ROLES = frozenset({"owner", "admin", "member"})
 EVENT_PREFIX = b"e"
 CLOSE_TIMEOUT_S = 10.0
-
-
-class ChatError(Exception):
-    """A refused request, answered to the sender only: ``{"type":"error", code, message}``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class ContextRequest:
-    file_id: uuid.UUID | None
-    selection: tuple[int, int] | None
-    # A web page, fetched as markdown through the workspace's Firecrawl key.
-    url: str | None = None
-
-
-def parse_context(raw: Any) -> ContextRequest | None:
-    """``{"file_id", "selection": {"from", "to"}}``, ``{"open_file": file_id}`` or
-    ``{"url": "https://..."}``."""
-    if raw is None or raw == {}:
-        return None
-    if not isinstance(raw, dict):
-        raise ChatError("bad_request", "context must be an object")
-    file_value = raw.get("file_id") or raw.get("open_file")
-    if raw.get("url") is not None:
-        if file_value is not None or not isinstance(raw["url"], str):
-            raise ChatError("bad_request", "context is a file or a url, not both")
-        try:
-            return ContextRequest(None, None, check_url(raw["url"]))
-        except FirecrawlError as exc:
-            raise ChatError("bad_request", exc.message) from None
-    if file_value is None:
-        return None
-    try:
-        file_id = uuid.UUID(str(file_value))
-    except ValueError:
-        raise ChatError("bad_request", "context file id is not a UUID") from None
-    selection = raw.get("selection") if "file_id" in raw else None
-    if selection is None:
-        return ContextRequest(file_id, None)
-    if not isinstance(selection, dict):
-        raise ChatError("bad_request", "selection must be {from, to}")
-    start, end = selection.get("from"), selection.get("to")
-    if not isinstance(start, int) or not isinstance(end, int):
-        raise ChatError("bad_request", "selection must be {from, to} character offsets")
-    return ContextRequest(file_id, (start, end))
-
-
-def encode(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
-
-
-def error_frame(code: str, message: str, **extra: Any) -> str:
-    return encode({"type": "error", "code": code, "message": message, **extra})
-
-
-@dataclass(frozen=True)
-class Delta:
-    """A queued ``delta`` frame, kept structured so a backlog can be merged."""
-
-    message_id: str
-    seq: int
-    text: str
-    frame: str
-
-
-QueueItem = str | Delta | None
-MAX_BATCH = 256
-
-
-def coalesce(items: list[str | Delta]) -> list[str]:
-    """Frames to send: runs of deltas of one message become one delta (text joined, the
-    last seq), so a client that fell behind catches up in one frame instead of many."""
-    frames: list[str] = []
-    run: list[Delta] = []
-
-    def flush() -> None:
-        if len(run) == 1:
-            frames.append(run[0].frame)
-        elif run:
-            frames.append(encode({
-                "type": "delta", "message_id": run[0].message_id, "seq": run[-1].seq,
-                "text": "".join(d.text for d in run),
-            }))
-        run.clear()
-
-    for item in items:
-        if isinstance(item, Delta):
-            if run and run[0].message_id != item.message_id:
-                flush()
-            run.append(item)
-        else:
-            flush()
-            frames.append(item)
-    flush()
-    return frames
-
-
-class FrameSink(Protocol):
-    """Takes text frames synchronously (a socket's direct channel): its transport's buffer
-    is the watcher's queue, ``buffered`` its length in bytes."""
-
-    @property
-    def buffered(self) -> int: ...
-
-    def send_text(self, text: str) -> None: ...
-
-
-class Watcher:
-    """One listening client: frames go straight to its ``sink``, or queue up here for its
-    own writer. Either way the backlog is bounded: past it the watcher is closed
-    (``overflowed``, and ``on_overflow`` runs) rather than slowing everyone."""
-
-    def __init__(
-        self,
-        maxsize: int = 4096,
-        *,
-        sink: FrameSink | None = None,
-        sink_max_buffered: int = 1 << 20,
-        on_overflow: Callable[[], None] | None = None,
-    ) -> None:
-        self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize)
-        self.overflowed = False
-        self.closed = False
-        self._ended = False
-        self.sink = sink
-        self.sink_max_buffered = sink_max_buffered
-        self.on_overflow = on_overflow
-
-    def push(self, frame: str | Delta) -> None:
-        if self.closed:
-            return
-        sink = self.sink
-        if sink is not None:
-            if sink.buffered > self.sink_max_buffered:
-                self._overflow()
-            else:
-                sink.send_text(frame if isinstance(frame, str) else frame.frame)
-            return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self._overflow()
-
-    def _overflow(self) -> None:
-        # A client that cannot keep up is dropped rather than slowing everyone.
-        self.overflowed = True
-        self.close()
-        if self.on_overflow is not None:
-            self.on_overflow()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(None)
-
-    async def get_frames(self) -> list[str] | None:
-        """Every frame queued so far (at least one, deltas merged), or None once closed."""
-        if self._ended:
-            return None
-        item = await self.queue.get()
-        if item is None:
-            self._ended = True
-            return None
-        items: list[str | Delta] = [item]
-        while len(items) < MAX_BATCH and not self.queue.empty():
-            more = self.queue.get_nowait()
-            if more is None:
-                self._ended = True
-                break
-            items.append(more)
-        return coalesce(items)
-
-
-@dataclass
-class Stream:
-    """The visible state of a reply: its message (placeholder) and the text so far."""
-
-    message: dict[str, Any]
-    parts: list[str] = field(default_factory=list)
-    seq: int = 0
-
-    @property
-    def message_id(self) -> str:
-        return str(self.message["id"])
-
-    def catch_up(self) -> list[str]:
-        frames = [encode({"type": "message_created", "message": self.message})]
-        if self.parts:
-            frames.append(encode({
-                "type": "delta", "message_id": self.message_id, "seq": self.seq,
-                "text": "".join(self.parts), "catch_up": True,
-            }))
-        return frames
 
 
 @dataclass
@@ -302,16 +103,19 @@ class ChatHub:
         broker: Broker,
         slot: ProviderSlot,
         config: AIConfig,
-        hubs: Mapping[str, Any] | None = None,
         workspace_ai: WorkspaceAI | None = None,
         timings: Timings | None = None,
+        *,
+        documents: DocumentText | None = None,
+        executions: CodeRunner | None = None,
     ) -> None:
         self.db = db
         self.broker = broker
         self.slot = slot
         self.config = config
         self.workspace_ai = workspace_ai
-        self.hubs: Mapping[str, Any] = hubs if hubs is not None else {}
+        # The project's live texts (prompt context, read_file) and runs (run_code).
+        self.context = ReplyContext(db, config, workspace_ai, documents, executions)
         # Time to first token and tokens/s of every reply (performance_metrics).
         self.timings = timings
         self.rooms: dict[uuid.UUID, Room] = {}
@@ -320,12 +124,15 @@ class ChatHub:
     @classmethod
     def from_config(
         cls, db: Database, broker: Broker, config: AIConfig, data_dir: Path,
-        hubs: Mapping[str, Any] | None = None,
         workspace_ai: WorkspaceAI | None = None,
         timings: Timings | None = None,
+        *,
+        documents: DocumentText | None = None,
+        executions: CodeRunner | None = None,
     ) -> ChatHub:
         return cls(
-            db, broker, provider_slot(config, data_dir), config, hubs, workspace_ai, timings
+            db, broker, provider_slot(config, data_dir), config, workspace_ai, timings,
+            documents=documents, executions=executions,
         )
 
     # -- lifetime ---------------------------------------------------------------------
@@ -520,7 +327,7 @@ class ChatHub:
             raise ChatError("busy", "the assistant is still answering in this conversation")
         room.reserved = True
         try:
-            page = await self._web_page(room.id, context_request)
+            page = await self.context.web_page(room.id, context_request)
             reply, user_message, prompt, provider = await self._prepare(
                 room, user_id, content, raw_context, context_request, page
             )
@@ -581,9 +388,9 @@ class ChatHub:
                 raise ChatError(*self.slot.unavailable())
             editor = page
             if context_request is not None and context_request.file_id is not None:
-                editor = await self._editor_context(conn, conversation, context_request)
-            toolbox = self._toolbox(provider, conversation.project_id, user_id)
-            project = await self._project_context(conn, conversation.project_id, user_id,
+                editor = await self.context.editor_context(conn, conversation, context_request)
+            toolbox = self.context.toolbox(provider, conversation.project_id, user_id)
+            project = await self.context.project_text(conn, conversation.project_id, user_id,
                                                   toolbox)
             prompt = build_prompt(
                 checks.history, content, context=editor,
@@ -623,58 +430,6 @@ class ChatHub:
                       prompt_tokens=prompt.tokens, started=time.monotonic(),
                       max_output_tokens=max_output, toolbox=toolbox)
         return reply, user_message, prompt.messages, provider
-
-    async def _web_page(
-        self, conversation_id: uuid.UUID, request: ContextRequest | None
-    ) -> EditorContext | None:
-        """A web page asked for as context, fetched before any database connection is held
-        (Firecrawl may take seconds)."""
-        if request is None or request.url is None:
-            return None
-        if self.workspace_ai is None:
-            raise ChatError("firecrawl_not_configured", "web pages cannot be attached here")
-        try:
-            page = await self.workspace_ai.web_page(conversation_id, request.url)
-        except FirecrawlError as exc:
-            raise ChatError(exc.code, exc.message) from None
-        return web_page_context(page.url, page.title, page.markdown)
-
-    def _toolbox(
-        self, provider: Provider, project_id: uuid.UUID, user_id: uuid.UUID
-    ) -> ProjectToolbox | None:
-        if not provider.supports_tools or self.config.tool_steps <= 0:
-            return None
-        return ProjectToolbox(self.db, project_id, user_id, self.hubs.get("documents"),
-                              self.hubs.get("executions"))
-
-    async def _project_context(
-        self, conn: Any, project_id: uuid.UUID, user_id: uuid.UUID,
-        toolbox: ProjectToolbox | None,
-    ) -> str | None:
-        """The file tree and the last run (and the tool budget), as a colleague sees them."""
-        if not self.config.project_context:
-            return None
-        text = project_context.render(await project_context.read(conn, project_id, user_id))
-        if toolbox is not None:
-            text += "\n\n" + self.config.tool_budget.describe()
-        return text
-
-    async def _editor_context(
-        self, conn: Any, conversation: store.ConversationInfo, request: ContextRequest
-    ) -> EditorContext:
-        assert request.file_id is not None
-        row = await store.file_row(conn, request.file_id)
-        if row is None or row["project_id"] != conversation.project_id or row["is_deleted"]:
-            raise ChatError("bad_request", "the context file is not in this project")
-        if row["type"] != "file":
-            raise ChatError("bad_request", "the context must be a file, not a folder")
-        text: str | None = None
-        documents = self.hubs.get("documents")
-        if documents is not None:
-            text = await documents.read_text(request.file_id)
-        if text is None:
-            text = row["content"] or ""
-        return excerpt(row["path"], row["language"], text, request.selection)
 
     async def cancel(self, conversation_id: uuid.UUID, role: str | None) -> bool:
         """Stop the reply in progress (on whichever process runs it)."""

@@ -37,8 +37,8 @@ from ai.providers.base import ProviderError, ProviderEvent, TextDelta, Usage
 from ai.registry import ProviderSlot
 from ai.tokens import estimate_messages, estimate_tokens
 from ai.workspace_keys import WorkspaceAI
+from broker.interface import Broker
 from collab.assistant_peer import AssistantPeer
-from collab.broker import Broker
 from persistence import ai_jobs as jobs_store
 from persistence.db import Database
 

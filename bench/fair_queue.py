@@ -98,7 +98,7 @@ async def submit(hub: ExecutionHub, who: Tenant, source: str, limits: RunLimits)
 async def one_round(policy: str, config: ExecutionConfig, db: Database, args: argparse.Namespace,
                     flood: Tenant, light: Tenant) -> dict[str, Any]:
     recorder = Recorder()
-    hub = ExecutionHub(replace(config, run_queue=policy), db, {"projects": recorder})
+    hub = ExecutionHub(replace(config, run_queue=policy), db, projects=recorder)
     await hub.start()
     try:
         # Toolchain detection and a first run happen before anything is measured.

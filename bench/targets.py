@@ -268,8 +268,13 @@ class Launcher:
         if redis_url:
             env["REDIS_URL"] = redis_url
             env["REDIS_PREFIX"] = prefix
+        # BENCH_SOURCE: run another checkout of ours (a git worktree of main, for a
+        # before/after in one run); its modules come first on the path.
+        source = Path(target.options.get("BENCH_SOURCE", str(REPO)))
+        if source != REPO:
+            env["PYTHONPATH"] = str(source)
         cmd = [sys.executable, "-m", "server", "serve", "--port", str(port)]
-        return Pinned(target.name, cmd, SERVER_CORE, log, env, REPO)
+        return Pinned(target.name, cmd, SERVER_CORE, log, env, source)
 
 
 PEERS = [

@@ -176,3 +176,14 @@ class AwarenessStates:
         if not live:
             return None
         return awareness_frame(encode_awareness(live))
+
+
+def awareness_relay(
+    raw: bytes, entries: list[AwarenessEntry], accepted: list[AwarenessEntry]
+) -> bytes | None:
+    """What to pass on of an awareness frame: all of it, its new entries only, or nothing."""
+    if not accepted:
+        return None
+    if len(accepted) == len(entries):
+        return raw
+    return awareness_frame(encode_awareness(accepted))

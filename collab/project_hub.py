@@ -1,18 +1,9 @@
 """The project channel: presence, editor sessions and project events, across processes.
 
-One ``ProjectHub`` per process. A project with at least one local socket has a
-``ProjectRoom``: its local peers and the presence of every other instance, learned over the
-broker channel ``project:{id}``. Presence is per connection (two tabs = two entries).
-
-Presence crossing processes: an instance announces ``join``/``update``/``leave`` as they
-happen and, every ``heartbeat_s``, a ``beat`` with its full member list for each room; a
-receiver replaces that instance's list with it (so dropped messages heal at the next beat)
-and forgets an instance not heard from for ``presence_ttl_s`` (a killed process's users
-disappear). A room that starts sends ``hello`` so others beat at once.
-
-Editor state (open files, active file, layout) is kept per (user, project), saved through
-the store at most once per ``save_debounce_s`` by the hub's flusher task, immediately when
-the user's last socket on the project closes, and on shutdown.
+One ``ProjectHub`` per process: it serves the sockets of ``/ws/projects/{id}`` (their
+outbox is sockets.outbox), publishes project events, re-checks roles and runs the
+heartbeat and save loops. Presence across processes is collab/project_presence.py, editor
+sessions (debounced saves) collab/editor_sessions.py.
 
 Events published by REST (``await hub.publish(project_id, event)``) go to every local socket
 of the project and over the broker to every other instance.
@@ -26,14 +17,15 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from broker.interface import Broker
 from collab import project_metrics as metrics
-from collab.broker import Broker
 from collab.config import CollabConfig
+from collab.editor_sessions import EditorSessions, EditorSessionStore
+from collab.project_presence import EVENT_TAG, Identity, Member, ProjectRoom
 from collab.project_protocol import (
     EditorState,
     OpenFileMessage,
@@ -41,42 +33,11 @@ from collab.project_protocol import (
     ProtocolError,
     error_message,
     parse_client_message,
-    parse_editor_state,
 )
+from sockets.close_codes import FORBIDDEN, GOING_AWAY
+from sockets.outbox import Outbox
 
 log = logging.getLogger(__name__)
-
-GOING_AWAY = 1001
-# Broker payloads: EVENT_TAG + the event's JSON (relayed as is), else a JSON presence message.
-EVENT_TAG = b"\x01"
-FORBIDDEN = 4403
-SLOW_CONSUMER = 1013  # try again later: stock y-websocket clients give up on any 44xx
-
-
-class TextChannel(Protocol):
-    """One client socket, as the hub sees it (the server adapts a Starlette WebSocket)."""
-
-    async def receive(self) -> str | bytes | None:
-        """The next frame, or None once the client is gone."""
-        ...
-
-    async def send_text(self, text: str) -> None: ...
-
-    async def close(self, code: int, reason: str) -> None: ...
-
-
-class EditorSessionStore(Protocol):
-    """Storage of the project channel: editor states, and who may still be connected."""
-
-    async def load(self, user_id: uuid.UUID, project_id: uuid.UUID) -> dict[str, Any] | None: ...
-
-    async def save(
-        self, user_id: uuid.UUID, project_id: uuid.UUID, state: dict[str, Any]
-    ) -> None: ...
-
-    async def project_roles(
-        self, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]
-    ) -> dict[tuple[uuid.UUID, uuid.UUID], str | None]: ...
 
 
 @dataclass(frozen=True)
@@ -85,7 +46,6 @@ class ProjectHubConfig:
     presence_ttl_s: float = 15.0
     save_debounce_s: float = 1.0
     max_message_bytes: int = 64 * 1024
-    send_queue_max: int = 256
     role_check_s: float = 1.0
 
     @classmethod
@@ -98,211 +58,25 @@ class ProjectHubConfig:
         )
 
 
-@dataclass(frozen=True)
-class Identity:
-    user_id: uuid.UUID
-    role: str
-    email: str | None = None
-    name: str | None = None
-
-
-@dataclass
-class Member:
-    connection_id: str
-    user_id: str
-    role: str
-    email: str | None
-    name: str | None
-    file_id: str | None
-    since: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "connection_id": self.connection_id,
-            "user_id": self.user_id,
-            "role": self.role,
-            "email": self.email,
-            "name": self.name,
-            "file_id": self.file_id,
-            "since": self.since,
-        }
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> Member:
-        return cls(
-            str(body["connection_id"]),
-            str(body["user_id"]),
-            str(body.get("role", "viewer")),
-            body.get("email"),
-            body.get("name"),
-            body.get("file_id"),
-            float(body.get("since", 0.0)),
-        )
-
-
 class Peer:
-    """One local socket: its presence entry and a bounded send queue drained by one task."""
+    """One local socket: its presence entry and its outbox (sockets.outbox: bounded by
+    bytes; past the bound it closes as a slow consumer so the client resyncs on reconnect,
+    project events are never silently dropped)."""
 
-    def __init__(self, channel: TextChannel, member: Member, queue_max: int) -> None:
-        self.channel = channel
+    def __init__(self, outbox: Outbox, member: Member) -> None:
+        self.outbox = outbox
         self.member = member
-        self.queue: deque[str] = deque()
-        self.queue_max = queue_max
-        self.ready = asyncio.Event()
-        self.closed = False
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self.writer: asyncio.Task[None] | None = None
         self.left = asyncio.Event()
 
+    @property
+    def closed(self) -> bool:
+        return self.outbox.closed
+
     def send(self, text: str) -> None:
-        if self.closed:
-            return
-        if len(self.queue) >= self.queue_max:
-            # Never silently drop project events: close so the client resyncs on reconnect.
-            self.close_later(SLOW_CONSUMER, "send queue full")
-            return
-        self.queue.append(text)
-        self.ready.set()
+        self.outbox.send_text(text)
 
     def close_later(self, code: int, reason: str) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.close_code = code
-        self.close_reason = reason
-        self.queue.clear()
-        self.ready.set()
-
-    async def run_writer(self) -> None:
-        try:
-            while True:
-                await self.ready.wait()
-                self.ready.clear()
-                while self.queue:
-                    await self.channel.send_text(self.queue.popleft())
-                if self.closed and self.close_code is not None:
-                    await self.channel.close(self.close_code, self.close_reason)
-                    return
-        except Exception as exc:  # the socket is gone; the reader side ends the session
-            log.debug("project socket %s writer ended: %r", self.member.connection_id, exc)
-
-
-class ProjectRoom:
-    """Local peers of one project plus the presence other instances reported."""
-
-    def __init__(self, hub: ProjectHub, project_id: uuid.UUID) -> None:
-        self.hub = hub
-        self.project_id = project_id
-        self.channel = f"project:{project_id}"
-        self.peers: dict[str, Peer] = {}
-        self.remote: dict[str, dict[str, Member]] = {}
-        self.remote_seen: dict[str, float] = {}
-
-    # -- fan-out ----------------------------------------------------------------------
-
-    def broadcast(self, body: dict[str, Any], *, exclude: str | None = None) -> None:
-        self.broadcast_text(json.dumps(body), exclude=exclude)
-
-    def broadcast_text(self, text: str, *, exclude: str | None = None) -> None:
-        """The same encoded frame to every local peer (encoded once)."""
-        for connection_id, peer in list(self.peers.items()):
-            if connection_id != exclude:
-                peer.send(text)
-
-    async def announce(self, kind: str, **body: Any) -> None:
-        message = {"k": kind, "i": self.hub.instance_id, **body}
-        await self.hub.broker.publish(self.channel, json.dumps(message).encode())
-
-    def members(self) -> list[Member]:
-        local = [peer.member for peer in self.peers.values()]
-        remote = [m for members in self.remote.values() for m in members.values()]
-        return sorted(local + remote, key=lambda m: (m.since, m.connection_id))
-
-    # -- broker messages ---------------------------------------------------------------
-
-    async def on_broker(self, _channel: str, payload: bytes) -> None:
-        if payload[:1] == EVENT_TAG:  # the hot path (run output, file tree): no parsing
-            self.broadcast_text(payload[1:].decode())
-            return
-        try:
-            message = json.loads(payload)
-            kind = message["k"]
-            instance = str(message["i"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("project %s: malformed broker message dropped", self.project_id)
-            return
-        if instance == self.hub.instance_id:
-            return
-        if kind == "hello":
-            await self.beat()
-            return
-        self.remote_seen[instance] = time.monotonic()
-        known = self.remote.setdefault(instance, {})
-        if kind in ("join", "update"):
-            member = Member.from_json(message["m"])
-            is_new = member.connection_id not in known
-            known[member.connection_id] = member
-            self.broadcast(
-                {
-                    "type": "presence.join" if is_new else "presence.update",
-                    "member": member.to_json(),
-                }
-            )
-        elif kind == "leave":
-            gone = known.pop(str(message["c"]), None)
-            if gone is not None:
-                self._send_leave(gone)
-        elif kind == "beat":
-            self._replace_remote(instance, [Member.from_json(m) for m in message["m"]])
-        elif kind == "bye":
-            self._replace_remote(instance, [])
-            self.remote.pop(instance, None)
-            self.remote_seen.pop(instance, None)
-
-    def _replace_remote(self, instance: str, members: Iterable[Member]) -> None:
-        known = self.remote.setdefault(instance, {})
-        fresh = {m.connection_id: m for m in members}
-        for connection_id, member in list(known.items()):
-            if connection_id not in fresh:
-                del known[connection_id]
-                self._send_leave(member)
-        for connection_id, member in fresh.items():
-            old = known.get(connection_id)
-            known[connection_id] = member
-            if old is None:
-                self.broadcast({"type": "presence.join", "member": member.to_json()})
-            elif (old.file_id, old.role) != (member.file_id, member.role):
-                self.broadcast({"type": "presence.update", "member": member.to_json()})
-
-    def _send_leave(self, member: Member) -> None:
-        self.broadcast(
-            {
-                "type": "presence.leave",
-                "connection_id": member.connection_id,
-                "user_id": member.user_id,
-            }
-        )
-
-    async def beat(self) -> None:
-        await self.announce("beat", m=[peer.member.to_json() for peer in self.peers.values()])
-
-    def expire(self, now: float) -> None:
-        ttl = self.hub.config.presence_ttl_s
-        for instance, seen in list(self.remote_seen.items()):
-            if now - seen > ttl:
-                log.info("project %s: instance %s expired", self.project_id, instance)
-                self._replace_remote(instance, [])
-                self.remote.pop(instance, None)
-                del self.remote_seen[instance]
-
-
-@dataclass
-class PendingSave:
-    state: EditorState
-    changed_at: float
-    user_id: uuid.UUID
-    project_id: uuid.UUID
+        self.outbox.close(code, reason)
 
 
 @dataclass
@@ -327,8 +101,8 @@ class ProjectHub:
         self.config = config or ProjectHubConfig()
         self.instance_id = broker.instance_id
         self.rooms: dict[uuid.UUID, ProjectRoom] = {}
-        self.pending: dict[tuple[uuid.UUID, uuid.UUID], PendingSave] = {}
         self.stats = HubStats()
+        self.sessions = EditorSessions(store, self.config.save_debounce_s, self.stats)
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
@@ -338,7 +112,7 @@ class ProjectHub:
         self.broker.on_resubscribe(self._after_resubscribe)
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="project-hub-heartbeat"),
-            asyncio.create_task(self._flush_loop(), name="project-hub-flush"),
+            asyncio.create_task(self.sessions.run(), name="project-hub-flush"),
             asyncio.create_task(self._role_loop(), name="project-hub-roles"),
         ]
 
@@ -361,13 +135,13 @@ class ProjectHub:
             _done, slow = await asyncio.wait(leaving, timeout=2.0)
             for waiter in slow:
                 waiter.cancel()
-        await self._flush(force=True)
+        await self.sessions.flush(force=True)
 
     def health(self) -> dict[str, Any]:
         return {
             "projects": len(self.rooms),
             "sockets": sum(len(r.peers) for r in self.rooms.values()),
-            "pending_saves": len(self.pending),
+            "pending_saves": len(self.sessions.pending),
         }
 
     # -- REST-facing -------------------------------------------------------------------
@@ -386,12 +160,15 @@ class ProjectHub:
 
     # -- one socket ---------------------------------------------------------------------
 
-    async def serve(self, project_id: uuid.UUID, channel: TextChannel, who: Identity) -> None:
-        """Run one accepted socket until it closes."""
+    async def serve(
+        self, project_id: uuid.UUID, outbox: Outbox, incoming: AsyncIterator[str | bytes],
+        who: Identity,
+    ) -> None:
+        """Run one accepted socket until it closes (``incoming``: sockets.receive.messages)."""
         if self._closing:
-            await channel.close(GOING_AWAY, "server shutting down")
+            outbox.close(GOING_AWAY, "server shutting down")
             return
-        restored = await self._restore(who.user_id, project_id)
+        restored = await self.sessions.restore(who.user_id, project_id)
         member = Member(
             connection_id=uuid.uuid4().hex,
             user_id=str(who.user_id),
@@ -403,7 +180,7 @@ class ProjectHub:
             else None,
             since=time.time(),
         )
-        peer = Peer(channel, member, self.config.send_queue_max)
+        peer = Peer(outbox, member)
         room = await self._room(project_id)
         hello = {
             "type": "hello",
@@ -419,20 +196,20 @@ class ProjectHub:
         room.peers[member.connection_id] = peer
         self.stats.sockets += 1
         metrics.SOCKETS.inc()
-        peer.writer = asyncio.create_task(peer.run_writer(), name="project-peer-writer")
         room.broadcast(
             {"type": "presence.join", "member": member.to_json()}, exclude=member.connection_id
         )
         await room.announce("join", m=member.to_json())
         try:
-            await self._read(room, peer, who)
+            await self._read(room, peer, who, incoming)
         finally:
             await self._leave(room, peer, who)
 
-    async def _read(self, room: ProjectRoom, peer: Peer, who: Identity) -> None:
-        while not peer.closed:
-            frame = await peer.channel.receive()
-            if frame is None:
+    async def _read(
+        self, room: ProjectRoom, peer: Peer, who: Identity, incoming: AsyncIterator[str | bytes]
+    ) -> None:
+        async for frame in incoming:
+            if peer.closed:
                 return
             self.stats.messages_in += 1
             try:
@@ -451,10 +228,7 @@ class ProjectHub:
             elif isinstance(message, OpenFileMessage):
                 await self._set_file(room, peer, message.file_id)
             elif isinstance(message, EditorState):
-                key = (who.user_id, room.project_id)
-                self.pending[key] = PendingSave(
-                    message, time.monotonic(), who.user_id, room.project_id
-                )
+                self.sessions.changed(who.user_id, room.project_id, message)
                 await self._set_file(room, peer, message.active_file_id)
 
     async def _set_file(self, room: ProjectRoom, peer: Peer, file_id: uuid.UUID | None) -> None:
@@ -473,13 +247,7 @@ class ProjectHub:
         room.peers.pop(connection_id, None)
         self.stats.sockets -= 1
         metrics.SOCKETS.dec()
-        if not peer.closed:
-            peer.closed = True
-            peer.ready.set()
-        if peer.writer is not None:
-            peer.writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await peer.writer
+        await peer.outbox.finish()
         room.broadcast(
             {"type": "presence.leave", "connection_id": connection_id, "user_id": str(who.user_id)}
         )
@@ -487,7 +255,7 @@ class ProjectHub:
             await room.announce("leave", c=connection_id)
         still_here = any(p.member.user_id == str(who.user_id) for p in room.peers.values())
         if not still_here:
-            await self._save_now((who.user_id, room.project_id))
+            await self.sessions.save_now((who.user_id, room.project_id))
         if not room.peers and self.rooms.get(room.project_id) is room:
             del self.rooms[room.project_id]
             await self.broker.unsubscribe(room.channel, room.on_broker)
@@ -502,54 +270,6 @@ class ProjectHub:
         await self.broker.subscribe(room.channel, room.on_broker)
         await room.announce("hello")
         return room
-
-    # -- editor state ------------------------------------------------------------------
-
-    async def _restore(self, user_id: uuid.UUID, project_id: uuid.UUID) -> EditorState | None:
-        pending = self.pending.get((user_id, project_id))
-        if pending is not None:
-            return pending.state
-        try:
-            row = await self.store.load(user_id, project_id)
-        except Exception:
-            log.exception("editor state of user %s project %s not loaded", user_id, project_id)
-            return None
-        if row is None:
-            return None
-        try:
-            return parse_editor_state(row)
-        except ProtocolError:
-            return None
-
-    async def _save_now(self, key: tuple[uuid.UUID, uuid.UUID]) -> None:
-        pending = self.pending.pop(key, None)
-        if pending is None:
-            return
-        try:
-            await self.store.save(pending.user_id, pending.project_id, pending.state.to_json())
-            self.stats.saves += 1
-            metrics.SAVES.labels("ok").inc()
-        except Exception:
-            self.stats.save_failures += 1
-            metrics.SAVES.labels("failed").inc()
-            log.exception("editor state of user %s not saved; retrying", pending.user_id)
-            self.pending.setdefault(key, pending)
-
-    async def _flush(self, *, force: bool) -> None:
-        now = time.monotonic()
-        due = [
-            key
-            for key, p in self.pending.items()
-            if force or now - p.changed_at >= self.config.save_debounce_s
-        ]
-        for key in due:
-            await self._save_now(key)
-
-    async def _flush_loop(self) -> None:
-        interval = max(0.05, self.config.save_debounce_s / 4)
-        while True:
-            await asyncio.sleep(interval)
-            await self._flush(force=False)
 
     # -- access ------------------------------------------------------------------------
 

@@ -67,7 +67,9 @@ class ExecutionConfig:
     # Terminals.
     terminal_idle_timeout_s: float = 300.0
     terminal_scrollback_bytes: int = 256 * 1024
-    terminal_client_queue: int = 256
+    # Unsent bytes one client may hold back (sockets.outbox). At least the transport's
+    # high-water mark (64 KiB): its drain is what resumes a PTY paused for slow clients.
+    terminal_send_buffer_bytes: int = 1024 * 1024
     terminal_command_output_bytes: int = 64 * 1024
     terminal_max_per_project: int = 8
 

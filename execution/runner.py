@@ -1,5 +1,9 @@
 """The execution hub: accepts a run, owns its task, streams its output, stores the record.
 
+Why over 400 lines: one run's lifecycle (queue, slot, workspace, backend, output stream,
+record, events) is one state machine over ``_Live``; the scheduler, backends, workspace and
+status mapping are their own modules.
+
 Lifecycle: ``submit`` stores a ``code_executions`` row (in_queue), puts the run in the fair
 queue (``execution.scheduler``: tenants take turns, per-user and per-project caps) and
 returns it at once with its ``queue_position``; a task owned by the hub waits for its slot
@@ -22,6 +26,7 @@ from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from collab.ports import Documents, ProjectEvents
 from execution import status as st
 from execution.backend import (
     Backend,
@@ -54,6 +59,7 @@ from persistence.environment import (
     EnvironmentVariables,
     ProjectEnvironment,
 )
+from storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 SUBSCRIBER_QUEUE = 1024
@@ -94,21 +100,26 @@ class ExecutionHub:
         self,
         config: ExecutionConfig,
         db: Database,
-        hubs: dict[str, Any],
         backend: Backend | None = None,
         *,
+        documents: Documents | None = None,
+        projects: ProjectEvents | None = None,
+        objects: ObjectStore | None = None,
         variables: EnvironmentVariables | None = None,
         timings: Timings | None = None,
     ) -> None:
         self.config = config
         self.db = db
-        self.hubs = hubs
+        self.documents = documents
+        self.projects = projects
         # The project's development variables go into every run (persistence.environment).
         self.variables = variables
         # Run times per language (performance_metrics).
         self.timings = timings
         self.backend = backend or make_backend(config)
-        self.workspaces = Workspaces(config, db, hubs)
+        self.workspaces = Workspaces(
+            config, db, documents=documents, projects=projects, objects=objects
+        )
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._live: dict[uuid.UUID, _Live] = {}
         self.scheduler = make_scheduler(config)
@@ -174,7 +185,7 @@ class ExecutionHub:
             if file_row["type"] != "file":
                 raise ExecutionError("not_a_file", "a folder cannot be run")
             source_path = file_row["path"].lstrip("/")
-            documents = self.hubs.get("documents")
+            documents = self.documents
             text = await documents.read_text(file_id) if documents is not None else None
             source = text if text is not None else (file_row["content"] or "")
             language = language or _language_for(source_path)
@@ -382,7 +393,7 @@ class ExecutionHub:
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()  # a slow listener loses the oldest output
             queue.put_nowait(event)
-        projects = self.hubs.get("projects")
+        projects = self.projects
         if projects is not None:
             try:
                 await projects.publish(project_id, event)

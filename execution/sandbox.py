@@ -2,6 +2,10 @@
 with rlimits, a wall-clock deadline, a reader-side output cap and a whole-tree stop that
 keeps every process's CPU time in the run's account (``execution.process_tree``).
 
+Why over 400 lines: the bubblewrap command line, its rlimits and the run's supervision
+(deadline, output cap, tree stop) must be read together to check the isolation; the process
+tree and volumes are their own modules.
+
 Limit mechanism: cgroup v2 (``memory.max``/``pids.max``) needs a delegated writable
 subtree; where there is none (this includes hybrid v1 hosts) the limits are rlimits:
 RLIMIT_DATA for memory (RLIMIT_AS breaks Node, the JVM and Go, which reserve large

@@ -8,12 +8,13 @@ row (free, its own, or its lease ran out) and gets the owner back; a viewer only
 Between nodes (broker messages, JSON; each node listens on ``terminal-node:{node}``):
   relay -> owner  ``attach`` (client id, user, may type) | ``in`` (typed text) | ``size``
                   (the smallest of that node's clients) | ``detach`` (client id)
-  owner -> relay  ``term``: what the owner's terminal sends that node, in order: ``hello``
-                  (a client's scrollback; its output starts after it), ``stdout``,
-                  ``disconnect``, or null (the terminal closed) | ``refused`` (an attach)
-On the owner a relaying node is one client of the terminal (``execution.terminal_owner``);
-on the relay each socket keeps its own bounded queue (a slow one is closed with 1013, like
-locally).
+  owner -> relay  in order: ``hello`` (a client's scrollback; its output starts after
+                  it) | ``term`` (one encoded socket frame: stdout, disconnect) |
+                  ``closed`` (the terminal closed for that node, with the close code)
+                  | ``refused`` (an attach)
+On the owner a relaying node is one client of the terminal, whose outbox publishes
+(``execution.terminal_owner``); on the relay each frame is written as it came to each
+local socket's outbox (a socket behind is closed with 1013, like locally).
 
 Death: every node beats on ``terminal-nodes`` every ``beat_s``. A relay that has not heard
 the owner for ``lease_s`` closes that terminal's sockets with 4410 (the shell died with its
@@ -32,17 +33,18 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from collab.broker import Broker
+from broker.interface import Broker
+from execution.config import ExecutionConfig
 from execution.terminal_owner import TerminalHost
-from execution.terminals import SLOW_CLIENT, Client, Message, Terminal, TerminalError, TerminalHub
+from execution.terminals import Client, Terminal, TerminalError, TerminalHub
 from persistence import terminal_owners as owners
 from persistence.db import Database
+from sockets.close_codes import GOING_AWAY, SLOW_CONSUMER, TERMINAL_GONE
+from sockets.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 NODES_CHANNEL = "terminal-nodes"
-TERMINAL_GONE = 4410  # the node running the shell died (server/close_codes.py)
-GOING_AWAY = 1001
 # A node not heard from for this many leases is forgotten (its terminals were closed).
 FORGET_NODE_AFTER = 20
 Key = tuple[uuid.UUID, str]
@@ -60,9 +62,8 @@ class RemoteTerminal:
     owner: str
     ids: dict[Client, str] = field(default_factory=dict)
     ready: set[Client] = field(default_factory=set)
-    hellos: dict[str, asyncio.Future[Message]] = field(default_factory=dict)
+    hellos: dict[str, asyncio.Future[None]] = field(default_factory=dict)
     closed: bool = False
-    reading: bool = True  # the socket's send loop never has to resume anything here
     size: tuple[int, int] | None = None
 
     def client(self, client_id: str) -> Client | None:
@@ -109,11 +110,11 @@ class TerminalRouter:
         if self._beat is not None:
             self._beat.cancel()
             await asyncio.gather(self._beat, return_exceptions=True)
-        await self.host.close(2.0)
+        await self.host.close()
         for remote in list(self.remote.values()):
             for client in list(remote.ids):
                 self._detach_remote(remote, client)
-                _close_client(client, GOING_AWAY)
+                client.outbox.close(GOING_AWAY, "server shutting down")
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -125,6 +126,10 @@ class TerminalRouter:
             with contextlib.suppress(Exception):
                 await self.broker.unsubscribe(channel, handler)
 
+    @property
+    def config(self) -> ExecutionConfig:
+        return self.hub.config
+
     def health(self) -> dict[str, Any]:
         return {"node": self.node, "relayed_terminals": len(self.remote),
                 "relayed_clients": sum(len(r.ids) for r in self.remote.values()),
@@ -133,12 +138,15 @@ class TerminalRouter:
     # -- what sockets call ---------------------------------------------------------------
 
     async def attach(
-        self, project_id: uuid.UUID, name: str, user_id: uuid.UUID, can_write: bool
-    ) -> tuple[AnyTerminal, Client, str]:
+        self, project_id: uuid.UUID, name: str, user_id: uuid.UUID, can_write: bool,
+        outbox: Outbox,
+    ) -> tuple[AnyTerminal, Client]:
+        """Join (or start) the terminal with an accepted socket's ``outbox``: it gets
+        ``["setup", {}]`` and the scrollback first, wherever the shell runs."""
         key = (project_id, name)
         local = self.hub.terminals.get(key)
         if local is not None and not local.closed:
-            return await self.hub.attach(project_id, name, user_id, can_write)
+            return await self.hub.attach(project_id, name, user_id, can_write, outbox)
         if can_write:
             self._claiming.add(key)  # before the claim: the lease renewal keeps its row
         try:
@@ -148,12 +156,12 @@ class TerminalRouter:
                 else:
                     owner = await owners.live_owner(conn, project_id, name)
             if owner is None or owner == self.node:
-                attached = await self.hub.attach(project_id, name, user_id, can_write)
+                attached = await self.hub.attach(project_id, name, user_id, can_write, outbox)
                 self._owned.add(key)
                 return attached
         finally:
             self._claiming.discard(key)
-        return await self._attach_remote(key, owner, user_id, can_write)
+        return await self._attach_remote(key, owner, user_id, can_write, outbox)
 
     def write(self, terminal: AnyTerminal, client: Client, text: str) -> None:
         if isinstance(terminal, Terminal):
@@ -185,34 +193,30 @@ class TerminalRouter:
         else:
             self._detach_remote(terminal, client)
 
-    def client_drained(self, terminal: AnyTerminal) -> None:
-        if isinstance(terminal, Terminal):
-            self.hub.client_drained(terminal)
-
     def disconnect(self, terminal: AnyTerminal, client: Client, code: int) -> None:
         """Stop this client now (its access was revoked): no more input, its socket closes."""
         client.can_write = False
         self.detach(terminal, client)
-        _close_client(client, code)
+        client.outbox.close(code, "access revoked")
 
     # -- the relay side ----------------------------------------------------------------
 
     async def _attach_remote(
-        self, key: Key, owner: str, user_id: uuid.UUID, can_write: bool
-    ) -> tuple[RemoteTerminal, Client, str]:
+        self, key: Key, owner: str, user_id: uuid.UUID, can_write: bool, outbox: Outbox
+    ) -> tuple[RemoteTerminal, Client]:
         remote = self.remote.get(key)
         if remote is None or remote.closed or remote.owner != owner:
             remote = RemoteTerminal(key, owner)
             self.remote[key] = remote
         self.heard.setdefault(owner, time.monotonic())
-        client = Client(user_id, can_write, asyncio.Queue(self.hub.config.terminal_client_queue))
+        client = Client(user_id, can_write, outbox)
         client_id = uuid.uuid4().hex
-        hello: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        hello: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         remote.ids[client] = client_id
         remote.hellos[client_id] = hello
         self._to_owner(remote, "attach", c=client_id, u=str(user_id), w=can_write)
         try:
-            answer = await asyncio.wait_for(hello, self.attach_timeout_s)
+            await asyncio.wait_for(hello, self.attach_timeout_s)
         except TimeoutError:
             self._forget(remote, client, client_id)
             raise TerminalError("owner_unreachable",
@@ -221,7 +225,7 @@ class TerminalRouter:
             self._forget(remote, client, client_id)
             raise
         self.heard[owner] = time.monotonic()
-        return remote, client, str(answer[2]) if answer else ""
+        return remote, client
 
     def _forget(self, remote: RemoteTerminal, client: Client, client_id: str) -> None:
         remote.hellos.pop(client_id, None)
@@ -241,32 +245,40 @@ class TerminalRouter:
                    **body}
         self.broker.publish_nowait(node_channel(remote.owner), json.dumps(message).encode())
 
-    def _from_owner(self, remote: RemoteTerminal, message: Message, code: int | None) -> None:
-        if message is None:
-            remote.closed = True
-            for client in list(remote.ids):
-                _close_client(client, client.closed_code or code or GOING_AWAY)
-            remote.ids.clear()
-            if self.remote.get(remote.key) is remote:
-                del self.remote[remote.key]
+    def _greet(self, remote: RemoteTerminal, client_id: str, replay: str) -> None:
+        """The owner's answer to one attach: that socket's setup and scrollback, written
+        here, before any output that follows the hello on the channel."""
+        hello = remote.hellos.pop(client_id, None)
+        greeted = remote.client(client_id)
+        if hello is None or hello.done() or greeted is None:
             return
-        kind = message[0]
-        if kind == "hello":
-            hello = remote.hellos.pop(str(message[1]), None)
-            greeted = remote.client(str(message[1]))
-            if hello is not None and not hello.done() and greeted is not None:
-                remote.ready.add(greeted)
-                hello.set_result(message)
-        elif kind == "disconnect":
-            for client in list(remote.ids):
-                client.push(message, force=True)
-        else:
-            for client in list(remote.ready):
-                if client.behind:  # this socket falls behind: it reconnects for scrollback
-                    self._detach_remote(remote, client)
-                    _close_client(client, SLOW_CLIENT)
-                else:
-                    client.push(message)
+        greeted.outbox.send_text(json.dumps(["setup", {}]))
+        if replay:
+            greeted.outbox.send_text(json.dumps(["stdout", replay]))
+        remote.ready.add(greeted)
+        hello.set_result(None)
+
+    def _relay_frame(self, remote: RemoteTerminal, text: str) -> None:
+        """One frame of the terminal, encoded by the owner, to every greeted socket here."""
+        for client in list(remote.ready):
+            if client.behind:  # this socket falls behind: it reconnects for scrollback
+                self._detach_remote(remote, client)
+                client.outbox.close(SLOW_CONSUMER, "too slow to keep up")
+            else:
+                client.outbox.send_text(text)
+
+    def _terminal_closed(self, remote: RemoteTerminal, code: int) -> None:
+        remote.closed = True
+        for hello in remote.hellos.values():
+            if not hello.done():
+                hello.set_exception(TerminalError("not_running", "this terminal closed"))
+        remote.hellos.clear()
+        for client in list(remote.ids):
+            client.outbox.close(code, "terminal closed")
+        remote.ids.clear()
+        remote.ready.clear()
+        if self.remote.get(remote.key) is remote:
+            del self.remote[remote.key]
 
     # -- the owner side ----------------------------------------------------------------
 
@@ -279,10 +291,22 @@ class TerminalRouter:
             log.warning("malformed terminal message dropped")
             return
         self.heard[node] = time.monotonic()
-        if kind == "term":
+        try:
+            self._dispatch(kind, node, key, message)
+        except (ValueError, KeyError, TypeError):
+            log.warning("malformed terminal %s message dropped", kind)
+
+    def _dispatch(self, kind: str, node: str, key: Key, message: dict[str, Any]) -> None:
+        if kind in ("term", "hello", "closed"):
             remote = self.remote.get(key)
-            if remote is not None and remote.owner == node:
-                self._from_owner(remote, message.get("m"), message.get("code"))
+            if remote is None or remote.owner != node:
+                return
+            if kind == "term":
+                self._relay_frame(remote, str(message["t"]))
+            elif kind == "hello":
+                self._greet(remote, str(message["c"]), str(message["r"]))
+            else:
+                self._terminal_closed(remote, int(message.get("code") or GOING_AWAY))
         elif kind == "refused":
             remote = self.remote.get(key)
             hello = remote.hellos.pop(str(message["c"]), None) if remote else None
@@ -340,11 +364,8 @@ class TerminalRouter:
                     if not hello.done():
                         hello.set_exception(TerminalError(
                             "owner_unreachable", "the node running this terminal is gone"))
-                for client in list(remote.ids):
-                    client.push(["disconnect", TERMINAL_GONE], force=True)
-                    client.closed_code = TERMINAL_GONE
-                remote.closed = True
-                self._from_owner(remote, None, TERMINAL_GONE)
+                self._relay_frame(remote, json.dumps(["disconnect", TERMINAL_GONE]))
+                self._terminal_closed(remote, TERMINAL_GONE)
         for proxy in self.host.drop_nodes(dead):
             log.warning("terminal %s: relaying node %s is gone", proxy.terminal.key, proxy.node)
 
@@ -357,7 +378,3 @@ class TerminalRouter:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-
-def _close_client(client: Client, code: int) -> None:
-    client.closed_code = client.closed_code or code
-    client.push(None, force=True)

@@ -3,9 +3,14 @@ clients. Members type, viewers watch; the size is the smallest client's; a recon
 client gets the recent scrollback (terminal queries removed); the shell is killed after an
 idle timeout without clients; every command is recorded into ``terminal_sessions``.
 
-Backpressure: each client has a bounded queue. A client that falls behind while others
-keep up is disconnected (1013); when every client is behind, reading the PTY pauses, so
-the program writing (``yes``) blocks in the kernel instead of filling our memory.
+Why over 400 lines: the PTY's input, output, backpressure, recording and shutdown all act on
+one ``Terminal``'s state; the sandbox, shell parsing, masking, volumes and the socket outbox
+are their own modules.
+
+Backpressure: each client is a socket outbox (sockets.outbox), bounded by bytes. A client
+that falls behind while others keep up is disconnected (1013); when every client is
+behind, reading the PTY pauses, so the program writing (``yes``) blocks in the kernel
+instead of filling our memory, and resumes when a client's backlog drains.
 
 Disk: the shell's workdir is the project's size-limited volume (``execution.volumes``),
 held until the shell is gone; past the quota a write fails (loop image) or the writing
@@ -18,6 +23,7 @@ import asyncio
 import codecs
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import struct
@@ -29,6 +35,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+from collab.ports import Documents, ProjectEvents
 from execution.config import ExecutionConfig
 from execution.local import LocalBackend
 from execution.masking import SecretMasker
@@ -47,17 +54,19 @@ from execution.workspace import (
 from persistence import executions as store
 from persistence.db import Database
 from persistence.environment import EnvironmentUnavailable, EnvironmentVariables
+from sockets.close_codes import GOING_AWAY, SLOW_CONSUMER
+from sockets.outbox import Outbox
+from storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 16384
 RC_DIR = "/etc/icreate"
 DEFAULT_ROWS, DEFAULT_COLS = 24, 80
-SLOW_CLIENT = 1013  # try again later: the client may reconnect and get the scrollback
 # Output that may be the start of a secret value waits at most this long for the rest.
 MASK_HOLD_S = 0.05
-# Out: ["stdout", text] | ["disconnect", code] | None (close the socket).
-Message = list[Any] | None
+# Out: ["setup", {}] | ["stdout", text] | ["disconnect", code].
+Message = list[Any]
 
 
 class TerminalError(Exception):
@@ -71,23 +80,12 @@ class TerminalError(Exception):
 class Client:
     user_id: uuid.UUID
     can_write: bool
-    queue: asyncio.Queue[Message]
+    outbox: Outbox
     size: tuple[int, int] | None = None
-    closed_code: int | None = None
 
     @property
     def behind(self) -> bool:
-        return self.queue.full()
-
-    def push(self, message: Message, force: bool = False) -> None:
-        """Queue ``message``; when the queue is full it is dropped, or (``force``) the
-        oldest queued message is."""
-        if self.queue.full():
-            if not force:
-                return
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
-        self.queue.put_nowait(message)
+        return self.outbox.behind
 
 
 @dataclass(eq=False)
@@ -132,17 +130,21 @@ class TerminalHub:
         self,
         config: ExecutionConfig,
         db: Database,
-        hubs: dict[str, Any],
         local: LocalBackend | None = None,
         variables: EnvironmentVariables | None = None,
+        *,
+        documents: Documents | None = None,
+        projects: ProjectEvents | None = None,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.config = config
         self.db = db
-        self.hubs = hubs
         # The shell gets the project's development variables (persistence.environment).
         self.variables = variables
         self.local = local or LocalBackend(config)
-        self.workspaces = Workspaces(config, db, hubs)
+        self.workspaces = Workspaces(
+            config, db, documents=documents, projects=projects, objects=objects
+        )
         self.terminals: dict[tuple[uuid.UUID, str], Terminal] = {}
         self._opening: dict[tuple[uuid.UUID, str], asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -170,7 +172,7 @@ class TerminalHub:
 
     async def close(self) -> None:
         for terminal in list(self.terminals.values()):
-            await self._shutdown(terminal, code=1001)
+            await self._shutdown(terminal, code=GOING_AWAY)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -178,9 +180,11 @@ class TerminalHub:
     # -- attaching ----------------------------------------------------------------------
 
     async def attach(
-        self, project_id: uuid.UUID, name: str, user_id: uuid.UUID, can_write: bool
-    ) -> tuple[Terminal, Client, str]:
-        """Join (or start) the terminal; returns it, the client and the scrollback text."""
+        self, project_id: uuid.UUID, name: str, user_id: uuid.UUID, can_write: bool,
+        outbox: Outbox,
+    ) -> tuple[Terminal, Client]:
+        """Join (or start) the terminal with an accepted socket's ``outbox``: it gets
+        ``["setup", {}]`` and the recent scrollback (terminal queries removed) first."""
         key = (project_id, name)
         async with self._opening.setdefault(key, asyncio.Lock()):
             terminal = self.terminals.get(key)
@@ -192,16 +196,21 @@ class TerminalHub:
                     raise TerminalError("too_many", "too many terminals in this project")
                 terminal = await self._spawn(key, user_id)
                 self.terminals[key] = terminal
-        client = Client(user_id, can_write, asyncio.Queue(self.config.terminal_client_queue))
+        client = Client(user_id, can_write, outbox)
+        outbox.send_text(json.dumps(["setup", {}]))
+        replay = strip_queries("".join(terminal.scrollback))
+        if replay:
+            outbox.send_text(json.dumps(["stdout", replay]))
+        outbox.on_drain(lambda: self._resume(terminal))
         terminal.clients.append(client)
         if terminal.idle_timer is not None:
             terminal.idle_timer.cancel()
             terminal.idle_timer = None
         self._resume(terminal)
-        replay = strip_queries("".join(terminal.scrollback))
-        return terminal, client, replay
+        return terminal, client
 
     def detach(self, terminal: Terminal, client: Client) -> None:
+        client.outbox.on_drain(None)
         if client in terminal.clients:
             terminal.clients.remove(client)
         if terminal.closed:
@@ -370,8 +379,8 @@ class TerminalHub:
         if terminal.mask_timer is not None:
             terminal.mask_timer.cancel()
         for client in list(terminal.clients):
-            self._send(client, ["disconnect", code], force=True)
-            self._send(client, None, force=True)
+            client.outbox.send_text(json.dumps(["disconnect", code]))
+            client.outbox.close(GOING_AWAY, "terminal closed")
         terminal.clients.clear()
         if self.terminals.get(terminal.key) is terminal:
             del self.terminals[terminal.key]
@@ -463,6 +472,7 @@ class TerminalHub:
             terminal.scrollback_len -= len(terminal.scrollback.popleft())
 
     def _broadcast(self, terminal: Terminal, message: Message) -> None:
+        text = json.dumps(message)  # encoded once for every client
         keeping_up = [c for c in terminal.clients if not c.behind]
         for client in list(terminal.clients):
             if client.behind:
@@ -470,17 +480,10 @@ class TerminalHub:
                     # Others keep up: this one is hopeless; it reconnects and gets scrollback.
                     self.slow_clients_closed += 1
                     terminal.clients.remove(client)
-                    client.closed_code = SLOW_CLIENT
-                    self._send(client, None, force=True)
+                    # It reconnects and gets the scrollback.
+                    client.outbox.close(SLOW_CONSUMER, "too slow to keep up")
                 continue
-            self._send(client, message)
-
-    def _send(self, client: Client, message: Message, force: bool = False) -> None:
-        client.push(message, force)
-
-    def client_drained(self, terminal: Terminal) -> None:
-        """A client sent something: if reading was paused for it, read again."""
-        self._resume(terminal)
+            client.outbox.send_text(text)
 
     async def _record(self, terminal: Terminal, record: CommandRecord) -> None:
         user = terminal.last_typist or terminal.owner

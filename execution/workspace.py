@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from collab.ports import Documents, ProjectEvents
 from execution import disk
 from execution.config import ExecutionConfig
 from execution.volumes import WATCH, Volume
@@ -25,11 +26,11 @@ from persistence import executions as store
 from persistence import file_names
 from persistence import files as file_store
 from persistence.db import Database
+from sockets.close_codes import NOT_A_DOCUMENT
 from storage.objects import ObjectStore, is_object_key
 
 log = logging.getLogger(__name__)
 
-NOT_A_DOCUMENT = 4415  # server.close_codes: a binary file is never a CRDT document
 
 
 @dataclass
@@ -50,10 +51,20 @@ class SyncReport:
 
 
 class Workspaces:
-    def __init__(self, config: ExecutionConfig, db: Database, hubs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: ExecutionConfig,
+        db: Database,
+        *,
+        documents: Documents | None = None,
+        projects: ProjectEvents | None = None,
+        objects: ObjectStore | None = None,
+    ) -> None:
         self.config = config
         self.db = db
-        self.hubs = hubs
+        self.documents = documents
+        self.projects = projects
+        self.objects = objects
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
 
     def path(self, project_id: uuid.UUID) -> Path:
@@ -65,7 +76,7 @@ class Workspaces:
     async def materialize(self, project_id: uuid.UUID, uid: int | None) -> Manifest:
         async with self.db.service() as conn:
             rows = await store.workspace_files(conn, project_id)
-        documents = self.hubs.get("documents")
+        documents = self.documents
         contents: list[tuple[str, uuid.UUID, bytes]] = []
         for row in rows:
             if row["type"] != "file" or disk.safe_parts(row["path"]) is None:
@@ -86,7 +97,7 @@ class Workspaces:
         recorded: a file the shell changed since is left alone (it is brought back to the
         project by ``sync_back``, the CRDT merges it there).
         """
-        documents = self.hubs.get("documents")
+        documents = self.documents
         if documents is None:
             return []
         changed: list[tuple[str, uuid.UUID, bytes]] = []
@@ -103,8 +114,8 @@ class Workspaces:
         return await asyncio.to_thread(_refresh_files, root, manifest, changed, uid,
                                        self.config.max_sync_file_bytes)
 
-    async def _content(self, row: dict[str, Any], documents: Any) -> bytes | None:
-        objects: ObjectStore | None = self.hubs.get("objects")
+    async def _content(self, row: dict[str, Any], documents: Documents | None) -> bytes | None:
+        objects = self.objects
         if row["storage_path"] and objects is not None and is_object_key(row["storage_path"]):
             size = await objects.size(row["storage_path"])
             if size is None or size > self.config.max_sync_file_bytes:
@@ -203,7 +214,7 @@ class Workspaces:
     async def _update(
         self, project_id: uuid.UUID, file_id: uuid.UUID, found: disk.Found, user_id: uuid.UUID
     ) -> None:
-        documents = self.hubs.get("documents")
+        documents = self.documents
         if self._inline(found.data):
             text = found.data.decode()
             if documents is not None:
@@ -217,7 +228,7 @@ class Workspaces:
     async def _store_blob(
         self, project_id: uuid.UUID, file_id: uuid.UUID, data: bytes, user_id: uuid.UUID
     ) -> None:
-        objects: ObjectStore | None = self.hubs.get("objects")
+        objects = self.objects
         if objects is not None:
             # Content-addressed, like uploads and git imports (docs/git.md).
             key = (await objects.put_bytes(data)).key
@@ -227,7 +238,7 @@ class Workspaces:
             await asyncio.to_thread(_write_blob, target, data)
         async with self.db.service() as conn:
             await store.set_stored_blob(conn, file_id, key, len(data), user_id)
-        documents = self.hubs.get("documents")
+        documents = self.documents
         if documents is not None:
             await documents.close_file(file_id, NOT_A_DOCUMENT, "the file is now binary")
 
@@ -273,7 +284,7 @@ class Workspaces:
             return await file_store.get_file(conn, file_id)
 
     async def _announce(self, project_id: uuid.UUID, report: SyncReport) -> None:
-        projects = self.hubs.get("projects")
+        projects = self.projects
         if projects is None:
             return
         for row in report.created:

@@ -19,8 +19,7 @@ from typing import Any, Protocol
 from gitsync.merge import OursEntry
 from persistence import git as store
 from persistence.db import Database
-
-NOT_A_DOCUMENT = 4415  # server.close_codes: the file became a stored object
+from sockets.close_codes import NOT_A_DOCUMENT
 
 
 class HubPort(Protocol):

@@ -1,5 +1,8 @@
 """The worker: claims due jobs, runs their handlers, writes what happened.
 
+Why over 400 lines: claiming, leases, retries and stopping share the worker's running set
+and its one loop; job definitions, enqueueing and housekeeping are their own modules.
+
 One ``Worker`` per process (the server runs one inside unless told not to;
 ``python -m server worker`` runs one apart). It owns, all stopped by ``stop()``: a LISTEN
 connection (NOTIFY wakes it within milliseconds of a commit), a small pool for the queue's

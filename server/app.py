@@ -16,7 +16,8 @@ from ai.analysis import Analyses
 from ai.chat import ChatHub
 from ai.edits import AIEdits
 from ai.workspace_keys import WorkspaceAI, WorkspaceUrls
-from collab.broker import Broker, LocalBroker
+from broker.interface import Broker
+from broker.local import LocalBroker
 from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub, ProjectHubConfig
 from execution.local import LocalBackend
@@ -25,7 +26,7 @@ from execution.terminal_relay import TerminalRouter
 from execution.terminals import TerminalHub
 from execution.volumes import ProjectVolumes
 from observability.service import Observability
-from persistence.crypto import load_keyring
+from persistence.crypto import Keyring, load_keyring
 from persistence.db import Database
 from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
@@ -37,6 +38,7 @@ from server.background import all_jobs, build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
 from server.git_wiring import build_git_runtime
 from server.health import healthz, readyz
+from server.lifecycle import Lifecycle
 from server.membership import Membership
 from server.metrics import metrics_route
 from server.oauth.service import OAuthService
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 
 def make_broker(settings: Settings) -> Broker:
     if settings.redis_url:
-        from collab.redis_broker import RedisBroker
+        from broker.redis_broker import RedisBroker
 
         return RedisBroker(settings.redis_url, settings.instance_id, prefix=settings.redis_prefix)
     return LocalBroker(settings.instance_id)
@@ -103,6 +105,82 @@ class App(Starlette):
         await super().__call__(scope, receive, send)
 
 
+async def _start_hubs(
+    settings: Settings, services: Services, parts: Lifecycle, keyring: Keyring
+) -> None:
+    """Build and start every hub; each is on ``services`` once it runs."""
+    db, broker, objects = services.db, services.broker, services.objects
+    observability = services.observability
+    assert observability is not None and objects is not None
+    # One membership-change path: every open socket re-checked on a role change, on
+    # every node, through access:{workspace} on the broker (server/membership.py).
+    membership = Membership(db, broker, fallback_s=settings.collab.membership_fallback_s)
+    await parts.start("membership", membership.start, membership.stop)
+    services.membership = membership
+    # Co-editing: rooms, update log, compaction; stopped after the parts that use it
+    # (flush, 1012 to clients).
+    documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
+    await parts.start("documents", documents.start, documents.stop)
+    services.documents = documents
+    projects = ProjectHub(
+        broker, PostgresEditorSessions(db), ProjectHubConfig.from_collab(settings.collab)
+    )
+    await parts.start("projects", projects.start, projects.close)
+    services.projects = projects
+    # Running code: sandbox or Judge0 runs, owned tasks; cancelled and marked on shutdown.
+    executions = ExecutionHub(
+        settings.execution, db, documents=documents, projects=projects, objects=objects,
+        variables=services.variables, timings=observability.timings,
+    )
+    # The AI chat; an embedded model server starts in the background (see /healthz).
+    urls = settings.integrations
+    workspace_ai = WorkspaceAI(settings.ai, db, keyring, WorkspaceUrls(
+        urls.openai_url, urls.anthropic_url, urls.firecrawl_url, urls.scrape_timeout_s))
+    chat = ChatHub.from_config(
+        db, broker, settings.ai, settings.data_dir, workspace_ai, observability.timings,
+        documents=documents, executions=executions,
+    )
+    await parts.start("chat", chat.start, chat.close)
+    services.chat = chat
+    await parts.start("executions", executions.start, executions.close)
+    services.executions = executions
+    # Shared terminals: PTYs in the same sandbox (and uid per project) as the local runs.
+    local = executions.backend if isinstance(executions.backend, LocalBackend) else None
+    terminals = TerminalHub(
+        settings.execution, db, local, services.variables,
+        documents=documents, projects=projects, objects=objects,
+    )
+    # Any node serves any terminal: the PTY runs on its owner node, the others relay.
+    # Started before the hub so it stops after it: the hub's last messages (each
+    # terminal's close) still reach the relaying nodes.
+    terminal_router = TerminalRouter(terminals, db, broker)
+    await parts.start("terminal_router", terminal_router.start, terminal_router.close)
+    await parts.start("terminals", terminals.start, terminals.close)
+    services.terminals = terminals
+    services.terminal_router = terminal_router
+    # Code analyses: requested here, run as jobs (by this process's worker with the
+    # chat's provider, or by a worker process with its own).
+    analyses = Analyses(db, chat.slot, settings.ai, projects.publish)
+    services.analyses = analyses
+    # AI edits: the assistant as a peer of the document rooms (stopped before them).
+    ai_edits = AIEdits(db, chat.slot, settings.ai, documents, broker, projects.publish,
+                       workspace_ai)
+    await parts.start("ai_edits", ai_edits.start, ai_edits.close)
+    services.ai_edits = ai_edits
+    # Git: connect/import, pull, push (jobs run by this process's worker with its hubs).
+    git = build_git_runtime(settings, db, documents, projects, objects, keyring, services.oauth)
+    parts.on_stop("git", git.git.close)
+    services.git = git
+    # Deleted projects' workdirs and images (projects.cleanup): this process's volumes.
+    disks = local.volumes if local is not None else ProjectVolumes(settings.execution)
+    # Background jobs (housekeeping, git and analyses included), unless workers run apart.
+    if settings.jobs.worker_in_process:
+        worker = build_worker(settings, db, resources=[git, objects, analyses, disks],
+                              errors=observability.errors)
+        await parts.start("jobs", worker.start, worker.stop)
+        services.jobs = worker
+
+
 def create_app(settings: Settings) -> Starlette:
     if not settings.database_url:
         raise ValueError("create_app needs settings.database_url (the CLI starts the embedded one)")
@@ -131,94 +209,26 @@ def create_app(settings: Settings) -> Starlette:
             variables=variables, observability=observability, objects=objects,
         )
         app.state.services = services
-        # Runs and terminals store binary files they create as objects too.
-        services.hubs["objects"] = objects
-        # One membership-change path: every open socket re-checked on a role change, on
-        # every node, through access:{workspace} on the broker (server/membership.py).
-        membership = Membership(db, broker, fallback_s=settings.collab.membership_fallback_s)
-        await membership.start()
-        services.hubs["membership"] = membership
-        # Co-editing: rooms, update log, compaction; stopped first (flush, 1012 to clients).
-        documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
-        await documents.start()
-        services.hubs["documents"] = documents
-        projects = ProjectHub(
-            broker, PostgresEditorSessions(db), ProjectHubConfig.from_collab(settings.collab)
-        )
-        await projects.start()
-        services.hubs["projects"] = projects
-        # The AI chat; an embedded model server starts in the background (see /healthz).
-        urls = settings.integrations
-        workspace_ai = WorkspaceAI(settings.ai, db, keyring, WorkspaceUrls(
-            urls.openai_url, urls.anthropic_url, urls.firecrawl_url, urls.scrape_timeout_s))
-        chat = ChatHub.from_config(
-            db, broker, settings.ai, settings.data_dir, services.hubs, workspace_ai,
-            observability.timings,
-        )
-        await chat.start()
-        services.hubs["chat"] = chat
-        # Running code: sandbox or Judge0 runs, owned tasks; cancelled and marked on shutdown.
-        executions = ExecutionHub(
-            settings.execution, db, services.hubs, variables=variables,
-            timings=observability.timings,
-        )
-        await executions.start()
-        services.hubs["executions"] = executions
-        # Shared terminals: PTYs in the same sandbox (and uid per project) as the local runs.
-        local = executions.backend if isinstance(executions.backend, LocalBackend) else None
-        terminals = TerminalHub(settings.execution, db, services.hubs, local, variables)
-        await terminals.start()
-        services.hubs["terminals"] = terminals
-        # Any node serves any terminal: the PTY runs on its owner node, the others relay.
-        terminal_router = TerminalRouter(terminals, db, broker)
-        await terminal_router.start()
-        services.hubs["terminal_router"] = terminal_router
-        # Code analyses: requested here, run as jobs (by this process's worker with the
-        # chat's provider, or by a worker process with its own).
-        analyses = Analyses(db, chat.slot, settings.ai, projects.publish)
-        services.hubs["analyses"] = analyses
-        # AI edits: the assistant as a peer of the document rooms (stopped before them).
-        ai_edits = AIEdits(db, chat.slot, settings.ai, documents, broker, projects.publish,
-                           workspace_ai)
-        await ai_edits.start()
-        services.hubs["ai_edits"] = ai_edits
-        # Git: connect/import, pull, push (jobs run by this process's worker with its hubs).
-        services.git = build_git_runtime(settings, db, documents, projects, objects, keyring,
-                                         oauth)
-        # Deleted projects' workdirs and images (projects.cleanup): this process's volumes.
-        disks = local.volumes if local is not None else ProjectVolumes(settings.execution)
-        # Background jobs (housekeeping, git and analyses included), unless workers run apart.
-        worker = (
-            build_worker(settings, db,
-                         resources=[services.git, objects, analyses, disks],
-                         errors=observability.errors)
-            if settings.jobs.worker_in_process else None
-        )
-        if worker is not None:
-            await worker.start()
-            services.hubs["jobs"] = worker
-        if len(keyring.key_ids) > 1:
-            # An older key is still configured: move what it encrypted under the newest.
-            async with db.service() as conn:
-                await queue_reencryption(conn, all_jobs(settings))
+        # Every part registers its stop once started: stopped last-started first, each stop
+        # on its own (server/lifecycle.py). The order below is the start order.
+        parts = Lifecycle()
+        parts.on_stop("database", db.close)
+        parts.on_stop("observability", observability.stop)
+        parts.on_stop("broker", broker.close)
+        parts.on_stop("oauth", oauth.close)
+        try:
+            await _start_hubs(settings, services, parts, keyring)
+            if len(keyring.key_ids) > 1:
+                # An older key is still configured: move what it encrypted under the newest.
+                async with db.service() as conn:
+                    await queue_reencryption(conn, all_jobs(settings))
+        except BaseException:
+            await parts.stop_all()
+            raise
         try:
             yield
         finally:
-            if worker is not None:
-                await worker.stop()
-            await terminals.close()
-            await terminal_router.close()
-            await executions.close()
-            await ai_edits.close()
-            await documents.stop()
-            await chat.close()
-            await projects.close()
-            await oauth.close()
-            await membership.stop()
-            await broker.close()
-            services.git.git.close()
-            await observability.stop()
-            await db.close()
+            await parts.stop_all()
 
     app = App(
         # The page mount catches every path, so it stays last.

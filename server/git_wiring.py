@@ -69,7 +69,7 @@ async def worker_git_runtime(settings: Settings, db: Database) -> AsyncIterator[
         log.warning("no REDIS_URL: this worker leaves the git jobs to the servers")
         yield None
         return
-    from collab.redis_broker import RedisBroker
+    from broker.redis_broker import RedisBroker
 
     broker = RedisBroker(settings.redis_url, settings.instance_id, prefix=settings.redis_prefix)
     await broker.start()

@@ -61,14 +61,12 @@ async def healthz(request: Request) -> JSONResponse:
     }
     if not services.broker.healthy:
         failing.append("broker")
-    for name, hub in services.hubs.items():
-        report = getattr(hub, "health", None)
-        if callable(report):
-            part = body[name] = report()
-            if part_failing(part):
-                failing.append(name)
-            elif part.get("state") in STARTING_STATES:
-                starting.append(name)
+    for name, hub in services.health_parts().items():
+        part = body[name] = hub.health()
+        if part_failing(part):
+            failing.append(name)
+        elif part.get("state") in STARTING_STATES:
+            starting.append(name)
     if status == 503:
         body["status"] = "unavailable"
     elif failing:

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from collab.broker import Broker
+from broker.interface import Broker
 from persistence.db import Database
 
 log = logging.getLogger(__name__)

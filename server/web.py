@@ -17,7 +17,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.close_codes import NOT_FOUND
+from sockets.close_codes import NOT_FOUND
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ai.analysis import Analyses
 from ai.registry import provider_slot
-from collab.project_hub import EVENT_TAG
+from collab.project_presence import EVENT_TAG
 from execution.volumes import ProjectVolumes
 from gitsync import jobs as git_jobs
 from jobs import Job

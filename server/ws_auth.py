@@ -1,21 +1,20 @@
 """Authenticating a WebSocket before it is accepted: Origin allow-list, then ``?token=``.
 
-Close codes are named in ``server.close_codes``. A browser always sends ``Origin``; a
+Close codes are named in ``sockets.close_codes``. A browser always sends ``Origin``; a
 non-browser client (Node, CLI) may omit it, which is allowed: hijacking needs a browser.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from server.auth.tokens import Principal, TokenError, verify_access_token
-from server.close_codes import FORBIDDEN, UNAUTHENTICATED
 from server.services import Services
 from server.settings import Settings
+from sockets.close_codes import FORBIDDEN, UNAUTHENTICATED
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +62,3 @@ async def authenticate_raw(
     if principal is None:
         return None
     return websocket, services, principal
-
-
-async def text_messages(websocket: WebSocket) -> AsyncIterator[str | None]:
-    """An accepted socket's messages until the client goes away: text, or None for bytes."""
-    while True:
-        try:
-            message = await websocket.receive()
-        except (WebSocketDisconnect, RuntimeError):
-            return
-        if message["type"] == "websocket.disconnect":
-            return
-        yield message.get("text")

@@ -1,5 +1,9 @@
 """uvicorn's WebSocket protocol plus a direct channel for the sockets that carry the load.
 
+Why over 400 lines: it is one subclass of uvicorn's protocol whose overrides depend on each
+other and on that uvicorn version's internals; splitting them would hide which internals are
+relied on.
+
 Every frame sent through ASGI costs a ``send`` coroutine, an ``Event`` wait, a websockets
 ``Frame`` object, its serialisation and a join, per socket: a document update typed by one
 client and delivered to four others paid that four times, and it was most of the server's
@@ -45,14 +49,14 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import CloseCode
 from websockets.protocol import Protocol, State
 
-from server.close_codes import TOO_LARGE
+from sockets.close_codes import INTERNAL_ERROR, INVALID_DATA, TOO_LARGE
+from sockets.outbox import DIRECT_EXTENSION
 
 try:  # websockets' C unmasking; its pure-Python one where the extension is not built
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
-DIRECT_EXTENSION = "icreate.direct"
 
 _BINARY = 0x82  # FIN + binary
 _TEXT = 0x81  # FIN + text
@@ -185,6 +189,10 @@ class DirectChannel:
         """Start the close handshake now; the ASGI side sees ``websocket.disconnect``."""
         self._protocol.close_direct(code, reason)
 
+    def on_drain(self, callback: Callable[[], None] | None) -> None:
+        """Run ``callback`` when the transport's buffer has drained (``resume_writing``)."""
+        self._protocol.on_drain = callback
+
     @property
     def nothing_queued(self) -> bool:
         """No received message waits in the ASGI queue (safe to switch to a receiver)."""
@@ -212,6 +220,7 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     detached = False
     on_frame: FrameHandler | None = None
     on_lost: Callable[[], None] | None = None
+    on_drain: Callable[[], None] | None = None
     # Frame splitting (see the module docstring): on from the handshake's end while the
     # connection is open; bytes of a frame not yet whole that nobody has parsed; bytes of
     # the current frame still owed to websockets' parser; the largest frame read here.
@@ -366,7 +375,7 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             on_frame(data)
         except Exception:
             self.logger.exception("WebSocket frame handler failed")
-            self.close_direct(1011, "internal error")
+            self.close_direct(INTERNAL_ERROR, "internal error")
 
     def _dispatch(self, data: bytes, text: bool) -> None:
         """One whole message of a detached socket to its handler."""
@@ -380,12 +389,12 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
                 # uvicorn's own check of a text frame's UTF-8 happens on the ASGI path.
                 decoded = data.decode()
             except UnicodeDecodeError:
-                self.close_direct(1007, "invalid UTF-8")
+                self.close_direct(INVALID_DATA, "invalid UTF-8")
                 return
             on_frame(decoded)
         except Exception:
             self.logger.exception("WebSocket frame handler failed")
-            self.close_direct(1011, "internal error")
+            self.close_direct(INTERNAL_ERROR, "internal error")
 
     def detach(self, on_frame: FrameHandler, on_lost: Callable[[], None]) -> bool:
         if self.close_sent or self.disconnected or self.transport.is_closing():
@@ -417,7 +426,17 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         elif self.close_timer is None:
             self.transport.close()
 
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        on_drain = self.on_drain
+        if on_drain is not None:
+            try:
+                on_drain()
+            except Exception:
+                self.logger.exception("WebSocket drain handler failed")
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.on_drain = None
         self.receiver = None
         self.on_frame = None
         on_lost, self.on_lost = self.on_lost, None

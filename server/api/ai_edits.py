@@ -59,7 +59,7 @@ class EditAnswer(BaseModel):
 
 
 def _service(ctx: Ctx) -> AIEdits:
-    edits: AIEdits | None = ctx.hub("ai_edits")
+    edits: AIEdits | None = ctx.services.ai_edits
     if edits is None:
         raise ApiError(503, "ai_unavailable", "AI edits are not available")
     return edits

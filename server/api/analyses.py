@@ -54,7 +54,7 @@ async def _file_text(ctx: Ctx, file_id: uuid.UUID) -> tuple[dict[str, Any], str]
         row = await file_store.get_file(conn, file_id, content=True)
     if row is None:
         raise not_found("no such file")
-    hub = ctx.hub("documents")
+    hub = ctx.services.documents
     live = await hub.read_text(file_id) if hub is not None else None
     return row, live if live is not None else (row["content"] or "")
 
@@ -65,7 +65,7 @@ async def create_analysis(ctx: Ctx) -> JSONResponse | dict[str, Any]:
     access = await require_file(ctx, file_id, "member")
     if access.is_folder or access.is_deleted:
         raise ApiError(422, "not_a_file", "only a file (not deleted) can be analysed")
-    analyses: Analyses | None = ctx.hub("analyses")
+    analyses: Analyses | None = ctx.services.analyses
     if analyses is None:
         raise ApiError(503, "ai_unavailable", "analyses are not available")
     row, text = await _file_text(ctx, file_id)

@@ -17,7 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
-from ai.chat import ChatError, ChatHub, Watcher
+from ai.chat import ChatHub
+from ai.chat_context import ChatError
+from ai.chat_watchers import Watcher
 from server.access import conversation_access
 from server.api.routing import Ctx, Endpoint
 from server.errors import ApiError
@@ -53,7 +55,7 @@ async def post_message(ctx: Ctx) -> Response | dict[str, Any]:
         raise ApiError(404, "not_found", "no such conversation")
     facts = request_facts(ctx.request.scope)
     facts.workspace_id, facts.project_id = access.workspace_id, access.project_id
-    hub: ChatHub | None = ctx.hub("chat")
+    hub: ChatHub | None = ctx.services.chat
     if hub is None:
         raise ApiError(503, "ai_unavailable", "AI provider not available")
     body: ChatMessageCreate = ctx.body

@@ -30,7 +30,7 @@ async def save_file(ctx: Ctx) -> dict[str, Any]:
         raise ApiError(422, "not_a_file", "a folder has no versions")
     if access.is_deleted:
         raise conflict("the file is deleted; restore it first", "file_deleted")
-    hub: DocumentHub | None = ctx.hub("documents")
+    hub: DocumentHub | None = ctx.services.documents
     if hub is None:
         raise ApiError(503, "unavailable", "the document service is not running")
     try:

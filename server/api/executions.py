@@ -79,7 +79,7 @@ ERROR_STATUS = {"file_not_found": 404, "too_many_runs": 429, "sandbox_unavailabl
 
 
 def _hub(ctx: Ctx) -> ExecutionHub:
-    hub = ctx.hub("executions")
+    hub = ctx.services.executions
     if hub is None:
         raise ApiError(503, "unavailable", "code execution is not configured")
     assert isinstance(hub, ExecutionHub)

@@ -19,8 +19,8 @@ from server.api.filetypes import language_of, mime_type_of
 from server.api.guards import require_file, require_project
 from server.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
 from server.api.routing import Ctx, Endpoint
-from server.close_codes import NOT_FOUND
 from server.errors import ApiError, conflict, not_found
+from sockets.close_codes import NOT_FOUND
 
 
 class FileEntry(BaseModel):
@@ -84,7 +84,7 @@ def _file_gone() -> ApiError:
 async def publish(
     ctx: Ctx, project_id: uuid.UUID, kind: str, row: dict[str, Any], **extra: Any
 ) -> None:
-    hub = ctx.hub("projects")
+    hub = ctx.services.projects
     if hub is not None:
         file = FileEntry.model_validate(row).model_dump(mode="json")
         event = {"type": kind, "file": file, **to_jsonable_python(extra)}
@@ -180,7 +180,7 @@ async def get_file(ctx: Ctx) -> dict[str, Any]:
         row = await store.get_file(conn, file_id, content=True)
     if row is None:
         raise not_found("no such file")
-    hub = ctx.hub("documents")
+    hub = ctx.services.documents
     stored = row["storage_path"] is not None
     if hub is not None and row["type"] == "file" and not row["is_deleted"] and not stored:
         live = await hub.read_text(file_id)
@@ -241,7 +241,7 @@ async def upload_content(ctx: Ctx) -> dict[str, Any]:
         raise ApiError(422, "not_a_file", "a folder has no content")
     if access.is_deleted:
         raise _file_gone()
-    hub = ctx.hub("documents")
+    hub = ctx.services.documents
     if access.is_stored:
         if len(body.content.encode()) > ctx.services.settings.storage.max_text_bytes:
             raise ApiError(413, "payload_too_large", "too large for a text document: upload it")
@@ -268,7 +268,7 @@ async def become_text(
     """A stored object becomes a document with ``text`` (the caller checked the role)."""
     async with ctx.db.service() as conn:
         await store.set_text_from_object(conn, file_id, text, mime_type, ctx.user_uuid)
-    hub = ctx.hub("documents")
+    hub = ctx.services.documents
     if hub is not None and hub.live_text(file_id) is not None:
         # A room of the document it was before may still be loaded (it unloads when idle):
         # bring it to the new text, or it would be served and compacted with the old one.
@@ -291,7 +291,7 @@ async def _set_deleted(ctx: Ctx, deleted: bool) -> dict[str, Any]:
         changed = await store.set_deleted(conn, node, deleted, ctx.user_uuid)
         row = await store.get_file(conn, file_id)
     assert row is not None and access.project_id is not None
-    hub = ctx.hub("documents")
+    hub = ctx.services.documents
     if deleted and hub is not None:
         for changed_id in changed:
             await hub.close_file(changed_id, NOT_FOUND, "file deleted")

@@ -50,7 +50,9 @@ async def announce(ctx: Ctx, workspace_id: uuid.UUID, kind: str, user_id: uuid.U
                    role: str | None) -> None:
     """The one membership-change path (server/membership.py): this node's sockets of the
     user are re-checked now, every other node's when ``access:{workspace_id}`` reaches it."""
-    membership: Membership = ctx.services.hubs["membership"]
+    membership: Membership | None = ctx.services.membership
+    if membership is None:
+        raise RuntimeError("membership is not running in this process")
     await membership.announce(workspace_id, user_id, kind, role)
 
 

@@ -78,9 +78,6 @@ class Ctx:
         assert isinstance(value, uuid.UUID)
         return value
 
-    def hub(self, name: str) -> Any:
-        return self.services.hubs.get(name)
-
 
 @dataclass(frozen=True)
 class Endpoint:

@@ -30,9 +30,9 @@ from server.api.files import FileEntry, become_text, publish
 from server.api.filetypes import language_of, mime_type_of
 from server.api.guards import require_file, require_project
 from server.api.routing import Ctx, Endpoint, to_routes
-from server.close_codes import NOT_A_DOCUMENT
 from server.errors import ApiError, conflict, not_found
 from server.middleware import browser_guards
+from sockets.close_codes import NOT_A_DOCUMENT
 from storage.ingest import Received, receive
 from storage.objects import ObjectMissing, ObjectStore, TooLarge
 
@@ -105,7 +105,7 @@ async def _put(
             assert row is not None
             return row, True, folders
     file_id = existing["id"]
-    hub = ctx.hub("documents")
+    hub = ctx.services.documents
     if received.stored is not None:
         # The CRDT tables are the hub's (service-only): written as the service, after the
         # member check above.
@@ -158,7 +158,7 @@ async def download_file(ctx: Ctx) -> Response:
         headers["Content-Length"] = str(reader.size)
         headers["ETag"] = f'"{row["storage_path"].rsplit("/", 1)[-1]}"'
         return StreamingResponse(reader.chunks(), media_type=media_type, headers=headers)
-    hub = ctx.hub("documents")
+    hub = ctx.services.documents
     text = await hub.read_text(file_id) if hub is not None else None
     data = (text if text is not None else row["content"] or "").encode()
     return Response(data, media_type=media_type, headers=headers)

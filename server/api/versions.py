@@ -56,7 +56,7 @@ async def restore_version(ctx: Ctx) -> dict[str, Any]:
     access = await require_file(ctx, file_id, "member")
     if access.is_folder:
         raise ApiError(422, "not_a_file", "a folder has no versions")
-    hub = ctx.hub("documents")
+    hub = ctx.services.documents
     async with ctx.db.as_user(ctx.user_id) as conn:
         node = await store.lock_file(conn, file_id)
         if node is None:

@@ -13,11 +13,8 @@ closed with 1013, never silently skipped. Keepalive pings are uvicorn's
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
-from collections import deque
 from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
@@ -28,191 +25,91 @@ from collab.hub import DocumentHub
 from collab.room import Room
 from collab.store import FileGone
 from server.access import file_access, parse_uuid
-from server.close_codes import (
+from server.membership import Membership
+from server.ws_auth import authenticate_raw, refuse
+from server.ws_transport import DirectChannel
+from sockets.close_codes import (
     BAD_MESSAGE,
     FORBIDDEN,
-    GOING_AWAY,
     INTERNAL_ERROR,
     NOT_A_DOCUMENT,
     NOT_FOUND,
     SLOW_CONSUMER,
     TRY_AGAIN_LATER,
 )
-from server.membership import Membership
-from server.ws_auth import authenticate_raw, refuse
-from server.ws_transport import DirectChannel, direct_channel
+from sockets.outbox import DirectOutbox, QueuedOutbox, direct_channel
 
 log = logging.getLogger(__name__)
 
-WRITER_GRACE_S = 2.0
+class _Identity:
+    """The fields of collab.room's ``Peer`` protocol, set by ``_identify``."""
+
+    __slots__ = ()
+
+    conn_id: str
+    user_id: str
+    workspace_id: uuid.UUID
+    read_only: bool
+    denied_sent: bool
+    awareness_ids: set[int]
 
 
-class _PeerIdentity:
-    """Who is on the socket, as the hub's ``Peer`` protocol describes it."""
-
-    __slots__ = ("awareness_ids", "conn_id", "denied_sent", "read_only", "user_id", "workspace_id")
-
-    def __init__(self, user_id: str, workspace_id: uuid.UUID, read_only: bool) -> None:
-        self.conn_id = uuid.uuid4().hex[:12]
-        self.user_id = user_id
-        self.workspace_id = workspace_id
-        self.read_only = read_only
-        self.denied_sent = False
-        self.awareness_ids: set[int] = set()
+_IDENTITY_SLOTS = ("awareness_ids", "conn_id", "denied_sent", "read_only", "user_id",
+                   "workspace_id")
 
 
-class DirectPeer(_PeerIdentity):
-    """The hub's ``Peer`` over a direct channel: each frame goes to the transport at once.
+def _identify(peer: SocketPeer, user_id: str, workspace_id: uuid.UUID, read_only: bool) -> None:
+    peer.conn_id = uuid.uuid4().hex[:12]
+    peer.user_id = user_id
+    peer.workspace_id = workspace_id
+    peer.read_only = read_only
+    peer.denied_sent = False
+    peer.awareness_ids = set()
 
-    The transport's buffer is the send queue: a socket whose backlog exceeds the bound when
-    another frame is due is closed with 1013 (the close frame follows what is buffered).
-    """
 
-    __slots__ = ("_buffer_max", "_channel", "_closed")
+class DirectPeer(DirectOutbox, _Identity):
+    """The hub's ``Peer`` over a direct channel: each frame goes to the transport at once
+    (``send`` is the outbox's ``send_bytes`` itself: no extra call per delivered update)."""
 
-    def __init__(
-        self,
-        channel: DirectChannel,
-        *,
-        user_id: str,
-        workspace_id: uuid.UUID,
-        read_only: bool,
-        buffer_max: int,
-    ) -> None:
-        super().__init__(user_id, workspace_id, read_only)
-        self._channel = channel
-        self._buffer_max = buffer_max
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed or not self._channel.open
+    __slots__ = _IDENTITY_SLOTS
+    send = DirectOutbox.send_bytes
 
     @property
     def channel(self) -> DirectChannel:
-        return self._channel
-
-    def send(self, frame: bytes) -> None:
-        if self._closed:
-            return
         channel = self._channel
-        if channel.buffered > self._buffer_max:
-            _slow_consumer(self, channel.buffered)
-            return
-        channel.send_bytes(frame)
-
-    def close(self, code: int, reason: str) -> None:
-        if not self._closed:
-            self._closed = True
-            self._channel.close(code, _close_reason(reason))
-
-    async def finish(self) -> None:
-        """Nothing runs on this peer's behalf: sends happened when they were made."""
+        assert isinstance(channel, DirectChannel)
+        return channel
 
 
-class QueuedPeer(_PeerIdentity):
+class QueuedPeer(QueuedOutbox, _Identity):
     """The hub's ``Peer`` over plain ASGI (another server): a bounded queue and a writer."""
 
-    __slots__ = ("_buffer_max", "_close", "_queue", "_queued_bytes", "_send", "_waiter", "writer")
-
-    def __init__(
-        self,
-        send: Send,
-        *,
-        user_id: str,
-        workspace_id: uuid.UUID,
-        read_only: bool,
-        buffer_max: int,
-    ) -> None:
-        super().__init__(user_id, workspace_id, read_only)
-        self._send = send
-        self._queue: deque[bytes] = deque()
-        self._queued_bytes = 0
-        self._buffer_max = buffer_max
-        # The writer's wake-up: a bare future while it waits (lighter than an Event per socket).
-        self._waiter: asyncio.Future[None] | None = None
-        self._close: tuple[int, str] | None = None
-        self.writer: asyncio.Task[None] | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self._close is not None
-
-    def send(self, frame: bytes) -> None:
-        if self._close is not None:
-            return
-        if self._queued_bytes > self._buffer_max:
-            _slow_consumer(self, self._queued_bytes)
-            return
-        self._queue.append(frame)
-        self._queued_bytes += len(frame)
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def close(self, code: int, reason: str) -> None:
-        if self._close is None:
-            self._close = (code, _close_reason(reason))
-            self._queue.clear()
-            self._queued_bytes = 0
-            self._wake()
-
-    def start(self) -> None:
-        self.writer = asyncio.create_task(self._write(), name=f"ws-docs-writer-{self.conn_id}")
-
-    async def _write(self) -> None:
-        send = self._send
-        queue = self._queue
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                if not queue and self._close is None:
-                    self._waiter = loop.create_future()
-                    await self._waiter
-                    self._waiter = None
-                while queue:
-                    frame = queue.popleft()
-                    self._queued_bytes -= len(frame)
-                    await send({"type": "websocket.send", "bytes": frame})
-                if self._close is not None:
-                    code, reason = self._close
-                    await send({"type": "websocket.close", "code": code, "reason": reason})
-                    return
-        except Exception as exc:  # the client went away while we were sending
-            log.debug("writer of %s stopped: %s", self.conn_id, exc)
-            self._close = self._close or (GOING_AWAY, "gone")
-
-    async def finish(self) -> None:
-        """Let the writer flush a pending close, then stop it."""
-        writer = self.writer
-        if writer is None or writer.done():
-            return
-        if self._close is None:
-            writer.cancel()
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(writer), WRITER_GRACE_S)
-            writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+    __slots__ = _IDENTITY_SLOTS
+    send = QueuedOutbox.send_bytes
 
 
 SocketPeer = DirectPeer | QueuedPeer
 
 
-def _close_reason(reason: str) -> str:
-    # A close frame's reason must fit in 123 bytes.
-    return reason.encode("utf-8")[:120].decode("utf-8", "ignore")
+def _open_peer(
+    scope: Scope, send: Send, *, user_id: str, workspace_id: uuid.UUID, read_only: bool,
+    buffer_max: int,
+) -> SocketPeer:
+    channel = direct_channel(scope)
+    peer: SocketPeer
+    if channel is not None:
+        peer = DirectPeer(channel, buffer_max)
+    else:
+        peer = QueuedPeer(send, buffer_max)
+    _identify(peer, user_id, workspace_id, read_only)
+    peer.on_slow = lambda backlog: _slow_consumer(peer, backlog)
+    return peer
 
 
 def _slow_consumer(peer: SocketPeer, backlog: int) -> None:
     log.warning("slow consumer: conn=%s user=%s (%d bytes unsent)",
                 peer.conn_id, peer.user_id, backlog)
     metrics.CLOSES.labels(str(SLOW_CONSUMER)).inc()
-    peer.close(SLOW_CONSUMER, "slow consumer")
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
@@ -241,8 +138,14 @@ class DocumentSocket:
         if access.is_stored:
             await _refuse(websocket, NOT_A_DOCUMENT, "a binary or large file is not a document")
             return
-        hub: DocumentHub = services.hubs["documents"]
-        membership: Membership = services.hubs["membership"]
+        hub: DocumentHub | None = services.documents
+        if hub is None:
+            await _refuse(websocket, TRY_AGAIN_LATER, "documents are not available")
+            return
+        membership: Membership | None = services.membership
+        if membership is None:
+            await _refuse(websocket, TRY_AGAIN_LATER, "membership is not available")
+            return
         await websocket.accept()
         user_id, workspace_id, role = principal.user_id, access.workspace_id, access.role
         read_only, buffer_max = not access.can_write, services.settings.collab.send_buffer_bytes
@@ -250,15 +153,8 @@ class DocumentSocket:
         # (the handshake's headers and the token in the query string are not needed again).
         del websocket, principal, access
         scope["headers"], scope["query_string"] = [], b""
-        channel = direct_channel(scope)
-        peer: SocketPeer
-        if channel is not None:
-            peer = DirectPeer(channel, user_id=user_id, workspace_id=workspace_id,
-                              read_only=read_only, buffer_max=buffer_max)
-        else:
-            peer = QueuedPeer(send, user_id=user_id, workspace_id=workspace_id,
-                              read_only=read_only, buffer_max=buffer_max)
-            peer.start()
+        peer = _open_peer(scope, send, user_id=user_id, workspace_id=workspace_id,
+                          read_only=read_only, buffer_max=buffer_max)
         try:
             room = await hub.join(file_id, peer)
         except FileGone:

@@ -9,46 +9,19 @@ from __future__ import annotations
 import logging
 import uuid
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
-from collab.project_hub import Identity, ProjectHub
+from collab.project_hub import ProjectHub
+from collab.project_presence import Identity
 from server.access import parse_uuid, project_access
-from server.close_codes import FORBIDDEN, NOT_FOUND
 from server.membership import Membership
 from server.services import Services
 from server.ws_auth import authenticate_websocket, refuse
+from sockets.close_codes import FORBIDDEN, NOT_FOUND, TRY_AGAIN_LATER
+from sockets.outbox import open_outbox
+from sockets.receive import messages
 
 log = logging.getLogger(__name__)
-
-
-class StarletteTextChannel:
-    """The hub's ``TextChannel`` over a Starlette WebSocket."""
-
-    def __init__(self, websocket: WebSocket) -> None:
-        self.websocket = websocket
-
-    async def receive(self) -> str | bytes | None:
-        try:
-            message = await self.websocket.receive()
-        except (WebSocketDisconnect, RuntimeError):
-            return None
-        if message["type"] == "websocket.disconnect":
-            return None
-        text = message.get("text")
-        if text is not None:
-            return str(text)
-        data = message.get("bytes")
-        return bytes(data) if data is not None else b""
-
-    async def send_text(self, text: str) -> None:
-        await self.websocket.send_text(text)
-
-    async def close(self, code: int, reason: str) -> None:
-        if self.websocket.application_state == WebSocketState.CONNECTED:
-            try:
-                await self.websocket.close(code, reason)
-            except RuntimeError:
-                pass  # already closing
 
 
 def display_name(claims: dict[str, object]) -> str | None:
@@ -76,7 +49,14 @@ async def project_socket(websocket: WebSocket) -> None:
     if not access.is_member or access.role is None:
         await refuse(websocket, FORBIDDEN, "not a member of this project's workspace")
         return
-    hub: ProjectHub = services.hubs["projects"]
+    hub: ProjectHub | None = services.projects
+    if hub is None:
+        await refuse(websocket, TRY_AGAIN_LATER, "the project channel is not available")
+        return
+    membership: Membership | None = services.membership
+    if membership is None:
+        await refuse(websocket, TRY_AGAIN_LATER, "membership is not available")
+        return
     await websocket.accept()
     who = Identity(
         user_id=uuid.UUID(principal.user_id),
@@ -84,12 +64,14 @@ async def project_socket(websocket: WebSocket) -> None:
         email=principal.email,
         name=display_name(principal.claims),
     )
+    limit = services.settings.collab.send_buffer_bytes
+    outbox = open_outbox(websocket.scope, websocket.send, limit)
     # Membership hook (server/membership.py): on a change the hub re-reads the roles of its
     # sockets once (closing the removed with 4403, updating presence of the others).
-    membership: Membership = services.hubs["membership"]
     ticket = await membership.track(principal.user_id, access.workspace_id, "project",
                                     access.role, lambda _role: hub.check_roles(), once_key=hub)
     try:
-        await hub.serve(project_id, StarletteTextChannel(websocket), who)
+        await hub.serve(project_id, outbox, messages(websocket.receive), who)
     finally:
         membership.release(ticket)
+        await outbox.finish()

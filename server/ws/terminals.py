@@ -12,20 +12,22 @@ demoted one stops typing (server/membership.py).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
 from execution.terminal_relay import AnyTerminal, TerminalRouter
 from execution.terminals import Client, TerminalError
 from server.access import parse_uuid, project_access
-from server.close_codes import (
+from server.membership import Membership
+from server.services import Services
+from server.ws_auth import authenticate_websocket, refuse
+from sockets.close_codes import (
     ACCESS_REVOKED,
     BAD_MESSAGE,
     FORBIDDEN,
@@ -36,13 +38,14 @@ from server.close_codes import (
     TRY_AGAIN_LATER,
     UNAVAILABLE,
 )
-from server.membership import Membership
-from server.services import Services
-from server.ws_auth import authenticate_websocket, refuse, text_messages
+from sockets.outbox import open_outbox
+from sockets.receive import messages
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_FRAME = 64 * 1024
+# The transport's high-water mark: its drain resumes a PTY paused for slow clients.
+MIN_SEND_BUFFER = 64 * 1024
 CLOSE_CODES = {"not_running": NOT_FOUND, "sandbox_unavailable": UNAVAILABLE,
                "owner_unreachable": TERMINAL_GONE}
 
@@ -66,63 +69,60 @@ async def terminal_socket(websocket: WebSocket) -> None:
     if not NAME.match(name):
         await refuse(websocket, BAD_MESSAGE, "bad terminal name")
         return
-    hub: TerminalRouter | None = services.hubs.get("terminal_router")
-    if hub is None:
+    hub: TerminalRouter | None = services.terminal_router
+    membership: Membership | None = services.membership
+    if hub is None or membership is None:
         await refuse(websocket, TRY_AGAIN_LATER, "terminals are not available")
         return
     user_id = uuid.UUID(principal.user_id)
-    try:
-        terminal, client, replay = await hub.attach(project_id, name, user_id, access.can_write)
-    except TerminalError as exc:
-        code = CLOSE_CODES.get(exc.code, TRY_AGAIN_LATER)
-        # A close reason holds at most 123 bytes.
-        reason = exc.message.encode()[:123].decode(errors="ignore")
-        await refuse(websocket, code, reason)
-        return
     await websocket.accept()
-    # Membership hook (server/membership.py): removed -> disconnected, viewer -> read-only.
-    membership: Membership = services.hubs["membership"]
-
-    def follow_role(role: str | None) -> None:
-        if role is None:
-            hub.disconnect(terminal, client, ACCESS_REVOKED)
-        else:
-            client.can_write = role != "viewer"
-
-    ticket = await membership.track(user_id, access.workspace_id, "terminal", access.role,
-                                    follow_role)
-    sender = asyncio.create_task(_send_loop(websocket, hub, terminal, client))
+    limit = max(hub.config.terminal_send_buffer_bytes, MIN_SEND_BUFFER)
+    outbox = open_outbox(websocket.scope, websocket.send, limit)
     try:
-        await websocket.send_text(json.dumps(["setup", {}]))
-        if replay:
-            await websocket.send_text(json.dumps(["stdout", replay]))
-        await _receive_loop(websocket, hub, terminal, client)
+        try:
+            terminal, client = await hub.attach(
+                project_id, name, user_id, access.can_write, outbox
+            )
+        except TerminalError as exc:
+            outbox.close(CLOSE_CODES.get(exc.code, TRY_AGAIN_LATER), exc.message)
+            return
+
+        # Membership hook (server/membership.py): removed -> disconnected, viewer -> read-only.
+        def follow_role(role: str | None) -> None:
+            if role is None:
+                hub.disconnect(terminal, client, ACCESS_REVOKED)
+            else:
+                client.can_write = role != "viewer"
+
+        ticket = await membership.track(user_id, access.workspace_id, "terminal", access.role,
+                                        follow_role)
+        try:
+            await _receive_loop(messages(websocket.receive), hub, terminal, client)
+        finally:
+            membership.release(ticket)
+            hub.detach(terminal, client)
+            outbox.close(GOING_AWAY, "")
     finally:
-        membership.release(ticket)
-        hub.detach(terminal, client)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
-        if websocket.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await websocket.close(client.closed_code or GOING_AWAY)
+        await outbox.finish()
 
 
 async def _receive_loop(
-    websocket: WebSocket, hub: TerminalRouter, terminal: AnyTerminal, client: Client
+    incoming: AsyncIterator[str | bytes], hub: TerminalRouter, terminal: AnyTerminal,
+    client: Client,
 ) -> None:
-    async for text in text_messages(websocket):
-        if text is None:
+    async for text in incoming:
+        if client.outbox.closed:
+            return
+        if not isinstance(text, str):
             continue
         if len(text) > MAX_FRAME:
             # Typed input arrives in keystrokes and pastes; a message this large is refused
             # out loud (never cut or dropped: half a paste run by the shell is worse).
             log.info("terminal %s: input message of %d characters refused", terminal.key,
                      len(text))
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await websocket.close(
-                    TOO_LARGE, f"input message of {len(text)} characters: at most {MAX_FRAME}"
-                )
+            client.outbox.close(
+                TOO_LARGE, f"input message of {len(text)} characters: at most {MAX_FRAME}"
+            )
             return
         try:
             frame: Any = json.loads(text)
@@ -138,21 +138,3 @@ async def _receive_loop(
                 hub.resize(terminal, client, int(frame[1]), int(frame[2]))
             except (TypeError, ValueError):
                 continue
-
-
-async def _send_loop(
-    websocket: WebSocket, hub: TerminalRouter, terminal: AnyTerminal, client: Client
-) -> None:
-    while True:
-        message = await client.queue.get()
-        if message is None:
-            code = client.closed_code or (GOING_AWAY if terminal.closed else 1000)
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await websocket.close(code)
-            return
-        try:
-            await websocket.send_text(json.dumps(message))
-        except (RuntimeError, WebSocketDisconnect, OSError):
-            return
-        if not terminal.reading:
-            hub.client_drained(terminal)

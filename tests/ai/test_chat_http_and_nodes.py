@@ -10,11 +10,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ai.chat import ChatError, ChatHub, Delta, Watcher, coalesce
+from ai.chat import ChatHub
+from ai.chat_context import ChatError
+from ai.chat_watchers import Delta, Watcher, coalesce
 from ai.config import AIConfig
 from ai.sse import SSEParser
-from collab.broker import Broker, LocalBroker, LocalBus
-from collab.redis_broker import RedisBroker
+from broker.interface import Broker
+from broker.local import LocalBroker, LocalBus
+from broker.redis_broker import RedisBroker
 from persistence.db import Database
 from tests.ai.conftest import fake_openai_config
 from tests.ai.helpers import Team, token, wait_for

@@ -61,7 +61,7 @@ async def test_embedded_model_streams_a_reply_in_several_deltas_and_stores_it(
             monkeypatch.setenv(name, value)
         ai = AIConfig(embedded=True, max_output_tokens=24)
         server = await live_server(dataclasses.replace(settings, ai=ai))
-        slot = server.app.state.services.hubs["chat"].slot
+        slot = server.app.state.services.chat.slot
         assert await slot.server.wait_ready(120), slot.health()
         client = await connect(server.ws_url, team.conversation, team.owner)
         await client.ask("Write one short sentence about Python.")
@@ -104,7 +104,7 @@ async def test_embedded_model_edits_the_document_while_a_node_client_types(
     meanwhile loses nothing."""
     ai = AIConfig(embedded=True, max_output_tokens=32)
     server = await live_server(dataclasses.replace(settings, ai=ai))
-    slot = server.app.state.services.hubs["chat"].slot
+    slot = server.app.state.services.chat.slot
     assert await slot.server.wait_ready(120), slot.health()
     head, body, tail = "# start\n", "def add(a, b):\n    return a+b\n", "# end\n"
     async with db.service() as conn:

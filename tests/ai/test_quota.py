@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ai.chat import ChatError, ChatHub
-from collab.broker import LocalBroker, LocalBus
+from ai.chat import ChatHub
+from ai.chat_context import ChatError
+from broker.local import LocalBroker, LocalBus
 from persistence.db import Database
 from tests.ai.conftest import fake_openai_config
 from tests.ai.helpers import Team

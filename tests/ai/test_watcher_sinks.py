@@ -1,4 +1,5 @@
-"""Chat watchers: frames straight to a socket's direct channel, or queued for a writer.
+"""Chat watchers: frames straight to a socket's direct channel, or queued for a writer
+(the socket's outbox either way, sockets.outbox).
 
 Under our uvicorn protocol a conversation socket's watcher writes each frame to the
 transport from the hub's fan-out loop; under a plain ASGI server it falls back to a queue
@@ -13,9 +14,10 @@ import dataclasses
 
 import uvicorn
 
-from ai.chat import Delta, Watcher
+from ai.chat_watchers import Delta, Watcher
 from server.app import create_app
 from server.settings import Settings
+from sockets.outbox import QueuedOutbox
 from tests.ai.conftest import fake_openai_config
 from tests.ai.helpers import Team, connect
 from tests.fakes import openai_server
@@ -61,7 +63,7 @@ async def test_the_socket_watches_through_the_direct_channel(
     await owner.ask("abc?")
     done = await owner.until("done")
     await viewer.until("done")
-    hub = chat_server.app.state.services.hubs["chat"]
+    hub = chat_server.app.state.services.chat
     watchers = hub.rooms[team.conversation].watchers
     assert len(watchers) == 2 and all(w.sink is not None for w in watchers)
     assert owner.events == viewer.events
@@ -88,9 +90,10 @@ async def test_under_plain_asgi_the_socket_falls_back_to_a_writer(
         await client.ask("xy?")
         done = await client.until("done")
         assert client.text(done["message_id"]) == "xy"
-        hub = app.state.services.hubs["chat"]
+        hub = app.state.services.chat
         (watcher,) = hub.rooms[team.conversation].watchers
-        assert watcher.sink is None
+        # The socket's outbox is the queued one: frames wait for its writer task.
+        assert isinstance(watcher.sink, QueuedOutbox)
         await client.send({"type": "ping"})
         assert (await client.until("pong"))["type"] == "pong"
         await client.close()

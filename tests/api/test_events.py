@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from collab.broker import LocalBroker
+from broker.local import LocalBroker
 from tests.api.client import Api
 from tests.support.servers import LiveServer
 

@@ -19,7 +19,7 @@ import pytest
 from collab import protocol
 from collab.room import new_doc
 from persistence.db import Database
-from server.close_codes import FORBIDDEN
+from sockets.close_codes import FORBIDDEN
 from tests.cluster.conftest import ClusterWorld, StartNodes
 from tests.cluster.sockets import (
     Watched,

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from broker.redis_broker import RedisBroker
 from collab import protocol
 from collab.config import CollabConfig
-from collab.redis_broker import RedisBroker
 from server.settings import Settings
 from tests.cluster.conftest import ClusterWorld, StartNodes
 from tests.cluster.node_clients import NodeClients

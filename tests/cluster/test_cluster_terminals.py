@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from server.close_codes import TERMINAL_GONE
+from sockets.close_codes import TERMINAL_GONE
 from tests.cluster.command import start_cluster_command, wait_cluster_ready
 from tests.cluster.conftest import ClusterWorld, StartNodes
 from tests.cluster.ports import consecutive_free_ports

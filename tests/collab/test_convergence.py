@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text, merge_updates
 
+from broker.local import LocalBroker
 from collab import protocol
-from collab.broker import LocalBroker
 from collab.config import CollabConfig
 from collab.hub import DocumentHub
 from collab.store import MemoryStore

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from collab.hub import merge_document
+from collab.merge import merge_document
 from collab.store import Merged
 from persistence.documents import PostgresDocumentStore
 from tests.collab.conftest import DocWorld
@@ -109,7 +109,7 @@ async def _text_is(agent: NodeAgent, expected: str) -> bool:
 
 async def test_compaction_under_concurrent_writes_loses_nothing(world: DocWorld) -> None:
     """Writers append log rows while compactions (as from several processes) run."""
-    from collab.room import build_from_text, new_doc
+    from collab.merge import build_from_text, new_doc
 
     store = PostgresDocumentStore(world.db)
     file_id = await world.new_file("")
@@ -167,7 +167,7 @@ async def test_compaction_keeps_an_append_that_commits_while_it_merges(
     during the merge, is not deleted unmerged (ids are not commit-ordered)."""
     from pycrdt import Text
 
-    from collab.room import apply_all, build_from_text, new_doc
+    from collab.merge import apply_all, build_from_text, new_doc
     from persistence.documents import INSERT_LOG
 
     store = PostgresDocumentStore(world.db)
@@ -244,7 +244,7 @@ async def test_save_endpoint_and_metrics(live_server: StartServer, world: DocWor
 
 
 async def _hub_text_is(server: LiveServer, file_id: uuid.UUID, expected: str) -> bool:
-    hub = server.app.state.services.hubs["documents"]
+    hub = server.app.state.services.documents
     return bool(await hub.read_text(file_id) == expected)
 
 

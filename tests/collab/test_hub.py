@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from broker.local import LocalBroker, LocalBus
 from collab import protocol
-from collab.broker import LocalBroker, LocalBus
 from collab.config import CollabConfig
 from collab.hub import DocumentHub
 from collab.store import FileGone, MemoryStore, StoredDocument
@@ -402,8 +402,7 @@ async def test_gap_repair_between_two_hubs(store: CountingStore) -> None:
 
 def test_merge_handles_log_rows_out_of_causal_order() -> None:
     """Rows from two processes can land in the log out of causal order."""
-    from collab.hub import merge_document
-    from collab.room import build_from_text
+    from collab.merge import build_from_text, merge_document
 
     state, _ = build_from_text("seed")
     clients = [ClientPeer() for _ in range(3)]
@@ -438,12 +437,12 @@ async def test_compaction_merges_what_the_room_holds(hub: DocumentHub,
     memory_before, store_before = compactions("memory"), compactions("store")
     for i in range(5):
         hub.receive(room, peer, peer.edit(len(peer.value()), f" {i}"))
-        await eventually(lambda: not store.files[file_id].log and room.log_since is None)
+        await eventually(lambda: not store.files[file_id].log and room.log.since is None)
     assert store.files[file_id].content == "seed 0 1 2 3 4"
     assert compactions("memory") - memory_before >= 5
     assert compactions("store") == store_before
-    assert room.own_rows == []
-    assert room.stored_state == store.files[file_id].state
+    assert room.stored.own_rows == []
+    assert room.stored.state == store.files[file_id].state
 
 
 async def test_compactions_ride_the_regular_group_commit() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pycrdt import Doc, Text, merge_updates
 
-from collab.room import MERGE_FAN_IN, apply_all, merge_tree, new_doc
+from collab.merge import MERGE_FAN_IN, apply_all, merge_tree, new_doc
 
 
 def _edit_trace(seed: int, edits: int) -> list[bytes]:
@@ -53,7 +53,7 @@ def test_pieces_in_any_order_give_the_same_text() -> None:
 
 
 def test_merge_document_checks_against_the_live_text_or_the_pieces() -> None:
-    from collab.hub import merge_document
+    from collab.merge import merge_document
 
     updates = _edit_trace(7, 300)
     doc, text = new_doc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from collab.broker import LocalBroker
+from broker.local import LocalBroker
 from collab.config import CollabConfig
 from collab.hub import DocumentHub
 from persistence.documents import PostgresDocumentStore

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from collab.hub import merge_document
-from collab.room import build_from_text, new_doc
+from collab.merge import build_from_text, merge_document, new_doc
 from collab.store import DocumentStore, FileGone, MemoryStore
 from persistence.db import Database
 from persistence.documents import PostgresDocumentStore

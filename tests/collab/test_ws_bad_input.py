@@ -14,7 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from collab import protocol
-from collab.room import new_doc
+from collab.merge import new_doc
 from server.auth.tokens import issue_access_token
 from tests.collab.conftest import DocWorld
 from tests.collab.node_agent import NodeAgent, wait_until
@@ -126,7 +126,7 @@ async def test_deleted_file_closes_sockets(live_server: StartServer, world: DocW
     token = world.token(world.owner)
     async with connect(doc_url(server, file_id, token)) as ws:
         await ws.recv()
-        hub = server.app.state.services.hubs["documents"]
+        hub = server.app.state.services.documents
         await hub.close_file(file_id, 4404, "file deleted")
         assert await close_code_after(ws, None) == 4404
 
@@ -143,7 +143,7 @@ async def test_slow_consumer_is_closed(live_server: StartServer, world: DocWorld
     server = await live_server(settings)
     file_id = await world.new_file("")
     token = world.token(world.owner)
-    hub = server.app.state.services.hubs["documents"]
+    hub = server.app.state.services.documents
     async with connect(doc_url(server, file_id, token), max_queue=1) as slow:
         await slow.recv()
         room = hub.rooms[file_id]

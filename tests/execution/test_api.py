@@ -306,7 +306,7 @@ async def test_shutdown_kills_running_code_and_marks_the_run(
             async for raw in resp.content:
                 if b"started" in raw and b"execution.output" in raw:
                     break
-    hub = server.app.state.services.hubs["executions"]
+    hub = server.app.state.services.executions
     uid = hub.backend.sandbox.identity_for(hub.backend.uids.slot(str(world.project))).uid
     started = time.monotonic()
     await server.stop()

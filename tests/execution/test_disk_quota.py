@@ -114,7 +114,7 @@ async def test_a_run_cannot_write_past_the_quota(
         ) as resp:
             assert resp.status == 202, await resp.text()
             run = await resp.json()
-        hub = server.app.state.services.hubs["executions"]
+        hub = server.app.state.services.executions
         assert isinstance(hub, ExecutionHub)
         await hub.wait(uuid.UUID(run["id"]), 30)
         async with session.get(f"{server.url}/api/v1/executions/{run['id']}",
@@ -176,7 +176,7 @@ async def test_a_terminal_cannot_write_past_the_quota_and_stops_when_left(
     # A writer left running in the background while the client goes away.
     await ws.send_str(json.dumps(["stdin", "(while true; do date >> grow.txt; done) &\r"]))
     await asyncio.sleep(0.3)
-    hub = server.app.state.services.hubs["terminals"]
+    hub = server.app.state.services.terminals
     terminal = next(iter(hub.terminals.values()))
     uid = terminal.uid
     await ws.close()

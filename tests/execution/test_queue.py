@@ -126,7 +126,7 @@ async def test_a_newcomer_runs_before_a_flood_and_sees_its_place(
                            headers=flood.headers) as resp:
         assert (await resp.json())["queue_position"] == 2
 
-    hub = server.app.state.services.hubs["executions"]
+    hub = server.app.state.services.executions
     for run in (a1, a2, a3, b1, c1):
         await hub.wait(uuid.UUID(str(run["id"])), 30)
     deadline = time.monotonic() + 10

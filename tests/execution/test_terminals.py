@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from execution.config import ExecutionConfig
-from execution.terminals import TerminalHub
+from execution.terminals import READ_CHUNK, Client, TerminalHub
 from persistence.db import Database
 from server.auth.tokens import issue_access_token
 from server.settings import Settings
@@ -56,7 +56,7 @@ async def world(db: Database) -> World:
 @pytest.fixture
 def term_settings(settings: Settings, exec_config: ExecutionConfig) -> Settings:
     config = dataclasses.replace(exec_config, terminal_idle_timeout_s=0.3,
-                                 terminal_client_queue=32)
+                                 terminal_send_buffer_bytes=256 * 1024)
     return dataclasses.replace(settings, execution=config)
 
 
@@ -112,8 +112,14 @@ async def open_term() -> AsyncIterator[Callable[..., Awaitable[Term]]]:
     await session.close()
 
 
+def within_bound(client: Client, settings: Settings) -> bool:
+    """A client's unsent bytes: at most its bound plus the one frame that crossed it."""
+    frame_max = 6 * READ_CHUNK + 64  # one PTY read, JSON-escaped at worst
+    return client.outbox.buffered <= settings.execution.terminal_send_buffer_bytes + frame_max
+
+
 def hub_of(server: LiveServer) -> TerminalHub:
-    hub = server.app.state.services.hubs["terminals"]
+    hub = server.app.state.services.terminals
     assert isinstance(hub, TerminalHub)
     return hub
 
@@ -301,7 +307,7 @@ async def test_output_flood_neither_grows_memory_nor_stalls_others(
     assert "flood-42-done" in fast.text
     assert received >= 12_000_000
     terminal = hub.terminals[(world.project, "main")]
-    assert all(c.queue.qsize() <= 32 for c in terminal.clients)
+    assert all(within_bound(c, term_settings) for c in terminal.clients)
     assert hub.slow_clients_closed >= 1
     assert terminal.scrollback_len <= term_settings.execution.terminal_scrollback_bytes
     msg = await slow.ws.receive(timeout=10)
@@ -326,7 +332,7 @@ async def test_flood_with_only_a_slow_client_pauses_the_pty(
             break
         await asyncio.sleep(0.05)
     assert terminal.paused_count > 0
-    assert all(c.queue.qsize() <= 32 for c in terminal.clients)
+    assert all(within_bound(c, term_settings) for c in terminal.clients)
     await term.send("stdin", "\x03")
     await term.type("echo stopped-$((2+3))")
     deadline = time.monotonic() + 30
@@ -376,7 +382,7 @@ async def test_a_command_sees_the_editors_latest_text(
     await term.type("cat hello.txt")
     await term.read_until("hello from the project\r\n")
     # An editor changes the file while the shell is open (the room stays loaded).
-    documents = server.app.state.services.hubs["documents"]
+    documents = server.app.state.services.documents
     await documents.write_text(file_id, "edited live in the editor\n", world.owner)
     await term.type("cat hello.txt")
     await term.read_until("edited live in the editor\r\n")

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from collab.broker import LocalBroker, LocalBus
+from broker.local import LocalBroker, LocalBus
 from persistence.db import Database
 from server.membership import Membership
 from tests.support import factories

@@ -119,7 +119,7 @@ async def test_viewers_watch_and_have_presence(
     assert viewer.hello["role"] == "viewer"
     joined = await owner.expect_type("presence.join")
     assert joined["member"]["role"] == "viewer"
-    hub = server.app.state.services.hubs["projects"]
+    hub = server.app.state.services.projects
     await hub.publish(world.project, {"type": "file.created", "file": {"id": world.files[0]}})
     event = await viewer.expect_type("file.created")
     assert event["file"]["id"] == str(world.files[0])
@@ -146,7 +146,7 @@ async def test_editor_state_is_saved_debounced_and_restored_on_reconnect(
         await client.send(state)
     await client.send({"type": "ping"})
     await client.expect_type("pong")
-    hub = server.app.state.services.hubs["projects"]
+    hub = server.app.state.services.projects
     saves_before = hub.stats.saves
     deadline = time.monotonic() + 5
     row = None
@@ -251,7 +251,7 @@ async def test_events_published_by_rest_reach_only_that_project(
     server = await live_server()
     here = await connect(server, world.project, world.member)
     elsewhere = await connect(server, world.other_project, world.member)
-    hub = server.app.state.services.hubs["projects"]
+    hub = server.app.state.services.projects
     with pytest.raises(ValueError):
         await hub.publish(world.project, {"no": "type"})
     await hub.publish(world.project, {"type": "file.renamed", "file": {"id": world.files[0],
@@ -300,7 +300,7 @@ async def test_presence_and_events_cross_nodes_through_redis(
         lambda m: m["type"] == "presence.update" and m["member"]["file_id"] == str(world.files[0])
     )
 
-    await one.app.state.services.hubs["projects"].publish(
+    await one.app.state.services.projects.publish(
         world.project, {"type": "file.created", "file": {"id": world.files[1]}}
     )
     for client in (alice, bob):

@@ -1,5 +1,9 @@
 """Redis pub/sub fan-out between server processes (the cluster ``Broker``).
 
+Why over 400 lines: the reader, the pipelined writer and reconnection share the two
+connections and the subscription set; splitting them would spread one state machine over
+modules.
+
 Wire format: a message on ``prefix + channel`` is the sender's 16-byte instance id
 followed by the payload; a broker drops messages carrying its own id (echoes).
 
@@ -31,8 +35,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from collab import broker_metrics as metrics
-from collab.broker import Handler, ResubscribeCallback
+from broker import metrics
+from broker.interface import Handler, ResubscribeCallback
 
 log = logging.getLogger(__name__)
 

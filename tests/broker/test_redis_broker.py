@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from collab.broker import Broker, LocalBroker, LocalBus
-from collab.redis_broker import RedisBroker, RedisBrokerConfig, sender_id
+from broker.interface import Broker
+from broker.local import LocalBroker, LocalBus
+from broker.redis_broker import RedisBroker, RedisBrokerConfig, sender_id
 from tests.cluster.private_redis import PrivateRedis
 
 Pair = tuple[Broker, Broker]

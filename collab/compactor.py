@@ -1,0 +1,178 @@
+"""The compactor: merges a room's log into its stored state, and writes automatic versions.
+
+Compaction (after ``compact_after_s`` of log age, on unload and on shutdown) merges the
+state and the log rows, plus whatever this node's memory holds that the store lacks,
+verifies the merged state decodes to the same text, and writes state + files.content +
+files.size_bytes. Alone on a file, a node merges what it holds in memory (the state it
+loaded or wrote and the rows it appended) without reading them back; otherwise the store
+reads them under its lock.
+
+Automatic ``file_versions`` rows: at most one per ``version_bucket_s`` per file, only when
+the text changed, ``changed_by`` = the last editor.
+
+Each room's ``StoredState`` is changed only by code in this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from collab import metrics
+from collab.config import CollabConfig
+from collab.merge import merge_document
+from collab.store import Compaction, DocumentStore, FileGone, Merged, StoredDocument
+from collab.update_log import UpdateLog
+
+if TYPE_CHECKING:
+    from collab.room import Room
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 30.0
+# Merges of at most this many bytes of pieces run on the event loop (well under a
+# millisecond); larger ones in a worker thread, where the hop costs less than the stall.
+INLINE_MERGE_BYTES = 64 * 1024
+
+
+@dataclass
+class StoredState:
+    """What the store holds of one room as far as this node knows: the state it loaded or
+    last wrote (and that state's generation), and the log rows it loaded or appended since,
+    (id, update) in id order. Compaction merges these instead of reading them back."""
+
+    state: bytes | None = None
+    generation: int | None = None
+    own_rows: list[tuple[int, bytes]] = field(default_factory=list)
+    # Failed compactions in a row, and when to try again.
+    failures: int = 0
+    retry_at: float = 0.0
+    # The room's log sequence number at its last automatic version, and when it was checked.
+    versioned_seq: int = 0
+    version_checked_at: float = field(default_factory=time.monotonic)
+
+    def loaded(self, stored: StoredDocument) -> None:
+        self.state = stored.state
+        self.generation = stored.generation if stored.state is not None else None
+        if len(stored.update_ids) == len(stored.updates):
+            self.own_rows = list(zip(stored.update_ids, stored.updates, strict=True))
+        else:  # a store that does not say which rows it read: compaction reads them back
+            self.generation = None
+
+    def row_written(self, row_id: int, update: bytes) -> None:
+        """The update log wrote one of this room's updates as row ``row_id``."""
+        self.own_rows.append((row_id, update))
+
+    def merged(self, result: Compaction) -> None:
+        self.state, self.generation = result.state, result.generation
+        merged = set(result.merged_ids)
+        self.own_rows = [row for row in self.own_rows if row[0] not in merged]
+
+
+class Compactor:
+    def __init__(self, store: DocumentStore, config: CollabConfig, updates: UpdateLog) -> None:
+        self.store = store
+        self.config = config
+        self.updates = updates
+        self._locks: dict[object, asyncio.Lock] = {}
+
+    def forget(self, room: Room) -> None:
+        self._locks.pop(room.file_id, None)
+
+    def version_due(self, room: Room, now: float, *, idle: bool = False) -> bool:
+        """The text changed since the last automatic version and its bucket has passed."""
+        stored = room.stored
+        return room.log.seq != stored.versioned_seq and (
+            idle or now - stored.version_checked_at >= self.config.version_bucket_s
+        )
+
+    async def compact(self, room: Room) -> None:
+        lock = self._locks.setdefault(room.file_id, asyncio.Lock())
+        async with lock:
+            # It merges what the log holds: the room's own updates are logged first (the
+            # maintenance tick has usually waited for the group commit that did it).
+            if room.log.unflushed:
+                await self.updates.flush()
+            seq = room.log.seq
+            started = time.perf_counter()
+            live_text = room.read_text()
+            result = await self._compact_from_memory(room, live_text)
+            if result is not None:
+                metrics.COMPACTIONS.labels("memory").inc()
+            else:
+                live, live_text = room.doc.get_update(), room.read_text()
+                result = await self.store.compact(
+                    room.file_id,
+                    lambda state, updates: merge_document(state, updates, live, live_text),
+                    editor=room.log.last_editor,
+                )
+                metrics.COMPACTIONS.labels("store").inc()
+            metrics.COMPACTION_SECONDS.observe(time.perf_counter() - started)
+            if result is None:
+                return
+            metrics.COMPACTION_BYTES.observe(result.state_bytes)
+            room.size = result.state_bytes
+            room.stored.merged(result)
+            room.log.compacted(seq)
+
+    async def _compact_from_memory(self, room: Room, live_text: str) -> Compaction | None:
+        """Merge the state and log rows this process holds, without reading them back.
+
+        The same merge (and check) as a compaction from the store, of the same pieces: the
+        store writes it only if its state is still the one merged and it has no log rows
+        but this process's. None when it is not (another process wrote), or nothing is known.
+        """
+        state, generation = room.stored.state, room.stored.generation
+        if state is None or generation is None:
+            return None
+        rows = list(room.stored.own_rows)
+        updates = [update for _, update in rows]
+
+        def merge() -> Merged:
+            # Exactly the stored pieces: the live document would only add what is still to
+            # be logged (or arrived from other processes), and a third of the merge's work.
+            # Its text is the check: equal unless an update arrived since the flush.
+            return merge_document(state, updates, None, live_text)
+
+        if len(state) + sum(map(len, updates)) <= INLINE_MERGE_BYTES:
+            merged = merge()
+        else:
+            merged = await asyncio.to_thread(merge)
+        return await self.store.compact_live(
+            room.file_id, merged, generation=generation,
+            own_ids=[row_id for row_id, _ in room.stored.own_rows],
+            delete_ids=[row_id for row_id, _ in rows], editor=room.log.last_editor,
+        )
+
+    async def try_compact(self, room: Room, now: float) -> bool:
+        """Compact; on failure keep the room and retry later with capped backoff."""
+        stored = room.stored
+        try:
+            await self.compact(room)
+        except Exception as exc:
+            stored.failures += 1
+            stored.retry_at = now + min(MAX_BACKOFF_S, 0.2 * 2**stored.failures)
+            metrics.COMPACTION_FAILURES.inc()
+            log.warning("compaction of %s failed (attempt %d, room kept): %s",
+                        room.file_id, stored.failures, exc)
+            return False
+        stored.failures = 0
+        return True
+
+    async def auto_version(self, room: Room, now: float) -> None:
+        stored = room.stored
+        stored.version_checked_at = now
+        seq = room.log.seq
+        if seq == stored.versioned_seq:
+            return
+        stored.versioned_seq = seq
+        try:
+            await self.store.save_version(
+                room.file_id, room.read_text(), room.log.last_editor, None,
+                auto_bucket_s=self.config.version_bucket_s,
+            )
+        except FileGone:
+            return
