@@ -140,3 +140,30 @@ async def test_the_owner_forgets_the_clients_of_a_relaying_node_that_died(
         await local.type("echo still-$((3+4))")
         await local.wait_for("still-7")
         await local.close()
+
+
+async def test_each_socket_on_a_relaying_node_is_greeted_once_with_its_scrollback(
+    start_nodes: StartNodes, cluster_world: ClusterWorld, exec_root: Path
+) -> None:
+    """The owner's outbox for a node is shared by that node's sockets: a second socket's
+    setup and scrollback must reach it alone, and output after it reaches both once."""
+    world = cluster_world
+    a, b = await start_two_nodes(start_nodes, exec_root)
+    async with aiohttp.ClientSession() as session:
+        local = await open_terminal(session, a.ws_url, world.project, world.owner)
+        first = await open_terminal(session, b.ws_url, world.project, world.member)
+        await local.type("echo before-$((5*5))")
+        await first.wait_for("before-25")
+        second = await open_terminal(session, b.ws_url, world.project, world.owner)
+        await second.wait_for("before-25")  # its scrollback
+        await local.type("echo after-$((6*6))")
+        await first.wait_for("after-36")
+        await second.wait_for("after-36")
+        for socket in (first, second):
+            setups = [f for f in socket.frames if json.loads(f)[0] == "setup"]
+            assert len(setups) == 1, socket.frames
+            assert socket.text.count("after-36") == 1, socket.text
+        # The first socket saw "before-25" once live, never again as the second's scrollback.
+        assert first.text.count("before-25") == 1, first.text
+        for socket in (local, first, second):
+            await socket.close()
