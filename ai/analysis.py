@@ -47,10 +47,12 @@ Publish = Callable[[uuid.UUID, dict[str, Any]], Awaitable[None]]
 
 
 class AnalysisError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # Beside code and message (quota_exceeded: resource, limit, used, plan).
+        self.extra = extra
 
 
 class AnalysisInput(BaseModel):
@@ -152,7 +154,8 @@ class Analyses:
                     model=model, tokens=reserve, stale_after_s=self.config.stale_job_s,
                 )
             except metering.QuotaExceeded as exc:
-                raise AnalysisError(exc.code, exc.message) from None
+                raise AnalysisError(exc.code, exc.message, resource="ai_tokens", limit=exc.limit,
+                                 used=exc.used, plan=exc.plan) from None
             payload = AnalysisInput(
                 ai_job_id=reserved.job_id, project_id=project_id,
                 workspace_id=reserved.workspace_id, user_id=user_id, file_id=file_id,

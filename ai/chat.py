@@ -372,6 +372,7 @@ class ChatHub:
                 raise ChatError(
                     "quota_exceeded",
                     f"your plan's AI allowance for this month is used up ({used}/{limit} tokens)",
+                    resource="ai_tokens", limit=limit, used=used, plan=checks.plan,
                 )
             # The workspace's own key, if it has one; else the server's provider.
             provider = (
@@ -423,8 +424,10 @@ class ChatHub:
             except store.AllowanceExhausted as exc:
                 raise ChatError(
                     "quota_exceeded",
-                    "your plan's AI allowance for this month is used up or taken by replies "
-                    f"still running ({exc.committed}/{exc.limit} tokens)",
+                    "your plan's AI allowance for this month cannot hold this reply "
+                    f"({exc.committed} of {exc.limit} tokens used or reserved by replies still "
+                    f"running, {reserve} needed)",
+                    resource="ai_tokens", limit=exc.limit, used=exc.committed, plan=exc.plan,
                 ) from None
         reply = Reply(placeholder, conversation=conversation, user_id=user_id, job_id=job_id,
                       prompt_tokens=prompt.tokens, started=time.monotonic(),

@@ -26,10 +26,12 @@ from persistence.db import Database
 class ChatError(Exception):
     """A refused request, answered to the sender only: ``{"type":"error", code, message}``."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # Beside code and message (quota_exceeded: resource, limit, used, plan of the payer).
+        self.extra = extra
 
 
 @dataclass(frozen=True)

@@ -54,10 +54,12 @@ Publish = Callable[[uuid.UUID, dict[str, Any]], Awaitable[None]]
 
 
 class EditError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # Beside code and message (quota_exceeded: resource, limit, used, plan).
+        self.extra = extra
 
 
 class DocumentPeers(Protocol):
@@ -233,7 +235,8 @@ class AIEdits:
                         raise EditError(
                             "busy", "the assistant is already editing this file") from None
                 except metering.QuotaExceeded as exc:
-                    raise EditError(exc.code, exc.message) from None
+                    raise EditError(exc.code, exc.message, resource="ai_tokens",
+                                    limit=exc.limit, used=exc.used, plan=exc.plan) from None
         return Edit(reserved.job_id, file["id"], file["project_id"], workspace_id, user_id,
                     user_name, peer, room, selection or (0, 0), instruction, source, model)
 

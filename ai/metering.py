@@ -21,9 +21,13 @@ from persistence import ai_jobs as jobs_store
 class QuotaExceeded(Exception):
     code = "quota_exceeded"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, limit: int = 0, used: int = 0,
+                 plan: str = "free") -> None:
         super().__init__(message)
         self.message = message
+        self.limit = limit
+        self.used = used
+        self.plan = plan
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,8 @@ async def reserve(
 ) -> Reserved:
     """Check the allowance and insert the ai_jobs row holding ``tokens``, atomically.
 
-    ``QuotaExceeded`` when the month's usage plus running reservations reach the limit;
+    ``QuotaExceeded`` when the month's usage plus running reservations plus ``tokens``
+    exceed the payer's limit (the workspace owner's plan);
     ``persistence.ai_jobs.ActiveEditExists`` from the job's own unique rules.
     """
     found = await jobs_store.allowance(conn, project_id, user_id)
@@ -49,15 +54,17 @@ async def reserve(
     workspace_id, limit, used = found
     if limit is not None and used >= limit:
         raise QuotaExceeded(
-            f"your plan's AI allowance for this month is used up ({used}/{limit} tokens)")
+            f"your plan's AI allowance for this month is used up ({used}/{limit} tokens)",
+            limit=limit, used=used)
     async with conn.transaction():
         if limit is not None:
             try:
-                await store.check_allowance(conn, user_id, limit, stale_after_s)
+                await store.check_allowance(conn, project_id, tokens, stale_after_s)
             except store.AllowanceExhausted as exc:
                 raise QuotaExceeded(
-                    "your plan's AI allowance for this month is used up or taken by work "
-                    f"still running ({exc.committed}/{exc.limit} tokens)") from None
+                    "your plan's AI allowance for this month cannot hold this request "
+                    f"({exc.committed} of {exc.limit} tokens used or reserved, {tokens} asked)",
+                    limit=exc.limit, used=exc.committed, plan=exc.plan) from None
         job_id = await jobs_store.insert_job(
             conn, user_id=user_id, project_id=project_id, job_type=job_type, status=status,
             job_input=job_input, reserve_tokens=tokens, model=model, job_id=job_id,

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from billing import limits as billing_limits
 from collab.ports import Documents, ProjectEvents
 from execution import status as st
 from execution.backend import (
@@ -205,6 +206,9 @@ class ExecutionHub:
             )
         environment = await self._environment(project_id)
         async with self.db.service() as conn:
+            if project_id is not None:
+                # The payer's monthly runs, taken in the transaction that records this one.
+                await billing_limits.take_for_project(conn, project_id, "executions")
             row = await store.create_execution(
                 conn, user_id=user_id, project_id=project_id, file_id=file_id,
                 language=language, source=source, stdin=stdin,

@@ -310,6 +310,26 @@ class Sandbox:
                     with contextlib.suppress(OSError):
                         pipe.close()
 
+    # -- long-lived services (previews) -------------------------------------------------
+
+    def spawn_service(
+        self,
+        command: Sequence[str],
+        *,
+        binds: Sequence[Bind],
+        limits: Limits,
+        identity: Identity,
+        env: dict[str, str],
+    ) -> subprocess.Popen[bytes]:
+        """A server in its own network namespace (only loopback, no ``--share-net``),
+        output on pipes; the caller reaps it (``ProcessReaper``) and stops it with
+        ``stop_sandbox``."""
+        with environment_pipe(env) as env_fd:  # secrets never on the command line
+            argv = self.argv([INIT, "0", *command], binds=binds, env_fd=env_fd, as_pid_1=True)
+            return _spawn(argv, identity, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, preexec=_rlimit_setter(limits),
+                          pass_fds=(env_fd,))
+
     # -- terminals ----------------------------------------------------------------------
 
     def spawn_tty(

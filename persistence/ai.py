@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from billing import limits as billing_limits
+
 MESSAGE_COLUMNS = "id, conversation_id, role, content, metadata, tokens_used, model, created_at"
 
 FINISH_MESSAGE = f"""
@@ -34,20 +36,16 @@ INSERT_AI_TOKENS_USAGE = """
 insert into public.usage_records (user_id, workspace_id, resource_type, amount, unit, metadata)
 values ($1, $2, 'ai_tokens', $3, 'tokens', $4)
 """
-# The plan limits of user $2 (subscription, else free) and their tokens used this UTC month.
+# The plan limits of the payer of project p's workspace (its owner: billing_plan_of, grace and
+# period end included) and the AI tokens recorded in the payer's workspaces this UTC month.
+# (The callers' $2 is the requester; the allowance is the payer's, so $2 is only typed here.)
 PLAN_COLUMNS = """
-  (select sp.limits
-   from public.subscriptions s
-   join public.customers cu on cu.id = s.customer_id
-   join public.subscription_plans sp on sp.id = s.plan_id
-   where cu.user_id = $2 and s.status in ('active', 'trialing') and s.current_period_end > now()
-   order by s.current_period_end desc
-   limit 1) as plan_limits,
-  (select limits from public.subscription_plans where slug = 'free') as free_limits,
-  (select coalesce(sum(u.amount), 0)::bigint from public.usage_records u
-   where u.user_id = $2 and u.resource_type = 'ai_tokens'
-     and u.recorded_at >= date_trunc('month', now() at time zone 'utc') at time zone 'utc'
-  ) as used"""
+  (select bp.limits from public.workspaces w, public.billing_plan_of(w.owner_id) bp
+   where w.id = p.workspace_id) as plan_limits,
+  (select bp.slug from public.workspaces w, public.billing_plan_of(w.owner_id) bp
+   where w.id = p.workspace_id) as plan_slug,
+  (select public.billing_used(w.owner_id, 'ai_tokens_recorded') from public.workspaces w
+   where w.id = p.workspace_id and $2::uuid is not null) as used"""
 # Everything read before a reply, in one round trip: the conversation, the user's plan
 # limits and usage (PLAN_COLUMNS), and the latest messages (oldest first; empty
 # placeholders of failed replies skipped) for the prompt.
@@ -92,22 +90,12 @@ union all
 select (select id from job), 1, answer.* from answer
 order by position
 """
-# Serialises the allowance check and the job insert of one user across every process.
-LOCK_AI_ALLOWANCE = (
-    "select pg_advisory_xact_lock(hashtextextended('ai_tokens:' || $1::uuid::text, 0))"
-)
-# What the user's allowance is already committed to: this UTC month's ai_tokens usage plus
-# the reservations of their AI jobs (chat replies, analyses, edits) still pending or running
-# (younger than the stale limit: an older one's process died). Run after LOCK_AI_ALLOWANCE,
-# in its own statement, so that its snapshot includes the job of whoever held the lock before.
-SELECT_AI_TOKENS_COMMITTED = """
-select
-  (select coalesce(sum(u.amount), 0)::bigint from public.usage_records u
-   where u.user_id = $1 and u.resource_type = 'ai_tokens'
-     and u.recorded_at >= date_trunc('month', now() at time zone 'utc') at time zone 'utc')
-  + (select coalesce(sum(j.reserved_tokens), 0)::bigint from public.ai_jobs j
-     where j.user_id = $1 and j.status in ('pending', 'running')
-       and j.created_at > now() - make_interval(secs => $2))
+# Takes a reservation of the payer's monthly AI allowance (billing_take: the payer's lock,
+# recorded usage plus running reservations plus this one must fit the limit), in the caller's
+# transaction, before the job holding the reservation is inserted.
+TAKE_AI_TOKENS = """
+select public.billing_take((select workspace_id from public.projects where id = $1),
+                           'ai_tokens', $2, $3)
 """
 SELECT_FILE = """
 select id, project_id, path, name, language, type, is_deleted, content
@@ -120,12 +108,14 @@ class ActiveJobExists(Exception):
 
 
 class AllowanceExhausted(Exception):
-    """The user's monthly AI allowance is used up or reserved by their running replies."""
+    """The payer's monthly AI allowance cannot hold this reservation: used up or reserved by
+    work still running."""
 
-    def __init__(self, committed: int, limit: int) -> None:
+    def __init__(self, committed: int, limit: int, plan: str = "free") -> None:
         super().__init__(f"{committed}/{limit} tokens")
         self.committed = committed
         self.limit = limit
+        self.plan = plan
 
 
 @dataclass(frozen=True)
@@ -167,6 +157,7 @@ class ReplyChecks:
     conversation: ConversationInfo
     ai_token_limit: int | None  # None: unlimited
     ai_tokens_used: int
+    plan: str
     history: list[tuple[str, str]]  # (role, content), oldest first
 
 
@@ -176,12 +167,12 @@ async def reply_checks(
     row = await conn.fetchrow(SELECT_REPLY_CHECKS, conversation_id, user_id, history)
     if row is None:
         return None
-    limits = row["plan_limits"] if row["plan_limits"] is not None else row["free_limits"]
     return ReplyChecks(
         ConversationInfo(row["id"], row["project_id"], row["workspace_id"],
                          bool(row["is_archived"])),
-        _ai_token_limit(limits),
-        int(row["used"]),
+        _ai_token_limit(row["plan_limits"]),
+        int(row["used"] or 0),
+        str(row["plan_slug"]),
         [(str(item["role"]), str(item["content"])) for item in row["history"]],
     )
 
@@ -202,8 +193,8 @@ async def start_reply(
     """(job id, user message, assistant placeholder); ``ActiveJobExists`` when busy.
 
     With a ``token_limit``, the allowance check and the job (which reserves
-    ``reserve_tokens``) are one transaction under the user's lock: ``AllowanceExhausted``
-    when this month's usage plus the reservations of running replies reach the limit.
+    ``reserve_tokens``) are one transaction under the payer's lock: ``AllowanceExhausted``
+    when this month's usage plus running reservations plus this one exceed the limit.
     A job older than ``stale_after_s`` (its process died) is expired and the insert retried.
     """
     args = (user_id, conversation.project_id, conversation.id, job_input, content,
@@ -214,7 +205,8 @@ async def start_reply(
                 rows = await conn.fetch(INSERT_REPLY_START, *args)
             else:
                 async with conn.transaction():
-                    await check_allowance(conn, user_id, token_limit, stale_after_s)
+                    await check_allowance(conn, conversation.project_id, reserve_tokens,
+                                          stale_after_s)
                     rows = await conn.fetch(INSERT_REPLY_START, *args)
             return rows[0]["job_id"], message_dict(rows[0]), message_dict(rows[1])
         except asyncpg.UniqueViolationError as exc:
@@ -225,15 +217,18 @@ async def start_reply(
 
 
 async def check_allowance(
-    conn: asyncpg.Connection, user_id: uuid.UUID, token_limit: int, stale_after_s: float
+    conn: asyncpg.Connection, project_id: uuid.UUID, reserve_tokens: int, stale_after_s: float
 ) -> None:
-    """In the caller's transaction: take the user's allowance lock and raise
-    ``AllowanceExhausted`` when usage plus running reservations reach ``token_limit``. The
-    job that reserves is inserted in the same transaction, after this."""
-    await conn.execute(LOCK_AI_ALLOWANCE, user_id)
-    committed = await conn.fetchval(SELECT_AI_TOKENS_COMMITTED, user_id, stale_after_s)
-    if committed >= token_limit:
-        raise AllowanceExhausted(int(committed), token_limit)
+    """In the caller's transaction: take ``reserve_tokens`` of the allowance of the project's
+    payer (their lock, held to the end of the transaction) or raise ``AllowanceExhausted``.
+    The job that holds the reservation is inserted in the same transaction, after this."""
+    try:
+        await conn.fetchval(TAKE_AI_TOKENS, project_id, reserve_tokens, stale_after_s)
+    except asyncpg.PostgresError as exc:
+        reached = billing_limits.from_database(exc)
+        if reached is None:
+            raise
+        raise AllowanceExhausted(reached.used, reached.limit, reached.plan) from None
 
 
 async def finish_job(

@@ -50,8 +50,7 @@ async def allowance(
     row = await conn.fetchrow(SELECT_ALLOWANCE, project_id, user_id)
     if row is None:
         return None
-    limits = row["plan_limits"] if row["plan_limits"] is not None else row["free_limits"]
-    return row["workspace_id"], _ai_token_limit(limits), int(row["used"])
+    return row["workspace_id"], _ai_token_limit(row["plan_limits"]), int(row["used"] or 0)
 
 
 async def insert_job(

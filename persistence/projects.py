@@ -27,7 +27,6 @@ limit $4
 """
 # Opening a project is a read, so viewers do it too: the service records it after the
 # caller's read access was checked.
-TOUCH_PROJECT = "update public.projects set last_accessed_at = now() where id = $1"
 UPDATABLE_PROJECT_FIELDS = (
     "name",
     "slug",
@@ -75,10 +74,6 @@ async def list_projects(
     key, last_id = after if after else (None, None)
     rows = await conn.fetch(LIST_PROJECTS, workspace_id, key, last_id, limit)
     return [dict(r) for r in rows]
-
-
-async def touch_project(conn: asyncpg.Connection, project_id: uuid.UUID) -> None:
-    await conn.execute(TOUCH_PROJECT, project_id)
 
 
 async def update_project(

@@ -16,6 +16,7 @@ from ai.analysis import Analyses
 from ai.chat import ChatHub
 from ai.edits import AIEdits
 from ai.workspace_keys import WorkspaceAI, WorkspaceUrls
+from billing.events import BillingRuntime
 from broker.interface import Broker
 from broker.local import LocalBroker
 from collab.hub import DocumentHub
@@ -43,6 +44,7 @@ from server.membership import Membership
 from server.metrics import metrics_route
 from server.oauth.service import OAuthService
 from server.observe import RequestObserver
+from server.preview_wiring import start_previews
 from server.secret_jobs import queue_reencryption
 from server.services import Services
 from server.settings import Settings
@@ -158,6 +160,13 @@ async def _start_hubs(
     await parts.start("terminals", terminals.start, terminals.close)
     services.terminals = terminals
     services.terminal_router = terminal_router
+    # Previews and deployments: the preview origin (a second listener of this process)
+    # and the runtime the deployment jobs use (docs/deployments.md).
+    previews = await start_previews(settings, db, local, projects.publish, keyring,
+                                    documents=documents, objects=objects)
+    if previews is not None:
+        parts.on_stop("previews", previews.close)
+        services.previews = previews
     # Code analyses: requested here, run as jobs (by this process's worker with the
     # chat's provider, or by a worker process with its own).
     analyses = Analyses(db, chat.slot, settings.ai, projects.publish)
@@ -173,9 +182,16 @@ async def _start_hubs(
     services.git = git
     # Deleted projects' workdirs and images (projects.cleanup): this process's volumes.
     disks = local.volumes if local is not None else ProjectVolumes(settings.execution)
-    # Background jobs (housekeeping, git and analyses included), unless workers run apart.
+    # Stripe: checkout and portal requests, and the jobs that process its webhooks.
+    billing = BillingRuntime.from_config(settings.billing)
+    if billing is not None:
+        parts.on_stop("billing", billing.close)
+    services.billing = billing
+    # Background jobs (housekeeping, git, analyses, billing included), unless workers run apart.
     if settings.jobs.worker_in_process:
-        worker = build_worker(settings, db, resources=[git, objects, analyses, disks],
+        deployer = [previews.deployer] if previews is not None else []
+        worker = build_worker(settings, db,
+                              resources=[git, objects, analyses, disks, billing, *deployer],
                               errors=observability.errors)
         await parts.start("jobs", worker.start, worker.stop)
         services.jobs = worker

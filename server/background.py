@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ai import analysis as analysis_jobs
+from billing import events as billing_events
+from billing import meter as billing_meter
 from execution import cleanup as cleanup_jobs
 from gitsync import jobs as git_jobs
 from jobs import Job, Worker
@@ -20,6 +22,7 @@ from jobs.config import WorkerConfig
 from jobs.results import FailureHook, JobFailure
 from observability.errors import ErrorReporter
 from persistence.db import Database
+from preview import builds as deployment_jobs
 from server.secret_jobs import secret_jobs
 from server.settings import Settings
 from storage import jobs as storage_jobs
@@ -28,7 +31,8 @@ from storage import jobs as storage_jobs
 def all_jobs(settings: Settings | None = None) -> list[Job[Any]]:
     """Every registered job; those that need the settings (the keyring) only with them."""
     found: list[Job[Any]] = [*maintenance_jobs.JOBS, *git_jobs.JOBS, *storage_jobs.JOBS,
-                             *analysis_jobs.JOBS, *cleanup_jobs.JOBS]
+                             *analysis_jobs.JOBS, *cleanup_jobs.JOBS, *deployment_jobs.JOBS,
+                             *billing_events.JOBS, *billing_meter.JOBS]
     if settings is not None:
         found += secret_jobs(settings)
     return found

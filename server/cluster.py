@@ -143,6 +143,8 @@ class Cluster:
                 "TRUSTED_PROXIES": "127.0.0.1",
             }
         )
+        # Each node serves its own previews; its default port (PORT + 1) is the next node's.
+        env.setdefault("PREVIEW_PORT", "0")
         return env
 
     async def start(self) -> None:

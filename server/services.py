@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from ai.analysis import Analyses
 from ai.chat import ChatHub
 from ai.edits import AIEdits
+from billing.events import BillingRuntime
 from broker.interface import Broker
 from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub
@@ -28,6 +29,7 @@ from persistence.db import Database
 from persistence.environment import EnvironmentVariables
 from server.membership import Membership
 from server.oauth.service import OAuthService
+from server.preview_wiring import Previews
 from server.settings import Settings
 from storage.objects import ObjectStore
 
@@ -46,6 +48,8 @@ class Services:
     objects: ObjectStore | None = None
     # Git: the runner, the jobs' runtime (gitsync.sync.GitRuntime).
     git: GitRuntime | None = None
+    # Stripe (billing.events.BillingRuntime); None when STRIPE_SECRET_KEY is unset.
+    billing: BillingRuntime | None = None
     # The hubs (docs/hubs.md).
     documents: DocumentHub | None = None
     projects: ProjectHub | None = None
@@ -58,6 +62,8 @@ class Services:
     membership: Membership | None = None
     analyses: Analyses | None = None
     ai_edits: AIEdits | None = None
+    # Previews and deployments (docs/deployments.md): None without the local sandbox.
+    previews: Previews | None = None
     # This process's background-jobs worker (JOBS_WORKER_IN_PROCESS).
     jobs: Worker | None = None
 
@@ -67,6 +73,7 @@ class Services:
             "projects": self.projects, "chat": self.chat, "executions": self.executions,
             "terminals": self.terminals, "terminal_router": self.terminal_router,
             "membership": self.membership, "ai_edits": self.ai_edits, "jobs": self.jobs,
+            "previews": self.previews,
         }
         return {name: part for name, part in parts.items() if part is not None}
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ai.config import AIConfig
+from billing.config import BillingConfig
 from collab.config import CollabConfig
 from execution.config import ExecutionConfig
 from gitsync.config import GitConfig
 from jobs.config import JobsConfig
 from observability.config import ObservabilityConfig
+from preview.config import PreviewConfig
 from server.integrations.config import IntegrationsConfig
 from server.oauth.config import OAuthConfig
 from storage.config import StorageConfig
@@ -95,6 +97,8 @@ class Settings:
     storage: StorageConfig = field(default_factory=StorageConfig)
     git: GitConfig = field(default_factory=GitConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -129,6 +133,8 @@ class Settings:
             storage=StorageConfig.from_env(env, data_dir),
             git=GitConfig.from_env(env, data_dir),
             observability=ObservabilityConfig.from_env(env),
+            preview=PreviewConfig.from_env(env, int(env.get("PORT", "8000"))),
+            billing=BillingConfig.from_env(env),
         )
 
 

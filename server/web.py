@@ -32,10 +32,13 @@ NOT_BUILT_PAGE = """<!doctype html>
 """
 
 
-def content_security_policy(host: str) -> str:
+def content_security_policy(host: str, frames: str = "") -> str:
+    """``frames``: the preview origin's hosts (``http://*.localhost:8001``), the only frames
+    the page may show (the live preview pane)."""
     sockets = f" ws://{host} wss://{host}" if host else ""
     return "; ".join(
         [
+            f"frame-src {frames}" if frames else "frame-src 'none'",
             "default-src 'self'",
             "script-src 'self'",
             "style-src 'self' 'unsafe-inline'",
@@ -85,7 +88,7 @@ class WebPage:
             return
         if scope["method"] not in {"GET", "HEAD"}:
             raise HTTPException(405)
-        headers = security_headers(_host(scope))
+        headers = security_headers(_host(scope), preview_frames(scope))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -102,9 +105,19 @@ class WebPage:
         await self.files(scope, receive, send_with_headers)
 
 
-def security_headers(host: str) -> dict[bytes, bytes]:
+def preview_frames(scope: Scope) -> str:
+    """The preview origin of this app, as a CSP source for every preview host, or ''."""
+    services = getattr(getattr(scope.get("app"), "state", None), "services", None)
+    previews = getattr(services, "previews", None)
+    if previews is None:
+        return ""
+    scheme, _, host = str(previews.origin).partition("://")
+    return f"{scheme}://*.{host}"
+
+
+def security_headers(host: str, frames: str = "") -> dict[bytes, bytes]:
     return {
-        b"content-security-policy": content_security_policy(host).encode(),
+        b"content-security-policy": content_security_policy(host, frames).encode(),
         b"x-content-type-options": b"nosniff",
         b"referrer-policy": b"no-referrer",
         b"cross-origin-opener-policy": b"same-origin",

@@ -19,6 +19,7 @@ from typing import Any
 
 from ai.analysis import Analyses
 from ai.registry import provider_slot
+from billing.events import BillingRuntime
 from collab.project_presence import EVENT_TAG
 from execution.volumes import ProjectVolumes
 from gitsync import jobs as git_jobs
@@ -74,6 +75,7 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
         await broker.publish(f"project:{project_id}", EVENT_TAG + text.encode())
 
     analyses = Analyses(db, slot, settings.ai, publish if broker is not None else None)
+    billing = BillingRuntime.from_config(settings.billing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -90,7 +92,7 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
             # The workdirs of this machine (projects.cleanup removes deleted projects').
             disks = ProjectVolumes(settings.execution)
             worker = build_worker(settings, db, chosen, config,
-                                  resources=[objects, analyses, disks,
+                                  resources=[objects, analyses, disks, billing,
                                              *([git] if git is not None else [])],
                                   errors=observability.errors)
             await worker.start()
@@ -102,6 +104,8 @@ async def run_worker(settings: Settings, jobs_spec: str | None, concurrency: int
             await disks.close()
     finally:
         await slot.close()
+        if billing is not None:
+            await billing.close()
         if broker is not None:
             await broker.close()
         await observability.stop()

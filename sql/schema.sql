@@ -154,6 +154,19 @@ create table public.background_jobs (
   constraint background_jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'completed'::text, 'failed'::text, 'retrying'::text])))
 );
 
+create table public.billing_meter_reports (
+  owner_id uuid not null,
+  window_start timestamp with time zone not null,
+  tokens bigint not null,
+  identifier text not null,
+  reported_at timestamp with time zone,
+  created_at timestamp with time zone default now() not null,
+  constraint billing_meter_reports_identifier_key UNIQUE (identifier),
+  constraint billing_meter_reports_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES public.users(id) ON DELETE CASCADE,
+  constraint billing_meter_reports_pkey PRIMARY KEY (owner_id, window_start),
+  constraint billing_meter_reports_tokens_check CHECK ((tokens >= 0))
+);
+
 create table public.code_analyses (
   id uuid default gen_random_uuid() not null,
   project_id uuid not null,
@@ -233,6 +246,24 @@ create table public.customers (
   constraint customers_user_id_key UNIQUE (user_id)
 );
 
+create table public.deployment_releases (
+  id uuid default gen_random_uuid() not null,
+  project_id uuid not null,
+  environment text not null,
+  deployment_id uuid not null,
+  previous_deployment_id uuid,
+  action text not null,
+  released_by uuid,
+  created_at timestamp with time zone default now() not null,
+  constraint deployment_releases_action_check CHECK ((action = ANY (ARRAY['deploy'::text, 'promote'::text, 'rollback'::text]))),
+  constraint deployment_releases_deployment_id_fkey FOREIGN KEY (deployment_id) REFERENCES public.deployments(id) ON DELETE CASCADE,
+  constraint deployment_releases_environment_check CHECK ((environment = ANY (ARRAY['development'::text, 'staging'::text, 'production'::text]))),
+  constraint deployment_releases_pkey PRIMARY KEY (id),
+  constraint deployment_releases_previous_deployment_id_fkey FOREIGN KEY (previous_deployment_id) REFERENCES public.deployments(id) ON DELETE SET NULL,
+  constraint deployment_releases_project_id_fkey FOREIGN KEY (project_id) REFERENCES public.projects(id) ON DELETE CASCADE,
+  constraint deployment_releases_released_by_fkey FOREIGN KEY (released_by) REFERENCES public.users(id) ON DELETE SET NULL
+);
+
 create table public.deployments (
   id uuid default gen_random_uuid() not null,
   project_id uuid not null,
@@ -246,11 +277,17 @@ create table public.deployments (
   deployed_by uuid,
   deployed_at timestamp with time zone,
   created_at timestamp with time zone default now(),
+  target text default 'preview'::text not null,
+  job_id uuid,
+  external_id text,
+  error text,
+  finished_at timestamp with time zone,
   constraint deployments_deployed_by_fkey FOREIGN KEY (deployed_by) REFERENCES public.users(id),
   constraint deployments_environment_check CHECK ((environment = ANY (ARRAY['development'::text, 'staging'::text, 'production'::text]))),
   constraint deployments_pkey PRIMARY KEY (id),
   constraint deployments_project_id_fkey FOREIGN KEY (project_id) REFERENCES public.projects(id) ON DELETE CASCADE,
-  constraint deployments_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'building'::text, 'deploying'::text, 'success'::text, 'failed'::text, 'canceled'::text])))
+  constraint deployments_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'building'::text, 'deploying'::text, 'success'::text, 'failed'::text, 'canceled'::text]))),
+  constraint deployments_target_check CHECK ((target = ANY (ARRAY['preview'::text, 'vercel'::text])))
 );
 
 create table public.document_states (
@@ -589,6 +626,8 @@ create table public.subscriptions (
   trial_end timestamp with time zone,
   created_at timestamp with time zone default now(),
   updated_at timestamp with time zone default now(),
+  past_due_since timestamp with time zone,
+  stripe_price_id text,
   constraint subscriptions_billing_interval_check CHECK ((billing_interval = ANY (ARRAY['monthly'::text, 'yearly'::text]))),
   constraint subscriptions_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES public.customers(id) ON DELETE CASCADE,
   constraint subscriptions_pkey PRIMARY KEY (id),
@@ -702,6 +741,13 @@ create table public.workspace_members (
   constraint workspace_members_workspace_id_user_id_key UNIQUE (workspace_id, user_id)
 );
 
+create table public.workspace_storage (
+  workspace_id uuid not null,
+  bytes bigint default 0 not null,
+  updated_at timestamp with time zone default now() not null,
+  constraint workspace_storage_pkey PRIMARY KEY (workspace_id)
+);
+
 create table public.workspaces (
   id uuid default gen_random_uuid() not null,
   name text not null,
@@ -729,10 +775,12 @@ alter table public.api_logs enable row level security;
 alter table public.api_logs_default enable row level security;
 alter table public.auth_attempts enable row level security;
 alter table public.background_jobs enable row level security;
+alter table public.billing_meter_reports enable row level security;
 alter table public.code_analyses enable row level security;
 alter table public.code_executions enable row level security;
 alter table public.conversations enable row level security;
 alter table public.customers enable row level security;
+alter table public.deployment_releases enable row level security;
 alter table public.deployments enable row level security;
 alter table public.document_states enable row level security;
 alter table public.document_updates enable row level security;
@@ -763,9 +811,11 @@ alter table public.user_sessions_extended enable row level security;
 alter table public.users enable row level security;
 alter table public.webhook_logs enable row level security;
 alter table public.workspace_members enable row level security;
+alter table public.workspace_storage enable row level security;
 alter table public.workspaces enable row level security;
 
 -- Indexes
+CREATE INDEX ai_jobs_active_by_project ON public.ai_jobs USING btree (project_id) WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]));
 CREATE INDEX ai_jobs_active_by_user ON public.ai_jobs USING btree (user_id) WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]));
 CREATE INDEX ai_jobs_active_chat_by_user ON public.ai_jobs USING btree (user_id) WHERE ((job_type = 'chat'::text) AND (status = ANY (ARRAY['pending'::text, 'running'::text])));
 CREATE UNIQUE INDEX ai_jobs_one_active_chat ON public.ai_jobs USING btree (conversation_id) WHERE ((job_type = 'chat'::text) AND (status = ANY (ARRAY['pending'::text, 'running'::text])));
@@ -773,6 +823,8 @@ CREATE UNIQUE INDEX ai_jobs_one_active_edit ON public.ai_jobs USING btree (((inp
 CREATE UNIQUE INDEX api_integrations_one_per_workspace ON public.api_integrations USING btree (workspace_id, provider) WHERE (workspace_id IS NOT NULL);
 CREATE UNIQUE INDEX code_analyses_cache_key ON public.code_analyses USING btree (project_id, content_hash, analysis_type, model) NULLS NOT DISTINCT WHERE (content_hash IS NOT NULL);
 CREATE INDEX code_analyses_file_type ON public.code_analyses USING btree (file_id, analysis_type) WHERE (file_id IS NOT NULL);
+CREATE INDEX deployment_releases_current ON public.deployment_releases USING btree (project_id, environment, created_at DESC);
+CREATE UNIQUE INDEX deployments_one_unfinished ON public.deployments USING btree (project_id, environment, target) WHERE (status = ANY (ARRAY['pending'::text, 'building'::text, 'deploying'::text]));
 CREATE INDEX idx_ai_jobs_project ON public.ai_jobs USING btree (project_id);
 CREATE INDEX idx_ai_jobs_status ON public.ai_jobs USING btree (status);
 CREATE INDEX idx_ai_jobs_status_created ON public.ai_jobs USING btree (status, created_at DESC);
@@ -805,6 +857,7 @@ CREATE INDEX idx_code_analyses_expires ON public.code_analyses USING btree (expi
 CREATE INDEX idx_code_analyses_file ON public.code_analyses USING btree (project_id, file_path);
 CREATE INDEX idx_code_analyses_project ON public.code_analyses USING btree (project_id);
 CREATE INDEX idx_code_executions_project ON public.code_executions USING btree (project_id);
+CREATE INDEX idx_code_executions_project_created ON public.code_executions USING btree (project_id, created_at);
 CREATE INDEX idx_code_executions_user ON public.code_executions USING btree (user_id, created_at DESC);
 CREATE INDEX idx_conversations_project ON public.conversations USING btree (project_id);
 CREATE INDEX idx_conversations_updated ON public.conversations USING btree (updated_at DESC);
@@ -896,6 +949,165 @@ AS $function$
           (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
         )::uuid
       $function$;
+
+CREATE OR REPLACE FUNCTION public.add_project_storage(p_project uuid, p_delta bigint)
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  update public.workspace_storage
+  set bytes = greatest(bytes + p_delta, 0), updated_at = now()
+  where workspace_id = (select workspace_id from public.projects where id = p_project)
+$function$;
+
+CREATE OR REPLACE FUNCTION public.billing_plan_of(p_user uuid)
+ RETURNS TABLE(slug text, name text, limits jsonb, features jsonb, status text, current_period_end timestamp with time zone, grace_until timestamp with time zone, cancel_at_period_end boolean)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select coalesce(paid.slug, free.slug), coalesce(paid.name, free.name),
+         coalesce(paid.limits, free.limits), coalesce(paid.features, free.features),
+         paid.status, paid.current_period_end, paid.grace_until, paid.cancel_at_period_end
+  from public.subscription_plans free
+  left join lateral (
+    select sp.slug, sp.name, sp.limits, sp.features, s.status, s.current_period_end,
+           case when s.status = 'past_due'
+                then coalesce(s.past_due_since, s.updated_at) + interval '7 days' end
+             as grace_until,
+           coalesce(s.cancel_at_period_end, false) as cancel_at_period_end
+    from public.subscriptions s
+    join public.customers c on c.id = s.customer_id
+    join public.subscription_plans sp on sp.id = s.plan_id
+    where c.user_id = p_user
+      and (s.status in ('active', 'trialing')
+           or (s.status = 'past_due'
+               and coalesce(s.past_due_since, s.updated_at) + interval '7 days' > now())
+           or (s.status in ('canceled', 'unpaid') and s.current_period_end > now()))
+    order by sp.sort_order desc, s.current_period_end desc
+    limit 1
+  ) paid on true
+  where free.slug = 'free'
+$function$;
+
+CREATE OR REPLACE FUNCTION public.billing_project_writable(p_project uuid)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  with target as (
+    select w.owner_id from public.projects p join public.workspaces w on w.id = p.workspace_id
+    where p.id = p_project),
+  lim as (
+    select (bp.limits ->> 'projects')::bigint as n
+    from target, public.billing_plan_of(target.owner_id) bp)
+  select coalesce((select n from lim) is null or (select n from lim) < 0
+    or p_project in (
+      select p.id from public.projects p join public.workspaces w on w.id = p.workspace_id
+      where w.owner_id = (select owner_id from target)
+      order by p.created_at, p.id
+      limit (select n from lim)), true)
+$function$;
+
+CREATE OR REPLACE FUNCTION public.billing_take(p_workspace uuid, p_resource text, p_amount bigint, p_stale_s double precision DEFAULT 900)
+ RETURNS uuid
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  payer uuid;
+  plan record;
+  lim bigint;
+  used bigint;
+begin
+  select owner_id into payer from public.workspaces where id = p_workspace;
+  if payer is null then
+    raise exception 'no such workspace' using errcode = 'foreign_key_violation';
+  end if;
+  -- Called by a user (RLS-style claims set, or through an RPC gateway): only for a workspace
+  -- they work in, so nobody probes another workspace's payer or usage.
+  if auth.role() = 'authenticated' and not public.is_workspace_member(p_workspace, 'member') then
+    raise exception 'not a member of this workspace' using errcode = 'insufficient_privilege';
+  end if;
+  perform pg_advisory_xact_lock(hashtextextended('billing:' || payer::text, 0));
+  select * into plan from public.billing_plan_of(payer);
+  lim := case p_resource
+    when 'storage_bytes' then
+      case when (plan.limits ->> 'storage_gb') is null then null
+           else floor((plan.limits ->> 'storage_gb')::numeric * 1073741824)::bigint end
+    else (plan.limits ->> p_resource)::bigint end;
+  if lim is null or lim < 0 then
+    return payer;
+  end if;
+  if p_resource = 'members' then
+    select count(*) into used from public.workspace_members where workspace_id = p_workspace;
+  else
+    used := public.billing_used(payer, p_resource, p_stale_s);
+  end if;
+  if used + p_amount > lim then
+    raise exception 'plan_limit_reached'
+      using errcode = 'BL402',
+            detail = json_build_object('resource', p_resource, 'limit', lim, 'used', used,
+                                       'plan', plan.slug)::text;
+  end if;
+  return payer;
+end $function$;
+
+CREATE OR REPLACE FUNCTION public.billing_usage_of(p_owner uuid, p_stale_s double precision DEFAULT 900)
+ RETURNS TABLE(projects bigint, storage_bytes bigint, executions bigint, ai_tokens bigint, ai_tokens_recorded bigint)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select public.billing_used(p_owner, 'projects'), public.billing_used(p_owner, 'storage_bytes'),
+         public.billing_used(p_owner, 'executions'),
+         public.billing_used(p_owner, 'ai_tokens', p_stale_s),
+         public.billing_used(p_owner, 'ai_tokens_recorded')
+$function$;
+
+CREATE OR REPLACE FUNCTION public.billing_used(p_owner uuid, p_resource text, p_stale_s double precision DEFAULT 900)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  month_start timestamptz := date_trunc('month', now() at time zone 'utc') at time zone 'utc';
+  found bigint;
+begin
+  if p_resource = 'projects' then
+    select count(*) into found from public.projects p
+    join public.workspaces w on w.id = p.workspace_id where w.owner_id = p_owner;
+  elsif p_resource = 'storage_bytes' then
+    select coalesce(sum(s.bytes), 0)::bigint into found from public.workspace_storage s
+    join public.workspaces w on w.id = s.workspace_id where w.owner_id = p_owner;
+  elsif p_resource = 'executions' then
+    select count(*) into found from public.code_executions e
+    join public.projects p on p.id = e.project_id
+    join public.workspaces w on w.id = p.workspace_id
+    where w.owner_id = p_owner and e.created_at >= month_start;
+  elsif p_resource in ('ai_tokens', 'ai_tokens_recorded') then
+    select coalesce(sum(u.amount), 0)::bigint into found from public.usage_records u
+    join public.workspaces w on w.id = u.workspace_id
+    where w.owner_id = p_owner and u.resource_type = 'ai_tokens'
+      and u.recorded_at >= month_start;
+    if p_resource = 'ai_tokens' then
+      found := found + (
+        select coalesce(sum(j.reserved_tokens), 0)::bigint from public.ai_jobs j
+        join public.projects p on p.id = j.project_id
+        join public.workspaces w on w.id = p.workspace_id
+        where w.owner_id = p_owner and j.status in ('pending', 'running')
+          and j.created_at > now() - make_interval(secs => p_stale_s));
+    end if;
+  else
+    raise exception 'unknown billing resource %', p_resource
+      using errcode = 'invalid_parameter_value';
+  end if;
+  return found;
+end $function$;
 
 CREATE OR REPLACE FUNCTION public.bump_member_roles_version()
  RETURNS trigger
@@ -1036,6 +1248,18 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.create_workspace_storage()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  insert into public.workspace_storage (workspace_id) values (new.id)
+  on conflict (workspace_id) do nothing;
+  return null;
+end $function$;
+
 CREATE OR REPLACE FUNCTION public.customer_user(customer uuid)
  RETURNS uuid
  LANGUAGE sql
@@ -1086,6 +1310,17 @@ begin
   end loop;
 end;
 $function$;
+
+CREATE OR REPLACE FUNCTION public.drop_workspace_storage()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  delete from public.workspace_storage where workspace_id = old.id;
+  return null;
+end $function$;
 
 CREATE OR REPLACE FUNCTION public.enqueue_project_cleanup()
  RETURNS trigger
@@ -1222,6 +1457,21 @@ AS $function$
   select p.workspace_id from public.projects p where p.id = project
 $function$;
 
+CREATE OR REPLACE FUNCTION public.release_project_storage()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  update public.workspace_storage
+  set bytes = greatest(bytes - (select coalesce(sum(size_bytes), 0) from public.files
+                                where project_id = old.id), 0),
+      updated_at = now()
+  where workspace_id = old.workspace_id;
+  return old;
+end $function$;
+
 CREATE OR REPLACE FUNCTION public.secure_partition(part regclass)
  RETURNS void
  LANGUAGE plpgsql
@@ -1284,6 +1534,37 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.track_workspace_storage()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  delta bigint;
+  target uuid;
+begin
+  if tg_op = 'INSERT' then
+    delta := coalesce(new.size_bytes, 0);
+    target := new.project_id;
+  elsif tg_op = 'DELETE' then
+    delta := -coalesce(old.size_bytes, 0);
+    target := old.project_id;
+  else
+    if new.project_id is distinct from old.project_id then
+      perform public.add_project_storage(old.project_id, -coalesce(old.size_bytes, 0));
+      delta := coalesce(new.size_bytes, 0);
+    else
+      delta := coalesce(new.size_bytes, 0) - coalesce(old.size_bytes, 0);
+    end if;
+    target := new.project_id;
+  end if;
+  if delta <> 0 then
+    perform public.add_project_storage(target, delta);
+  end if;
+  return null;
+end $function$;
+
 CREATE OR REPLACE FUNCTION public.update_updated_at_column()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -1330,17 +1611,21 @@ CREATE TRIGGER update_conversations_updated_at BEFORE UPDATE ON public.conversat
 CREATE TRIGGER update_customers_updated_at BEFORE UPDATE ON public.customers FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 CREATE TRIGGER document_states_not_for_stored_objects BEFORE INSERT OR UPDATE ON public.document_states FOR EACH ROW EXECUTE FUNCTION public.skip_state_of_stored_object();
 CREATE TRIGGER update_environment_variables_updated_at BEFORE UPDATE ON public.environment_variables FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
+CREATE TRIGGER files_storage AFTER INSERT OR DELETE OR UPDATE OF size_bytes, project_id ON public.files FOR EACH ROW EXECUTE FUNCTION public.track_workspace_storage();
 CREATE TRIGGER files_stored_object_textless BEFORE UPDATE OF content ON public.files FOR EACH ROW WHEN (((new.storage_path IS NOT NULL) AND (new.content IS NOT NULL))) EXECUTE FUNCTION public.keep_stored_object_textless();
 CREATE TRIGGER update_files_updated_at BEFORE UPDATE ON public.files FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 CREATE TRIGGER update_git_repositories_updated_at BEFORE UPDATE ON public.git_repositories FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 CREATE TRIGGER update_oauth_connections_updated_at BEFORE UPDATE ON public.oauth_connections FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 CREATE TRIGGER projects_enqueue_cleanup BEFORE DELETE ON public.projects FOR EACH ROW EXECUTE FUNCTION public.enqueue_project_cleanup();
+CREATE TRIGGER projects_release_storage BEFORE DELETE ON public.projects FOR EACH ROW EXECUTE FUNCTION public.release_project_storage();
 CREATE TRIGGER update_projects_updated_at BEFORE UPDATE ON public.projects FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 CREATE TRIGGER update_subscription_plans_updated_at BEFORE UPDATE ON public.subscription_plans FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 CREATE TRIGGER update_subscriptions_updated_at BEFORE UPDATE ON public.subscriptions FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 CREATE TRIGGER update_users_updated_at BEFORE UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 CREATE TRIGGER workspace_members_roles_version AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.workspace_members FOR EACH STATEMENT EXECUTE FUNCTION public.bump_member_roles_version();
 CREATE TRIGGER update_workspaces_updated_at BEFORE UPDATE ON public.workspaces FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
+CREATE TRIGGER workspaces_storage AFTER INSERT ON public.workspaces FOR EACH ROW EXECUTE FUNCTION public.create_workspace_storage();
+CREATE TRIGGER workspaces_storage_drop AFTER DELETE ON public.workspaces FOR EACH ROW EXECUTE FUNCTION public.drop_workspace_storage();
 
 -- Policies
 create policy ai_jobs_delete_own on public.ai_jobs as permissive for delete to authenticated
@@ -1379,6 +1664,9 @@ create policy background_jobs_select_operator on public.background_jobs as permi
 create policy background_jobs_service on public.background_jobs as permissive for all to service_role
   using (true)
   with check (true);
+create policy billing_meter_reports_service on public.billing_meter_reports as permissive for all to service_role
+  using (true)
+  with check (true);
 create policy code_analyses_delete on public.code_analyses as permissive for delete to authenticated
   using ((project_id IN ( SELECT public.my_project_ids('member'::text) AS my_project_ids)));
 create policy code_analyses_select on public.code_analyses as permissive for select to authenticated
@@ -1408,6 +1696,13 @@ create policy conversations_update on public.conversations as permissive for upd
   with check ((project_id IN ( SELECT public.my_project_ids('member'::text) AS my_project_ids)));
 create policy customers_select_own on public.customers as permissive for select to authenticated
   using ((user_id = ( SELECT auth.uid() AS uid)));
+create policy deployment_releases_insert on public.deployment_releases as permissive for insert to authenticated
+  with check ((project_id IN ( SELECT public.my_project_ids('admin'::text) AS my_project_ids)));
+create policy deployment_releases_select on public.deployment_releases as permissive for select to authenticated
+  using ((project_id IN ( SELECT public.my_project_ids('viewer'::text) AS my_project_ids)));
+create policy deployment_releases_service on public.deployment_releases as permissive for all to service_role
+  using (true)
+  with check (true);
 create policy deployments_delete on public.deployments as permissive for delete to authenticated
   using ((project_id IN ( SELECT public.my_project_ids('member'::text) AS my_project_ids)));
 create policy deployments_insert on public.deployments as permissive for insert to authenticated
@@ -1577,6 +1872,9 @@ create policy workspace_members_select on public.workspace_members as permissive
 create policy workspace_members_update on public.workspace_members as permissive for update to authenticated
   using (public.can_manage_membership(workspace_id, user_id, role))
   with check ((public.is_workspace_member(workspace_id, 'admin'::text) AND ((role <> 'owner'::text) OR public.is_workspace_member(workspace_id, 'owner'::text)) AND ((role = 'owner'::text) OR public.other_owner_exists(workspace_id, user_id))));
+create policy workspace_storage_service on public.workspace_storage as permissive for all to service_role
+  using (true)
+  with check (true);
 create policy workspaces_delete_owner on public.workspaces as permissive for delete to authenticated
   using ((id IN ( SELECT public.my_workspace_ids('owner'::text) AS my_workspace_ids)));
 create policy workspaces_insert_own on public.workspaces as permissive for insert to authenticated
@@ -1604,6 +1902,7 @@ grant delete, insert, references, select, trigger, truncate, update on public.ap
 grant delete, insert, references, select, trigger, truncate, update on public.auth_attempts to service_role;
 grant delete, insert, select, update on public.background_jobs to authenticated;
 grant delete, insert, references, select, trigger, truncate, update on public.background_jobs to service_role;
+grant delete, insert, select, update on public.billing_meter_reports to service_role;
 grant delete, insert, select, update on public.code_analyses to authenticated;
 grant delete, insert, references, select, trigger, truncate, update on public.code_analyses to service_role;
 grant delete, insert, select, update on public.code_executions to authenticated;
@@ -1612,6 +1911,8 @@ grant delete, insert, select, update on public.conversations to authenticated;
 grant delete, insert, references, select, trigger, truncate, update on public.conversations to service_role;
 grant delete, insert, select, update on public.customers to authenticated;
 grant delete, insert, references, select, trigger, truncate, update on public.customers to service_role;
+grant insert, select on public.deployment_releases to authenticated;
+grant delete, insert, references, select, trigger, truncate, update on public.deployment_releases to service_role;
 grant delete, insert, select, update on public.deployments to authenticated;
 grant delete, insert, references, select, trigger, truncate, update on public.deployments to service_role;
 grant delete, insert, references, select, trigger, truncate, update on public.document_states to service_role;
@@ -1661,6 +1962,7 @@ grant delete, insert, select, update on public.webhook_logs to authenticated;
 grant delete, insert, references, select, trigger, truncate, update on public.webhook_logs to service_role;
 grant delete, insert, select, update on public.workspace_members to authenticated;
 grant delete, insert, references, select, trigger, truncate, update on public.workspace_members to service_role;
+grant delete, insert, select, update on public.workspace_storage to service_role;
 grant delete, insert, select, update on public.workspaces to authenticated;
 grant delete, insert, references, select, trigger, truncate, update on public.workspaces to service_role;
 grant execute on function auth.jwt() to authenticated;
@@ -1672,6 +1974,13 @@ grant execute on function auth.role() to service_role;
 grant execute on function auth.uid() to authenticated;
 grant execute on function auth.uid() to public;
 grant execute on function auth.uid() to service_role;
+grant execute on function public.billing_plan_of(uuid) to service_role;
+grant execute on function public.billing_project_writable(uuid) to authenticated;
+grant execute on function public.billing_project_writable(uuid) to service_role;
+grant execute on function public.billing_take(uuid,text,bigint,double precision) to authenticated;
+grant execute on function public.billing_take(uuid,text,bigint,double precision) to service_role;
+grant execute on function public.billing_usage_of(uuid,double precision) to service_role;
+grant execute on function public.billing_used(uuid,text,double precision) to service_role;
 grant execute on function public.can_manage_membership(uuid,uuid,text) to authenticated;
 grant execute on function public.can_manage_membership(uuid,uuid,text) to service_role;
 grant execute on function public.conversation_project(uuid) to authenticated;
@@ -1699,10 +2008,12 @@ grant execute on function public.other_owner_exists(uuid,uuid) to authenticated;
 grant execute on function public.other_owner_exists(uuid,uuid) to service_role;
 grant execute on function public.project_workspace(uuid) to authenticated;
 grant execute on function public.project_workspace(uuid) to service_role;
+grant execute on function public.release_project_storage() to public;
 grant execute on function public.secure_partition(regclass) to service_role;
 grant execute on function public.shares_workspace(uuid) to authenticated;
 grant execute on function public.shares_workspace(uuid) to service_role;
 grant execute on function public.skip_state_of_stored_object() to public;
+grant execute on function public.track_workspace_storage() to public;
 grant execute on function public.update_updated_at_column() to public;
 grant execute on function public.workspace_owner(uuid) to authenticated;
 grant execute on function public.workspace_owner(uuid) to service_role;

@@ -16,8 +16,10 @@ from server.api import (
     analyses,
     analytics,
     auth,
+    billing,
     chat,
     conversations,
+    deployments,
     document_versions,
     executions,
     files,
@@ -67,9 +69,11 @@ def endpoints() -> list[Endpoint]:
         *executions.ENDPOINTS,
         *oauth.ENDPOINTS,
         *variables.ENDPOINTS,
+        *deployments.ENDPOINTS,
         *integrations.ENDPOINTS,
         *analytics.ENDPOINTS,
         *operator.ENDPOINTS,
+        *billing.ENDPOINTS,
     ]
 
 

@@ -23,7 +23,7 @@ from server.api.guards import require_file, require_project
 from server.api.routing import Ctx, Endpoint
 from server.errors import ApiError, not_found
 
-STATUS = {"busy": 409, "quota_exceeded": 429, "ai_unavailable": 503, "ai_installing": 503}
+STATUS = {"busy": 409, "quota_exceeded": 402, "ai_unavailable": 503, "ai_installing": 503}
 CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
@@ -96,7 +96,8 @@ async def create_edit(ctx: Ctx) -> JSONResponse:
             instruction=body.instruction, replay=replay,
         )
     except EditError as exc:
-        raise ApiError(STATUS.get(exc.code, 400), exc.code, exc.message) from None
+        raise ApiError(STATUS.get(exc.code, 400), exc.code, exc.message,
+                       extra=exc.extra) from None
     return JSONResponse(to_jsonable_python({"edit": edit}), 202)
 
 

@@ -23,7 +23,7 @@ from server.api.guards import require_file
 from server.api.routing import Ctx, Endpoint
 from server.errors import ApiError, not_found
 
-STATUS = {"unsupported_language": 422, "too_large": 413, "quota_exceeded": 429}
+STATUS = {"unsupported_language": 422, "too_large": 413, "quota_exceeded": 402}
 
 
 class LineRange(BaseModel):
@@ -77,7 +77,8 @@ async def create_analysis(ctx: Ctx) -> JSONResponse | dict[str, Any]:
             path=row["path"], text=text, analysis_type=body.type, lines=lines,
         )
     except AnalysisError as exc:
-        raise ApiError(STATUS.get(exc.code, 400), exc.code, exc.message) from None
+        raise ApiError(STATUS.get(exc.code, 400), exc.code, exc.message,
+                       extra=exc.extra) from None
     if answer["cached"]:
         return answer
     return JSONResponse(to_jsonable_python(AnalysisAnswer(**answer).model_dump(mode="json")),

@@ -27,7 +27,7 @@ from server.observe import request_facts
 
 STATUS = {
     "bad_request": 400, "forbidden": 403, "not_found": 404, "busy": 409,
-    "quota_exceeded": 429, "ai_unavailable": 503, "ai_installing": 503,
+    "quota_exceeded": 402, "ai_unavailable": 503, "ai_installing": 503,
 }
 
 
@@ -45,7 +45,7 @@ class ChatExchange(BaseModel):
 
 
 def _chat_error(exc: ChatError) -> ApiError:
-    return ApiError(STATUS.get(exc.code, 400), exc.code, exc.message)
+    return ApiError(STATUS.get(exc.code, 400), exc.code, exc.message, extra=exc.extra)
 
 
 async def post_message(ctx: Ctx) -> Response | dict[str, Any]:

@@ -13,10 +13,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
+from billing import limits as billing_limits
 from persistence import files as store
 from server.api import paths
 from server.api.filetypes import language_of, mime_type_of
-from server.api.guards import require_file, require_project
+from server.api.guards import file_as_user, project_as_user, require_file, require_project
 from server.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
 from server.api.routing import Ctx, Endpoint
 from server.errors import ApiError, conflict, not_found
@@ -124,9 +125,8 @@ async def _claim_path(conn: Any, project_id: uuid.UUID, path: str) -> None:
 async def list_files(ctx: Ctx) -> dict[str, Any]:
     query: FileListQuery = ctx.query
     project_id = ctx.uuid("project_id")
-    await require_project(ctx, project_id, "viewer")
-    after = decode_cursor(query.cursor, str) if query.cursor else None
-    async with ctx.db.as_user(ctx.user_id) as conn:
+    async with project_as_user(ctx, project_id, "viewer") as (conn, _):
+        after = decode_cursor(query.cursor, str) if query.cursor else None
         rows = await store.list_files(
             conn, project_id, query.include_deleted, after, query.limit + 1
         )
@@ -155,6 +155,10 @@ async def create_file(ctx: Ctx) -> dict[str, Any]:
             path = paths.join(parent["path"] if parent else None, name)
         await _claim_path(conn, project_id, path)
         is_file = body.type == "file"
+        if is_file and body.content:
+            # The payer's storage, held until this insert commits.
+            await billing_limits.take_for_project(
+                conn, project_id, "storage_bytes", len(body.content.encode()))
         file_id = await store.insert_file(
             conn,
             project_id,
@@ -175,15 +179,18 @@ async def create_file(ctx: Ctx) -> dict[str, Any]:
 
 async def get_file(ctx: Ctx) -> dict[str, Any]:
     file_id = ctx.uuid("file_id")
-    await require_file(ctx, file_id, "viewer")
-    async with ctx.db.as_user(ctx.user_id) as conn:
+    async with file_as_user(ctx, file_id, "viewer") as (conn, access):
         row = await store.get_file(conn, file_id, content=True)
     if row is None:
         raise not_found("no such file")
     hub = ctx.services.documents
     stored = row["storage_path"] is not None
     if hub is not None and row["type"] == "file" and not row["is_deleted"] and not stored:
-        live = await hub.read_text(file_id)
+        # A loaded room has the newest text; else files.content is current unless log rows
+        # wait for a compaction (loading and merging the document costs four statements).
+        live = hub.live_text(file_id)
+        if live is None and access.has_unmerged_log:
+            live = await hub.read_text(file_id)
         if live is not None:
             row["content"] = live
             row["size_bytes"] = len(live.encode())

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billing import limits as billing_limits
 from persistence import accounts
 from persistence import workspaces as store
 from server.api.guards import require_workspace
@@ -84,6 +85,8 @@ async def invite_member(ctx: Ctx) -> dict[str, Any]:
     async with ctx.db.as_user(ctx.user_id) as conn:
         if await store.get_member(conn, workspace_id, user_id) is not None:
             raise conflict("already a member", "already_member")
+        # Members per workspace under the owner's plan, held until the insert commits.
+        await billing_limits.take(conn, workspace_id, "members")
         await store.insert_member(conn, workspace_id, user_id, body.role, ctx.user_uuid)
         row = await store.get_member(conn, workspace_id, user_id)
     assert row is not None
@@ -136,7 +139,7 @@ ENDPOINTS = [
              "members", query=PageQuery, response=Member, paged=True),
     Endpoint("POST", "/workspaces/{workspace_id}/members", invite_member,
              "Add an existing user by email with a role (admin or owner)", "members",
-             body=Invite, response=Member, status=201, errors=(403, 409)),
+             body=Invite, response=Member, status=201, errors=(402, 403, 409)),
     Endpoint("PATCH", "/workspaces/{workspace_id}/members/{user_id}", change_role,
              "Change a member's role (admin or owner)", "members", body=RoleChange,
              response=Member, errors=(403, 409)),

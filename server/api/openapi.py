@@ -24,6 +24,7 @@ ERROR_SCHEMA: dict[str, Any] = {
 ERROR_TEXT = {
     400: "Malformed request",
     401: "Missing, expired or invalid token",
+    402: "Over the plan limit of the workspace's owner (error.limit, error.used, error.plan)",
     403: "Not allowed for this role",
     404: "No such object (or not visible to the caller)",
     405: "Method not allowed",

@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billing import limits as billing_limits
 from persistence import projects as store
-from server.api.guards import require_project, require_workspace
+from server.api.guards import require_project, require_project_open, require_workspace
 from server.api.pagination import PageQuery, decode_cursor, page
 from server.api.routing import Ctx, Endpoint
 from server.api.slugs import MAX_SLUG, SLUG_PATTERN, insert_with_slug
@@ -64,6 +65,8 @@ async def create_project(ctx: Ctx) -> dict[str, Any]:
     await require_workspace(ctx, workspace_id, "member")
     fields = body.model_dump()
     async with ctx.db.as_user(ctx.user_id) as conn:
+        # The payer's project limit, held until this transaction (and its insert) commits.
+        await billing_limits.take(conn, workspace_id, "projects")
         project_id = await insert_with_slug(
             conn, body.slug, body.name, "project",
             lambda slug: store.insert_project(conn, workspace_id, slug, fields),
@@ -85,9 +88,7 @@ async def list_projects(ctx: Ctx) -> dict[str, Any]:
 
 async def get_project(ctx: Ctx) -> dict[str, Any]:
     project_id = ctx.uuid("project_id")
-    await require_project(ctx, project_id, "viewer")
-    async with ctx.db.service() as conn:
-        await store.touch_project(conn, project_id)
+    await require_project_open(ctx, project_id)
     async with ctx.db.as_user(ctx.user_id) as conn:
         row = await store.get_project(conn, project_id)
     if row is None:
@@ -126,7 +127,7 @@ async def delete_project(ctx: Ctx) -> None:
 ENDPOINTS = [
     Endpoint("POST", "/workspaces/{workspace_id}/projects", create_project,
              "Create a project (member or higher)", "projects", body=ProjectCreate,
-             response=Project, status=201, errors=(403, 409)),
+             response=Project, status=201, errors=(402, 403, 409)),
     Endpoint("GET", "/workspaces/{workspace_id}/projects", list_projects,
              "Projects of a workspace, most recently opened first", "projects",
              query=PageQuery, response=Project, paged=True),

@@ -8,6 +8,7 @@ The same table generates the OpenAPI document (``server.api.openapi``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -23,9 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from billing import limits as billing_limits
 from persistence.db import Database
 from server.auth.tokens import Principal, TokenError, verify_access_token
-from server.errors import ApiError, error_body, unauthorized
+from server.errors import ApiError, error_body, payment_required, unauthorized
 from server.middleware import BodyTooLarge
 from server.observe import request_facts
 from server.services import Services
@@ -239,6 +241,9 @@ def _read_query(request: Request, model: type[BaseModel]) -> BaseModel:
 
 def database_error(exc: asyncpg.PostgresError) -> ApiError | None:
     """The API error a database refusal means, or None for a real fault."""
+    reached = billing_limits.from_database(exc)
+    if reached is not None:
+        return plan_limit_error(reached)
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return ApiError(403, "forbidden", "not allowed")
     if isinstance(exc, asyncpg.UniqueViolationError):
@@ -255,7 +260,17 @@ def database_error(exc: asyncpg.PostgresError) -> ApiError | None:
     return None
 
 
+def plan_limit_error(reached: billing_limits.PlanLimitReached) -> ApiError:
+    return payment_required(reached.resource, reached.limit, reached.used, reached.plan,
+                            reached.message)
+
+
 _json_adapter: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+@functools.cache
+def _adapter(model: type[BaseModel], many: bool) -> TypeAdapter[Any]:
+    return TypeAdapter(list[model] if many else model)  # type: ignore[valid-type]
 
 
 def render(result: Any, endpoint: Endpoint) -> Response:
@@ -264,22 +279,22 @@ def render(result: Any, endpoint: Endpoint) -> Response:
     if result is None:
         return Response(status_code=204)
     if endpoint.response is not None and isinstance(result, dict):
-        model = endpoint.response
+        # Validated and written as JSON in one pass by pydantic-core (a page of 50 files
+        # through model_validate, model_dump and json.dumps cost three times as much).
+        adapter = _adapter(endpoint.response, endpoint.paged)
         if endpoint.paged:
-            result = {
-                "items": [
-                    model.model_validate(item).model_dump(mode="json")
-                    for item in result["items"]
-                ],
-                "next_cursor": result["next_cursor"],
-            }
+            items = adapter.dump_json(adapter.validate_python(result["items"]))
+            cursor = json.dumps(result["next_cursor"], ensure_ascii=False).encode()
+            body = b'{"items":' + items + b',"next_cursor":' + cursor + b"}"
         else:
-            result = model.model_validate(result).model_dump(mode="json")
+            body = adapter.dump_json(adapter.validate_python(result))
+        return Response(body, endpoint.status, media_type="application/json")
     return JSONResponse(to_jsonable_python(result), endpoint.status)
 
 
 def _error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
+    return JSONResponse(error_body(exc.code, exc.message, **exc.extra), exc.status,
+                        headers=exc.headers)
 
 
 def wrap(endpoint: Endpoint) -> RequestHandler:
@@ -306,6 +321,8 @@ def wrap(endpoint: Endpoint) -> RequestHandler:
             return render(result, endpoint)
         except ApiError as exc:
             return _error_response(exc)
+        except billing_limits.PlanLimitReached as exc:
+            return _error_response(plan_limit_error(exc))
         except BodyTooLarge:
             return _error_response(ApiError(413, "payload_too_large", "request body too large"))
         except asyncpg.PostgresError as exc:

@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from billing import limits as billing_limits
 from persistence import files as store
 from server.api import paths
 from server.api.files import FileEntry, become_text, publish
@@ -94,6 +95,9 @@ async def _put(
             existing = None
         if existing is None:
             stored = received.stored
+            size = stored.size if stored else len((received.text or "").encode())
+            # The payer's storage, held until this insert commits.
+            await billing_limits.take_for_project(conn, project_id, "storage_bytes", size)
             file_id = await store.insert_file(
                 conn, project_id, path=path, name=name, type="file", content=received.text,
                 mime_type=mime, language=language_of(name) if stored is None else None,
@@ -110,6 +114,9 @@ async def _put(
         # The CRDT tables are the hub's (service-only): written as the service, after the
         # member check above.
         async with ctx.db.service() as conn:
+            growth = received.stored.size - (existing["size_bytes"] or 0)
+            if growth > 0:
+                await billing_limits.take_for_project(conn, project_id, "storage_bytes", growth)
             await store.set_stored_object(
                 conn, file_id, received.stored.key, received.stored.size, mime, user
             )

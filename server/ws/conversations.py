@@ -151,7 +151,7 @@ async def _handle(
         else:
             watcher.push(error_frame("bad_request", f"unknown message type {kind!r}"))
     except ChatError as exc:
-        watcher.push(error_frame(exc.code, exc.message))
+        watcher.push(error_frame(exc.code, exc.message, **exc.extra))
 
 
 conversation_socket = ConversationSocket()

@@ -185,16 +185,23 @@ async def test_quota_exhausted_refuses_before_calling_the_provider(
     await client.ask("one more?")
     error = await client.until("error")
     assert error["code"] == "quota_exceeded"
+    # What the page needs to offer the upgrade: the payer's plan, limit and use.
+    assert (error["limit"], error["used"], error["plan"]) == (limit, limit, "free")
     assert fake_openai.requests == []
     async with db.acquire() as conn:
         assert await conn.fetchval("select count(*) from public.messages") == 0
-    # Someone else in the workspace still has their own allowance.
-    fake_openai.play(Script(chunks=openai_server.stream(["ok"])))
     await client.close()
+    # The allowance is the payer's (the workspace owner's): the owner is refused too...
     owner = await connect(chat_server.ws_url, team.conversation, team.owner)
     await owner.ask("and me?")
-    assert (await owner.until("done"))["message"]["content"] == "ok"
+    assert (await owner.until("error"))["code"] == "quota_exceeded"
     await owner.close()
+    # ...while a workspace with another payer still has its own allowance.
+    fake_openai.play(Script(chunks=openai_server.stream(["ok"])))
+    outsider = await connect(chat_server.ws_url, team.other_conversation, team.outsider)
+    await outsider.ask("and me?")
+    assert (await outsider.until("done"))["message"]["content"] == "ok"
+    await outsider.close()
 
 
 async def test_archived_conversation_refuses_new_questions(

@@ -29,7 +29,7 @@ from tests.support import factories
 PARALLEL = 6
 SET_USAGE = """
 with cleared as (
-  delete from public.usage_records where user_id = $1 and resource_type = 'ai_tokens'
+  delete from public.usage_records where workspace_id = $2 and resource_type = 'ai_tokens'
 )
 insert into public.usage_records (user_id, workspace_id, resource_type, amount, unit)
 values ($1, $2, 'ai_tokens', $3, 'tokens')
@@ -55,12 +55,14 @@ async def two_hubs(
     await other_db.close()
 
 
-async def ask_in_parallel(hubs: list[ChatHub], team: Team, db: Database) -> list[bool]:
-    """The same question from the member in PARALLEL new conversations, at once."""
+async def ask_in_parallel(
+    hubs: list[ChatHub], team: Team, db: Database, count: int = PARALLEL
+) -> list[bool]:
+    """The same question from the member in ``count`` new conversations, at once."""
     async with db.service() as conn:
         conversations = [
             await factories.create_conversation(conn, team.project, team.member, f"q{i}")
-            for i in range(PARALLEL)
+            for i in range(count)
         ]
 
     async def ask(index: int, conversation: uuid.UUID) -> bool:
@@ -94,30 +96,78 @@ async def test_parallel_requests_pass_only_while_the_allowance_lasts(
         limit = await conn.fetchval(
             "select (limits->>'ai_tokens')::bigint from public.subscription_plans "
             "where slug = 'free'")
-        # One token left: room for one reply.
-        await conn.execute(SET_USAGE, team.member, team.workspace, limit - 1)
+        # One token left: a reply's reservation does not fit, nobody passes (the old check
+        # let one through and overshot the plan).
+        await conn.execute(SET_USAGE, team.owner, team.workspace, limit - 1)
 
     allowed = await ask_in_parallel(two_hubs, team, db)
-    assert sum(allowed) == 1
+    assert sum(allowed) == 0
+    assert fake_openai.requests == []
+
+    async with db.service() as conn:
+        await conn.execute(SET_USAGE, team.owner, team.workspace, 0)
+    allowed = await ask_in_parallel(two_hubs, team, db)
     await replies_finished(db)
-    assert len(fake_openai.requests) == 1
     async with db.acquire() as conn:
         reserved = await conn.fetchval(
-            "select reserved_tokens from public.ai_jobs where status = 'completed'")
+            "select max(reserved_tokens) from public.ai_jobs where status = 'completed'")
         # The reservation: the prompt's estimate plus the output cap.
         assert reserved > two_hubs[0].slot.max_output_tokens
+    # As many as whole reservations fit in the empty allowance, at the same moment.
+    assert sum(allowed) == min(PARALLEL, limit // reserved)
+    async with db.acquire() as conn:
+        await conn.execute("delete from public.ai_jobs")
+        await conn.execute("delete from public.messages")
+    fake_openai.requests.clear()
 
-    # Room for two reservations (the second leaves one token short of a third).
+    # Room for two reservations (one token short of a third).
     async with db.service() as conn:
-        await conn.execute(SET_USAGE, team.member, team.workspace, limit - reserved - 1)
+        await conn.execute(SET_USAGE, team.owner, team.workspace, limit - 3 * reserved + 1)
     allowed = await ask_in_parallel(two_hubs, team, db)
     assert sum(allowed) == 2
     await replies_finished(db)
-    assert len(fake_openai.requests) == 3
+    assert len(fake_openai.requests) == 2
     async with db.acquire() as conn:
         assert await conn.fetchval(
-            "select count(*) from public.ai_jobs where status = 'completed'") == 3
+            "select count(*) from public.ai_jobs where status = 'completed'") == 2
         # Refused requests left nothing behind: no job, no message.
-        assert await conn.fetchval("select count(*) from public.ai_jobs") == 3
+        assert await conn.fetchval("select count(*) from public.ai_jobs") == 2
         assert await conn.fetchval(
-            "select count(*) from public.messages where role = 'user'") == 3
+            "select count(*) from public.messages where role = 'user'") == 2
+
+
+async def test_fifty_parallel_replies_at_the_edge_use_exactly_the_limit(
+    two_hubs: list[ChatHub], fake_openai: FakeOpenAI, team: Team, db: Database
+) -> None:
+    """Reserve-then-settle at the edge: room for FIT whole replies, 50 asked at once on two
+    processes, exactly FIT answered, and what they really used fills the plan to the token."""
+    fit = 7
+    fake_openai.default = Script(chunks=openai_server.stream(["ok"]), first_delay_s=0.2)
+    async with db.service() as conn:
+        limit = await conn.fetchval(
+            "select (limits->>'ai_tokens')::bigint from public.subscription_plans "
+            "where slug = 'free'")
+    assert await ask_in_parallel(two_hubs, team, db, count=1) == [True]
+    await replies_finished(db)
+    async with db.acquire() as conn:
+        reserved = await conn.fetchval("select reserved_tokens from public.ai_jobs")
+        await conn.execute("delete from public.ai_jobs")
+        # A plan with room for more than FIT replies of this size.
+        limit = 10 * reserved + 123
+        await conn.execute(
+            "update public.subscription_plans set limits = limits || jsonb_build_object("
+            "'ai_tokens', $1::bigint) where slug = 'free'", limit)
+    # Each reply really uses its whole reservation (the provider reports that usage).
+    fake_openai.default = Script(
+        chunks=openai_server.stream(["ok"], usage=(reserved - 5, 5)), first_delay_s=0.2)
+    async with db.service() as conn:
+        await conn.execute(SET_USAGE, team.owner, team.workspace, limit - fit * reserved)
+
+    allowed = await ask_in_parallel(two_hubs, team, db, count=50)
+    assert sum(allowed) == fit
+    await replies_finished(db)
+    async with db.acquire() as conn:
+        used = await conn.fetchval(
+            "select sum(amount)::bigint from public.usage_records "
+            "where workspace_id = $1 and resource_type = 'ai_tokens'", team.workspace)
+    assert used == limit

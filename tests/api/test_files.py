@@ -175,3 +175,32 @@ async def test_upload_versions_and_restore(api: Api, db: Database) -> None:
     no_content = await api.call("PUT", f"/files/{folder['id']}/content", {"content": "x"},
                                 token=user.token)
     assert no_content.status == 422
+
+
+async def test_read_serves_files_content_or_the_unmerged_log(api: Api, db: Database) -> None:
+    """files.content is served as is when no log rows wait for a compaction; log rows
+    appended by another process (no room loaded here) are merged into what GET returns."""
+    from collab.merge import build_from_text, new_doc
+
+    user, pid = await _project(api)
+    fid = (await _create(api, user, pid, path="read.py", content="stored text"))["id"]
+    assert (await api.ok("GET", f"/files/{fid}", token=user.token))["content"] == "stored text"
+
+    state, _ = build_from_text("stored text")
+    doc, text = new_doc()
+    doc.apply_update(state)
+    before = doc.get_state()
+    text.insert(0, "edited elsewhere: ")
+    update = doc.get_update(before)
+    async with db.service() as conn:
+        await conn.execute(
+            "insert into public.document_states (file_id, state, state_vector)"
+            " values ($1, $2, $3)", uuid.UUID(fid), state, before,
+        )
+        await conn.execute(
+            "insert into public.document_updates (file_id, update) values ($1, $2)",
+            uuid.UUID(fid), update,
+        )
+    read = await api.ok("GET", f"/files/{fid}", token=user.token)
+    assert read["content"] == "edited elsewhere: stored text"
+    assert read["size_bytes"] == len(read["content"].encode())

@@ -51,7 +51,10 @@ async def test_document_lists_exactly_the_routes(api: Api) -> None:
         assert served.status not in (404, 405) or served.error_code == "not_found", (
             method, path, served.status
         )
-        assert served.status != 405 and served.status < 500, (method, path, served.body)
+        # 503 billing_disabled: this server has no STRIPE_SECRET_KEY (documented, on purpose).
+        assert served.status != 405 and (
+            served.status < 500 or served.error_code == "billing_disabled"
+        ), (method, path, served.body)
     schemathesis.openapi.from_dict(doc)  # loads and resolves every $ref
 
 

@@ -106,6 +106,28 @@ async def fresh_repository(world: World, db: Database) -> dict[str, Any]:
     return {"job": job}
 
 
+async def fresh_deployment(world: World, db: Database, status: str = "failed"
+                           ) -> dict[str, Any]:
+    """A deployment row (Vercel target: its jobs need no sandbox); unfinished ones of the
+    project are canceled first (one unfinished per project, environment and target)."""
+    async with db.service() as conn:
+        await conn.execute("update public.deployments set status = 'canceled' where project_id"
+                           " = $1 and status in ('pending', 'building', 'deploying')",
+                           world.project_id)
+        deployment = await conn.fetchval(
+            "insert into public.deployments (project_id, environment, status, target)"
+            " values ($1, 'staging', $2, 'vercel') returning id", world.project_id, status)
+    return {"deployment": deployment}
+
+
+async def pending_deployment(world: World, db: Database) -> dict[str, Any]:
+    return await fresh_deployment(world, db, "pending")
+
+
+async def successful_deployment(world: World, db: Database) -> dict[str, Any]:
+    return await fresh_deployment(world, db, "success")
+
+
 async def unique_name(world: World, db: Database) -> dict[str, Any]:
     return {"name": f"n-{uuid.uuid4().hex[:8]}.py"}
 
@@ -207,6 +229,23 @@ CASES = [
          {"value": "changed"}, setup=fresh_variable),
     Case("DELETE", "/projects/{project}/environment-variables/{var}", "member",
          setup=fresh_variable),
+    # Deployments (tests/preview): members deploy (Vercel without a token here: the job
+    # fails at once, nothing runs) and cancel; admins promote, roll back and open previews
+    # to the public; viewers read and open previews.
+    Case("POST", "/projects/{project}/deployments", "member",
+         {"environment": "staging", "target": "vercel"}),
+    Case("GET", "/projects/{project}/deployments", "viewer"),
+    Case("GET", "/projects/{project}/deployments/{deployment}", "viewer",
+         setup=fresh_deployment),
+    Case("POST", "/projects/{project}/deployments/{deployment}/cancel", "member",
+         setup=pending_deployment),
+    # Authorized callers reach the target (a Vercel deployment without its id): 409.
+    Case("POST", "/projects/{project}/deployments/{deployment}/promote", "admin",
+         setup=successful_deployment, allowed="409"),
+    Case("POST", "/projects/{project}/deployments/rollback", "admin",
+         {"environment": "production"}, allowed="409"),
+    Case("POST", "/projects/{project}/preview-sessions", "viewer", {}),
+    Case("PUT", "/projects/{project}/preview-access", "admin", {"public": False}),
     # Workspace keys: admins. An unknown provider: no provider is called from this test.
     Case("GET", "/workspaces/{ws}/integrations", "admin"),
     Case("PUT", "/workspaces/{ws}/integrations/slack", "admin", {"api_key": "long-enough-key"},
@@ -244,6 +283,14 @@ ACCOUNT_ENDPOINTS = {
     # what the caller may watch (test_operator).
     ("POST", "/analytics/events"),
     ("GET", "/operator/scopes"),
+    # Plans are public; billing is the caller's own (they pay for the workspaces they own;
+    # tests/billing), and Stripe's webhook is authenticated by its signature.
+    ("GET", "/plans"),
+    ("GET", "/billing/usage"),
+    ("POST", "/billing/checkout"),
+    ("POST", "/billing/portal"),
+    ("GET", "/billing/invoices"),
+    ("POST", "/webhooks/stripe"),
 }
 PLACEHOLDERS = {
     "{ws}": "{workspace_id}",
@@ -255,6 +302,7 @@ PLACEHOLDERS = {
     "{job}": "{job_id}",
     "{var}": "{variable_id}",
     "{edit}": "{edit_id}",
+    "{deployment}": "{deployment_id}",
     "/vercel": "/{provider}",
     "/slack": "/{provider}",
     "/1": "/{version_number}",
@@ -283,6 +331,10 @@ def test_every_endpoint_is_in_the_matrix() -> None:
 
 async def test_permission_matrix(api: Api, db: Database) -> None:
     world = await build_world(api, db)
+    # Every attempt of a creating endpoint creates: the owner's plan must not be the limit here
+    # (limits are tests/billing's).
+    async with db.service() as conn:
+        await factories.subscribe(conn, uuid.UUID(world.users["owner"].id), "team")
     base = {
         "ws": world.workspace_id,
         "project": world.project_id,

@@ -564,6 +564,85 @@ const scenarios = {
     return { screenshot: path, problems: [...alice.problems, ...bob.problems] }
   },
 
+  // The live preview pane: deploy, the frame shows index.html, an edit typed in the editor
+  // shows in the frame, and the app in the frame cannot read the IDE's tokens.
+  async preview (browser, config) {
+    const w = await new Window(browser, config, config.user, 'alice').open(`project=${config.project_id}`)
+    await w.openFile('index.html')
+    await w.page.getByTestId('panel-preview').click()
+    await w.page.getByTestId('preview-deploy').click()
+    await w.waitFor(() => document.querySelector('[data-testid=preview]').dataset.status === 'success', null, 'deployment success', 90000)
+    await w.waitFor(() => document.querySelector('[data-testid=preview-frame]').src !== '', null, 'frame source')
+    log('alice', 'preview frame', await w.page.getByTestId('preview-frame').getAttribute('src'))
+    const frame = w.page.frameLocator('[data-testid=preview-frame]')
+    await frame.locator('h1', { hasText: config.before }).waitFor({ timeout: 90000 })
+    await w.shot('deployed')
+    const started = Date.now()
+    await w.typeAtEnd(config.typed)
+    const typedMs = Date.now() - started
+    await frame.locator('body', { hasText: config.expect }).waitFor({ timeout: 30000 })
+    const latencyMs = Date.now() - started
+    log('alice', `edit shown in the preview after ${latencyMs} ms (typing took ${typedMs} ms)`)
+    await w.shot('edited')
+    const preview = w.page.frames().find((f) => f !== w.page.mainFrame() && f.url().startsWith('http'))
+    // The probe below is refused on purpose (CORS): its console errors are not problems.
+    const problemsBefore = w.problems.length
+    const seen = await preview.evaluate(async (ide) => {
+      const keys = (name) => { try { return Object.keys(window[name]) } catch (e) { return e.name } }
+      const out = { origin: location.origin, cookie: document.cookie, session: keys('sessionStorage'), local: keys('localStorage') }
+      try { out.parent = Object.keys(window.parent.sessionStorage) } catch (e) { out.parent = e.name }
+      try {
+        const r = await fetch(ide + '/api/v1/me', { credentials: 'include' })
+        out.fetch = `status ${r.status}`
+      } catch (e) { out.fetch = 'blocked' }
+      return out
+    }, config.url)
+    const ideKeys = await w.page.evaluate(() => Object.keys(sessionStorage))
+    return { latency_ms: latencyMs, typing_ms: typedMs, seen, ide_session_keys: ideKeys, problems: w.problems.slice(0, problemsBefore), probe_console: w.problems.slice(problemsBefore) }
+  },
+
+  // Billing: the owner (alice) sees the usage of her workspace in the plan panel; bob, a
+  // member, creates a project in it (the owner pays: her bar moves); alice upgrades through
+  // the (fake) Stripe Checkout and comes back to the pro plan's limits.
+  async billing (browser, config) {
+    const [alice, bob] = await twoWindows(browser, config, `project=${config.project_id}`)
+    const bars = (w) => w.page.locator('[data-testid=usage-bar]').evaluateAll((els) => Object.fromEntries(
+      els.map((el) => [el.dataset.resource, { used: Number(el.dataset.used), limit: el.dataset.limit ? Number(el.dataset.limit) : null, ratio: Number(el.dataset.ratio), width: el.querySelector('.usage-fill').getBoundingClientRect().width }])))
+    const openPlan = async (w) => {
+      const before = await w.page.evaluate(() => document.querySelector('[data-testid=plan]').dataset.loaded || '')
+      await w.page.getByTestId('panel-plan').click()
+      await w.waitFor((b) => (document.querySelector('[data-testid=plan]').dataset.loaded || '') !== b, before, 'plan panel loaded')
+    }
+    await openPlan(alice)
+    const free = await bars(alice)
+    const freePlan = await alice.page.getByTestId('plan-name').textContent()
+    await alice.shot('free')
+
+    bob.page.once('dialog', (dialog) => dialog.accept('bob-side'))
+    await bob.page.getByTestId('new-project').click()
+    await bob.page.waitForURL(/project=/)
+    await bob.page.getByTestId('ide').waitFor()
+    await openPlan(alice)
+    const afterBob = await bars(alice)
+
+    await alice.page.getByTestId('upgrade-pro').click()
+    await alice.page.waitForURL(/\/checkout\//)
+    await alice.shot('checkout')
+    await alice.page.locator('#pay').click()
+    await alice.page.waitForURL(/billing=success/)
+    await alice.page.getByTestId('ide').waitFor()
+    // The webhook is processed by a job: look again until the plan is pro.
+    for (let i = 0; i < 100; i++) {
+      await openPlan(alice)
+      if (await alice.page.evaluate(() => document.querySelector('[data-testid=plan]').dataset.plan) === 'pro') break
+      await alice.page.waitForTimeout(200)
+    }
+    const pro = await bars(alice)
+    const proPlan = await alice.page.getByTestId('plan-name').textContent()
+    const screenshot = await alice.shot('pro')
+    return { free, freePlan, afterBob, pro, proPlan, screenshot, problems: [...alice.problems, ...bob.problems] }
+  },
+
   // The page itself: sign-up through the form, CSP in force (an inline script is refused).
   async signup (browser, config) {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })

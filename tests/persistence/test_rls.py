@@ -139,10 +139,8 @@ async def build_world(conn: asyncpg.Connection, plan: uuid.UUID) -> World:
 @pytest.fixture
 async def worlds(db: Database) -> tuple[World, World]:
     async with db.service() as conn:
-        plan = await conn.fetchval(
-            "insert into public.subscription_plans (name, slug, price_monthly, price_yearly)"
-            " values ('Pro', 'pro', 1500, 15000) returning id"
-        )
+        # The plans are seeded by sql/0170_billing_plans.
+        plan = await conn.fetchval("select id from public.subscription_plans where slug = 'pro'")
         for sql in GLOBAL_SQL.values():
             await conn.execute(sql)
         return await build_world(conn, plan), await build_world(conn, plan)

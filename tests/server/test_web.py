@@ -40,6 +40,9 @@ def test_policy_allows_scripts_and_sockets_only_from_this_origin() -> None:
     assert policy["object-src"] == ["'none'"]
     assert policy["frame-ancestors"] == ["'none'"]
     assert policy["base-uri"] == ["'none'"]
+    assert policy["frame-src"] == ["'none'"]  # no preview origin: no frame at all
+    with_previews = csp_directives(content_security_policy("h:1", "http://*.localhost:8001"))
+    assert with_previews["frame-src"] == ["http://*.localhost:8001"]
 
 
 async def test_page_is_served_with_security_headers(
@@ -58,6 +61,9 @@ async def test_page_is_served_with_security_headers(
         assert "<script>" not in html, "no inline script in the page"
         assert policy["script-src"] == ["'self'"]
         assert f"ws://127.0.0.1:{server.port}" in policy["connect-src"]
+        # The live preview pane may show the preview origin's hosts, nothing else.
+        origin = server.app.state.services.previews.origin
+        assert policy["frame-src"] == [origin.replace("://", "://*.")]
         async with http.get(server.url + "/app.js") as resp:
             assert resp.status == 200
             assert "javascript" in resp.headers["content-type"]

@@ -135,3 +135,27 @@ async def create_conversation(
         INSERT_CONVERSATION, project_id, user_id, title
     )
     return conversation_id
+
+
+INSERT_CUSTOMER = """
+insert into public.customers (user_id, stripe_customer_id) values ($1, $2)
+on conflict (user_id) do update set updated_at = now()
+returning id
+"""
+INSERT_SUBSCRIPTION = """
+insert into public.subscriptions
+  (customer_id, plan_id, stripe_subscription_id, status, billing_interval,
+   current_period_start, current_period_end)
+select $1, id, $2, 'active', 'monthly', now(), now() + interval '30 days'
+from public.subscription_plans where slug = $3
+returning id
+"""
+
+
+async def subscribe(conn: asyncpg.Connection, user_id: uuid.UUID, plan: str = "team") -> uuid.UUID:
+    """An active subscription of ``user_id`` to ``plan`` (as the Stripe webhooks would leave
+    it): the workspaces they own get that plan's limits."""
+    customer_id = await conn.fetchval(INSERT_CUSTOMER, user_id, f"cus_{_token()}")
+    subscription_id: uuid.UUID = await conn.fetchval(
+        INSERT_SUBSCRIPTION, customer_id, f"sub_{_token()}", plan)
+    return subscription_id

@@ -165,6 +165,18 @@ export const api = {
   accountRepositories: (provider) => send('GET', `/git/accounts/${enc(provider)}/repositories`),
   gitJob: (projectId, jobId) => send('GET', `/projects/${enc(projectId)}/git/jobs/${enc(jobId)}`),
 
+  // Deployments and the live preview (docs/deployments.md).
+  deploy: (projectId, body) => send('POST', `/projects/${enc(projectId)}/deployments`, body),
+  deployments: (projectId, environment) =>
+    send('GET', `/projects/${enc(projectId)}/deployments?environment=${enc(environment)}&limit=1`),
+  previewSession: (projectId, body) => send('POST', `/projects/${enc(projectId)}/preview-sessions`, body),
+  // Billing (docs/billing.md): plans, this month's usage, Stripe Checkout and Portal.
+  plans: () => send('GET', '/plans'),
+  billingUsage: () => send('GET', '/billing/usage'),
+  checkout: (plan, interval) => send('POST', '/billing/checkout', { plan, interval }),
+  billingPortal: () => send('POST', '/billing/portal', {}),
+  invoices: () => send('GET', '/billing/invoices'),
+
   // keepalive: the request may outlive the page (sent while it is being hidden or closed).
   analytics: (batch, keepalive = false) => send('POST', '/analytics/events', batch, { keepalive }),
   operatorScopes: () => send('GET', '/operator/scopes'),

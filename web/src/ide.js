@@ -7,6 +7,8 @@ import { FileTree } from './tree.js'
 import { ChatPanel } from './chat.js'
 import { VersionsPanel } from './versions.js'
 import { GitPanel } from './git.js'
+import { PreviewPanel } from './preview.js'
+import { PlanPanel } from './billing.js'
 import { TerminalPanel } from './terminal.js'
 import { RunPanel } from './run.js'
 import { JsonSocket } from './jsonsocket.js'
@@ -145,13 +147,17 @@ export class Ide {
     const chatRoot = h('div', { class: 'chat', 'data-testid': 'chat' })
     const versionsRoot = h('div', { class: 'versions-panel', 'data-testid': 'versions' })
     const gitRoot = h('div', { class: 'git-panel', 'data-testid': 'git' })
-    const sidePanels = { Chat: chatRoot, Versions: versionsRoot, Git: gitRoot }
+    const previewRoot = h('div', { class: 'preview-panel', 'data-testid': 'preview' })
+    const planRoot = h('div', { class: 'plan-panel', 'data-testid': 'plan', hidden: true })
+    const sidePanels = { Chat: chatRoot, Versions: versionsRoot, Git: gitRoot, Preview: previewRoot, Plan: planRoot }
     const sideTabs = tabs(Object.keys(sidePanels), (name) => {
       for (const [key, el] of Object.entries(sidePanels)) el.hidden = key !== name
       if (name === 'Versions') this.versions.show(this.editors.activeFile()).catch(showError)
       if (name === 'Git') this.git.show().catch(showError)
+      if (name === 'Preview') this.preview.show().catch(showError)
+      if (name === 'Plan') this.plan.show().catch(showError)
     })
-    const right = h('aside', { class: 'right' }, [sideTabs.bar, chatRoot, versionsRoot, gitRoot])
+    const right = h('aside', { class: 'right' }, [sideTabs.bar, chatRoot, versionsRoot, gitRoot, previewRoot, planRoot])
 
     root.replaceChildren(h('div', { class: 'ide', 'data-testid': 'ide', 'data-project-id': project.id }, [header, left, center, right, this.toast, this.settings.root]))
 
@@ -166,6 +172,8 @@ export class Ide {
     })
     this.versions = new VersionsPanel({ root: versionsRoot, onError: showError })
     this.git = new GitPanel({ root: gitRoot, projectId: project.id, onError: showError })
+    this.preview = new PreviewPanel({ root: previewRoot, projectId: project.id, onError: showError })
+    this.plan = new PlanPanel({ root: planRoot, onError: showError })
     this.chat = new ChatPanel({
       root: chatRoot,
       projectId: project.id,
@@ -322,6 +330,8 @@ export class Ide {
       this.editors.assistantEvent(msg)
     } else if (type === 'analysis.completed') {
       this.editors.showAnalysis(msg.analysis)
+    } else if (type.startsWith('deployment.') || type.startsWith('preview.')) {
+      this.preview.event(msg)
     } else if (type.startsWith('git.')) {
       if (type === 'git.tree_changed') this.tree.load().catch((err) => this.error(err))
       this.git.event(msg)
