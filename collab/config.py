@@ -20,6 +20,9 @@ class CollabConfig:
     idle_unload_s: float = 30.0
     gap_repair_s: float = 5.0
     role_check_s: float = 0.5
+    # The membership path's fallback (server/membership.py): every socket's role re-read
+    # this often, for changes whose broker message was lost.
+    membership_fallback_s: float = 5.0
     viewer_awareness: bool = True  # False: viewers' cursors are dropped too
 
     @classmethod
@@ -36,5 +39,8 @@ class CollabConfig:
             idle_unload_s=float(env.get("DOC_IDLE_UNLOAD_S", d.idle_unload_s)),
             gap_repair_s=float(env.get("GAP_REPAIR_S", d.gap_repair_s)),
             role_check_s=float(env.get("DOC_ROLE_CHECK_S", d.role_check_s)),
+            membership_fallback_s=float(
+                env.get("MEMBERSHIP_FALLBACK_S", d.membership_fallback_s)
+            ),
             viewer_awareness=env.get("DOC_VIEWER_AWARENESS", "1").lower() in {"1", "true", "yes"},
         )

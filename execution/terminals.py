@@ -119,6 +119,8 @@ class Terminal:
     # The project's secret values, masked out of the output (set at spawn time).
     masker: SecretMasker = field(default_factory=lambda: SecretMasker(()))
     mask_timer: asyncio.TimerHandle | None = None
+    # Commands are recorded one at a time, in the order they finished (FIFO lock).
+    record_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def project_id(self) -> uuid.UUID:
@@ -488,7 +490,7 @@ class TerminalHub:
     async def _record(self, terminal: Terminal, record: CommandRecord) -> None:
         user = terminal.last_typist or terminal.owner
         try:
-            async with self.db.service() as conn:
+            async with terminal.record_lock, self.db.service() as conn:
                 await store.record_terminal_command(
                     conn, user_id=user, project_id=terminal.project_id,
                     command=record.command, output=record.output, exit_code=record.exit_code,

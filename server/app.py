@@ -23,6 +23,7 @@ from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub, ProjectHubConfig
 from execution.local import LocalBackend
 from execution.runner import ExecutionHub
+from execution.terminal_relay import TerminalRouter
 from execution.terminals import TerminalHub
 from execution.volumes import ProjectVolumes
 from observability.service import Observability
@@ -39,6 +40,7 @@ from server.errors import ApiError, api_error_handler, http_error_handler
 from server.git_wiring import build_git_runtime
 from server.health import healthz, readyz
 from server.lifecycle import Lifecycle
+from server.membership import Membership
 from server.metrics import metrics_route
 from server.oauth.service import OAuthService
 from server.observe import RequestObserver
@@ -112,6 +114,11 @@ async def _start_hubs(
     db, broker, objects = services.db, services.broker, services.objects
     observability = services.observability
     assert observability is not None and objects is not None
+    # One membership-change path: every open socket re-checked on a role change, on
+    # every node, through access:{workspace} on the broker (server/membership.py).
+    membership = Membership(db, broker, fallback_s=settings.collab.membership_fallback_s)
+    await parts.start("membership", membership.start, membership.stop)
+    services.membership = membership
     # Co-editing: rooms, update log, compaction; stopped after the parts that use it
     # (flush, 1012 to clients).
     documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)
@@ -145,8 +152,14 @@ async def _start_hubs(
         settings.execution, db, local, services.variables,
         documents=documents, projects=projects, objects=objects,
     )
+    # Any node serves any terminal: the PTY runs on its owner node, the others relay.
+    # Started before the hub so it stops after it: the hub's last messages (each
+    # terminal's close) still reach the relaying nodes.
+    terminal_router = TerminalRouter(terminals, db, broker)
+    await parts.start("terminal_router", terminal_router.start, terminal_router.close)
     await parts.start("terminals", terminals.start, terminals.close)
     services.terminals = terminals
+    services.terminal_router = terminal_router
     # Previews and deployments: the preview origin (a second listener of this process)
     # and the runtime the deployment jobs use (docs/deployments.md).
     previews = await start_previews(settings, db, local, projects.publish, keyring,

@@ -19,6 +19,7 @@ from broker.interface import Broker
 from collab.hub import DocumentHub
 from collab.project_hub import ProjectHub
 from execution.runner import ExecutionHub
+from execution.terminal_relay import TerminalRouter
 from execution.terminals import TerminalHub
 from gitsync.sync import GitRuntime
 from jobs.worker import Worker
@@ -26,6 +27,7 @@ from observability.service import Observability
 from persistence.crypto import Keyring
 from persistence.db import Database
 from persistence.environment import EnvironmentVariables
+from server.membership import Membership
 from server.oauth.service import OAuthService
 from server.preview_wiring import Previews
 from server.settings import Settings
@@ -54,6 +56,10 @@ class Services:
     chat: ChatHub | None = None
     executions: ExecutionHub | None = None
     terminals: TerminalHub | None = None
+    # The terminal socket's entry: the local hub, or a relay to the node running the shell.
+    terminal_router: TerminalRouter | None = None
+    # Every open socket's role, followed across nodes (server/membership.py).
+    membership: Membership | None = None
     analyses: Analyses | None = None
     ai_edits: AIEdits | None = None
     # Previews and deployments (docs/deployments.md): None without the local sandbox.
@@ -65,7 +71,8 @@ class Services:
         """The parts that report their own health on /healthz, by name."""
         parts: dict[str, ReportsHealth | None] = {
             "projects": self.projects, "chat": self.chat, "executions": self.executions,
-            "terminals": self.terminals, "ai_edits": self.ai_edits, "jobs": self.jobs,
+            "terminals": self.terminals, "terminal_router": self.terminal_router,
+            "membership": self.membership, "ai_edits": self.ai_edits, "jobs": self.jobs,
             "previews": self.previews,
         }
         return {name: part for name, part in parts.items() if part is not None}

@@ -23,3 +23,8 @@ OVER_BUDGET = 4429
 # A slow consumer may reconnect and resync: stock y-websocket clients treat every
 # 4400-4499 close as final, so this is 1013 (try again later), not a 44xx code.
 SLOW_CONSUMER = TRY_AGAIN_LATER
+# A terminal's shell ran on a node that died (execution/terminal_relay.py): reconnecting
+# starts a new shell.
+TERMINAL_GONE = 4410
+# Access revoked while the socket was open (the membership path, server/membership.py).
+ACCESS_REVOKED = FORBIDDEN

@@ -6,7 +6,6 @@ workspace always keeps at least one owner; any member may leave.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from server.api.guards import require_workspace
 from server.api.pagination import PageQuery, decode_cursor, page
 from server.api.routing import Ctx, Endpoint
 from server.errors import ApiError, conflict, forbidden, not_found
+from server.membership import Membership
 
 Role = Literal["owner", "admin", "member", "viewer"]
 
@@ -47,13 +47,14 @@ class RoleChange(BaseModel):
     role: Role
 
 
-async def announce(ctx: Ctx, workspace_id: uuid.UUID, kind: str, user_id: uuid.UUID,
+async def announce(ctx: Ctx, workspace_id: uuid.UUID, kind: str, user_id: uuid.UUID | None,
                    role: str | None) -> None:
-    """Tell every node (``access:{workspace_id}``) so sockets of a demoted or removed member
-    can be re-authorized or closed."""
-    event = {"type": kind, "workspace_id": str(workspace_id), "user_id": str(user_id),
-             "role": role}
-    await ctx.services.broker.publish(f"access:{workspace_id}", json.dumps(event).encode())
+    """The one membership-change path (server/membership.py): this node's sockets of the
+    user are re-checked now, every other node's when ``access:{workspace_id}`` reaches it."""
+    membership: Membership | None = ctx.services.membership
+    if membership is None:
+        raise RuntimeError("membership is not running in this process")
+    await membership.announce(workspace_id, user_id, kind, role)
 
 
 def last_owner() -> ApiError:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from persistence import workspaces as store
 from server.api.guards import require_workspace
+from server.api.members import announce
 from server.api.pagination import PageQuery, decode_cursor, page
 from server.api.routing import Ctx, Endpoint
 from server.api.slugs import MAX_SLUG, SLUG_PATTERN, insert_with_slug
@@ -118,6 +119,8 @@ async def delete_workspace(ctx: Ctx) -> None:
     async with ctx.db.as_user(ctx.user_id) as conn:
         if not await store.delete_workspace(conn, workspace_id):
             raise not_found("no such workspace")
+    # Every open socket of the workspace closes (its memberships went with it).
+    await announce(ctx, workspace_id, "workspace.deleted", None, None)
 
 
 ENDPOINTS = [

@@ -28,6 +28,7 @@ from ai.chat import ChatHub
 from ai.chat_context import ChatError
 from ai.chat_watchers import Watcher, error_frame
 from server.access import conversation_access, parse_uuid
+from server.membership import Membership
 from server.services import Services
 from server.ws_auth import authenticate_raw, refuse
 from sockets.close_codes import (
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME_CHARS = 256 * 1024
 SLOW_REASON = "too slow to keep up"
+REVOKED_REASON = "no longer a member of this workspace"
 
 
 class ConversationSocket:
@@ -65,6 +67,10 @@ class ConversationSocket:
         if hub is None:
             await refuse(websocket, TRY_AGAIN_LATER, "chat is not available")
             return
+        membership: Membership | None = services.membership
+        if membership is None:
+            await refuse(websocket, TRY_AGAIN_LATER, "membership is not available")
+            return
         await websocket.accept()
         limit = services.settings.collab.send_buffer_bytes
         outbox = open_outbox(scope, send, limit)
@@ -73,10 +79,20 @@ class ConversationSocket:
             on_overflow=lambda: outbox.close(SLOW_CONSUMER, SLOW_REASON),
         )
         await hub.watch(conversation_id, watcher)
+
+        # Membership hook (server/membership.py): a watcher removed from the workspace is
+        # closed at once (4403), not at its next request.
+        def follow_role(role: str | None) -> None:
+            if role is None:
+                outbox.close(FORBIDDEN, REVOKED_REASON)
+
+        ticket = await membership.track(principal.user_id, access.workspace_id, "chat",
+                                        access.role, follow_role)
         try:
             await _serve(services, hub, messages(receive), outbox, watcher, conversation_id,
                          principal.user_id)
         finally:
+            membership.release(ticket)
             await hub.unwatch(conversation_id, watcher)
             await outbox.finish()
 
@@ -104,7 +120,7 @@ async def _serve(
         # Roles change while sockets stay open: look the role up again for each request.
         current = await conversation_access(services.db, user, conversation_id)
         if current is None or not current.is_member:
-            outbox.close(FORBIDDEN, "no longer a member of this workspace")
+            outbox.close(FORBIDDEN, REVOKED_REASON)
             return
         await _handle(hub, watcher, conversation_id, user_id, current.role, text)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -24,6 +25,7 @@ from collab.hub import DocumentHub
 from collab.room import Room
 from collab.store import FileGone
 from server.access import file_access, parse_uuid
+from server.membership import Membership
 from server.ws_auth import authenticate_raw, refuse
 from server.ws_transport import DirectChannel
 from sockets.close_codes import (
@@ -140,8 +142,12 @@ class DocumentSocket:
         if hub is None:
             await _refuse(websocket, TRY_AGAIN_LATER, "documents are not available")
             return
+        membership: Membership | None = services.membership
+        if membership is None:
+            await _refuse(websocket, TRY_AGAIN_LATER, "membership is not available")
+            return
         await websocket.accept()
-        user_id, workspace_id = principal.user_id, access.workspace_id
+        user_id, workspace_id, role = principal.user_id, access.workspace_id, access.role
         read_only, buffer_max = not access.can_write, services.settings.collab.send_buffer_bytes
         # This frame and the scope live as long as the socket: keep only what the peer needs
         # (the handshake's headers and the token in the query string are not needed again).
@@ -170,16 +176,27 @@ class DocumentSocket:
         except BaseException:  # cancelled while the document loaded: stop the writer too
             await peer.finish()
             raise
+        # Membership hook: a role change or removal reaches this socket (server/membership.py).
+        ticket = await membership.track(user_id, workspace_id, "document", role,
+                                        lambda new_role: follow_role(peer, new_role))
+
+        def gone() -> None:
+            membership.release(ticket)
+            hub.leave(room, peer)
+
         detached = False
         try:
-            detached = await self._serve(hub, room, peer, receive)
+            detached = await self._serve(hub, room, peer, receive, gone)
         finally:
             if not detached:
-                hub.leave(room, peer)
+                gone()
                 await peer.finish()
 
     @staticmethod
-    async def _serve(hub: DocumentHub, room: Room, peer: SocketPeer, receive: Receive) -> bool:
+    async def _serve(
+        hub: DocumentHub, room: Room, peer: SocketPeer, receive: Receive,
+        gone: Callable[[], None],
+    ) -> bool:
         """Frames until the socket closes; True if the socket was handed to its transport."""
         channel = peer.channel if isinstance(peer, DirectPeer) else None
         while not peer.closed:
@@ -189,7 +206,7 @@ class DocumentSocket:
                 # when the connection is lost: no coroutine waits per socket.
                 if channel.detach(
                     lambda data: _on_frame(hub, room, peer, data),
-                    lambda: hub.leave(room, peer),
+                    gone,
                 ):
                     return True
                 channel = None
@@ -201,6 +218,18 @@ class DocumentSocket:
             elif kind == "websocket.disconnect":
                 return False
         return False
+
+
+def follow_role(peer: SocketPeer, role: str | None) -> None:
+    """The membership path's verdict: removed -> closed (4403); a viewer's socket is
+    read-only (its updates are refused), a member's or above writable again."""
+    if role is None:
+        if not peer.closed:
+            metrics.CLOSES.labels(str(FORBIDDEN)).inc()
+            peer.close(FORBIDDEN, "access revoked")
+        return
+    peer.read_only = role == "viewer"
+    peer.denied_sent = False
 
 
 def _on_frame(hub: DocumentHub, room: Room, peer: SocketPeer, data: bytes | str) -> None:

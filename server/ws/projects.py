@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 from collab.project_hub import ProjectHub
 from collab.project_presence import Identity
 from server.access import parse_uuid, project_access
+from server.membership import Membership
 from server.services import Services
 from server.ws_auth import authenticate_websocket, refuse
 from sockets.close_codes import FORBIDDEN, NOT_FOUND, TRY_AGAIN_LATER
@@ -52,6 +53,10 @@ async def project_socket(websocket: WebSocket) -> None:
     if hub is None:
         await refuse(websocket, TRY_AGAIN_LATER, "the project channel is not available")
         return
+    membership: Membership | None = services.membership
+    if membership is None:
+        await refuse(websocket, TRY_AGAIN_LATER, "membership is not available")
+        return
     await websocket.accept()
     who = Identity(
         user_id=uuid.UUID(principal.user_id),
@@ -61,7 +66,12 @@ async def project_socket(websocket: WebSocket) -> None:
     )
     limit = services.settings.collab.send_buffer_bytes
     outbox = open_outbox(websocket.scope, websocket.send, limit)
+    # Membership hook (server/membership.py): on a change the hub re-reads the roles of its
+    # sockets once (closing the removed with 4403, updating presence of the others).
+    ticket = await membership.track(principal.user_id, access.workspace_id, "project",
+                                    access.role, lambda _role: hub.check_roles(), once_key=hub)
     try:
         await hub.serve(project_id, outbox, messages(websocket.receive), who)
     finally:
+        membership.release(ticket)
         await outbox.finish()

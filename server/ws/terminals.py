@@ -4,6 +4,10 @@ terminado's framing (JSON text frames): in ``["stdin", text]``, ``["set_size", r
 out ``["setup", {}]``, ``["stdout", text]``, ``["disconnect", code]``. Members type, viewers
 watch (a viewer cannot start a terminal that is not running). An input message over
 ``MAX_FRAME`` characters closes the socket with 4413 and says the limit.
+
+The shell may run on another node: the router (execution/terminal_relay.py) attaches there
+over the broker. A member removed while the socket is open is disconnected (4403), a
+demoted one stops typing (server/membership.py).
 """
 
 from __future__ import annotations
@@ -17,15 +21,19 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from execution.terminals import Client, Terminal, TerminalError, TerminalHub
+from execution.terminal_relay import AnyTerminal, TerminalRouter
+from execution.terminals import Client, TerminalError
 from server.access import parse_uuid, project_access
+from server.membership import Membership
 from server.services import Services
 from server.ws_auth import authenticate_websocket, refuse
 from sockets.close_codes import (
+    ACCESS_REVOKED,
     BAD_MESSAGE,
     FORBIDDEN,
     GOING_AWAY,
     NOT_FOUND,
+    TERMINAL_GONE,
     TOO_LARGE,
     TRY_AGAIN_LATER,
     UNAVAILABLE,
@@ -38,7 +46,8 @@ NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_FRAME = 64 * 1024
 # The transport's high-water mark: its drain resumes a PTY paused for slow clients.
 MIN_SEND_BUFFER = 64 * 1024
-CLOSE_CODES = {"not_running": NOT_FOUND, "sandbox_unavailable": UNAVAILABLE}
+CLOSE_CODES = {"not_running": NOT_FOUND, "sandbox_unavailable": UNAVAILABLE,
+               "owner_unreachable": TERMINAL_GONE}
 
 
 async def terminal_socket(websocket: WebSocket) -> None:
@@ -60,8 +69,9 @@ async def terminal_socket(websocket: WebSocket) -> None:
     if not NAME.match(name):
         await refuse(websocket, BAD_MESSAGE, "bad terminal name")
         return
-    hub: TerminalHub | None = services.terminals
-    if hub is None:
+    hub: TerminalRouter | None = services.terminal_router
+    membership: Membership | None = services.membership
+    if hub is None or membership is None:
         await refuse(websocket, TRY_AGAIN_LATER, "terminals are not available")
         return
     user_id = uuid.UUID(principal.user_id)
@@ -76,9 +86,20 @@ async def terminal_socket(websocket: WebSocket) -> None:
         except TerminalError as exc:
             outbox.close(CLOSE_CODES.get(exc.code, TRY_AGAIN_LATER), exc.message)
             return
+
+        # Membership hook (server/membership.py): removed -> disconnected, viewer -> read-only.
+        def follow_role(role: str | None) -> None:
+            if role is None:
+                hub.disconnect(terminal, client, ACCESS_REVOKED)
+            else:
+                client.can_write = role != "viewer"
+
+        ticket = await membership.track(user_id, access.workspace_id, "terminal", access.role,
+                                        follow_role)
         try:
             await _receive_loop(messages(websocket.receive), hub, terminal, client)
         finally:
+            membership.release(ticket)
             hub.detach(terminal, client)
             outbox.close(GOING_AWAY, "")
     finally:
@@ -86,7 +107,8 @@ async def terminal_socket(websocket: WebSocket) -> None:
 
 
 async def _receive_loop(
-    incoming: AsyncIterator[str | bytes], hub: TerminalHub, terminal: Terminal, client: Client
+    incoming: AsyncIterator[str | bytes], hub: TerminalRouter, terminal: AnyTerminal,
+    client: Client,
 ) -> None:
     async for text in incoming:
         if client.outbox.closed:

@@ -5,42 +5,23 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
+from tests.cluster.command import start_cluster_command, wait_cluster_ready
 from tests.cluster.ports import consecutive_free_ports
-from tests.conftest import TEST_JWT_SECRET
-from tests.support.net import wait_http_ok
-from tests.support.servers import REPO
 
 
 async def test_cluster_command_serves_two_nodes_behind_one_port_and_stops_on_ctrl_c(
     database_url: str, tmp_path: Path
 ) -> None:
     base = consecutive_free_ports(4)  # proxy, node 1, node 2, redis
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
-    env.update(
-        DATABASE_URL=database_url,
-        JWT_SECRET=TEST_JWT_SECRET,
-        DATA_DIR=str(tmp_path / "data"),
-        AI_EMBEDDED="0",
-        LOG_LEVEL="warning",
-    )
     log_path = tmp_path / "cluster.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cluster", "--nodes", "2", "--port", str(base)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    proc = start_cluster_command(base, database_url, tmp_path / "data", log_path)
     try:
-        try:
-            await wait_http_ok(f"http://127.0.0.1:{base}/healthz", 90)
-        except TimeoutError as exc:
-            raise AssertionError(f"cluster not ready: {log_path.read_text()[-3000:]}") from exc
+        await wait_cluster_ready(base, log_path)
         seen: set[str] = set()
         kinds: set[str] = set()
         # a new TCP connection per request: the proxy balances connections
