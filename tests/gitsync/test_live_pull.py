@@ -6,13 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import pytest
-
-from tests.collab.node_agent import NodeAgent, node_ready, wait_until
+from tests.collab.node_agent import NodeAgent, wait_until
 from tests.fakes.git_http import GitHost
 from tests.gitsync.helpers import Stage
-
-pytestmark = pytest.mark.skipif(not node_ready(), reason="run `make node-deps` first")
 
 BODY = "".join(f"line {i}\n" for i in range(1, 41))
 APP = "# header\n" + BODY + "# TYPE-HERE\n" + BODY

@@ -15,14 +15,12 @@ import pytest
 from jobs.config import JobsConfig
 from server.settings import Settings
 from tests.api.client import Api
-from tests.collab.node_agent import NodeAgent, node_ready, wait_until
+from tests.collab.node_agent import NodeAgent, wait_until
 from tests.fakes.git_http import GitHost
 from tests.gitsync.conftest import TEST_KEY
 from tests.gitsync.helpers import Stage, make_stage
 from tests.jobs.procs import WorkerProcess
 from tests.support.servers import LiveServer
-
-pytestmark = pytest.mark.skipif(not node_ready(), reason="run `make node-deps` first")
 
 
 @pytest.fixture
