@@ -87,6 +87,7 @@ class BrokerRelay:
                 relay = awareness_relay(payload, entries, room.awareness.apply_remote(entries))
                 if relay is None:
                     return
+                room.awareness.remember(relay)
                 delivered = room.broadcast(relay)
                 stats.bytes_out += delivered * len(relay)
         except protocol.ProtocolError as exc:
