@@ -24,10 +24,11 @@ Lifecycle of a room
     Thousands of rooms whose editors only move their cursors cost the tick nothing.
 
 Roles: every ``role_check_s`` the hub re-reads the roles of all connected (user, workspace)
-pairs (counted as peers join and leave: the check walks no sockets) in one query; a peer no longer a member is closed with 4403, a demoted one becomes
-read-only. This works across processes without any coupling to the REST code. When the
-store tracks a version of the memberships (sql/0064), the hub reads that one number instead
-and the roles only when it moved, or every ``_ROLES_RECHECK_S`` regardless.
+pairs (counted as peers join and leave: the check walks no sockets) in one query; a peer
+no longer a member is closed with 4403, a demoted one becomes read-only. This works
+across processes without any coupling to the REST code. When the store tracks a version
+of the memberships (sql/0064), the hub reads that one number instead and the roles only
+when it moved, or every ``_ROLES_RECHECK_S`` regardless.
 """
 
 from __future__ import annotations

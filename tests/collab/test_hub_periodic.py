@@ -21,8 +21,7 @@ from collab.store import MemoryStore
 from tests.collab.peers import ClientPeer
 
 # Everything due at once: compaction, versions and unloading wait on no clock.
-NOW = CollabConfig(log_flush_ms=5, compact_after_s=0.0, idle_unload_s=0.0,
-                   version_bucket_s=0.0)
+NOW = CollabConfig(log_flush_ms=5, compact_after_s=0.0, idle_unload_s=0.0, version_bucket_s=0.0)
 
 
 @pytest.fixture
@@ -76,8 +75,9 @@ async def test_settled_rooms_are_not_walked_yet_still_compact_version_and_unload
     assert busy_id in hub.rooms  # the other room, settled, is untouched
 
 
-async def test_a_failed_compaction_keeps_the_room_watched(hub: DocumentHub,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_compaction_keeps_the_room_watched(
+    hub: DocumentHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     file_id = new_file(hub)
     peer = ClientPeer()
     room = await hub.join(file_id, peer)
@@ -117,9 +117,9 @@ async def test_role_check_pairs_follow_joins_and_leaves(hub: DocumentHub) -> Non
 
 
 def _awareness(entries: list[tuple[int, int, str]]) -> bytes:
-    return protocol.awareness_frame(protocol.encode_awareness(
-        [protocol.AwarenessEntry(c, k, s) for c, k, s in entries]
-    ))
+    return protocol.awareness_frame(
+        protocol.encode_awareness([protocol.AwarenessEntry(c, k, s) for c, k, s in entries])
+    )
 
 
 def _count_parses(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
