@@ -106,7 +106,7 @@ class DocumentHub:
             ("log-writer", self.updates.tick, self.config.log_flush_ms / 1000),
             ("maintenance", self._maintenance_tick, 0.1),
             ("roles", self._check_roles, self.config.role_check_s),
-            ("gap-repair", self.relay.gap_repair, self.config.gap_repair_s),
+            ("gap-repair", self.relay.repair_changed, self.config.gap_repair_s),
         ]
         for name, tick, period in loops:
             self._tasks.append(asyncio.create_task(self._every(period, tick), name=name))
@@ -408,6 +408,7 @@ class DocumentHub:
         if changed:
             update = room.doc.get_update(before)
             room.size += len(update)
+            room.changes += 1
             frame = protocol.sync_update(update)
             room.broadcast(frame)
             self.updates.append(room, update, str(user_id))

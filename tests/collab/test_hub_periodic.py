@@ -6,13 +6,14 @@ tick and nothing depends on timing.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from broker.local import LocalBroker
+from broker.local import LocalBroker, LocalBus
 from collab import protocol
 from collab.awareness import RECENT_FRAMES
 from collab.config import CollabConfig
@@ -197,3 +198,57 @@ async def test_an_old_echo_past_the_remembered_frames_is_still_dropped(
     assert parses() == 1
     assert len(a.frames) == sent
     assert b.awareness[1] == f'{{"n":{RECENT_FRAMES + 2}}}'
+
+
+async def test_gap_repair_rounds_announce_only_changed_rooms() -> None:
+    bus = LocalBus()
+    step1s: list[str] = []
+
+    def watch(_sender: str, channel: str, payload: bytes) -> bool:
+        frame = protocol.parse_frame(payload)
+        if frame.kind == protocol.MSG_SYNC and frame.sub == protocol.SYNC_STEP1:
+            step1s.append(channel)
+        return True
+
+    bus.filter = watch
+    brokers = [LocalBroker("a", bus), LocalBroker("b", bus)]
+    for broker in brokers:
+        await broker.start()
+    store = MemoryStore()
+    hub_a, hub_b = (DocumentHub(store, broker, NOW) for broker in brokers)
+    try:
+        quiet_id, busy_id = uuid.uuid4(), uuid.uuid4()
+        store.add_file(quiet_id, "")
+        store.add_file(busy_id, "")
+        writer, reader = ClientPeer(), ClientPeer()
+        busy = await hub_a.join(busy_id, writer)
+        await hub_a.join(quiet_id, ClientPeer())
+        busy_b = await hub_b.join(busy_id, reader)
+        hub_b.receive(busy_b, reader, reader.step1())
+        assert len(step1s) == 3  # one on each load
+        await hub_a.relay.repair_changed()
+        assert len(step1s) == 3  # nothing changed: the round publishes nothing
+
+        # An update hub_b never got (its publish lost): the next round of hub_a carries
+        # the Step1 that makes hub_b ask, and hub_b's client receives the edit.
+        bus.filter = lambda _s, _c, payload: watch(_s, _c, payload) and payload[:2] != b"\x00\x02"
+        hub_a.receive(busy, writer, writer.edit(0, "lost"))
+        await asyncio.sleep(0.05)
+        assert reader.value() == ""
+        bus.filter = watch
+        await hub_a.relay.repair_changed()
+        assert step1s[3:4] == [busy.channel]  # only the room that changed
+        for _ in range(100):
+            if reader.value() == "lost":
+                break
+            await asyncio.sleep(0.01)
+        assert reader.value() == "lost"
+        # A full round (after a broker resubscribe) still announces every room.
+        before = len(step1s)
+        await hub_a.relay.gap_repair()
+        assert len(step1s) - before >= 2
+    finally:
+        await hub_a.stop()
+        await hub_b.stop()
+        for broker in brokers:
+            await broker.close()
