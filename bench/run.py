@@ -395,7 +395,8 @@ def median_run(scenario: Scenario, entries: list[dict[str, Any]]) -> dict[str, A
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     if len(entries) > 1:
         chosen["repeats"] = [
-            {"key": key_figure(scenario, e), "summary": summary_line(scenario, e)}
+            {"key": key_figure(scenario, e), "summary": summary_line(scenario, e),
+             "loadavg": e.get("loadavg"), "server": e.get("server")}
             for e in entries
         ]
     return chosen
