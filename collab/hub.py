@@ -438,6 +438,7 @@ class DocumentHub:
         for peer in list(room.peers):
             self._close_peer(peer, code, reason)
         room.idle_since = time.monotonic() - self.config.idle_unload_s
+        self._watched.add(room)
 
 
 def _settled(room: Room) -> bool:

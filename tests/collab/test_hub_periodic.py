@@ -252,3 +252,19 @@ async def test_gap_repair_rounds_announce_only_changed_rooms() -> None:
         await hub_b.stop()
         for broker in brokers:
             await broker.close()
+
+
+async def test_a_closed_file_is_watched_and_unloads(hub: DocumentHub) -> None:
+    file_id = new_file(hub)
+    peer = ClientPeer()
+    room = await hub.join(file_id, peer)
+    hub.receive(room, peer, peer.edit(0, "gone soon"))
+    await hub._maintenance_tick()
+    await hub._maintenance_tick()
+    assert room not in hub.watched
+    await hub.close_file(file_id, 4404, "file deleted")
+    assert peer.close_code == 4404
+    assert room in hub.watched
+    hub.leave(room, peer)  # what the socket's transport does once the close went out
+    await hub._maintenance_tick()
+    assert file_id not in hub.rooms
