@@ -179,9 +179,10 @@ def restart_for(running: Running, loadgen: subprocess.Popen[bytes]) -> dict[str,
         return {"error": str(exc)}
 
 
-# Counters of ours read after the storm (collab/metrics.py): every document load since the
-# restart, and the rooms loaded.
-STORM_METRICS = ("icreate_doc_loads_total", "icreate_doc_rooms_loaded")
+# Counters of ours read after the storm (collab/metrics.py, server/access_batch.py): every
+# document load since the restart, the rooms loaded, access checks and the queries answering them.
+STORM_METRICS = ("icreate_doc_loads_total", "icreate_doc_rooms_loaded",
+                 "icreate_doc_access_checks_total", "icreate_doc_access_queries_total")
 
 
 def read_metrics(urls: list[str]) -> dict[str, float]:
@@ -469,6 +470,8 @@ def storm_line(entry: dict[str, Any]) -> str:
         f"{fmt(entry.get('resync_all_ms'), 0)} ms (p50 {fmt(resync.get('p50'), 0)}, "
         f"{entry.get('resynced')}/{entry.get('clients')}), CPU {fmt(server.get('cpu_s'), 2)} s; "
         f"refused {entry.get('refused')}, loads {loads.get('icreate_doc_loads_total', '–')}, "
+        f"access queries {loads.get('icreate_doc_access_queries_total', '–')} for "
+        f"{loads.get('icreate_doc_access_checks_total', '–')} checks, "
         f"server text ok {entry.get('server_text_ok')}/{entry.get('docs')}"
     )
 

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import uuid
 
+from prometheus_client import Counter
+
 from persistence.db import Database
 from server.access import Access, file_from_row
 
@@ -34,6 +36,9 @@ left join public.workspace_members m on m.workspace_id = p.workspace_id and m.us
 """
 
 Key = tuple[uuid.UUID, uuid.UUID]  # (user, file)
+
+CHECKS = Counter("icreate_doc_access_checks", "Document sockets' access checks asked")
+QUERIES = Counter("icreate_doc_access_queries", "Queries that answered them (one per group)")
 
 
 class FileAccessBatch:
@@ -66,6 +71,7 @@ class FileAccessBatch:
         if self._stopped:
             raise RuntimeError("access checks are stopped")
         key = (uuid.UUID(user_id), file_id)
+        CHECKS.inc()
         future = self._waiting.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -91,6 +97,7 @@ class FileAccessBatch:
     async def _answer(self, group: dict[Key, asyncio.Future[Access | None]]) -> None:
         keys = list(group)
         self.queries += 1
+        QUERIES.inc()
         try:
             async with self.db.acquire() as conn:
                 rows = await conn.fetch(
