@@ -33,8 +33,8 @@ from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
 from persistence.environment import EnvironmentVariables
 from server import __version__
-from server.api import API_ROOT, api_app
 from server.access_batch import FileAccessBatch
+from server.api import API_ROOT, api_app
 from server.api.uploads import uploads_route
 from server.background import all_jobs, build_worker
 from server.errors import ApiError, api_error_handler, http_error_handler
