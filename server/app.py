@@ -121,7 +121,7 @@ async def _start_hubs(
     await parts.start("membership", membership.start, membership.stop)
     services.membership = membership
     file_checks = FileAccessBatch(db)
-    await parts.start("file-checks", file_checks.start, file_checks.stop)
+    parts.on_stop("file-checks", file_checks.stop)
     services.file_checks = file_checks
     # Co-editing: rooms, update log, compaction; stopped after the parts that use it
     # (flush, 1012 to clients).
