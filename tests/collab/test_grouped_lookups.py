@@ -1,5 +1,6 @@
-"""Document sockets' grouped access checks (server/access_batch.py): the same verdicts as a
-query per socket, fewer queries, and never an answer read before the check was asked."""
+"""Grouped lookups (persistence/grouped.py): document sockets' access checks
+(server/access_batch.py) and document loads give the same answers as a query each, with
+fewer queries, and never an answer read before the lookup was asked."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import asyncpg
 import pytest
 from websockets.asyncio.client import connect
 
+from collab.merge import build_from_text
+from collab.store import FileGone
 from persistence.db import Database
+from persistence.documents import PostgresDocumentStore
 from server import access_batch
 from server.access import file_access
 from server.access_batch import FileAccessBatch
@@ -25,6 +29,7 @@ from tests.support.servers import LiveServer
 StartServer = Callable[..., Awaitable[LiveServer]]
 
 DELETE_MEMBER = "delete from public.workspace_members where workspace_id = $1 and user_id = $2"
+DELETE_FILE = "update public.files set is_deleted = true where id = $1"
 
 
 class GatedDatabase(Database):
@@ -142,3 +147,25 @@ async def test_a_burst_of_sockets_gets_each_its_own_verdict(
     # A refused socket's close code is final; a served one stays served.
     async with connect(doc_url(server, file_id, world.token(stranger))) as ws:
         assert await close_code_after(ws, None) == 4403
+
+
+async def test_documents_loaded_together_share_one_query(world: DocWorld) -> None:
+    files = [await world.new_file(f"text {i}\n") for i in range(6)]
+    gone = await world.new_file("deleted\n")
+    async with world.db.service() as conn:
+        await conn.execute(DELETE_FILE, gone)
+    store = PostgresDocumentStore(world.db)
+    for file_id in files[:3]:  # some documents with a state and log rows
+        await store.initialize(file_id, build_from_text)
+        await store.append_updates([(file_id, b"\x00\x00")])
+    asked = [*files, files[0], gone, uuid.uuid4()]
+    got = await asyncio.gather(*(store.load(f) for f in asked), return_exceptions=True)
+    assert store.load_queries == 1
+    assert isinstance(got[-1], FileGone) and isinstance(got[-2], FileGone)
+    for file_id, stored in zip(asked[:-2], got[:-2], strict=True):
+        assert not isinstance(stored, BaseException)
+        assert stored.content == f"text {files.index(file_id)}\n"
+        alone = PostgresDocumentStore(world.db)
+        assert stored == await alone.load(file_id)  # what a load of its own reads
+    assert got[0].updates == [b"\x00\x00"] and got[0].state is not None  # type: ignore[union-attr]
+    assert got[5].updates == [] and got[5].state is None  # type: ignore[union-attr]
