@@ -372,6 +372,7 @@ async function scenarioStorm () {
   while (!allBack() && now() < giveUp) await sleep(5)
   const endAt = now()
   emit({ event: 'measure_end' })
+  await sleep(500) // the orchestrator reads the server's counters before the probes below
   const done = resyncedAt.filter((t) => t !== null)
   const lastMs = done.length ? Math.max(0, Math.max(...done) - readyAt) : null
   // What the server holds: a fresh client per document reads its text.
