@@ -343,16 +343,20 @@ async function scenarioStorm () {
   let readyAt = Infinity
   let errorsAfterReady = 0
   const resyncedAt = new Array(clients.length).fill(null)
+  // When each client's current attempt began: an attempt begun while the server was down
+  // fails with 1006 even if that is reported after the ready line arrived.
+  const attemptAt = new Array(clients.length).fill(-Infinity)
   clients.forEach((c, i) => {
+    c.provider.on('status', ({ status }) => { if (status === 'connecting') attemptAt[i] = now() })
     c.provider.on('connection-close', (event) => {
       if (event === null) return // closed locally (destroy), not by the server or the network
       const code = String(event?.code ?? 'none')
       closeCodes[code] = (closeCodes[code] || 0) + 1
-      if (now() >= readyAt) closesAfterReady[code] = (closesAfterReady[code] || 0) + 1
+      if (attemptAt[i] >= readyAt) closesAfterReady[code] = (closesAfterReady[code] || 0) + 1
     })
     c.provider.on('connection-error', () => {
       errors += 1
-      if (now() >= readyAt) errorsAfterReady += 1
+      if (attemptAt[i] >= readyAt) errorsAfterReady += 1
     })
     c.provider.on('sync', (state) => { if (state && resyncedAt[i] === null && now() >= stopAt) resyncedAt[i] = now() })
   })
