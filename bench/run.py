@@ -41,6 +41,9 @@ class Scenario:
     cluster: bool = False  # also run against the cluster targets
     # The figure its target is stated in: repeats report the run with its median.
     judged_by: str = "p99"
+    # Run only when named in --scenarios, and only against these target kinds (None: all).
+    on_demand: bool = False
+    kinds: frozenset[str] | None = None
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -57,7 +60,7 @@ def scenarios(quick: bool) -> list[Scenario]:
         # Opened in batches as in "idle", then a restart and every client reconnecting at once.
         Scenario("storm", "storm", 100 if quick else 500,
                  {"connections": 1000 if quick else 5000, "resyncTimeoutS": 60},
-                 judged_by="resync"),
+                 judged_by="resync", on_demand=True, kinds=frozenset({"ours", "yws"})),
         Scenario("history", "history", 1,
                  {"edits": 20_000 if quick else 100_000, "fresh": 5 if quick else 7,
                   "ingestTimeoutS": 150}),
@@ -295,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args.targets.split(",")) if args.targets else {t.name for t in all_targets}
     wanted |= {t.name for t in variants}
     picked = args.scenarios.split(",") if args.scenarios else None
-    chosen = [s for s in scenarios(args.quick) if picked is None or s.name in picked]
+    chosen = [
+        s for s in scenarios(args.quick)
+        if (picked is None and not s.on_demand) or (picked is not None and s.name in picked)
+    ]
 
     work = Path(tempfile.mkdtemp(prefix="icreate-bench-"))
     logs = BENCH / ".logs"
@@ -312,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         for scenario in chosen:
-            pool = [t for t in singles + (CLUSTER if scenario.cluster else []) if t.name in wanted]
+            pool = [t for t in singles + (CLUSTER if scenario.cluster else [])
+                    if t.name in wanted and (scenario.kinds is None or t.kind in scenario.kinds)]
             runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in pool}
             # Repeats interleave the targets so that noise from other work on the machine
             # lands on all of them alike; the run with the median key figure is reported.
@@ -352,7 +359,7 @@ def run_profiles(quick: bool, targets: str | None, picked: str | None = None) ->
     RESULTS.mkdir(exist_ok=True)
     try:
         for scenario in scenarios(quick):
-            wanted = set(picked.split(",")) if picked else {"edit50", "idle", "storm"}
+            wanted = set(picked.split(",")) if picked else {"edit50", "idle"}
             if scenario.name not in wanted & {"edit50", "idle", "storm"}:
                 continue
             for target in [t for t in [OURS, *CLUSTER] if t.name in names]:
