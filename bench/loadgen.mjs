@@ -222,15 +222,23 @@ async function scenarioEdit () {
 }
 
 // N idle connections over M documents (each doc holds one line of text first).
-async function scenarioIdle () {
-  const { connections, idleS } = spec
+// N clients over the documents in turn, opened in batches (openClients); "baseline" before and
+// "connected" after, where the orchestrator samples the server.
+async function openRoundRobin (connections) {
   const plan = []
   for (let i = 0; i < connections; i++) plan.push({ doc: spec.docs[i % spec.docs.length], server: 0, order: i })
   emit({ event: 'baseline' })
   const t0 = now()
   const clients = await openClients(plan, 250, 30000)
+  const ms = now() - t0
   const synced = clients.filter((c) => c.isSynced()).length
-  emit({ event: 'connected', clients: clients.length, synced, ms: now() - t0 })
+  emit({ event: 'connected', clients: clients.length, synced, ms })
+  return { clients, synced, t0, ms }
+}
+
+async function scenarioIdle () {
+  const { connections, idleS } = spec
+  const { clients, synced, t0 } = await openRoundRobin(connections)
   // one small edit per document so every room holds state
   const seen = new Set()
   for (const c of clients) {
@@ -311,14 +319,7 @@ function nextStdinLine () {
 // client per document checks that the server holds the full text.
 async function scenarioStorm () {
   const { connections, resyncTimeoutS } = spec
-  const plan = []
-  for (let i = 0; i < connections; i++) plan.push({ doc: spec.docs[i % spec.docs.length], server: 0, order: i })
-  emit({ event: 'baseline' })
-  const t0 = now()
-  const clients = await openClients(plan, 250, 30000)
-  const openMs = now() - t0
-  const synced = clients.filter((c) => c.isSynced()).length
-  emit({ event: 'connected', clients: clients.length, synced, ms: openMs })
+  const { clients, synced, ms: openMs } = await openRoundRobin(connections)
   // One line per document, written by its first client; wait until every client holds it.
   const expected = new Map()
   const writers = new Set()
