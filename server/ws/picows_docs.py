@@ -44,6 +44,7 @@ from server.auth.tokens import Principal, TokenError, verify_access_token
 from server.services import Services
 from server.ws.docs import DirectPeer, admit, follow_role, identify, join_room, on_frame
 from server.ws_auth import origin_allowed
+from server.ws_transport import binary_frame
 from sockets.close_codes import FORBIDDEN, INVALID_DATA, TOO_LARGE, UNAUTHENTICATED
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,21 @@ CLOSE_TIMEOUT_S = 10.0
 
 
 class PicowsChannel:
-    """``sockets.outbox.Channel`` over a picows transport."""
+    """``sockets.outbox.Channel`` over a picows transport.
 
-    __slots__ = ("_closing", "_listener", "_transport")
+    A broadcast's frame is built once for all its peers and written to the socket as is
+    (server frames are unmasked, so the bytes are the same for every peer), as uvicorn's
+    direct channel does; ``WSTransport.send`` would frame and copy it again per peer.
+    """
+
+    __slots__ = ("_closing", "_listener", "_raw", "_transport", "_write")
 
     def __init__(self, transport: WSTransport, listener: DocListener) -> None:
         self._transport = transport
         self._listener = listener
         self._closing = False
+        self._raw = transport.underlying_transport
+        self._write = self._raw.write
 
     @property
     def open(self) -> bool:
@@ -70,12 +78,12 @@ class PicowsChannel:
 
     @property
     def buffered(self) -> int:
-        size: int = self._transport.underlying_transport.get_write_buffer_size()
+        size: int = self._raw.get_write_buffer_size()
         return size
 
     def send_bytes(self, data: bytes) -> None:
         if self.open:
-            self._transport.send(WSMsgType.BINARY, data)
+            self._write(binary_frame(data))
 
     def send_text(self, text: str) -> None:
         if self.open:
