@@ -226,3 +226,20 @@ async def test_stopping_closes_sockets_with_1012(live_server: StartServer,
         await ws.recv()
         await server.stop()
         assert await close_code_after(ws, None) == 1012
+
+
+async def test_a_17_mb_message_sent_whole_is_refused_with_1009(
+    live_server: StartServer, world: DocWorld,
+) -> None:
+    """tests/server/test_ws_too_large.py's case: the client is still writing when the
+    server refuses. picows closes the connection 10 ms after its close frame (no
+    half-close): the code must still reach the client. uvicorn's path answers 4413."""
+    _, base = await picows_server(live_server, world)
+    file_id = await world.new_file("")
+    ws = await connect(url(base, file_id, world.token(world.owner)), max_size=None)
+    try:
+        await ws.recv()
+        code = await close_code_after(ws, b"\x00" * (17 * 1024 * 1024))
+    finally:
+        await ws.close()
+    assert code == 1009
