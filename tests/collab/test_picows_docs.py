@@ -18,7 +18,12 @@ from websockets.frames import Frame, Opcode
 from collab import protocol
 from tests.collab.conftest import DocWorld
 from tests.collab.node_agent import NodeAgent, wait_for, wait_until
-from tests.collab.test_ws_bad_input import BAD_FRAMES, close_code_after, sync_fresh
+from tests.collab.test_ws_bad_input import (
+    bad_frames_close_the_sender_only,
+    close_code_after,
+    flood_until_slow,
+    sync_fresh,
+)
 from tests.support.servers import LiveServer
 
 StartServer = Callable[..., Awaitable[LiveServer]]
@@ -87,25 +92,7 @@ PICOWS_CODES = {"huge frame": 1009}
 async def test_bad_frames_close_the_sender_only(live_server: StartServer,
                                                 world: DocWorld) -> None:
     _, base = await picows_server(live_server, world)
-    file_id = await world.new_file("intact")
-    token = world.token(world.owner)
-    good = await NodeAgent.start(base, file_id, token)
-    try:
-        await good.wait_synced()
-        expected = "intact"
-        for name, frame, code in BAD_FRAMES:
-            async with connect(url(base, file_id, token)) as ws:
-                first = await asyncio.wait_for(ws.recv(), 5)
-                assert isinstance(first, bytes) and first[:2] == b"\x00\x00"  # Step1
-                assert await close_code_after(ws, frame) == PICOWS_CODES.get(name, code), name
-            await good.call("append", value="!")
-            expected += "!"
-            async with connect(url(base, file_id, token)) as ws:
-                _, text = await sync_fresh(ws)
-                assert str(text) == expected, name
-        assert good.close_codes() == []
-    finally:
-        await good.stop()
+    await bad_frames_close_the_sender_only(base, world, PICOWS_CODES)
 
 
 def with_rsv1(frame: bytes) -> bytes:
@@ -207,14 +194,7 @@ async def test_slow_consumer_is_closed_1013(live_server: StartServer, world: Doc
     async with connect(url(base, file_id, world.token(world.owner)), max_queue=1) as slow:
         await slow.recv()
         await wait_for(lambda: file_id in hub.rooms and bool(hub.rooms[file_id].peers))
-        room = hub.rooms[file_id]
-        peer = room.peers[0]
-        frame = protocol.sync_update(b"\x00" * 65536)
-        sent = 0
-        while not peer.closed and sent < 1000:
-            room.broadcast(frame)
-            sent += 0 if peer.closed else 1
-        assert peer.closed, "64 MB queued and the slow consumer is still open"
+        flood_until_slow(hub.rooms[file_id])
         assert await close_code_after(slow, None) == 1013
 
 
