@@ -100,7 +100,7 @@ class PicowsChannel:
         self._listener.on_drain = callback
 
 
-class DocListener(WSListener):  # type: ignore[misc]  # picows ships no stubs for its base
+class DocListener(WSListener):
     """One document socket: message assembly, then the hub (after ``_open`` has joined)."""
 
     def __init__(self, server: PicowsDocuments, file_id: str, token: str | None,
@@ -130,8 +130,9 @@ class DocListener(WSListener):  # type: ignore[misc]  # picows ships no stubs fo
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind == WSMsgType.CLOSE:
-            if not transport.is_close_frame_sent:
-                transport.send_close(frame.get_close_code())
+            if not transport.is_close_frame_sent:  # echo the code (1005 is never sent)
+                code = frame.get_close_code()
+                transport.send_close(WSCloseCode.OK if code == WSCloseCode.NO_INFO else code)
             transport.disconnect()
             return
         if kind == WSMsgType.PONG or transport.is_close_frame_sent:

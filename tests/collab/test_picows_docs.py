@@ -223,3 +223,20 @@ async def test_a_17_mb_message_sent_whole_is_refused_with_1009(
     finally:
         await ws.close()
     assert code == 1009
+
+
+@pytest.mark.parametrize("payload", [b"\x03\xe8bye", b""], ids=["1000", "no-code"])
+async def test_client_close_is_answered_and_leaves_the_room(
+    live_server: StartServer, world: DocWorld, payload: bytes,
+) -> None:
+    server, base = await picows_server(live_server, world)
+    file_id = await world.new_file("x")
+    hub = server.app.state.services.documents
+    async with connect(url(base, file_id, world.token(world.owner)), compression=None) as ws:
+        await ws.recv()
+        await wait_for(lambda: file_id in hub.rooms and bool(hub.rooms[file_id].peers))
+        assert ws.transport is not None
+        ws.transport.write(masked(Opcode.CLOSE, payload))
+        # The answer carries a valid code: 1000 for a close that had none.
+        assert await close_code_after(ws, None) == 1000
+    await wait_for(lambda: file_id not in hub.rooms or not hub.rooms[file_id].peers)
