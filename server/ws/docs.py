@@ -137,7 +137,11 @@ async def admit(
     file_id = parse_uuid(raw_file_id)
     access = None
     if file_id is not None:
-        access = await file_access(services.db, principal.user_id, file_id)
+        checks = services.file_checks  # a burst of joins shares one query
+        access = await (
+            checks.check(principal.user_id, file_id) if checks is not None
+            else file_access(services.db, principal.user_id, file_id)
+        )
     if file_id is None or access is None or access.is_folder or access.is_deleted:
         return NOT_FOUND, "no such file"
     if not access.is_member:
@@ -202,6 +206,7 @@ class DocumentSocket:
         # Membership hook: a role change or removal reaches this socket (server/membership.py).
         ticket = await membership.track(user_id, access.workspace_id, "document", access.role,
                                         lambda new_role: follow_role(peer, new_role))
+        del access, admission  # this frame lives as long as a socket that is not detached
 
         def gone() -> None:
             membership.release(ticket)
