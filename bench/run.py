@@ -26,7 +26,17 @@ from typing import Any
 import pyspy
 from procs import PRIORITY, Group, pinned_cmd, prioritize
 from report import write_readme
-from targets import BENCH, CLUSTER, OURS, PEERS, PEERS_FULL_EXTRA, Launcher, Running, Target
+from targets import (
+    BENCH,
+    CLUSTER,
+    OURS,
+    PEERS,
+    PEERS_FULL_EXTRA,
+    TRANSPORTS,
+    Launcher,
+    Running,
+    Target,
+)
 
 LOADGEN_CORE = 1
 RESULTS = BENCH / "results"
@@ -326,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     all_targets = singles + CLUSTER
     wanted = set(args.targets.split(",")) if args.targets else {t.name for t in all_targets}
+    # Issue 21's transport targets run only when named (not part of the default run).
+    transports = [t for t in TRANSPORTS if t.name in wanted]
+    singles += transports
+    all_targets += transports
     wanted |= {t.name for t in variants}
     picked = args.scenarios.split(",") if args.scenarios else None
     chosen = [
