@@ -158,8 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         logs = BENCH / ".logs"
         logs.mkdir(exist_ok=True)
-        updates = work / "updates.bin"
-        built = build(updates, args.lines, args.edits)
+        # The build is deterministic (seeded): kept between runs under bench/.logs.
+        updates = logs / f"bigdoc-{args.lines}-{args.edits}.bin"
+        built_path = updates.with_suffix(".json")
+        if updates.exists() and built_path.exists():
+            built = json.loads(built_path.read_text())
+        else:
+            built = build(updates, args.lines, args.edits)
+            built_path.write_text(json.dumps(built))
         print(f"built: {built}", flush=True)
         launcher = Launcher(work, logs)
         try:

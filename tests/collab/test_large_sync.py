@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import dataclasses
+import hashlib
 import os
 import struct
 import uuid
