@@ -145,7 +145,17 @@ async function run (specPath) {
   const local = new Y.Doc()
   for (const b of batches) Y.applyUpdate(local, b)
   const expectedLength = local.getText('content').length
+  // The client's own floor: applying the whole state to a fresh Y.Doc here, no network.
+  const state = Y.encodeStateAsUpdate(local)
   local.destroy()
+  const floors = []
+  for (let i = 0; i < 2; i++) {
+    const start = now()
+    const fresh = new Y.Doc()
+    Y.applyUpdate(fresh, state)
+    floors.push(now() - start)
+    fresh.destroy()
+  }
   await mark('before_load')
   // Load: one writer applies the batches (each becomes one update message).
   const writer = connect(target, docName, 0)
@@ -154,15 +164,19 @@ async function run (specPath) {
     return
   }
   const t0 = now()
-  const ws = writer.provider.ws
+  // The socket of the moment (the provider reconnects after a close); yielding after each
+  // batch lets ws answer the server's keepalive pings.
+  const buffered = () => writer.provider.ws ? writer.provider.ws.bufferedAmount : 0
   for (const b of batches) {
     Y.applyUpdate(writer.doc, b)
-    while (ws && ws.bufferedAmount > (4 << 20)) await sleep(5)
+    await sleep(0)
+    while (buffered() > (4 << 20)) await sleep(5)
   }
-  while (ws && ws.bufferedAmount > 0) await sleep(5)
+  for (let waited = 0; buffered() > 0 && waited < 120000; waited += 5) await sleep(5)
+  emit({ event: 'progress', phase: 'sent', ms: now() - t0, closes: writer.stats.closeCodes })
   // Loaded when a fresh client gets the whole text (this first join is not timed).
   let loadedAt = null
-  for (let i = 0; i < 60 && loadedAt === null; i++) {
+  for (let i = 0; i < 20 && loadedAt === null; i++) {
     const probe = await join(target, docName, expectedLength)
     if (probe.ok) loadedAt = now()
     else await sleep(1000)
@@ -172,11 +186,13 @@ async function run (specPath) {
     emit({ event: 'result', error: 'document not loaded' })
     return
   }
+  emit({ event: 'progress', phase: 'loaded', ms: loadedAt - t0 })
   await sleep(spec.settleMs)
   await mark('before_joins')
   const sequential = []
   for (let i = 0; i < spec.joins; i++) {
     sequential.push(await join(target, docName, expectedLength))
+    emit({ event: 'progress', phase: 'join', run: sequential[sequential.length - 1] })
     await sleep(200)
   }
   await mark('after_sequential', { joins: spec.joins })
@@ -185,7 +201,14 @@ async function run (specPath) {
   await mark('after_together', { joins: spec.together })
   await sleep(spec.settleMs)
   await mark('settled')
-  emit({ event: 'result', load_ms: loadedAt - t0, text_chars: expectedLength, sequential, together })
+  emit({
+    event: 'result',
+    load_ms: loadedAt - t0,
+    text_chars: expectedLength,
+    client_floor_ms: Math.min(...floors),
+    sequential,
+    together
+  })
 }
 
 const [mode, ...args] = process.argv.slice(2)
