@@ -213,7 +213,8 @@ def median_run(entries: list[dict[str, Any]]) -> dict[str, Any]:
 def table(report: dict[str, Any]) -> str:
     """The README's table: one row per target, the median run."""
     cols = [
-        ("client floor ms", "client_floor_ms", 0), ("seq p50 ms", "seq_p50_ms", 0), ("seq p95 ms", "seq_p95_ms", 0),
+        ("client floor ms", "client_floor_ms", 0), ("seq p50 ms", "seq_p50_ms", 0),
+        ("seq p95 ms", "seq_p95_ms", 0),
         ("3 at once p50 ms", "together_p50_ms", 0), ("payload MB", "payload_mb", 1),
         ("wire MB", "wire_mb", 1), ("CPU ms/join", "cpu_ms_per_join_seq", 0),
         ("CPU ms/join (3 at once)", "cpu_ms_per_join_together", 0),
