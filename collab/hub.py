@@ -46,6 +46,7 @@ from collab import metrics, protocol
 from collab.awareness import awareness_relay
 from collab.compactor import Compactor
 from collab.config import CollabConfig
+from collab.full_sync import FullSyncs
 from collab.merge import build_from_text, stored_text
 from collab.relay import BrokerRelay
 from collab.room import Peer, Room
@@ -94,6 +95,8 @@ class DocumentHub:
         self.updates = UpdateLog(store, config.log_flush_ms)
         self.compactor = Compactor(store, config, self.updates)
         self.relay = BrokerRelay(broker, self.rooms, self.stats)
+        self.full_syncs = FullSyncs(config.shared_sync_min_bytes, config.shared_sync_keep_s,
+                                    config.deflate_level)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._sample = 0
@@ -134,6 +137,7 @@ class DocumentHub:
             except Exception:
                 log.exception("final compaction of %s failed (log rows are kept)", room.file_id)
             await self._drop(room)
+        self.full_syncs.stop()
         await self.store.close()
 
     async def _every(self, period: float, tick: Callable[[], Awaitable[None]]) -> None:
@@ -232,6 +236,7 @@ class DocumentHub:
         self._watched.discard(room)
         await self.relay.unsubscribe(room)
         self.compactor.forget(room)
+        self.full_syncs.forget(room)
         metrics.ROOMS_LOADED.set(len(self.rooms))
 
     async def _maintenance_tick(self) -> None:
@@ -294,6 +299,8 @@ class DocumentHub:
             kind = frame.kind
             if kind == protocol.MSG_SYNC:
                 if frame.sub == protocol.SYNC_STEP1:
+                    if self.full_syncs.send(room, peer, frame.payload):
+                        return  # a large document's shared full state (collab/full_sync.py)
                     peer.send(protocol.sync_step2(room.diff(frame.payload)))
                     return
                 if peer.read_only:
@@ -409,7 +416,7 @@ class DocumentHub:
         if changed:
             update = room.doc.get_update(before)
             room.size += len(update)
-            room.changes += 1
+            room.version += 1
             frame = protocol.sync_update(update)
             room.broadcast(frame)
             self.updates.append(room, update, str(user_id))

@@ -37,7 +37,7 @@ class BrokerRelay:
         self.broker = broker
         self.rooms = rooms
         self.stats = stats
-        # Each room's ``changes`` when its last Step1 went out.
+        # Each room's ``version`` when its last Step1 went out.
         self._announced: dict[Room, int] = {}
 
     async def subscribe(self, room: Room) -> None:
@@ -72,11 +72,11 @@ class BrokerRelay:
         announced = self._announced
         rooms = self.rooms
         for room in list(rooms.values()):
-            if announced.get(room) != room.changes and rooms.get(room.file_id) is room:
+            if announced.get(room) != room.version and rooms.get(room.file_id) is room:
                 await self._announce(room)
 
     async def _announce(self, room: Room) -> None:
-        self._announced[room] = room.changes
+        self._announced[room] = room.version
         await self.publish(room.channel, protocol.sync_step1(room.state_vector()))
 
     async def _on_broker(self, channel: str, payload: bytes) -> None:

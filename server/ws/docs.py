@@ -75,7 +75,8 @@ class DirectPeer(DirectOutbox, _Identity):
     """The hub's ``Peer`` over a direct channel: each frame goes to the transport at once
     (``send`` is the outbox's ``send_bytes`` itself: no extra call per delivered update)."""
 
-    __slots__ = _IDENTITY_SLOTS
+    __slots__ = (*_IDENTITY_SLOTS, "send_limit")
+    send_limit: int  # the configured backlog bound (``_limit`` grows during a large sync)
     send = DirectOutbox.send_bytes
 
     @property
@@ -84,12 +85,35 @@ class DirectPeer(DirectOutbox, _Identity):
         assert isinstance(channel, DirectChannel)
         return channel
 
+    @property
+    def deflate_bits(self) -> int | None:
+        return self.channel.deflate_bits
+
+    def send_large(self, data: bytes, deflated: bool = False) -> None:
+        """A large document's initial sync (collab/full_sync.py). While the client reads
+        it, the backlog bound is raised by its size (an edit due meanwhile does not make
+        it a slow consumer); once the transport has drained, the bound is back."""
+        if self._closed:
+            return
+        channel = self.channel
+        if channel.buffered > self.send_limit:
+            self._slow(channel.buffered)  # e.g. Step1 after Step1 without reading
+            return
+        self._limit = channel.buffered + len(data) + self.send_limit
+        channel.on_drain(self._drained)
+        channel.send_large(data, deflated)
+
+    def _drained(self) -> None:
+        self._limit = self.send_limit
+        self.channel.on_drain(None)
+
 
 class QueuedPeer(QueuedOutbox, _Identity):
     """The hub's ``Peer`` over plain ASGI (another server): a bounded queue and a writer."""
 
     __slots__ = _IDENTITY_SLOTS
     send = QueuedOutbox.send_bytes
+    deflate_bits = None  # the ASGI server's own extensions decide
 
 
 SocketPeer = DirectPeer | QueuedPeer
@@ -103,6 +127,7 @@ def _open_peer(
     peer: SocketPeer
     if channel is not None:
         peer = DirectPeer(channel, buffer_max)
+        peer.send_limit = buffer_max
     else:
         peer = QueuedPeer(send, buffer_max)
     identify(peer, user_id, workspace_id, read_only)
