@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/rest_hot_reads.py [--rounds 3] [--duration 5] [--clients 10,200]
                                              [--reads file,tree,project] [--no-readme]
+                                             [--profile DIR]
 
 One run starts one PostgreSQL (``DATABASE_URL`` if set: a fresh database on it, dropped at
 the end; else an embedded one, pinned with the apps), one migrated database with a user, a
@@ -19,6 +20,8 @@ Reads: ``file`` GET /api/v1/files/{id} (content included), ``tree`` GET
 (records last_accessed_at, then reads the project).
 
 Results: bench/results/rest-hot-reads-latest.json and a section of bench/README.md.
+``--profile DIR``: after the rounds, one more run of ours per read at the highest client
+count under py-spy (``bench/pyspy.py``; its figures are not used), summaries in DIR.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
-from api_logs import WRK_REPORT, start_app, wrk  # noqa: E402
+import pyspy  # noqa: E402
+from api_logs import LOADGEN_CORE, WRK_REPORT, start_app, wrk  # noqa: E402
 from procs import Pinned, cpu_seconds, free_port, wait_http_ok  # noqa: E402
 from targets import SERVER_CORE, Database  # noqa: E402
 
@@ -111,6 +115,20 @@ def measure(app: Pinned, db: Database, url: str, token: str, clients: int,
         "errors": report["errors"],
         "non2xx": report["non2xx"],
     }
+
+
+def profile(app: Pinned, url: str, token: str, clients: int, args: argparse.Namespace,
+            script: Path, out: Path) -> None:
+    """One run of ``url`` with py-spy sampling ``app``; its summary written to ``out``."""
+    raw = out.with_suffix(".raw")
+    spy = pyspy.start(app.pid, args.duration, raw, LOADGEN_CORE)
+    if spy is None:
+        print("py-spy is not installed: no profile", file=sys.stderr)
+        return
+    wrk(url, token, args.duration, clients, script)
+    spy.wait(timeout=args.duration + 30)
+    out.write_text(pyspy.summarize(raw))
+    print(f"profile: {out}", flush=True)
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -198,6 +216,7 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=60)
     parser.add_argument("--file-bytes", type=int, default=4096)
     parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--profile", type=Path, help="write py-spy summaries of ours here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -237,6 +256,13 @@ def main() -> int:
                               f"app CPU {result['app_cpu_us']:5.0f} µs/req  "
                               f"non-2xx {result['non2xx']}",
                               flush=True)
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for read in reads:
+                path = READS[read][1].format(file=file_id, project=db.project_id)
+                app, url = apps["ours"]
+                profile(app, url + path, token, max(client_counts), args, script,
+                        args.profile / f"{read}.txt")
         report = {
             "started": started, "commit": git_commit(), "load_average": load,
             "rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup,
