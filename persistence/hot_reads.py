@@ -60,8 +60,11 @@ async def list_files(
     key, last_id = after if after else (None, None)
     rows = await conn.fetch(LIST_FILES_AS_USER, project_id, uuid.UUID(user_id),
                             user_claims(user_id), include_deleted, key, last_id, limit)
-    skip = len(ACCESS_COLUMNS)
-    return rows[0], [dict(list(r.items())[skip:]) for r in rows[1:]]
+    files = [dict(r) for r in rows[1:]]
+    for file in files:  # null on file rows; cheaper dropped than sliced out of each row
+        for name in ACCESS_COLUMNS:
+            del file[name]
+    return rows[0], files
 
 
 async def open_project(
