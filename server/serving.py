@@ -8,7 +8,6 @@ from server.logs import uvicorn_log_config
 from server.settings import Settings
 from server.ws_transport import DirectWebSocketProtocol
 
-
 # The levels at which uvicorn's access lines (INFO) are written.
 ACCESS_LOG_LEVELS = frozenset({"trace", "debug", "info"})
 

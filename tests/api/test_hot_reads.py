@@ -25,7 +25,8 @@ using (name <> 'secret.py')
 """
 LOGGED = """
 select endpoint, status_code, user_id::text as user_id from public.api_logs
-where method = 'GET' and endpoint in ('/api/v1/files/{file_id}', '/api/v1/projects/{project_id}/files',
+where method = 'GET'
+  and endpoint in ('/api/v1/files/{file_id}', '/api/v1/projects/{project_id}/files',
                    '/api/v1/projects/{project_id}')
 """
 
