@@ -101,10 +101,10 @@ async def project_access(db: Database, user_id: str, project_id: uuid.UUID) -> A
 
 
 async def file_access(db: Database, user_id: str, file_id: uuid.UUID) -> Access | None:
-    return _file(await _fetch(db, SELECT_FILE_ACCESS, file_id, user_id))
+    return file_from_row(await _fetch(db, SELECT_FILE_ACCESS, file_id, user_id))
 
 
-def _file(row: asyncpg.Record | None) -> Access | None:
+def file_from_row(row: asyncpg.Record | None) -> Access | None:
     if row is None or row["file_id"] is None:
         return None
     return Access(
