@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/rest_hot_reads.py [--rounds 3] [--duration 5] [--clients 10,200]
                                              [--reads file,tree,project] [--no-readme]
+                                             [--profile DIR]
 
 One run starts one PostgreSQL (``DATABASE_URL`` if set: a fresh database on it, dropped at
 the end; else an embedded one, pinned with the apps), one migrated database with a user, a
@@ -19,6 +20,8 @@ Reads: ``file`` GET /api/v1/files/{id} (content included), ``tree`` GET
 (records last_accessed_at, then reads the project).
 
 Results: bench/results/rest-hot-reads-latest.json and a section of bench/README.md.
+``--profile DIR``: after the rounds, one more run of ours per read at the highest client
+count under py-spy (``bench/pyspy.py``; its figures are not used), summaries in DIR.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
-from api_logs import WRK_REPORT, start_app, wrk  # noqa: E402
+import pyspy  # noqa: E402
+from api_logs import LOADGEN_CORE, WRK_REPORT, start_app, wrk  # noqa: E402
 from procs import Pinned, cpu_seconds, free_port, wait_http_ok  # noqa: E402
 from targets import SERVER_CORE, Database  # noqa: E402
 
@@ -113,6 +117,20 @@ def measure(app: Pinned, db: Database, url: str, token: str, clients: int,
     }
 
 
+def profile(app: Pinned, url: str, token: str, clients: int, args: argparse.Namespace,
+            script: Path, out: Path) -> None:
+    """One run of ``url`` with py-spy sampling ``app``; its summary written to ``out``."""
+    raw = out.with_suffix(".raw")
+    spy = pyspy.start(app.pid, args.duration, raw, LOADGEN_CORE)
+    if spy is None:
+        print("py-spy is not installed: no profile", file=sys.stderr)
+        return
+    wrk(url, token, args.duration, clients, script)
+    spy.wait(timeout=args.duration + 30)
+    out.write_text(pyspy.summarize(raw))
+    print(f"profile: {out}", flush=True)
+
+
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for read in dict.fromkeys(r["read"] for r in runs):
@@ -123,10 +141,16 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 arm_runs = [r for r in mine if r["arm"] == arm]
                 for key in ("rps", "p50_ms", "p99_ms"):
                     row[f"{arm}_{key}"] = statistics.median(r[key] for r in arm_runs)
-            for key in ("rps", "p50_ms", "p99_ms"):
+            for arm in ARMS:
+                # CPU per request of the app and PostgreSQL together: steadier than latency
+                # on a shared machine (what one request costs, not how long it waited).
+                row[f"{arm}_cpu_us"] = statistics.median(
+                    r["app_cpu_us"] + (r["db_cpu_us"] or 0) for r in mine if r["arm"] == arm)
+            for key in ("rps", "p50_ms", "p99_ms", "cpu_us"):
                 per_round = []
                 for round_no in sorted({r["round"] for r in mine}):
-                    pair = {r["arm"]: r[key] for r in mine if r["round"] == round_no}
+                    pair = {r["arm"]: r["app_cpu_us"] + (r["db_cpu_us"] or 0) if key == "cpu_us"
+                            else r[key] for r in mine if r["round"] == round_no}
                     if pair.get("floor"):
                         per_round.append(pair["ours"] / pair["floor"])
                 row[f"ratio_{key}"] = row[f"ours_{key}"] / row[f"floor_{key}"]
@@ -145,14 +169,16 @@ def render(report: dict[str, Any]) -> str:
         f"{report['duration_s']:g} s per app (after {report['warmup_s']:g} s warm-up), `wrk` "
         f"closed loop on core 1, apps and PostgreSQL on core 0, api_logs on; "
         f"{report['files']} files of {report['file_bytes']:,} bytes; load average at start "
-        f"{report['load_average']}. Floor: bench/rest_floor.py, the same SQL under the same "
-        "RLS settings (`Database.as_user`) on the same pool, nothing else. Medians over "
+        f"{report['load_average']}, at the end {report.get('load_average_end')}. Floor: "
+        "bench/rest_floor.py, the same SQL under the same RLS settings (`Database.as_user`) "
+        "on the same pool, nothing else. Medians over "
         "rounds; ours ÷ floor with [min–max] of the per-round ratios (the machine is shared). "
-        "Targets at 200 clients: latency ≤ 1.3×, requests/s ≥ 0.8×.",
+        "Targets at 200 clients: latency ≤ 1.3×, requests/s ≥ 0.8×. CPU: the app's and "
+        "PostgreSQL's per request, added.",
         "",
         "| read | clients | ours req/s | floor req/s | req/s ÷ | ours p50 ms | floor p50 ms "
-        "| p50 ÷ | ours p99 ms | floor p99 ms | p99 ÷ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| p50 ÷ | ours p99 ms | floor p99 ms | p99 ÷ | CPU µs/req ours | floor | CPU ÷ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def ratio(row: dict[str, Any], key: str) -> str:
@@ -164,7 +190,8 @@ def render(report: dict[str, Any]) -> str:
             f"| {READS[row['read']][0]} | {row['clients']} | {row['ours_rps']:,.0f} "
             f"| {row['floor_rps']:,.0f} | {ratio(row, 'rps')} | {row['ours_p50_ms']:.1f} "
             f"| {row['floor_p50_ms']:.1f} | {ratio(row, 'p50_ms')} | {row['ours_p99_ms']:.1f} "
-            f"| {row['floor_p99_ms']:.1f} | {ratio(row, 'p99_ms')} |"
+            f"| {row['floor_p99_ms']:.1f} | {ratio(row, 'p99_ms')} "
+            f"| {row['ours_cpu_us']:,.0f} | {row['floor_cpu_us']:,.0f} | {ratio(row, 'cpu_us')} |"
         )
     bad = sum(row["non2xx"] for row in report["summary"])
     lines += ["", f"Non-2xx answers and socket errors over the run: {bad}.", END]
@@ -198,7 +225,18 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=60)
     parser.add_argument("--file-bytes", type=int, default=4096)
     parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--profile", type=Path, help="write py-spy summaries of ours here")
+    parser.add_argument("--render", type=Path,
+                        help="only re-render the table of a results file (no measuring)")
     args = parser.parse_args()
+    if args.render is not None:
+        report = json.loads(args.render.read_text())
+        report["summary"] = summarize(report["runs"])
+        block = render(report)
+        print(block)
+        if not args.no_readme:
+            write_readme(block)
+        return 0
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
@@ -237,8 +275,16 @@ def main() -> int:
                               f"app CPU {result['app_cpu_us']:5.0f} µs/req  "
                               f"non-2xx {result['non2xx']}",
                               flush=True)
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for read in reads:
+                path = READS[read][1].format(file=file_id, project=db.project_id)
+                app, url = apps["ours"]
+                profile(app, url + path, token, max(client_counts), args, script,
+                        args.profile / f"{read}.txt")
         report = {
             "started": started, "commit": git_commit(), "load_average": load,
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
             "rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup,
             "files": args.files, "file_bytes": args.file_bytes, "file_id": file_id,
             "runs": runs, "summary": summarize(runs),

@@ -21,15 +21,6 @@ select set_config('role', 'authenticated', true),
        set_config('request.jwt.claim.sub', $2, true)
 """
 
-# The same settings as output columns of a statement that first reads as the service
-# (``Database.as_user_after``): $3 the claims, $4 the user id.
-USER_CONTEXT_COLUMNS = """
-set_config('role', 'authenticated', true) as user_context_role,
-set_config('request.jwt.claims', $3, true) as user_context_claims,
-set_config('request.jwt.claim.sub', $4, true) as user_context_sub
-"""
-
-
 def dsn_with_database(dsn: str, database: str) -> str:
     """The same server address with another database name (keeps ``?host=`` sockets)."""
     parts = urlsplit(dsn)
@@ -115,19 +106,3 @@ class Database:
         async with self.acquire() as conn, conn.transaction():
             await conn.execute(SET_USER_CONTEXT, json.dumps(full_claims), user_id)
             yield conn
-
-    @asynccontextmanager
-    async def as_user_after(
-        self, user_id: str, query: str, first: Any, second: Any,
-        claims: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Record]]:
-        """``as_user`` whose first statement also reads as the service: ``query`` (two
-        parameters, ``USER_CONTEXT_COLUMNS`` in its one output row, which it returns
-        whether or not what it looks for exists) runs before the role changes; every later
-        statement runs as the user. One statement fewer than a check then ``as_user``."""
-        full_claims = {"sub": user_id, "role": "authenticated", **(claims or {})}
-        async with self.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(query, first, second, json.dumps(full_claims), user_id)
-            if row is None or row["user_context_role"] != "authenticated":
-                raise RuntimeError("the check query did not switch to the user")
-            yield conn, row

@@ -15,6 +15,8 @@ FILE_COLUMNS = """
 id, project_id, path, name, type, size_bytes, mime_type, language, parent_id, storage_path,
 is_deleted, created_by, updated_by, created_at, updated_at
 """
+# A page of the tree in path order (the API reads it through public.list_files_as_user,
+# sql/0270, which runs this select as the user).
 LIST_FILES = f"""
 select {FILE_COLUMNS}
 from public.files
@@ -103,18 +105,6 @@ returning {VERSION_COLUMNS}
 
 def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
     return dict(record) if record else None
-
-
-async def list_files(
-    conn: asyncpg.Connection,
-    project_id: uuid.UUID,
-    include_deleted: bool,
-    after: tuple[Any, uuid.UUID] | None,
-    limit: int,
-) -> list[dict[str, Any]]:
-    key, last_id = after if after else (None, None)
-    rows = await conn.fetch(LIST_FILES, project_id, include_deleted, key, last_id, limit)
-    return [dict(r) for r in rows]
 
 
 async def get_file(

@@ -8,6 +8,9 @@ from server.logs import uvicorn_log_config
 from server.settings import Settings
 from server.ws_transport import with_deflate
 
+# The levels at which uvicorn's access lines (INFO) are written.
+ACCESS_LOG_LEVELS = frozenset({"trace", "debug", "info"})
+
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
@@ -32,4 +35,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "forwarded_allow_ips": list(settings.trusted_proxies),
         # Sockets carry their token in the query string: redacted from every log line.
         "log_config": uvicorn_log_config(),
+        # uvicorn builds each access line (client address, quoted path) before its logger
+        # drops it below INFO: off when the level would drop every line anyway.
+        "access_log": settings.log_level.lower() in ACCESS_LOG_LEVELS,
     }

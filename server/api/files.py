@@ -17,7 +17,7 @@ from billing import limits as billing_limits
 from persistence import files as store
 from server.api import paths
 from server.api.filetypes import language_of, mime_type_of
-from server.api.guards import file_as_user, project_as_user, require_file, require_project
+from server.api.guards import list_project_files, read_file, require_file, require_project
 from server.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
 from server.api.routing import Ctx, Endpoint
 from server.errors import ApiError, conflict, not_found
@@ -125,11 +125,9 @@ async def _claim_path(conn: Any, project_id: uuid.UUID, path: str) -> None:
 async def list_files(ctx: Ctx) -> dict[str, Any]:
     query: FileListQuery = ctx.query
     project_id = ctx.uuid("project_id")
-    async with project_as_user(ctx, project_id, "viewer") as (conn, _):
-        after = decode_cursor(query.cursor, str) if query.cursor else None
-        rows = await store.list_files(
-            conn, project_id, query.include_deleted, after, query.limit + 1
-        )
+    after = decode_cursor(query.cursor, str) if query.cursor else None
+    rows = await list_project_files(ctx, project_id, query.include_deleted, after,
+                                    query.limit + 1)
     return page(rows, query.limit, "path")
 
 
@@ -179,8 +177,7 @@ async def create_file(ctx: Ctx) -> dict[str, Any]:
 
 async def get_file(ctx: Ctx) -> dict[str, Any]:
     file_id = ctx.uuid("file_id")
-    async with file_as_user(ctx, file_id, "viewer") as (conn, access):
-        row = await store.get_file(conn, file_id, content=True)
+    access, row = await read_file(ctx, file_id, "viewer")
     if row is None:
         raise not_found("no such file")
     hub = ctx.services.documents

@@ -7,23 +7,18 @@ the user under RLS, so a mistake here cannot leak rows.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 
 from billing import limits as billing_limits
+from persistence import hot_reads
 from server.access import (
-    FILE_READ_ACCESS_AS_USER,
-    PROJECT_ACCESS_AS_USER,
     ROLE_RANK,
     Access,
     conversation_access,
     file_access,
-    file_read_from_row,
-    open_project_access,
     project_access,
-    project_from_row,
     workspace_role,
 )
 from server.api.routing import Ctx
@@ -64,12 +59,6 @@ async def require_project(ctx: Ctx, project_id: uuid.UUID, min_role: str) -> Acc
     return access
 
 
-async def require_project_open(ctx: Ctx, project_id: uuid.UUID) -> Access:
-    """``require_project`` (viewer) that also records last_accessed_at, in one statement."""
-    access = await open_project_access(ctx.db, ctx.user_id, project_id)
-    return _check(ctx, access, "viewer", "project")
-
-
 async def require_file(ctx: Ctx, file_id: uuid.UUID, min_role: str) -> Access:
     access = _check(ctx, await file_access(ctx.db, ctx.user_id, file_id), min_role, "file")
     await _writable(ctx, access, min_role)
@@ -91,28 +80,48 @@ async def _writable(ctx: Ctx, access: Access, min_role: str) -> None:
             "delete projects to edit it again", extra={"resource": "projects"})
 
 
-@asynccontextmanager
-async def file_as_user(
+def _checked_row(ctx: Ctx, row: asyncpg.Record, min_role: str, what: str) -> Access:
+    """The Access a hot read's check columns mean, checked like ``_check``."""
+    workspace_id = row["access_workspace_id"]
+    access = None if workspace_id is None else Access(
+        workspace_id, row["access_project_id"], row["access_role"])
+    return _check(ctx, access, min_role, what)
+
+
+async def read_file(
     ctx: Ctx, file_id: uuid.UUID, min_role: str
-) -> AsyncIterator[tuple[asyncpg.Connection, Access]]:
-    """``require_file`` and then ``as_user``, in one transaction whose first statement is
-    the check (as the service) and the switch to the user. The Access also says whether
-    the file's document has unmerged log rows."""
-    query = FILE_READ_ACCESS_AS_USER
-    async with ctx.db.as_user_after(ctx.user_id, query, file_id, ctx.user_uuid) as (conn, row):
-        yield conn, _check(ctx, file_read_from_row(row), min_role, "file")
+) -> tuple[Access, dict[str, Any] | None]:
+    """``require_file`` and the file with its content read as the user, in one statement
+    (``persistence.hot_reads``). The Access also says whether the file's document has
+    unmerged log rows; the file is None when RLS hid it."""
+    async with ctx.db.acquire() as conn:
+        row = await hot_reads.read_file(conn, file_id, ctx.user_id)
+    access = _checked_row(ctx, row, min_role, "file")
+    access = Access(access.workspace_id, access.project_id, access.role, file_id=file_id,
+                    has_unmerged_log=bool(row["logged"]))
+    return access, hot_reads.read_columns(row, len(hot_reads.ACCESS_COLUMNS) + 1)
 
 
-@asynccontextmanager
-async def project_as_user(
-    ctx: Ctx, project_id: uuid.UUID, min_role: str
-) -> AsyncIterator[tuple[asyncpg.Connection, Access]]:
-    """``require_project`` and then ``as_user`` the same way."""
-    query = PROJECT_ACCESS_AS_USER
-    async with ctx.db.as_user_after(
-        ctx.user_id, query, project_id, ctx.user_uuid
-    ) as (conn, row):
-        yield conn, _check(ctx, project_from_row(row), min_role, "project")
+async def list_project_files(
+    ctx: Ctx, project_id: uuid.UUID, include_deleted: bool,
+    after: tuple[Any, uuid.UUID] | None, limit: int,
+) -> list[dict[str, Any]]:
+    """``require_project`` (viewer) and a page of its files read as the user, in one
+    statement."""
+    async with ctx.db.acquire() as conn:
+        row, files = await hot_reads.list_files(
+            conn, project_id, ctx.user_id, include_deleted, after, limit)
+    _checked_row(ctx, row, "viewer", "project")
+    return files
+
+
+async def open_project(ctx: Ctx, project_id: uuid.UUID) -> dict[str, Any] | None:
+    """``require_project`` (viewer), last_accessed_at recorded and the project read as the
+    user, in one statement. None when RLS hid it."""
+    async with ctx.db.acquire() as conn:
+        row = await hot_reads.open_project(conn, project_id, ctx.user_id)
+    _checked_row(ctx, row, "viewer", "project")
+    return hot_reads.read_columns(row, len(hot_reads.ACCESS_COLUMNS))
 
 
 async def require_conversation(ctx: Ctx, conversation_id: uuid.UUID, min_role: str) -> Access:

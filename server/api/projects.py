@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing import limits as billing_limits
 from persistence import projects as store
-from server.api.guards import require_project, require_project_open, require_workspace
+from server.api.guards import open_project, require_project, require_workspace
 from server.api.pagination import PageQuery, decode_cursor, page
 from server.api.routing import Ctx, Endpoint
 from server.api.slugs import MAX_SLUG, SLUG_PATTERN, insert_with_slug
@@ -88,9 +88,7 @@ async def list_projects(ctx: Ctx) -> dict[str, Any]:
 
 async def get_project(ctx: Ctx) -> dict[str, Any]:
     project_id = ctx.uuid("project_id")
-    await require_project_open(ctx, project_id)
-    async with ctx.db.as_user(ctx.user_id) as conn:
-        row = await store.get_project(conn, project_id)
+    row = await open_project(ctx, project_id)
     if row is None:
         raise not_found("no such project")
     return row

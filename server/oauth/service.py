@@ -40,8 +40,17 @@ class OAuthService:
             for name, factory in PROVIDERS.items()
             if config.settings_for(name).offered
         }
-        self._tls = ssl.create_default_context()
+        self._tls_context: ssl.SSLContext | None = None
         self._http: httpx2.AsyncClient | None = None
+
+    @property
+    def _tls(self) -> ssl.SSLContext:
+        # Made on first use: loading the CA store takes tens of milliseconds of the event
+        # loop, and the recurring refresh job builds a service every 5 minutes that usually
+        # finds nothing due and makes no request.
+        if self._tls_context is None:
+            self._tls_context = ssl.create_default_context()
+        return self._tls_context
 
     @property
     def http(self) -> httpx2.AsyncClient:

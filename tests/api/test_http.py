@@ -111,3 +111,5 @@ async def test_origin_allow_list_and_cors(api: Api, server: LiveServer) -> None:
     assert "POST" in preflight.headers["access-control-allow-methods"]
     no_origin = await api.call("GET", "/me", token=user.token)
     assert no_origin.status == 200 and "access-control-allow-origin" not in no_origin.headers
+    # With or without Origin the answer varies by it (a shared cache must not mix them).
+    assert "Origin" in no_origin.headers["vary"] and "Origin" in allowed.headers["vary"]
