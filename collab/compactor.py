@@ -47,6 +47,8 @@ INLINE_MERGE_BYTES = 64 * 1024
 # Rooms per statement of the shutdown's batched compaction: one transaction holds their file
 # locks, so a batch stays short (tens of ms) for another process waiting on one of them.
 SHUTDOWN_BATCH = 100
+# Final compactions through the store running at once (each holds a pooled connection).
+SHUTDOWN_PARALLEL = 4
 
 
 @dataclass
@@ -203,11 +205,20 @@ class Compactor:
                     continue
                 metrics.COMPACTIONS.labels("memory").inc()
                 self._written(room, seq, result)
-        for room in alone:
-            try:
-                await self.compact(room)
-            except Exception:
-                log.exception("final compaction of %s failed (log rows are kept)", room.file_id)
+        # The others (another process wrote, or nothing stored yet: a file first edited
+        # since its load) read and write through the store, a few at once (the pool has
+        # 10 connections): each is a transaction of two round trips and a merge.
+        slots = asyncio.Semaphore(SHUTDOWN_PARALLEL)
+
+        async def alone_compact(room: Room) -> None:
+            async with slots:
+                try:
+                    await self.compact(room)
+                except Exception:
+                    log.exception("final compaction of %s failed (log rows are kept)",
+                                  room.file_id)
+
+        await asyncio.gather(*(alone_compact(room) for room in alone))
 
     @staticmethod
     def _written(room: Room, seq: int, result: Compaction) -> None:

@@ -574,7 +574,9 @@ class ShutdownStore(MemoryStore):
         return await super().compact(file_id, *args, **kwargs)
 
 
-async def _stop_with_edits(store: ShutdownStore, files: list[uuid.UUID]) -> DocumentHub:
+async def _stop_with_edits(
+    store: ShutdownStore, files: list[uuid.UUID], at: int = 5
+) -> DocumentHub:
     """One edit in each file (logged by the stop's flush), then the hub stops."""
     broker = LocalBroker("solo")
     await broker.start()
@@ -583,7 +585,7 @@ async def _stop_with_edits(store: ShutdownStore, files: list[uuid.UUID]) -> Docu
     for n, file_id in enumerate(files):
         peer = ClientPeer()
         room = await connect(h, file_id, peer)
-        h.receive(room, peer, peer.edit(5, f"edit {n}"))
+        h.receive(room, peer, peer.edit(at, f"edit {n}"))
     await h.stop()
     await broker.close()
     return h
@@ -621,3 +623,14 @@ async def test_stop_keeps_the_log_of_a_room_it_cannot_write_and_writes_the_other
             assert len(store.files[file_id].log) == 1, "its edit stays in the log"
         else:
             assert store.files[file_id].content == f"seed edit {n}"
+
+
+async def test_stop_writes_rooms_with_nothing_stored_yet() -> None:
+    """Empty files edited since their load have no stored state to batch against: each is
+    compacted through the store (a few at once), and every one is written."""
+    store = ShutdownStore()
+    files = [new_file(store, "") for _ in range(12)]
+    await _stop_with_edits(store, files, at=0)
+    assert store.batches == []
+    assert [store.files[f].content for f in files] == [f"edit {n}" for n in range(12)]
+    assert all(store.files[f].log == [] for f in files)
