@@ -92,7 +92,7 @@ def run_loadgen(
     spec_path = work / f"spec-{scenario.name}.json"
     spec_path.write_text(json.dumps(spec))
     samples: dict[str, dict[str, dict[str, float]]] = {"start_of_run": sample(running.groups)}
-    profiler: subprocess.Popen[bytes] | None = None
+    profilers: list[subprocess.Popen[bytes]] = []
     marks: dict[str, float] = {}
     result: dict[str, Any] = {}
     events: list[dict[str, Any]] = []
@@ -120,8 +120,12 @@ def run_loadgen(
             trigger = "baseline" if scenario.kind == "idle" else "measure_start"
             if name == trigger and profile_out is not None:
                 seconds = float(scenario.params.get("durationS") or 60)
-                pid = running.groups[0].pids()[0]
-                profiler = pyspy.start(pid, seconds, profile_out, LOADGEN_CORE)
+                # Every server process: profile_out for the first, .N.raw for process N.
+                for index, pid in enumerate(running.groups[0].pids()):
+                    out = profile_out if index == 0 else profile_out.with_suffix(f".{index}.raw")
+                    profiler = pyspy.start(pid, seconds, out, LOADGEN_CORE)
+                    if profiler is not None:
+                        profilers.append(profiler)
             elif name == "result":
                 result = event
             else:
@@ -131,7 +135,7 @@ def run_loadgen(
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        if profiler is not None:
+        for profiler in profilers:
             try:
                 profiler.wait(30)
             except subprocess.TimeoutExpired:
