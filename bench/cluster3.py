@@ -1,4 +1,4 @@
-"""Issue 21's cluster comparison: ours ×3 against Hocuspocus ×3, each with one Redis.
+"""Issue 21's cluster comparison: ours-x3 against hocuspocus-x3, each with one Redis.
 
     .venv/bin/python bench/cluster3.py [--repeat 3] [--scenarios edit20,edit50] [--quick]
         [--before PATH] [--profile]
