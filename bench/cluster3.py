@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,38 +27,19 @@ from pathlib import Path
 from typing import Any
 
 import pyspy
-from procs import PRIORITY, Group
+from procs import PRIORITY
 from run import (
+    PART,
     RESULTS,
     Scenario,
     code_version,
     load_average,
     raise_nofile,
-    run_loadgen,
+    run_one,
     scenarios,
     summary_line,
 )
 from targets import BENCH, CLUSTER3, Launcher, Target
-
-
-def run_cluster(
-    launcher: Launcher, target: Target, scenario: Scenario, work: Path,
-    profile_out: Path | None = None,
-) -> dict[str, Any]:
-    """One (target, scenario) run, with each server process's CPU as its own group."""
-    try:
-        running = launcher.start(target, scenario.name)
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        return {"error": f"start failed: {exc}"}
-    server_pids = running.groups[0].pids()
-    for index, pid in enumerate(server_pids):
-        running.groups.append(Group(f"server{index}", lambda pid=pid: [pid]))
-    try:
-        return run_loadgen(running, scenario, work, 120, profile_out)
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        return {"error": f"loadgen failed: {exc}"}
-    finally:
-        running.stop()
 
 
 def dig(entry: dict[str, Any], *keys: str) -> Any:
@@ -76,7 +56,7 @@ def figures(entry: dict[str, Any]) -> dict[str, Any]:
     same = dig(entry, "latency_same_ms", "p99")
     cross = dig(entry, "latency_cross_ms", "p99")
     per_process = [
-        dig(server, f"server{i}", "cpu_us_per_delivered") for i in range(3)
+        dig(server, f"{PART}{i}", "cpu_us_per_delivered") for i in range(3)
     ]
     return {
         "cpu_us": dig(server, "server", "cpu_us_per_delivered"),
@@ -207,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 for target in targets:
                     print(f"[{time.strftime('%H:%M:%S')}] {scenario.name}/{target.name} "
                           f"#{rep + 1} ...", flush=True)
-                    entry = run_cluster(launcher, target, scenario, work)
+                    entry = run_one(launcher, target, scenario, work, quick=False, per_process=True)
                     entry["loadavg"] = load_average()
                     entry.pop("events", None)
                     runs[target.name].append(entry)
@@ -226,7 +206,7 @@ def profile(launcher: Launcher, chosen: list[Scenario], work: Path) -> int:
     target = CLUSTER3[0]
     for scenario in chosen:
         raw = BENCH / ".logs" / f"profile-{target.name}-{scenario.name}.raw"
-        entry = run_cluster(launcher, target, scenario, work, raw)
+        entry = run_one(launcher, target, scenario, work, False, raw, per_process=True)
         print(f"{scenario.name}/{target.name}: {summary_line(scenario, entry)}")
         for index in range(target.processes):
             path = raw if index == 0 else raw.with_suffix(f".{index}.raw")

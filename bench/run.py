@@ -28,6 +28,7 @@ from report import write_readme
 from targets import BENCH, CLUSTER, OURS, PEERS, PEERS_FULL_EXTRA, Launcher, Running, Target
 
 LOADGEN_CORE = 1
+PART = "server-"  # per-process groups (run_one's per_process): "server-0", "server-1"...
 RESULTS = BENCH / "results"
 
 
@@ -176,7 +177,8 @@ def measure(
             )
             entry["cpu_ms_per_conn_per_s"] = cpu / seconds / clients * 1e3 if seconds else None
         out[group] = entry
-    total = sum(end[g]["cpu_s"] - start[g]["cpu_s"] for g in end)
+    # The per-process groups are parts of "server": counted once.
+    total = sum(end[g]["cpu_s"] - start[g]["cpu_s"] for g in end if not g.startswith(PART))
     out["all_cpu_s"] = total
     if result.get("delivered"):
         out["all_cpu_us_per_delivered"] = total / result["delivered"] * 1e6
@@ -324,11 +326,16 @@ def run_one(
     work: Path,
     quick: bool,
     profile_out: Path | None = None,
+    per_process: bool = False,
 ) -> dict[str, Any]:
+    """``per_process``: also each server process's CPU, as groups ``server0``, ``server1``..."""
     try:
         running = launcher.start(target, scenario.name)
     except (RuntimeError, TimeoutError, OSError) as exc:
         return {"error": f"start failed: {exc}"}
+    if per_process:
+        for index, pid in enumerate(running.groups[0].pids()):
+            running.groups.append(Group(f"{PART}{index}", lambda pid=pid: [pid]))
     try:
         deadline = 330 if scenario.kind in {"history", "idle"} else 120
         return run_loadgen(running, scenario, work, deadline, profile_out)

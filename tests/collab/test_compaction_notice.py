@@ -4,43 +4,23 @@ file, the one that compacted tells the others, which drop the merged rows and wa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from broker.local import LocalBroker, LocalBus
 from collab import protocol
 from collab.config import CollabConfig
-from collab.hub import DocumentHub
 from collab.relay import MSG_COMPACTED, compaction_notice, parse_compaction_notice
 from collab.store import MemoryStore
 from tests.collab.peers import ClientPeer
-from tests.collab.test_hub import connect, eventually, new_file
+from tests.collab.test_hub import connect, eventually, new_file, two_hubs
 
 # Nothing compacts on its own: the tests compact when they choose.
 MANUAL = CollabConfig(
     log_flush_ms=5, compact_after_s=3600, idle_unload_s=3600, gap_repair_s=3600,
     role_check_s=3600, version_bucket_s=3600,
 )
-
-
-@contextlib.asynccontextmanager
-async def hubs(store: MemoryStore, bus: LocalBus, names: str) -> AsyncIterator[list[DocumentHub]]:
-    started: list[tuple[DocumentHub, LocalBroker]] = []
-    try:
-        for name in names:
-            broker = LocalBroker(name, bus)
-            await broker.start()
-            hub = DocumentHub(store, broker, MANUAL)
-            await hub.start()
-            started.append((hub, broker))
-        yield [hub for hub, _ in started]
-    finally:
-        for hub, broker in started:
-            await hub.stop()
-            await broker.close()
 
 
 def test_notice_round_trip() -> None:
@@ -63,7 +43,7 @@ def test_malformed_notices_are_refused(bad: bytes) -> None:
 async def test_one_compaction_serves_every_process_editing_the_file() -> None:
     store = MemoryStore()
     file_id = new_file(store, "seed")
-    async with hubs(store, LocalBus(), "abc") as (a, b, c):
+    async with two_hubs(store, LocalBus(), "abc", MANUAL) as (a, b, c):
         peers = [ClientPeer() for _ in range(3)]
         rooms = [await connect(h, file_id, p) for h, p in zip((a, b, c), peers, strict=True)]
         for hub, room, peer in zip((a, b, c), rooms, peers, strict=True):
@@ -101,7 +81,7 @@ async def test_a_lost_notice_costs_only_a_redundant_compaction() -> None:
     store = MemoryStore()
     file_id = new_file(store, "")
     bus = LocalBus()
-    async with hubs(store, bus, "ab") as (a, b):
+    async with two_hubs(store, bus, "ab", MANUAL) as (a, b):
         pa, pb = ClientPeer(), ClientPeer()
         room_a, room_b = await connect(a, file_id, pa), await connect(b, file_id, pb)
         a.receive(room_a, pa, pa.edit(0, "x"))
@@ -131,7 +111,7 @@ async def test_a_malformed_notice_from_the_broker_changes_nothing() -> None:
     store = MemoryStore()
     file_id = new_file(store, "text")
     bus = LocalBus()
-    async with hubs(store, bus, "a") as (a,):
+    async with two_hubs(store, bus, "a", MANUAL) as (a,):
         peer = ClientPeer()
         room = await connect(a, file_id, peer)
         a.receive(room, peer, peer.edit(0, "x"))
