@@ -2,7 +2,7 @@
 //
 //   node loadgen.mjs SPEC.json
 //
-// SPEC: { scenario: "edit"|"idle"|"simul"|"history", target: {protocol, urls, params}, docs: [...],
+// SPEC: { scenario: "edit"|"idle"|"simul"|"history"|"storm", target: {protocol, urls, params}, docs: [...],
 //         ...scenario parameters }. Progress is JSON lines on stdout; the orchestrator (run.py)
 // samples the server's CPU and RSS when it reads {"event":"measure_start"} and
 // {"event":"measure_end"}; the last line is {"event":"result", ...}. Every phase has a deadline.
@@ -222,15 +222,23 @@ async function scenarioEdit () {
 }
 
 // N idle connections over M documents (each doc holds one line of text first).
-async function scenarioIdle () {
-  const { connections, idleS } = spec
+// N clients over the documents in turn, opened in batches (openClients); "baseline" before and
+// "connected" after, where the orchestrator samples the server.
+async function openRoundRobin (connections) {
   const plan = []
   for (let i = 0; i < connections; i++) plan.push({ doc: spec.docs[i % spec.docs.length], server: 0, order: i })
   emit({ event: 'baseline' })
   const t0 = now()
   const clients = await openClients(plan, 250, 30000)
+  const ms = now() - t0
   const synced = clients.filter((c) => c.isSynced()).length
-  emit({ event: 'connected', clients: clients.length, synced, ms: now() - t0 })
+  emit({ event: 'connected', clients: clients.length, synced, ms })
+  return { clients, synced, t0, ms }
+}
+
+async function scenarioIdle () {
+  const { connections, idleS } = spec
+  const { clients, synced, t0 } = await openRoundRobin(connections)
   // one small edit per document so every room holds state
   const seen = new Set()
   for (const c of clients) {
@@ -282,6 +290,128 @@ async function scenarioSimul () {
     synced_per_round: rounds.map((r) => r.synced),
     all_synced_rounds: rounds.filter((r) => r.synced === clientsPerRound).length,
     sync_ms: summarize(rounds.flatMap((r) => r.ms))
+  })
+}
+
+// The orchestrator's answer to {"event":"restart"}: one JSON line on stdin once the restarted
+// server is ready (the storm is timed from when that line arrives).
+function nextStdinLine () {
+  return new Promise((resolve) => {
+    let buffered = ''
+    const onData = (chunk) => {
+      buffered += chunk
+      const nl = buffered.indexOf('\n')
+      if (nl < 0) return
+      process.stdin.off('data', onData)
+      process.stdin.pause()
+      resolve(JSON.parse(buffered.slice(0, nl)))
+    }
+    process.stdin.setEncoding('utf8')
+    process.stdin.on('data', onData)
+    process.stdin.resume()
+  })
+}
+
+// N clients over M documents open (batches, as in "idle": the "open" figure), each document gets
+// a line of text, then the orchestrator restarts the server (SIGTERM, start again on the same
+// port) and every client reconnects by itself with y-websocket's own backoff (no jitter). Timed
+// from the restarted server being ready until every client is synced again; afterwards a fresh
+// client per document checks that the server holds the full text.
+async function scenarioStorm () {
+  const { connections, resyncTimeoutS } = spec
+  const { clients, synced, ms: openMs } = await openRoundRobin(connections)
+  // One line per document, written by its first client; wait until every client holds it.
+  const expected = new Map()
+  const writers = new Set()
+  for (const c of clients) {
+    const name = c.provider.roomname
+    if (writers.has(name)) continue
+    writers.add(name)
+    const line = `storm ${name} ${'x'.repeat(64)}\n`
+    c.text.insert(0, line)
+    expected.set(name, line)
+  }
+  const holdsText = (c) => c.text.toString() === expected.get(c.provider.roomname)
+  const settleUntil = now() + 20000
+  while (clients.some((c) => !holdsText(c)) && now() < settleUntil) await sleep(100)
+  const textBefore = clients.filter(holdsText).length
+  await sleep(1000) // the server's update log is flushed before it is stopped
+  // Every (re)connection from here on: closes with their codes, failed attempts, resyncs.
+  const closeCodes = {} // every close after the stop, by code
+  const closesAfterReady = {} // closes once the restarted server was ready: refusals, failures
+  let errors = 0
+  let stopAt = Infinity
+  let readyAt = Infinity
+  let errorsAfterReady = 0
+  const resyncedAt = new Array(clients.length).fill(null)
+  // When each client's current attempt began: an attempt begun while the server was down
+  // fails with 1006 even if that is reported after the ready line arrived.
+  const attemptAt = new Array(clients.length).fill(-Infinity)
+  clients.forEach((c, i) => {
+    c.provider.on('status', ({ status }) => { if (status === 'connecting') attemptAt[i] = now() })
+    c.provider.on('connection-close', (event) => {
+      if (event === null) return // closed locally (destroy), not by the server or the network
+      const code = String(event?.code ?? 'none')
+      closeCodes[code] = (closeCodes[code] || 0) + 1
+      if (attemptAt[i] >= readyAt) closesAfterReady[code] = (closesAfterReady[code] || 0) + 1
+    })
+    c.provider.on('connection-error', () => {
+      errors += 1
+      if (attemptAt[i] >= readyAt) errorsAfterReady += 1
+    })
+    c.provider.on('sync', (state) => { if (state && resyncedAt[i] === null && now() >= stopAt) resyncedAt[i] = now() })
+  })
+  stopAt = now()
+  emit({ event: 'restart' })
+  const answer = await nextStdinLine()
+  readyAt = now()
+  if (answer.error) {
+    for (const c of clients) c.destroy()
+    emit({ event: 'result', error: `restart failed: ${answer.error}`, open_ms: openMs })
+    return
+  }
+  // The old server syncs no one once stopped: a resync seen before the ready line arrived was
+  // with the new server (ready between two polls of the orchestrator) and counts as 0 ms.
+  const giveUp = readyAt + resyncTimeoutS * 1000
+  const allBack = () => resyncedAt.every((t, i) => t !== null && clients[i].provider.synced && holdsText(clients[i]))
+  while (!allBack() && now() < giveUp) await sleep(5)
+  const endAt = now()
+  emit({ event: 'measure_end' })
+  await sleep(500) // the orchestrator reads the server's counters before the probes below
+  const done = resyncedAt.filter((t) => t !== null)
+  const lastMs = done.length ? Math.max(0, Math.max(...done) - readyAt) : null
+  // What the server holds: a fresh client per document reads its text.
+  let serverTextOk = 0
+  for (let i = 0; i < spec.docs.length; i += 100) {
+    const probes = spec.docs.slice(i, i + 100).map((doc) => connect(target, doc, 0))
+    await withDeadline(Promise.all(probes.map((p) => p.synced)), 20000)
+    for (const p of probes) {
+      if (p.isSynced() && p.text.toString() === expected.get(p.provider.roomname)) serverTextOk += 1
+      p.destroy()
+    }
+  }
+  const refused = Object.values(closesAfterReady).reduce((a, n) => a + n, 0)
+  for (const c of clients) c.destroy()
+  emit({
+    event: 'result',
+    clients: clients.length,
+    synced,
+    open_ms: openMs,
+    text_before_restart: textBefore,
+    restart: answer,
+    resynced: done.length,
+    resync_all_ms: done.length === clients.length ? lastMs : null,
+    resync_last_ms: lastMs,
+    resync_ms: summarize(done.map((t) => Math.max(0, t - readyAt))),
+    timed_out: endAt >= giveUp,
+    stop_to_all_resynced_ms: done.length ? Math.max(...done) - stopAt : null,
+    close_codes: closeCodes,
+    close_codes_after_ready: closesAfterReady,
+    refused,
+    connect_errors: errors,
+    connect_errors_after_ready: errorsAfterReady,
+    docs: spec.docs.length,
+    server_text_ok: serverTextOk
   })
 }
 
@@ -385,7 +515,7 @@ async function scenarioHistory () {
   })
 }
 
-const scenarios = { edit: scenarioEdit, idle: scenarioIdle, simul: scenarioSimul, history: scenarioHistory }
+const scenarios = { edit: scenarioEdit, idle: scenarioIdle, simul: scenarioSimul, history: scenarioHistory, storm: scenarioStorm }
 const hardStop = setTimeout(() => {
   emit({ event: 'result', error: 'loadgen hard deadline' })
   process.exit(3)

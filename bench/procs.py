@@ -116,7 +116,12 @@ class Group:
         return sum(rss_bytes(pid) for pid in self.pids())
 
 
-def wait_tcp(port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_tcp(
+    port: int,
+    timeout_s: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    interval_s: float = 0.05,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -125,7 +130,7 @@ def wait_tcp(port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None =
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(interval_s)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s}s")
 
 

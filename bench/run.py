@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ class Scenario:
     cluster: bool = False  # also run against the cluster targets
     # The figure its target is stated in: repeats report the run with its median.
     judged_by: str = "p99"
+    # Run only when named in --scenarios, and only against these target kinds (None: all).
+    on_demand: bool = False
+    kinds: frozenset[str] | None = None
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -54,6 +58,10 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario("idle", "idle", 100 if quick else 500,
                  {"connections": 1000 if quick else 5000, "idleS": 5 if quick else 30}),
         Scenario("simul", "simul", 5 if quick else 10, {"clientsPerRound": 5, "windowMs": 2000}),
+        # Opened in batches as in "idle", then a restart and every client reconnecting at once.
+        Scenario("storm", "storm", 100 if quick else 500,
+                 {"connections": 1000 if quick else 5000, "resyncTimeoutS": 60},
+                 judged_by="resync", on_demand=True, kinds=frozenset({"ours", "yws"})),
         Scenario("history", "history", 1,
                  {"edits": 20_000 if quick else 100_000, "fresh": 5 if quick else 7,
                   "ingestTimeoutS": 150}),
@@ -100,6 +108,7 @@ def run_loadgen(
     proc = subprocess.Popen(
         pinned_cmd(["node", "loadgen.mjs", str(spec_path)], LOADGEN_CORE),
         cwd=BENCH,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -113,13 +122,28 @@ def run_loadgen(
                 continue
             event = json.loads(line)
             name = event.get("event")
-            if name in {"baseline", "measure_start", "measure_end"}:
+            if name in {"baseline", "connected", "measure_start", "measure_end"}:
                 samples[name] = sample(running.groups)
                 marks[name] = time.monotonic()
+            if name == "restart":
+                # The storm's window opens when the restarted server is ready.
+                answer = restart_for(running, proc)
+                samples["measure_start"] = sample(running.groups)
+                marks["measure_start"] = time.monotonic()
+                assert proc.stdin is not None
+                proc.stdin.write((json.dumps(answer) + "\n").encode())
+                proc.stdin.flush()
+                if profile_out is not None and "error" not in answer:
+                    # The storm: the restarted process from ready until everyone is back.
+                    pid = running.groups[0].pids()[0]
+                    profiler = pyspy.start(pid, 20, profile_out, LOADGEN_CORE)
+                continue
+            if name == "measure_end" and scenario.kind == "storm":
+                result["document_loads"] = read_metrics(running.metrics_urls)
             # Profiles cover the measured window of the edit scenarios and the connection storm
             # (5,000 joins) of the idle scenario.
             trigger = "baseline" if scenario.kind == "idle" else "measure_start"
-            if name == trigger and profile_out is not None:
+            if name == trigger and profile_out is not None and scenario.kind != "storm":
                 seconds = float(scenario.params.get("durationS") or 60)
                 # Every server process: profile_out for the first, .N.raw for process N.
                 for index, pid in enumerate(running.groups[0].pids()):
@@ -128,7 +152,7 @@ def run_loadgen(
                     if profiler is not None:
                         profilers.append(profiler)
             elif name == "result":
-                result = event
+                result = {**event, **result}
             else:
                 events.append(event)
         proc.wait(deadline_s)
@@ -144,7 +168,46 @@ def run_loadgen(
                 profiler.wait(5)
     result["events"] = events
     result["server"] = measure(samples, marks, result)
+    if scenario.kind == "storm" and "baseline" in samples and "connected" in samples:
+        # The open phase (5,000 joins in batches) as its own window.
+        opened = ("baseline", "connected")
+        result["server_open"] = measure(
+            {"measure_start": samples[opened[0]], "measure_end": samples[opened[1]]},
+            {"measure_start": marks[opened[0]], "measure_end": marks[opened[1]]},
+            {},
+        )
     return result
+
+
+def restart_for(running: Running, loadgen: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Restarts the target for the storm scenario; what the load generator is told."""
+    if running.restart is None:
+        return {"error": "this target cannot restart"}
+    try:
+        return running.restart()
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        return {"error": str(exc)}
+
+
+# Counters of ours read after the storm (collab/metrics.py, server/access_batch.py): every
+# document load since the restart, the rooms loaded, access checks and the queries answering them.
+STORM_METRICS = ("icreate_doc_loads_total", "icreate_doc_rooms_loaded",
+                 "icreate_doc_access_checks_total", "icreate_doc_access_queries_total")
+
+
+def read_metrics(urls: list[str]) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in STORM_METRICS:
+                found[name] = found.get(name, 0.0) + float(value)
+    return found
 
 
 def measure(
@@ -225,11 +288,11 @@ def main(argv: list[str] | None = None) -> int:
                              "settings (an A/B in one interleaved run), e.g.\n"
                              "--variant nolog:DOC_LOG_FLUSH_MS=1000,DOC_COMPACT_AFTER_S=1000")
     parser.add_argument("--profile", action="store_true",
-                        help="only profile ours (py-spy) under edit50 and idle; no tables")
+                        help="only profile ours (py-spy) under edit50, idle and storm; no tables")
     args = parser.parse_args(argv)
     PRIORITY["nice"] = args.nice
     if args.profile:
-        return run_profiles(args.quick, args.targets)
+        return run_profiles(args.quick, args.targets, args.scenarios)
 
     raise_nofile()
     mode = "quick" if args.quick else "full"
@@ -241,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args.targets.split(",")) if args.targets else {t.name for t in all_targets}
     wanted |= {t.name for t in variants}
     picked = args.scenarios.split(",") if args.scenarios else None
-    chosen = [s for s in scenarios(args.quick) if picked is None or s.name in picked]
+    chosen = [
+        s for s in scenarios(args.quick)
+        if (picked is None and not s.on_demand) or (picked is not None and s.name in picked)
+    ]
 
     work = Path(tempfile.mkdtemp(prefix="icreate-bench-"))
     logs = BENCH / ".logs"
@@ -258,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         for scenario in chosen:
-            pool = [t for t in singles + (CLUSTER if scenario.cluster else []) if t.name in wanted]
+            pool = [t for t in singles + (CLUSTER if scenario.cluster else [])
+                    if t.name in wanted and (scenario.kinds is None or t.kind in scenario.kinds)]
             runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in pool}
             # Repeats interleave the targets so that noise from other work on the machine
             # lands on all of them alike; the run with the median key figure is reported.
@@ -289,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_profiles(quick: bool, targets: str | None) -> int:
+def run_profiles(quick: bool, targets: str | None, picked: str | None = None) -> int:
     """py-spy profiles of our server (single process, and one node of the pair) under load."""
     raise_nofile()
     work = Path(tempfile.mkdtemp(prefix="icreate-bench-"))
@@ -298,7 +365,8 @@ def run_profiles(quick: bool, targets: str | None) -> int:
     RESULTS.mkdir(exist_ok=True)
     try:
         for scenario in scenarios(quick):
-            if scenario.name not in {"edit50", "idle"}:
+            wanted = set(picked.split(",")) if picked else {"edit50", "idle"}
+            if scenario.name not in wanted & {"edit50", "idle", "storm"}:
                 continue
             for target in [t for t in [OURS, *CLUSTER] if t.name in names]:
                 if target.processes > 1 and not scenario.cluster:
@@ -337,7 +405,7 @@ def run_one(
         for index, pid in enumerate(running.groups[0].pids()):
             running.groups.append(Group(f"{PART}{index}", lambda pid=pid: [pid]))
     try:
-        deadline = 330 if scenario.kind in {"history", "idle"} else 120
+        deadline = 330 if scenario.kind in {"history", "idle", "storm"} else 120
         return run_loadgen(running, scenario, work, deadline, profile_out)
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         return {"error": f"loadgen failed: {exc}"}
@@ -362,6 +430,8 @@ def key_figure(scenario: Scenario, entry: dict[str, Any]) -> float:
         value = entry.get("sync_ms_median")
     elif scenario.kind == "simul":
         value = -float(entry.get("all_synced_rounds") or 0)
+    elif scenario.kind == "storm":
+        value = entry.get("resync_all_ms")
     return float(value) if isinstance(value, (int, float)) else float("inf")
 
 
@@ -395,6 +465,8 @@ def summary_line(scenario: Scenario, entry: dict[str, Any]) -> str:
             f"{fmt(server.get('rss_kb_per_conn'))} KB/conn, "
             f"{fmt(server.get('cpu_ms_per_conn_per_s'), 4)} ms CPU/conn/s"
         )
+    if scenario.kind == "storm":
+        return storm_line(entry)
     if scenario.kind == "simul":
         rounds = f"{entry.get('all_synced_rounds')}/{entry.get('rounds')}"
         return f"all synced in {rounds} rounds {entry.get('synced_per_round')}"
@@ -402,6 +474,26 @@ def summary_line(scenario: Scenario, entry: dict[str, Any]) -> str:
         f"sync median {fmt(entry.get('sync_ms_median'))} ms, "
         f"{entry.get('payload_bytes_median')} B payload, {entry.get('wire_bytes_median')} B wire, "
         f"ingest {fmt(entry.get('ingest_ms'))} ms, ok {entry.get('fresh_ok')}"
+    )
+
+
+def storm_line(entry: dict[str, Any]) -> str:
+    restart = entry.get("restart") or {}
+    loads = entry.get("document_loads") or {}
+    server = (entry.get("server") or {}).get("server", {})
+    opened = (entry.get("server_open") or {}).get("server", {})
+    resync = entry.get("resync_ms") or {}
+    return (
+        f"open {fmt(entry.get('open_ms'), 0)} ms ({entry.get('synced')}/{entry.get('clients')}, "
+        f"CPU {fmt(opened.get('cpu_s'), 2)} s); stop {fmt(restart.get('stop_s'), 2)} s, "
+        f"start {fmt(restart.get('start_s'), 2)} s; resync all "
+        f"{fmt(entry.get('resync_all_ms'), 0)} ms (p50 {fmt(resync.get('p50'), 0)}, "
+        f"{entry.get('resynced')}/{entry.get('clients')}), CPU {fmt(server.get('cpu_s'), 2)} s; "
+        f"refused {entry.get('refused')} {entry.get('close_codes_after_ready') or ''}, "
+        f"loads {loads.get('icreate_doc_loads_total', '–')}, "
+        f"access queries {loads.get('icreate_doc_access_queries_total', '–')} for "
+        f"{loads.get('icreate_doc_access_checks_total', '–')} checks, "
+        f"server text ok {entry.get('server_text_ok')}/{entry.get('docs')}"
     )
 
 

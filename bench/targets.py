@@ -10,6 +10,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,6 +132,10 @@ class Running:
     groups: list[Group]
     procs: list[Pinned]
     make_docs: Callable[[int], list[str]]
+    # SIGTERM every server process, start it again on the same port, wait until it serves:
+    # {"stop_s": SIGTERM to exited, "start_s": started to ready} (scenario "storm").
+    restart: Callable[[], dict[str, float]] | None = None
+    metrics_urls: list[str] = field(default_factory=list)  # ours: GET /metrics per process
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -214,6 +219,7 @@ class Launcher:
                 wait_tcp(port, 30, proc.proc)
                 urls.append(f"ws://127.0.0.1:{port}")
         groups.insert(0, Group("server", lambda: [p.pid for p in servers]))
+        ports = [int(url.rsplit(":", 1)[1].split("/")[0]) for url in urls]
         make_docs: Callable[[int], list[str]]
         if target.kind == "ours":
             db = self.db
@@ -226,7 +232,9 @@ class Launcher:
             make_docs = lambda n: [uuid.uuid4().hex for _ in range(n)]  # noqa: E731
         protocol = "hocuspocus" if target.kind == "hocuspocus" else "y-websocket"
         spec = {"protocol": protocol, "urls": urls, "params": params}
-        return Running(spec, groups, procs, make_docs)
+        metrics = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+        return Running(spec, groups, procs, make_docs, lambda: restart(servers, ports),
+                       metrics if target.kind == "ours" else [])
 
     def _server(
         self,
@@ -275,6 +283,20 @@ class Launcher:
             env["PYTHONPATH"] = str(source)
         cmd = [sys.executable, "-m", "server", "serve", "--port", str(port)]
         return Pinned(target.name, cmd, SERVER_CORE, log, env, source)
+
+
+def restart(servers: list[Pinned], ports: list[int]) -> dict[str, float]:
+    """Stop (SIGTERM, up to 60 s of graceful shutdown) and start again on the same ports;
+    ready = the port accepts (uvicorn and Node listen only once their startup is done)."""
+    started = time.monotonic()
+    for proc in servers:
+        proc.stop(60)
+    stopped = time.monotonic()
+    for proc in servers:
+        proc.start()
+    for proc, port in zip(servers, ports, strict=True):
+        wait_tcp(port, 90, proc.proc, interval_s=0.005)
+    return {"stop_s": stopped - started, "start_s": time.monotonic() - stopped}
 
 
 PEERS = [

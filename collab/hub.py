@@ -155,6 +155,7 @@ class DocumentHub:
         return await asyncio.shield(task)
 
     async def _load(self, file_id: uuid.UUID) -> Room:
+        metrics.LOADS.inc()
         stored = await self.store.load(file_id)
         if stored.state is None and not stored.updates and stored.content:
             stored = await self.store.initialize(file_id, build_from_text)

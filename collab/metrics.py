@@ -40,6 +40,9 @@ COMPACTIONS = Counter(
     "Compactions by what they merged: memory (what this process holds) or store (read back)",
     ["source"],
 )
+# Every load of a document from the store into a room (single-flight: once per document even
+# when hundreds of sockets ask at once; bench/ storm counts them after a restart).
+LOADS = Counter("icreate_doc_loads", "Documents loaded from the store into a room")
 CLOSES = Counter("icreate_doc_closes_total", "Document sockets closed by the server", ["code"])
 AWARENESS_DROPPED = Counter(
     "icreate_doc_awareness_dropped_total",

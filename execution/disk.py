@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import shutil
 import stat
 from collections.abc import Iterator
@@ -24,7 +25,9 @@ WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEX
 BUILDS = ".icreate-build"
 # Build and tool caches are not project files.
 IGNORED_DIRS = frozenset({"__pycache__", ".git", "node_modules", ".cache", ".mypy_cache", BUILDS})
-IGNORED_SUFFIXES = (".pyc", ".o", ".class")
+# A file being replaced is written under a temporary name first (``write_file``).
+TEMP_SUFFIX = ".icreate-tmp"
+IGNORED_SUFFIXES = (".pyc", ".o", ".class", TEMP_SUFFIX)
 
 
 def digest(data: bytes) -> str:
@@ -93,14 +96,23 @@ def write_file(root: Path, rel: str, data: bytes, uid: int | None) -> bool:
                     os.unlink(name, dir_fd=dir_fd)
             except FileNotFoundError:
                 pass
-            fd = os.open(name, WRITE_FLAGS, 0o664, dir_fd=dir_fd)
+            # Written beside and renamed over: a reader (a preview's static server, a
+            # running program) sees the old bytes or the new, never a half-written file.
+            temp = f".icreate-{secrets.token_hex(8)}{TEMP_SUFFIX}"
+            fd = os.open(temp, WRITE_FLAGS | os.O_EXCL, 0o664, dir_fd=dir_fd)
             try:
-                _write_all(fd, data)
-                if uid is not None:
-                    os.fchown(fd, uid, uid)
-                os.fchmod(fd, 0o664)
-            finally:
-                os.close(fd)
+                try:
+                    _write_all(fd, data)
+                    if uid is not None:
+                        os.fchown(fd, uid, uid)
+                    os.fchmod(fd, 0o664)
+                finally:
+                    os.close(fd)
+                os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp, dir_fd=dir_fd)
+                raise
             if uid is not None:
                 for index in range(len(parts) - 1):
                     with _dir_chain(root_fd, parts[: index + 1], create=False) as sub:

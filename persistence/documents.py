@@ -20,6 +20,7 @@ import asyncpg
 
 from collab.store import BuildFn, Compaction, FileGone, Merged, MergeFn, StoredDocument
 from persistence.db import Database
+from persistence.grouped import Grouped
 
 LOCK_FILE = "select pg_advisory_xact_lock(hashtextextended('doc:' || $1::uuid::text, 0))"
 SELECT_FILE_STATE = """
@@ -30,6 +31,19 @@ where f.id = $1
 """
 SELECT_LOG = """
 select id, update from public.document_updates where file_id = $1 order by id
+"""
+# Loading documents (persistence/grouped.py): state, log and text of every file asked for
+# in one statement (one snapshot, so a compaction committing meanwhile cannot pair the old
+# state with the already-trimmed log). Files that do not exist have no row.
+SELECT_DOCUMENTS = """
+select f.id, f.content, f.type, f.is_deleted, s.state, s.generation, l.ids, l.updates
+from unnest($1::uuid[]) k(id)
+join public.files f on f.id = k.id
+left join public.document_states s on s.file_id = f.id
+left join lateral (
+    select array_agg(u.id order by u.id) as ids, array_agg(u.update order by u.id) as updates
+    from public.document_updates u where u.file_id = f.id
+) l on true
 """
 # The group commit: rows in the order given (ids ascend with it), rows of files that are
 # gone skipped. Two arrays back, not a record per row: the new ids in order and the
@@ -166,8 +180,17 @@ class PostgresDocumentStore:
         self.db = db
         self._held = _HeldConnection(db)
         db.on_close(self._held.close)
+        # Documents loaded at the same time (a restart's reconnections): one query.
+        self._loads: Grouped[uuid.UUID, StoredDocument] = Grouped(
+            self._load_many, name="document-loads"
+        )
+
+    @property
+    def load_queries(self) -> int:
+        return self._loads.queries
 
     async def close(self) -> None:
+        await self._loads.stop()
         await self._held.close()
 
     async def _read(self, conn: asyncpg.Connection, file_id: uuid.UUID) -> StoredDocument:
@@ -182,12 +205,28 @@ class PostgresDocumentStore:
         )
 
     async def load(self, file_id: uuid.UUID) -> StoredDocument:
-        # One snapshot for state + log: a compaction committing in between must not make
-        # us read the old state with the already-trimmed log.
-        async with self.db.acquire() as conn, conn.transaction(
-            isolation="repeatable_read", readonly=True
-        ):
-            return await self._read(conn, file_id)
+        stored = await self._loads.ask(file_id)
+        if stored is None:
+            raise FileGone("no such document")
+        return stored
+
+    async def _load_many(
+        self, file_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, StoredDocument]:
+        async with self.db.acquire() as conn:
+            rows = await conn.fetch(SELECT_DOCUMENTS, file_ids)
+        found: dict[uuid.UUID, StoredDocument] = {}
+        for row in rows:
+            if row["type"] == "folder" or row["is_deleted"]:
+                continue
+            found[row["id"]] = StoredDocument(
+                state=row["state"],
+                updates=list(row["updates"] or ()),
+                content=row["content"],
+                update_ids=tuple(row["ids"] or ()),
+                generation=row["generation"],
+            )
+        return found
 
     async def initialize(self, file_id: uuid.UUID, build: BuildFn) -> StoredDocument:
         async with self.db.service() as conn:

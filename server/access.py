@@ -153,18 +153,18 @@ def project_from_row(row: asyncpg.Record | None) -> Access | None:
 
 
 async def file_access(db: Database, user_id: str, file_id: uuid.UUID) -> Access | None:
-    return _file(await _fetch(db, SELECT_FILE_ACCESS, file_id, user_id))
+    return file_from_row(await _fetch(db, SELECT_FILE_ACCESS, file_id, user_id))
 
 
 def file_read_from_row(row: asyncpg.Record) -> Access | None:
     """The Access a ``FILE_READ_ACCESS_AS_USER`` row means (None: no such file)."""
-    access = _file(row)
+    access = file_from_row(row)
     if access is None:
         return None
     return replace(access, has_unmerged_log=bool(row["logged"]))
 
 
-def _file(row: asyncpg.Record | None) -> Access | None:
+def file_from_row(row: asyncpg.Record | None) -> Access | None:
     if row is None or row["file_id"] is None:
         return None
     return Access(

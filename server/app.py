@@ -33,6 +33,7 @@ from persistence.documents import PostgresDocumentStore
 from persistence.editor_sessions import PostgresEditorSessions
 from persistence.environment import EnvironmentVariables
 from server import __version__
+from server.access_batch import FileAccessBatch
 from server.api import API_ROOT, api_app
 from server.api.uploads import uploads_route
 from server.background import all_jobs, build_worker
@@ -119,6 +120,9 @@ async def _start_hubs(
     membership = Membership(db, broker, fallback_s=settings.collab.membership_fallback_s)
     await parts.start("membership", membership.start, membership.stop)
     services.membership = membership
+    file_checks = FileAccessBatch(db)
+    parts.on_stop("file-checks", file_checks.stop)
+    services.file_checks = file_checks
     # Co-editing: rooms, update log, compaction; stopped after the parts that use it
     # (flush, 1012 to clients).
     documents = DocumentHub(PostgresDocumentStore(db), broker, settings.collab)

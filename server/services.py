@@ -27,6 +27,7 @@ from observability.service import Observability
 from persistence.crypto import Keyring
 from persistence.db import Database
 from persistence.environment import EnvironmentVariables
+from server.access_batch import FileAccessBatch
 from server.membership import Membership
 from server.oauth.service import OAuthService
 from server.preview_wiring import Previews
@@ -60,6 +61,8 @@ class Services:
     terminal_router: TerminalRouter | None = None
     # Every open socket's role, followed across nodes (server/membership.py).
     membership: Membership | None = None
+    # Document sockets' access checks, one query per group of sockets (server/access_batch.py).
+    file_checks: FileAccessBatch | None = None
     analyses: Analyses | None = None
     ai_edits: AIEdits | None = None
     # Previews and deployments (docs/deployments.md): None without the local sandbox.

@@ -16,6 +16,11 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # Deliberately off: compressing small update frames costs more CPU than it saves
         # on the wire, and large syncs are rare (bench/README.md).
         "ws_per_message_deflate": False,
+        # After a restart every stock client reconnects within the same few milliseconds
+        # (y-websocket's backoff has no jitter): 5,000 handshakes overflowed uvicorn's
+        # default accept queue (2048), and a dropped SYN is retried only after 1 s. The
+        # kernel caps this at net.core.somaxconn (4096 by default since Linux 5.4).
+        "backlog": 8192,
         "ws_ping_interval": settings.collab.keepalive_s,
         # The largest message any socket takes; past it, 4413 (server/ws_transport.py).
         "ws_max_size": settings.collab.max_message_bytes,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -195,6 +196,7 @@ async def stripe_webhook(ctx: Ctx) -> dict[str, Any]:
         # Checks the v1 HMAC of "t.body" with the raw bytes and the timestamp tolerance.
         stripe.WebhookSignature.verify_header(
             raw.decode("utf-8"), signature or "", secret, rt.config.webhook_tolerance_s)
+        _refuse_future(signature or "", rt.config.webhook_tolerance_s)
         event = json.loads(raw)
     except stripe.SignatureVerificationError as exc:
         raise ApiError(400, "invalid_signature", str(exc.user_message or exc)) from None
@@ -214,6 +216,14 @@ async def stripe_webhook(ctx: Ctx) -> dict[str, Any]:
         await jobs.enqueue(conn, events.process_event, events.StripeEventJob(log_id=log_id),
                            dedupe_key=f"stripe:{event['id']}")
     return {"status": "queued"}
+
+
+def _refuse_future(signature: str, tolerance_s: int) -> None:
+    """Stripe's library checks only that the signed timestamp is not too old; one from the
+    future (a clock far off, or a signature made ahead to be replayed later) is refused too."""
+    stamps = [part[2:] for part in signature.split(",") if part.startswith("t=")]
+    if stamps and stamps[0].isdigit() and int(stamps[0]) > time.time() + tolerance_s:
+        raise ApiError(400, "invalid_signature", "the signature's timestamp is in the future")
 
 
 ENDPOINTS = [

@@ -128,7 +128,11 @@ class DocumentSocket:
         file_id = parse_uuid(scope["path_params"]["file_id"])
         access = None
         if file_id is not None:
-            access = await file_access(services.db, principal.user_id, file_id)
+            checks = services.file_checks
+            access = await (
+                checks.check(principal.user_id, file_id) if checks is not None
+                else file_access(services.db, principal.user_id, file_id)
+            )
         if file_id is None or access is None or access.is_folder or access.is_deleted:
             await _refuse(websocket, NOT_FOUND, "no such file")
             return

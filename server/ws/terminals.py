@@ -3,7 +3,9 @@
 terminado's framing (JSON text frames): in ``["stdin", text]``, ``["set_size", rows, cols]``;
 out ``["setup", {}]``, ``["stdout", text]``, ``["disconnect", code]``. Members type, viewers
 watch (a viewer cannot start a terminal that is not running). An input message over
-``MAX_FRAME`` characters closes the socket with 4413 and says the limit.
+``MAX_FRAME`` characters closes the socket with 4413 and says the limit; a binary frame or a
+message that is not a well-formed ``stdin``/``set_size`` list closes it with 4400 and says what
+was wrong (unknown kinds are ignored, as terminado does). The shell and other clients go on.
 
 The shell may run on another node: the router (execution/terminal_relay.py) attaches there
 over the broker. A member removed while the socket is open is disconnected (4403), a
@@ -43,6 +45,7 @@ from sockets.receive import messages
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_MAX_SIZE = 10_000  # rows or columns: larger is not a screen
 MAX_FRAME = 64 * 1024
 # The transport's high-water mark: its drain resumes a PTY paused for slow clients.
 MIN_SEND_BUFFER = 64 * 1024
@@ -114,7 +117,10 @@ async def _receive_loop(
         if client.outbox.closed:
             return
         if not isinstance(text, str):
-            continue
+            # terminado's framing is JSON text; a client sending binary speaks another
+            # protocol, and ignoring it silently hid that (its keystrokes went nowhere).
+            client.outbox.close(BAD_MESSAGE, "binary frame: terminal messages are JSON text")
+            return
         if len(text) > MAX_FRAME:
             # Typed input arrives in keystrokes and pastes; a message this large is refused
             # out loud (never cut or dropped: half a paste run by the shell is worse).
@@ -124,17 +130,35 @@ async def _receive_loop(
                 TOO_LARGE, f"input message of {len(text)} characters: at most {MAX_FRAME}"
             )
             return
-        try:
-            frame: Any = json.loads(text)
-        except ValueError:
-            continue
-        if not isinstance(frame, list) or not frame:
-            continue
+        frame = _parse(text)
+        if isinstance(frame, str):
+            log.info("terminal %s: malformed message refused: %s", terminal.key, frame)
+            client.outbox.close(BAD_MESSAGE, frame)
+            return
         kind = frame[0]
-        if kind == "stdin" and len(frame) >= 2 and isinstance(frame[1], str):
+        if kind == "stdin":
             hub.write(terminal, client, frame[1])
-        elif kind == "set_size" and len(frame) >= 3:
-            try:
-                hub.resize(terminal, client, int(frame[1]), int(frame[2]))
-            except (TypeError, ValueError):
-                continue
+        elif kind == "set_size":
+            hub.resize(terminal, client, frame[1], frame[2])
+
+
+def _parse(text: str) -> list[Any] | str:
+    """The message as terminado's ``[kind, ...]`` list, or why it is not one.
+
+    Unknown kinds stay allowed (ignored, as terminado does) so a newer client's extra messages
+    do not cut it off; what is not a JSON list with a string kind is a broken client.
+    """
+    try:
+        frame: Any = json.loads(text)
+    except ValueError:
+        return "malformed message: not JSON"
+    if not isinstance(frame, list) or not frame or not isinstance(frame[0], str):
+        return 'malformed message: expected a JSON list like ["stdin", text]'
+    kind, args = frame[0], frame[1:]
+    if kind == "stdin" and (len(args) != 1 or not isinstance(args[0], str)):
+        return 'malformed stdin message: expected ["stdin", text]'
+    if kind == "set_size" and (
+        len(args) != 2 or not all(type(n) is int and 0 < n <= _MAX_SIZE for n in args)
+    ):
+        return f'malformed set_size message: expected ["set_size", rows, cols], 1..{_MAX_SIZE}'
+    return frame

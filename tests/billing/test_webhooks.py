@@ -27,7 +27,7 @@ async def count_logs(db: Database) -> int:
     return found
 
 
-async def test_forged_stale_and_altered_webhooks_are_refused_and_not_stored(
+async def test_forged_stale_future_and_altered_webhooks_are_refused_and_not_stored(
     api: Api, fake_stripe: FakeStripe, db: Database,
 ) -> None:
     user, _ = await owner_with_workspace(api)
@@ -37,9 +37,10 @@ async def test_forged_stale_and_altered_webhooks_are_refused_and_not_stored(
                               next(iter(fake_stripe.subscriptions.values())))
     forged = await fake_stripe.send(event, secret="whsec_someone_else")
     stale = await fake_stripe.send(event, timestamp=int(time.time()) - 3600)
+    future = await fake_stripe.send(event, timestamp=int(time.time()) + 3600)
     signed = json.dumps(event).encode()
     altered = await fake_stripe.send(event, tamper=True)
-    for status, body in (forged, stale):
+    for status, body in (forged, stale, future):
         assert (status, body["error"]["code"]) == (400, "invalid_signature"), body
     assert altered[0] == 400
     unsigned = await api.call("POST", "/webhooks/stripe", data=signed)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+
+import pytest
 
 from execution import disk
 
@@ -66,3 +69,41 @@ def test_text_detection() -> None:
     assert disk.is_text("héllo\n".encode())
     assert not disk.is_text(b"\x00\x01")
     assert not disk.is_text(b"\xff\xfe")
+
+
+def test_a_rewrite_replaces_the_file_whole(tmp_path: Path) -> None:
+    """A preview's static server or a running program reading while the file is rewritten
+    used to see it truncated and half written; now the new bytes arrive by rename, so an
+    open reader keeps the whole old file and nothing temporary is left behind."""
+    old, new = b"<h1>old</h1>\n" * 5000, b"<h1>new</h1>\n" * 6000
+    assert disk.write_file(tmp_path, "site/index.html", old, None)
+    target = tmp_path / "site" / "index.html"
+    with target.open("rb") as reader:
+        assert disk.write_file(tmp_path, "site/index.html", new, None)
+        assert reader.read() == old
+    assert target.read_bytes() == new
+    assert sorted(p.name for p in target.parent.iterdir()) == ["index.html"]
+    assert oct(target.stat().st_mode & 0o777) == "0o664"
+
+
+def test_a_failed_rewrite_keeps_the_old_file_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert disk.write_file(tmp_path, "a.txt", b"kept", None)
+
+    def half_then_full_disk(fd: int, data: bytes) -> None:
+        os.write(fd, data[:2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(disk, "_write_all", half_then_full_disk)
+    with pytest.raises(OSError, match="No space"):
+        disk.write_file(tmp_path, "a.txt", b"new text", None)
+    assert (tmp_path / "a.txt").read_bytes() == b"kept"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_temporaries_are_not_project_files(tmp_path: Path) -> None:
+    (tmp_path / f".icreate-0123456789abcdef{disk.TEMP_SUFFIX}").write_bytes(b"half")
+    (tmp_path / "real.txt").write_bytes(b"x")
+    found = disk.scan(tmp_path, max_file_bytes=100, max_files=10)
+    assert [f.path for f in found.files] == ["real.txt"]

@@ -418,3 +418,43 @@ async def test_an_oversized_input_message_is_refused_out_loud(
     again = await open_term(server, world.project, world.owner)
     await again.send("stdin", "echo " + "y" * 10_000 + "\r")
     await again.read_until("y" * 200)
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"\x01\x02", "binary frame"),
+        ("stdin ls", "not JSON"),
+        ('{"stdin": "ls"}', "expected a JSON list"),
+        ('["stdin"]', "malformed stdin"),
+        ('["stdin", 42]', "malformed stdin"),
+        ('["set_size", "24", 80]', "malformed set_size"),
+        ('["set_size", 24, 0]', "malformed set_size"),
+    ],
+)
+async def test_a_malformed_message_is_refused_out_loud(
+    live_server: StartServer, term_settings: Settings, world: World,
+    open_term: Callable[..., Awaitable[Term]], frame: str | bytes, reason: str,
+) -> None:
+    """A broken client used to have its messages dropped without a word (its keystrokes went
+    nowhere): now its socket closes with 4400 and what was wrong; the shell goes on for the
+    others, and an unknown kind is still ignored as terminado does."""
+    server = await live_server(term_settings)
+    other = await open_term(server, world.project, world.member)
+    await other.read_until("$ ")
+    await other.ws.send_str(json.dumps(["future_kind", 1]))  # ignored, not refused
+    broken = await open_term(server, world.project, world.owner)
+    assert await first_frame(broken) == ["setup", {}]
+    if isinstance(frame, bytes):
+        await broken.ws.send_bytes(frame)
+    else:
+        await broken.ws.send_str(frame)
+    while True:
+        msg = await broken.ws.receive(timeout=10)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            break
+    assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+    assert broken.ws.close_code == 4400
+    assert reason in str(msg.extra)
+    await other.type("echo still-$((2+2))")
+    await other.read_until("still-4")
