@@ -396,7 +396,7 @@ def run_one(
     profile_out: Path | None = None,
     per_process: bool = False,
 ) -> dict[str, Any]:
-    """``per_process``: also each server process's CPU, as groups ``server0``, ``server1``..."""
+    """``per_process``: also each server process's CPU, as groups ``server-0``, ``server-1``..."""
     try:
         running = launcher.start(target, scenario.name)
     except (RuntimeError, TimeoutError, OSError) as exc:
