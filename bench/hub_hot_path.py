@@ -1,12 +1,15 @@
 """CPU of the document hub's hot path per delivered update, in one process, no sockets.
 
-    .venv/bin/python bench/hub_hot_path.py [--source DIR] [--updates N] [--peers P]
+    .venv/bin/python bench/hub_hot_path.py [--source DIR] [--updates N] [--peers P] [--awareness]
 
 One room, P peers that only count the bytes they are handed, N typed updates (one
 character each, made by a pycrdt client beforehand) fed to ``DocumentHub.receive`` as a
 client's frames: parse, apply, relay to P-1 peers, queue for the log, publish to the
 (in-process) broker. The figure is process CPU time (``time.process_time``) per delivered
-update, which a busy machine disturbs far less than wall-clock latency. ``--source`` runs
+update, which a busy machine disturbs far less than wall-clock latency. ``--awareness``: N
+awareness renewals instead (one client's state with a new clock each time), each followed
+by the echo every other stock client sends back (the bytes it was sent); the figure is CPU
+per frame received (renewals and echoes). ``--source`` runs
 another checkout (e.g. a git worktree of main) for a before/after: run both alternately.
 Prints one JSON line.
 """
@@ -63,7 +66,19 @@ def typed_updates(count: int) -> list[bytes]:
     return frames
 
 
-async def measure(updates: int, peers: int) -> dict[str, Any]:
+def renewals(count: int) -> list[bytes]:
+    from collab import protocol
+
+    return [
+        protocol.awareness_frame(protocol.encode_awareness(
+            [protocol.AwarenessEntry(4242, clock, '{"user":{"name":"bench","color":"#30bced"}'
+                                     f',"cursor":{{"anchor":{clock},"head":{clock}}}}}')]
+        ))
+        for clock in range(1, count + 1)
+    ]
+
+
+async def measure(updates: int, peers: int, awareness: bool = False) -> dict[str, Any]:
     from collab.config import CollabConfig
     from collab.hub import DocumentHub
     from collab.store import MemoryStore
@@ -73,7 +88,7 @@ async def measure(updates: int, peers: int) -> dict[str, Any]:
     except ImportError:  # before the broker package (collab/broker.py)
         from collab.broker import LocalBroker  # type: ignore[no-redef]
 
-    frames = typed_updates(updates)
+    frames = renewals(updates) if awareness else typed_updates(updates)
     store = MemoryStore()
     file_id = uuid.uuid4()
     store.add_file(file_id, "")
@@ -88,6 +103,19 @@ async def measure(updates: int, peers: int) -> dict[str, Any]:
     receive = hub.receive
     gc.collect()
     gc.disable()
+    if awareness:
+        others = room_peers[1:]
+        started = time.process_time()
+        for frame in frames:
+            receive(room, sender, frame)
+            for peer in others:  # each echoes what it was sent
+                receive(room, peer, frame)
+        cpu = time.process_time() - started
+        gc.enable()
+        received = len(frames) * peers
+        return {"renewals": updates, "peers": peers, "frames_received": received,
+                "cpu_us_per_frame_received": 1e6 * cpu / received,
+                "relayed": sum(p.frames for p in others)}
     started = time.process_time()
     for frame in frames:
         receive(room, sender, frame)
@@ -105,10 +133,12 @@ def main() -> int:
     parser.add_argument("--source", help="checkout to import the hub from")
     parser.add_argument("--updates", type=int, default=20000)
     parser.add_argument("--peers", type=int, default=5)
+    parser.add_argument("--awareness", action="store_true",
+                        help="awareness renewals and their echoes instead of updates")
     args = parser.parse_args()
     if args.source:
         sys.path.insert(0, args.source)
-    result = asyncio.run(measure(args.updates, args.peers))
+    result = asyncio.run(measure(args.updates, args.peers, args.awareness))
     result["source"] = args.source or "."
     print(json.dumps(result))
     return 0

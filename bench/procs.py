@@ -65,6 +65,14 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and all its descendants (a server's worker processes)."""
+    found = [pid]
+    for child in children(pid):
+        found.extend(family(child))
+    return found
+
+
 def pinned_cmd(cmd: Sequence[str], core: int) -> list[str]:
     """``cmd`` under ``taskset -c core`` (and ``nice`` when a priority is set)."""
     prefix = ["nice", "-n", str(PRIORITY["nice"])] if PRIORITY["nice"] else []

@@ -26,7 +26,17 @@ from typing import Any
 import pyspy
 from procs import PRIORITY, Group, pinned_cmd, prioritize
 from report import write_readme
-from targets import BENCH, CLUSTER, OURS, PEERS, PEERS_FULL_EXTRA, Launcher, Running, Target
+from targets import (
+    BENCH,
+    CLUSTER,
+    OURS,
+    PEERS,
+    PEERS_FULL_EXTRA,
+    TRANSPORTS,
+    Launcher,
+    Running,
+    Target,
+)
 
 LOADGEN_CORE = 1
 PART = "server-"  # per-process groups (run_one's per_process): "server-0", "server-1"...
@@ -66,6 +76,35 @@ def scenarios(quick: bool) -> list[Scenario]:
                  {"edits": 20_000 if quick else 100_000, "fresh": 5 if quick else 7,
                   "ingestTimeoutS": 150}),
     ]
+
+
+# The knee (issue 21): the edit workload at escalating numbers of documents; the knee of a
+# target is the first load whose p99 is over KNEE_P99_MS. Run only when named (`knee`).
+KNEE_DOCS = (50, 75, 100, 150)
+KNEE_P99_MS = 100.0
+
+
+def knee_scenarios(quick: bool) -> list[Scenario]:
+    measure = 8 if quick else 15
+    return [
+        Scenario(f"knee{docs}", "edit", docs,
+                 {"clientsPerDoc": 5, "rate": 5, "warmupS": 3, "durationS": measure})
+        for docs in KNEE_DOCS
+    ]
+
+
+def knee(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per target: the documents of the first load with p99 over the bound (None: none)."""
+    out: dict[str, Any] = {}
+    for docs in KNEE_DOCS:
+        for target, entry in results.get(f"knee{docs}", {}).items():
+            p99 = (entry.get("latency_ms") or {}).get("p99")
+            over = "error" in entry or not isinstance(p99, (int, float)) or p99 > KNEE_P99_MS
+            out.setdefault(target, {"knee_docs": None, "p99_ms": {}})
+            out[target]["p99_ms"][docs] = p99
+            if over and out[target]["knee_docs"] is None:
+                out[target]["knee_docs"] = docs
+    return out
 
 
 def raise_nofile() -> None:
@@ -288,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                              "settings (an A/B in one interleaved run), e.g.\n"
                              "--variant nolog:DOC_LOG_FLUSH_MS=1000,DOC_COMPACT_AFTER_S=1000")
     parser.add_argument("--profile", action="store_true",
-                        help="only profile ours (py-spy) under edit50, idle and storm; no tables")
+                        help="only profile ours (py-spy) under edit20, edit50, idle and storm;"
+                             " no tables")
     args = parser.parse_args(argv)
     PRIORITY["nice"] = args.nice
     if args.profile:
@@ -302,12 +342,18 @@ def main(argv: list[str] | None = None) -> int:
     ]
     all_targets = singles + CLUSTER
     wanted = set(args.targets.split(",")) if args.targets else {t.name for t in all_targets}
+    # Issue 21's transport targets run only when named (not part of the default run).
+    transports = [t for t in TRANSPORTS if t.name in wanted]
+    singles += transports
+    all_targets += transports
     wanted |= {t.name for t in variants}
     picked = args.scenarios.split(",") if args.scenarios else None
     chosen = [
         s for s in scenarios(args.quick)
         if (picked is None and not s.on_demand) or (picked is not None and s.name in picked)
     ]
+    if picked is not None and "knee" in picked:
+        chosen += knee_scenarios(args.quick)
 
     work = Path(tempfile.mkdtemp(prefix="icreate-bench-"))
     logs = BENCH / ".logs"
@@ -346,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         launcher.close()
     report["seconds"] = time.time() - started
+    if any(s.name.startswith("knee") for s in chosen):
+        report["knee"] = knee(report["results"])
+        for name, found in report["knee"].items():
+            print(f"knee of {name}: {found['knee_docs'] or 'none up to ' + str(KNEE_DOCS[-1])} "
+                  f"documents (p99 ms by documents: {found['p99_ms']})", flush=True)
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     for path in (RESULTS / f"{mode}-{stamp}.json", RESULTS / f"{mode}-latest.json"):
@@ -365,8 +416,8 @@ def run_profiles(quick: bool, targets: str | None, picked: str | None = None) ->
     RESULTS.mkdir(exist_ok=True)
     try:
         for scenario in scenarios(quick):
-            wanted = set(picked.split(",")) if picked else {"edit50", "idle"}
-            if scenario.name not in wanted & {"edit50", "idle", "storm"}:
+            wanted = set(picked.split(",")) if picked else {"edit20", "edit50", "idle"}
+            if scenario.name not in wanted & {"edit20", "edit50", "idle", "storm"}:
                 continue
             for target in [t for t in [OURS, *CLUSTER] if t.name in names]:
                 if target.processes > 1 and not scenario.cluster:
@@ -440,7 +491,8 @@ def median_run(scenario: Scenario, entries: list[dict[str, Any]]) -> dict[str, A
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     if len(entries) > 1:
         chosen["repeats"] = [
-            {"key": key_figure(scenario, e), "summary": summary_line(scenario, e)}
+            {"key": key_figure(scenario, e), "summary": summary_line(scenario, e),
+             "loadavg": e.get("loadavg"), "server": e.get("server")}
             for e in entries
         ]
     return chosen

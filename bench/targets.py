@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procs import Group, Pinned, children, free_port, pin, wait_http_ok, wait_tcp
+from procs import Group, Pinned, children, family, free_port, pin, wait_http_ok, wait_tcp
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -146,7 +146,7 @@ class Running:
 class Target:
     name: str
     label: str
-    kind: str  # "ours" | "yws" | "hocuspocus" | "pycrdt"
+    kind: str  # "ours" | "yws" | "hocuspocus" | "pycrdt" | "floor"
     processes: int = 1
     redis: bool = False
     options: dict[str, str] = field(default_factory=dict)
@@ -209,16 +209,23 @@ class Launcher:
         params: dict[str, str] = {}
         for index in range(target.processes):
             port = free_port()
-            proc = self._server(target, scenario, index, port, redis_url, prefix)
+            # Issue 21: document sockets through the picows listener on a port of its own.
+            ws_port = free_port() if target.options.get("DOC_PICOWS_PORT") == "free" else port
+            extra = {"DOC_PICOWS_PORT": str(ws_port)} if ws_port != port else {}
+            proc = self._server(target, scenario, index, port, redis_url, prefix, extra)
             procs.append(proc.start())
             servers.append(proc)
             if target.kind == "ours":
                 wait_http_ok(f"http://127.0.0.1:{port}/healthz", 90, proc.proc)
-                urls.append(f"ws://127.0.0.1:{port}/ws/docs")
+                wait_tcp(ws_port, 30, proc.proc)
+                urls.append(f"ws://127.0.0.1:{ws_port}/ws/docs")
             else:
                 wait_tcp(port, 30, proc.proc)
                 urls.append(f"ws://127.0.0.1:{port}")
-        groups.insert(0, Group("server", lambda: [p.pid for p in servers]))
+        if target.kind == "floor":  # a granian worker is a child of the process started
+            groups.insert(0, Group("server", lambda: [q for p in servers for q in family(p.pid)]))
+        else:
+            groups.insert(0, Group("server", lambda: [p.pid for p in servers]))
         ports = [int(url.rsplit(":", 1)[1].split("/")[0]) for url in urls]
         make_docs: Callable[[int], list[str]]
         if target.kind == "ours":
@@ -244,6 +251,7 @@ class Launcher:
         port: int,
         redis_url: str | None,
         prefix: str,
+        extra: dict[str, str] | None = None,
     ) -> Pinned:
         log = self._log(target, scenario, f"server{index}")
         base_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
@@ -257,6 +265,8 @@ class Launcher:
                 env["REDIS_URL"] = redis_url
             cmd = ["node", "peers/hocuspocus.mjs"]
             return Pinned(target.name, cmd, SERVER_CORE, log, env, BENCH)
+        if target.kind == "floor":
+            return self._floor(target, log, port, base_env)
         if target.kind == "pycrdt":
             cmd = [sys.executable, "peers/pycrdt_websocket_server.py", str(port)]
             if target.options.get("deflate") == "off":
@@ -272,6 +282,7 @@ class Launcher:
             "LOG_LEVEL": "warning",
             "INSTANCE_ID": f"bench{index}",
             **target.options,
+            **(extra or {}),
         }
         if redis_url:
             env["REDIS_URL"] = redis_url
@@ -283,6 +294,20 @@ class Launcher:
             env["PYTHONPATH"] = str(source)
         cmd = [sys.executable, "-m", "server", "serve", "--port", str(port)]
         return Pinned(target.name, cmd, SERVER_CORE, log, env, source)
+
+
+    def _floor(self, target: Target, log: Path, port: int, env: dict[str, str]) -> Pinned:
+        """Issue 21's bare relay on one transport (bench/transport_floor.py)."""
+        transport = target.options["transport"]
+        env = {**env, "PYTHONPATH": str(REPO)}
+        if transport == "granian":
+            cmd = [sys.executable, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", "1", "--runtime-threads", "1",
+                   "--loop", "uvloop", "--no-log", "--backlog", "2048",
+                   "bench.transport_floor:app"]
+        else:
+            cmd = [sys.executable, "bench/transport_floor.py", transport, str(port)]
+        return Pinned(target.name, cmd, SERVER_CORE, log, env, REPO)
 
 
 def restart(servers: list[Pinned], ports: list[int]) -> dict[str, float]:
@@ -310,6 +335,19 @@ PEERS_FULL_EXTRA = [
     ),
 ]
 OURS = Target("ours", "ours (persistence on)", "ours")
+# Issue 21: the bare relay on each transport, and ours through picows; run only when
+# named in --targets.
+TRANSPORTS = [
+    Target("ours-picows", "ours through picows (persistence on)", "ours",
+           options={"DOC_PICOWS_PORT": "free"}),
+    Target("floor-uvicorn", "bare relay, uvicorn direct channel", "floor",
+           options={"transport": "uvicorn-direct"}),
+    Target("floor-uvicorn-asgi", "bare relay, uvicorn ASGI", "floor",
+           options={"transport": "uvicorn-asgi"}),
+    Target("floor-picows", "bare relay, picows", "floor", options={"transport": "picows"}),
+    Target("floor-granian", "bare relay, granian RSGI", "floor",
+           options={"transport": "granian"}),
+]
 CLUSTER = [
     Target("ours-x2", "ours ×2 + Redis", "ours", processes=2, redis=True),
     Target("hocuspocus-x2", "Hocuspocus ×2 + Redis", "hocuspocus", processes=2, redis=True),

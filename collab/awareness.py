@@ -26,6 +26,14 @@ Who may write a client id's state (a client id is a random number a Yjs document
 Dropped entries are counted (``icreate_doc_awareness_dropped_total``); the rest of a frame
 is still relayed. Stale entries (a clock the room already holds: the echoes stock clients
 send of every state they receive) are ignored silently.
+
+Echoes, cheaply: a stock client re-encodes what it received byte for byte (same ids, clocks
+and JSON text), so most echoes are the very bytes of a frame the room relayed or sent a
+newcomer. The room remembers its last ``RECENT_FRAMES`` such frames (``recent``); the hub
+drops a frame found there without parsing it. That is exactly what the full path would
+do: a remembered frame holds only entries the room accepted, a room's entries only move
+forward (a newer clock, or a removal at the next clock), so every entry of those bytes is
+stale from then on, and stale entries change nothing (no claim, no remote hold).
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ from collab.metrics import AWARENESS_DROPPED
 from collab.protocol import AwarenessEntry, awareness_frame, encode_awareness
 
 REMOTE_HOLD_S = 30.0
+# Echoes come back within a round trip of the frame they repeat: a few frames suffice.
+RECENT_FRAMES = 8
 
 
 class Claimant(Protocol):
@@ -75,6 +85,14 @@ class AwarenessStates:
         self._holders: dict[int, Claimant] = {}  # id -> the local socket holding it now
         self._users: dict[int, str] = {}  # id -> the user whose local socket introduced it
         self._remote: dict[int, float] = {}  # id -> when another node last sent it live
+        self.recent: dict[bytes, None] = {}  # frames this room sent out, oldest first
+
+    def remember(self, frame: bytes) -> None:
+        """``frame`` (entries this room accepted) went out: its echoes are stale."""
+        recent = self.recent
+        recent[frame] = None
+        if len(recent) > RECENT_FRAMES:
+            del recent[next(iter(recent))]
 
     def __len__(self) -> int:
         return sum(1 for entry in self._entries.values() if not entry.removed)

@@ -24,6 +24,14 @@ class CollabConfig:
     # this often, for changes whose broker message was lost.
     membership_fallback_s: float = 5.0
     viewer_awareness: bool = True  # False: viewers' cursors are dropped too
+    # permessage-deflate for messages of at least this many bytes (0: not offered); small
+    # frames (keystrokes) always go out raw (sockets/deflate.py).
+    deflate_min_bytes: int = 64 * 1024
+    # A fresh joiner of a document at least this large gets the shared, once-encoded (and
+    # once-compressed) full state, kept this long after its last use (collab/full_sync.py).
+    shared_sync_min_bytes: int = 256 * 1024
+    shared_sync_keep_s: float = 30.0
+    deflate_level: int = 6
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CollabConfig:
@@ -42,5 +50,11 @@ class CollabConfig:
             membership_fallback_s=float(
                 env.get("MEMBERSHIP_FALLBACK_S", d.membership_fallback_s)
             ),
+            deflate_min_bytes=int(env.get("WS_DEFLATE_MIN_BYTES", d.deflate_min_bytes)),
+            shared_sync_min_bytes=int(
+                env.get("DOC_SHARED_SYNC_MIN_BYTES", d.shared_sync_min_bytes)
+            ),
+            shared_sync_keep_s=float(env.get("DOC_SHARED_SYNC_KEEP_S", d.shared_sync_keep_s)),
+            deflate_level=int(env.get("WS_DEFLATE_LEVEL", d.deflate_level)),
             viewer_awareness=env.get("DOC_VIEWER_AWARENESS", "1").lower() in {"1", "true", "yes"},
         )

@@ -18,12 +18,17 @@ Lifecycle of a room
   - The maintenance tick compacts rooms whose log is ``compact_after_s`` old, writes due
     automatic versions, and when the last peer left ``idle_unload_s`` ago, compacts and
     unloads the room; a failed compaction keeps it loaded and retries with backoff.
+    It walks only the rooms that may have such work (``_watched``): a room enters when it
+    loads, when its log gets a first update since its last compaction and when its last
+    peer leaves; it leaves once it has peers, nothing to compact and no version pending.
+    Thousands of rooms whose editors only move their cursors cost the tick nothing.
 
 Roles: every ``role_check_s`` the hub re-reads the roles of all connected (user, workspace)
-pairs in one query; a peer no longer a member is closed with 4403, a demoted one becomes
-read-only. This works across processes without any coupling to the REST code. When the
-store tracks a version of the memberships (sql/0064), the hub reads that one number instead
-and the roles only when it moved, or every ``_ROLES_RECHECK_S`` regardless.
+pairs (counted as peers join and leave: the check walks no sockets) in one query; a peer
+no longer a member is closed with 4403, a demoted one becomes read-only. This works
+across processes without any coupling to the REST code. When the store tracks a version
+of the memberships (sql/0064), the hub reads that one number instead and the roles only
+when it moved, or every ``_ROLES_RECHECK_S`` regardless.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from collab import metrics, protocol
 from collab.awareness import awareness_relay
 from collab.compactor import Compactor
 from collab.config import CollabConfig
+from collab.full_sync import FullSyncs
 from collab.merge import build_from_text, stored_text
 from collab.relay import BrokerRelay, compaction_notice
 from collab.room import Peer, Room
@@ -53,6 +59,9 @@ log = logging.getLogger(__name__)
 
 # Roles are re-read at least this often even when the membership version did not move.
 _ROLES_RECHECK_S = 30.0
+
+# The first byte of an awareness frame (the varUint message type).
+_AWARENESS_BYTE = bytes((protocol.MSG_AWARENESS,))
 
 RoleSource = Callable[
     [Sequence[tuple[str, uuid.UUID]]], Awaitable[dict[tuple[str, uuid.UUID], str | None]]
@@ -77,11 +86,17 @@ class DocumentHub:
         self._roles_seen: int | None = None  # the version of the last full check
         self._roles_checked_at = 0.0
         self.rooms: dict[uuid.UUID, Room] = {}
+        # The rooms the maintenance tick looks at (see the module docstring).
+        self._watched: set[Room] = set()
+        # Connected peers per (user, workspace): what the role check reads.
+        self._pairs: dict[tuple[str, uuid.UUID], int] = {}
         self._loading: dict[uuid.UUID, asyncio.Task[Room]] = {}
         self.stats = metrics.HubStats()
         self.updates = UpdateLog(store, config.log_flush_ms)
         self.compactor = Compactor(store, config, self.updates, self._compacted_here)
         self.relay = BrokerRelay(broker, self.rooms, self.stats, self._compacted_elsewhere)
+        self.full_syncs = FullSyncs(config.shared_sync_min_bytes, config.shared_sync_keep_s,
+                                    config.deflate_level)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._sample = 0
@@ -94,7 +109,7 @@ class DocumentHub:
             ("log-writer", self.updates.tick, self.config.log_flush_ms / 1000),
             ("maintenance", self._maintenance_tick, 0.1),
             ("roles", self._check_roles, self.config.role_check_s),
-            ("gap-repair", self.relay.gap_repair, self.config.gap_repair_s),
+            ("gap-repair", self.relay.repair_changed, self.config.gap_repair_s),
         ]
         for name, tick, period in loops:
             self._tasks.append(asyncio.create_task(self._every(period, tick), name=name))
@@ -122,6 +137,7 @@ class DocumentHub:
             except Exception:
                 log.exception("final compaction of %s failed (log rows are kept)", room.file_id)
             await self._drop(room)
+        self.full_syncs.stop()
         await self.store.close()
 
     async def _every(self, period: float, tick: Callable[[], Awaitable[None]]) -> None:
@@ -133,6 +149,16 @@ class DocumentHub:
                 raise
             except Exception:
                 log.exception("document hub task %s failed", tick.__name__)
+
+    @property
+    def watched(self) -> frozenset[Room]:
+        """The rooms the maintenance tick walks now (the others are settled)."""
+        return frozenset(self._watched)
+
+    @property
+    def connected_pairs(self) -> dict[tuple[str, uuid.UUID], int]:
+        """Connected peers per (user id, workspace id): what the role check reads."""
+        return dict(self._pairs)
 
     async def flush(self) -> bool:
         """Write every queued update now (collab/update_log.py); False on failure."""
@@ -163,6 +189,7 @@ class DocumentHub:
         room.load(stored)
         # Registered before subscribing so no broker frame finds the room missing.
         self.rooms[file_id] = room
+        self._watched.add(room)  # idle until its first peer joins
         metrics.ROOMS_LOADED.set(len(self.rooms))
         await self.relay.subscribe(room)
         return room
@@ -172,10 +199,13 @@ class DocumentHub:
         room = await self.room(file_id)
         room.peers.append(peer)
         room.idle_since = None
+        pair = (peer.user_id, peer.workspace_id)
+        self._pairs[pair] = self._pairs.get(pair, 0) + 1
         metrics.CONNECTIONS_OPEN.inc()
         peer.send(protocol.sync_step1(room.state_vector()))
         known = room.awareness.snapshot_frame()
         if known is not None:
+            room.awareness.remember(known)  # the newcomer echoes it back
             peer.send(known)
         return room
 
@@ -184,27 +214,45 @@ class DocumentHub:
         if peer not in room.peers:
             return
         room.peers.remove(peer)
+        pair = (peer.user_id, peer.workspace_id)
+        left = self._pairs.get(pair, 0) - 1
+        if left > 0:
+            self._pairs[pair] = left
+        else:
+            self._pairs.pop(pair, None)
         metrics.CONNECTIONS_OPEN.dec()
         if not room.peers:
             room.idle_since = time.monotonic()
+            self._watched.add(room)
         removal = room.awareness.remove(peer.awareness_ids)
         if removal is not None:
+            room.awareness.remember(removal)
             room.broadcast(removal)
             self.relay.publish_nowait(room.channel, removal)
 
     async def _drop(self, room: Room) -> None:
         if self.rooms.get(room.file_id) is room:
             del self.rooms[room.file_id]
+        self._watched.discard(room)
         await self.relay.unsubscribe(room)
         self.compactor.forget(room)
+        self.full_syncs.forget(room)
         metrics.ROOMS_LOADED.set(len(self.rooms))
 
     async def _maintenance_tick(self) -> None:
         now = time.monotonic()
         cfg = self.config
         compactor = self.compactor
+        watched = self._watched
+        started = self.updates.started
+        if started:
+            watched |= started
+            started.clear()
         work: list[tuple[Room, bool]] = []  # (room, idle) of the rooms to compact
-        for room in list(self.rooms.values()):
+        for room in list(watched):
+            if self.rooms.get(room.file_id) is not room:
+                watched.discard(room)  # unloaded
+                continue
             if room.stored.retry_at > now or self._stopping:
                 continue
             idle = room.idle_since is not None and now - room.idle_since >= cfg.idle_unload_s
@@ -213,6 +261,8 @@ class DocumentHub:
                 work.append((room, idle))
             elif compactor.version_due(room, now):
                 await compactor.auto_version(room, now)
+            elif _settled(room):
+                watched.discard(room)
         if any(room.log.unflushed for room, _ in work):
             # Their updates go out with the next group commit: one insert for all of them
             # instead of a round trip per compaction.
@@ -224,6 +274,8 @@ class DocumentHub:
                 await compactor.auto_version(room, now)
             if idle and not room.peers and self.rooms.get(room.file_id) is room:
                 await self._drop(room)
+            elif _settled(room):
+                watched.discard(room)
 
     def _compacted_here(self, room: Room, result: Compaction) -> None:
         """Tell the other processes (collab/relay.py, compaction notices)."""
@@ -245,11 +297,18 @@ class DocumentHub:
         if len(raw) > self.config.max_message_bytes:
             self._fault(room, peer, TOO_LARGE, "message too large")
             return
+        if raw[:1] == _AWARENESS_BYTE and raw in room.awareness.recent:
+            # The same bytes as an awareness frame this room relayed: every entry is stale
+            # now (the echo every stock client sends back), so nothing to parse or relay.
+            stats.awareness_in_client += 1
+            return
         try:
             frame = protocol.parse_frame(raw)
             kind = frame.kind
             if kind == protocol.MSG_SYNC:
                 if frame.sub == protocol.SYNC_STEP1:
+                    if self.full_syncs.send(room, peer, frame.payload):
+                        return  # a large document's shared full state (collab/full_sync.py)
                     peer.send(protocol.sync_step2(room.diff(frame.payload)))
                     return
                 if peer.read_only:
@@ -285,6 +344,7 @@ class DocumentHub:
                 relay = awareness_relay(raw, entries, accepted)
                 if relay is None:
                     return  # an echo of states the room holds
+                room.awareness.remember(relay)
                 delivered = room.broadcast(relay, peer)
                 stats.bytes_out += delivered * len(relay)
                 self.relay.publish_nowait(room.channel, relay)
@@ -311,13 +371,9 @@ class DocumentHub:
     # ---- roles -----------------------------------------------------------------------
 
     async def _check_roles(self) -> None:
-        pairs = {
-            (peer.user_id, peer.workspace_id)
-            for room in self.rooms.values()
-            for peer in room.peers
-        }
-        if not pairs:
+        if not self._pairs:
             return
+        pairs = set(self._pairs)
         version = await self._roles_version() if self._roles_version is not None else None
         now = time.monotonic()
         if (
@@ -368,6 +424,7 @@ class DocumentHub:
         if changed:
             update = room.doc.get_update(before)
             room.size += len(update)
+            room.version += 1
             frame = protocol.sync_update(update)
             room.broadcast(frame)
             self.updates.append(room, update, str(user_id))
@@ -397,3 +454,13 @@ class DocumentHub:
         for peer in list(room.peers):
             self._close_peer(peer, code, reason)
         room.idle_since = time.monotonic() - self.config.idle_unload_s
+        self._watched.add(room)
+
+
+def _settled(room: Room) -> bool:
+    """Nothing for the maintenance tick until an update, or its last peer leaving, wakes it."""
+    return (
+        room.idle_since is None
+        and room.log.since is None
+        and room.log.seq == room.stored.versioned_seq
+    )

@@ -5,11 +5,14 @@ frames from the broker are applied and relayed to local peers, never logged or
 re-published. A broken broker never breaks local editing: publishing failures are logged.
 
 Gap repair (the bound): every loaded room publishes its Step1 (state vector) after
-loading, after each broker (re)subscribe and every ``gap_repair_s``. A node receiving a
-Step1 answers with a Step2 of what the asker lacks (only if non-empty) and, if the asker has
-seen something it has not, publishes its own Step1 at once. So an update dropped between
-live nodes reaches every node within ``gap_repair_s`` plus two broker round trips (5 s by
-default), provided the broker delivers the repair messages themselves.
+loading and after each broker (re)subscribe; every ``gap_repair_s`` each room whose
+document changed since its last Step1 publishes it again. A node receiving a Step1 answers
+with a Step2 of what the asker lacks (only if non-empty) and, if the asker has seen
+something it has not, publishes its own Step1 at once. So an update dropped between live
+nodes reaches every node within ``gap_repair_s`` plus two broker round trips (5 s by
+default), provided the broker delivers the repair messages themselves: the node that
+holds the update changed since its last Step1, so its next round carries it. Rooms
+nobody edits cost the round nothing (no state vector encoded, nothing published).
 
 Compaction notices: a node that compacted a room publishes the ids of the log rows it
 merged (``MSG_COMPACTED``, a message type y-protocol does not use, never sent to clients).
@@ -79,13 +82,16 @@ class BrokerRelay:
         self.rooms = rooms
         self.stats = stats
         self.on_compacted = on_compacted
+        # Each room's ``version`` when its last Step1 went out.
+        self._announced: dict[Room, int] = {}
 
     async def subscribe(self, room: Room) -> None:
         await self.broker.subscribe(room.channel, self._on_broker)
         # Ask other nodes for whatever they hold beyond the store (their flush window).
-        await self.publish(room.channel, protocol.sync_step1(room.state_vector()))
+        await self._announce(room)
 
     async def unsubscribe(self, room: Room) -> None:
+        self._announced.pop(room, None)
         with contextlib.suppress(Exception):
             await self.broker.unsubscribe(room.channel, self._on_broker)
 
@@ -102,9 +108,21 @@ class BrokerRelay:
             log.warning("publish on %s failed: %s", channel, exc)
 
     async def gap_repair(self) -> None:
-        """Every loaded room's Step1 (also run after every broker resubscribe)."""
+        """Every loaded room's Step1 (run after every broker resubscribe)."""
         for room in list(self.rooms.values()):
-            await self.publish(room.channel, protocol.sync_step1(room.state_vector()))
+            await self._announce(room)
+
+    async def repair_changed(self) -> None:
+        """The Step1 of every room whose document changed since its last one (the round)."""
+        announced = self._announced
+        rooms = self.rooms
+        for room in list(rooms.values()):
+            if announced.get(room) != room.version and rooms.get(room.file_id) is room:
+                await self._announce(room)
+
+    async def _announce(self, room: Room) -> None:
+        self._announced[room] = room.version
+        await self.publish(room.channel, protocol.sync_step1(room.state_vector()))
 
     async def _on_broker(self, channel: str, payload: bytes) -> None:
         file_id = uuid.UUID(channel[len(CHANNEL_PREFIX):])
@@ -137,6 +155,7 @@ class BrokerRelay:
                 relay = awareness_relay(payload, entries, room.awareness.apply_remote(entries))
                 if relay is None:
                     return
+                room.awareness.remember(relay)
                 delivered = room.broadcast(relay)
                 stats.bytes_out += delivered * len(relay)
         except protocol.ProtocolError as exc:

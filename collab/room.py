@@ -55,6 +55,7 @@ class Room:
         self.peers: list[Peer] = []
         self.awareness = AwarenessStates()
         self.size = 0  # bytes of stored state + updates applied since: the document-size limit
+        self.version = 0  # +1 per change of the document: full_sync.py's shared copy, gap repair
         self.idle_since: float | None = time.monotonic()
         self.log = LogState()
         self.stored = StoredState()
@@ -73,6 +74,7 @@ class Room:
         except ValueError as exc:
             raise protocol.ProtocolError(f"bad update: {exc}") from exc
         self.size += len(update)
+        self.version += 1
 
     def state_vector(self) -> bytes:
         return self.doc.get_state()

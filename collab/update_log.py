@@ -61,6 +61,9 @@ class UpdateLog:
         # row ids for its compaction), and when the oldest of them was queued.
         self._pending: list[tuple[Room, bytes]] = []
         self._pending_since: float | None = None
+        # Rooms whose log got its first update since their last compaction: the hub's
+        # maintenance tick takes them into the rooms it watches (it walks no others).
+        self.started: set[Room] = set()
         # Resolved when the group commit under way (or the next one) ends: compactions wait
         # for it rather than pay a round trip of their own.
         self._flushed: asyncio.Future[None] | None = None
@@ -81,6 +84,7 @@ class UpdateLog:
         state.unflushed += 1
         if state.since is None:
             state.since = time.monotonic()
+            self.started.add(room)
         state.seq += 1
         if user_id is not None:
             state.last_editor = user_id

@@ -238,6 +238,13 @@ def create_app(settings: Settings) -> Starlette:
         parts.on_stop("oauth", oauth.close)
         try:
             await _start_hubs(settings, services, parts, keyring)
+            if settings.picows_docs_port is not None:
+                # Stopped before the hubs: the hub's stop closes its sockets (1012).
+                from server.ws.picows_docs import PicowsDocuments
+
+                picows = PicowsDocuments(services, settings.host, settings.picows_docs_port)
+                await parts.start("picows_docs", picows.start, picows.stop)
+                app.state.picows_docs = picows
             if len(keyring.key_ids) > 1:
                 # An older key is still configured: move what it encrypted under the newest.
                 async with db.service() as conn:

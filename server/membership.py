@@ -191,9 +191,7 @@ class Membership:
     async def recheck_all(self, *, force: bool = True) -> None:
         """Every ticket of this node, in one query (the fallback). Not ``force``: only when
         the memberships' version moved or the last full check is ``FULL_CHECK_S`` old."""
-        pairs = sorted({(t.workspace_id, t.user_id) for ts in self._tickets.values()
-                        for t in ts}, key=str)
-        if not pairs:
+        if not self._tickets:
             return
         now = time.monotonic()
         async with self.db.acquire() as conn:
@@ -203,6 +201,9 @@ class Membership:
                 return
             # Read before the roles: a change committed meanwhile moves it again.
             self._version_seen, self._full_check_at = version, now
+            # The pairs only now: a pass with nothing moved walks no tickets.
+            pairs = sorted({(t.workspace_id, t.user_id) for ts in self._tickets.values()
+                            for t in ts}, key=str)
             rows = await conn.fetch(SELECT_ALL_ROLES, [p[0] for p in pairs],
                                     [p[1] for p in pairs])
         roles = {(row["workspace_id"], row["user_id"]): row["role"] for row in rows}

@@ -6,15 +6,16 @@ from typing import Any
 
 from server.logs import uvicorn_log_config
 from server.settings import Settings
-from server.ws_transport import DirectWebSocketProtocol
+from server.ws_transport import with_deflate
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
-        # Direct channels for document sockets (server/ws_transport.py).
-        "ws": DirectWebSocketProtocol,
-        # Deliberately off: compressing small update frames costs more CPU than it saves
-        # on the wire, and large syncs are rare (bench/README.md).
+        # Direct channels for document sockets (server/ws_transport.py), with our own
+        # permessage-deflate for large messages only (sockets/deflate.py).
+        "ws": with_deflate(settings.collab.deflate_min_bytes),
+        # uvicorn's deflate stays off: it compresses every frame (small update frames cost
+        # more CPU than they save) and keeps a zlib context per socket (bench/README.md).
         "ws_per_message_deflate": False,
         # After a restart every stock client reconnects within the same few milliseconds
         # (y-websocket's backoff has no jitter): 5,000 handshakes overflowed uvicorn's

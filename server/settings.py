@@ -82,6 +82,9 @@ class Settings:
     data_dir: Path = Path(".data")
     host: str = "127.0.0.1"
     port: int = 8000
+    # Issue 21's trial: document sockets also served by picows on this port (0: any free
+    # port); None: off (server/ws/picows_docs.py). picows comes with the dev extra only.
+    picows_docs_port: int | None = None
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     encryption_keys: tuple[str, ...] = ()
     db_pool_min: int = 2
@@ -118,6 +121,7 @@ class Settings:
             data_dir=data_dir,
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "8000")),
+            picows_docs_port=int(env["DOC_PICOWS_PORT"]) if env.get("DOC_PICOWS_PORT") else None,
             instance_id=env.get("INSTANCE_ID") or uuid.uuid4().hex[:16],
             encryption_keys=_csv(env.get("ENCRYPTION_KEYS"), ()),
             db_pool_min=int(env.get("DB_POOL_MIN", "2")),

@@ -50,6 +50,7 @@ from websockets.frames import CloseCode
 from websockets.protocol import Protocol, State
 
 from sockets.close_codes import INTERNAL_ERROR, INVALID_DATA, TOO_LARGE
+from sockets.deflate import DEFAULT_MIN_BYTES, LargeMessageDeflateFactory, negotiated_bits
 from sockets.outbox import DIRECT_EXTENSION
 
 try:  # websockets' C unmasking; its pure-Python one where the extension is not built
@@ -59,6 +60,7 @@ except ImportError:  # pragma: no cover
 
 
 _BINARY = 0x82  # FIN + binary
+_BINARY_DEFLATED = 0xC2  # FIN + RSV1 (permessage-deflate) + binary
 _TEXT = 0x81  # FIN + text
 _MASK_BIT = 0x80
 _U16 = struct.Struct("!BBH")
@@ -180,6 +182,20 @@ class DirectChannel:
         if self.open:
             self._protocol.transport.write(binary_frame(data))
 
+    @property
+    def deflate_bits(self) -> int | None:
+        """permessage-deflate's window bits for what this server sends, if negotiated."""
+        return negotiated_bits(self._protocol.conn.extensions)
+
+    def send_large(self, data: bytes, deflated: bool = False) -> None:
+        """One large binary message: header and payload written apart (no joined copy of
+        megabytes, nothing cached); ``deflated``: ``data`` is sockets.deflate's
+        ``deflate_message`` output, sent with RSV1 set."""
+        if self.open:
+            transport = self._protocol.transport
+            transport.write(frame_header(_BINARY_DEFLATED if deflated else _BINARY, len(data)))
+            transport.write(data)
+
     def send_text(self, text: str) -> None:
         if self.open:
             data = text.encode()
@@ -216,6 +232,10 @@ class DirectChannel:
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O protocol; each accepted socket's scope carries a ``DirectChannel``."""
 
+    # permessage-deflate for messages of at least this many bytes (0: not offered);
+    # ``with_deflate`` makes the subclass the server runs (sockets/deflate.py).
+    deflate_min_bytes = DEFAULT_MIN_BYTES
+
     receiver: Receiver | None = None
     detached = False
     on_frame: FrameHandler | None = None
@@ -237,6 +257,10 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = _MessageQueue()  # type: ignore[assignment]
         self.writable = _WritableFlag()  # type: ignore[assignment]
         self.conn.fail = self._fail  # type: ignore[method-assign]
+        if self.deflate_min_bytes > 0:
+            # uvicorn's own deflate (ws_per_message_deflate) stays off: it keeps a zlib
+            # context per socket and compresses every frame.
+            self.conn.available_extensions = [LargeMessageDeflateFactory(self.deflate_min_bytes)]
 
     def _fail(self, code: int, reason: str = "") -> None:
         """websockets' ``fail``, with this service's close code for an oversized message."""
@@ -463,6 +487,14 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = False
             self.transport.resume_reading()
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
+
+def with_deflate(min_bytes: int) -> type[DirectWebSocketProtocol]:
+    """The protocol class with permessage-deflate from ``min_bytes`` (0: not offered)."""
+    if min_bytes == DirectWebSocketProtocol.deflate_min_bytes:
+        return DirectWebSocketProtocol
+    return type("DirectWebSocketProtocol", (DirectWebSocketProtocol,),
+                {"deflate_min_bytes": min_bytes})
 
 
 def direct_channel(scope: Mapping[str, Any]) -> DirectChannel | None:

@@ -72,20 +72,30 @@ BAD_FRAMES: list[tuple[str, bytes | str, int]] = [
 async def test_bad_frames_close_the_sender_only(live_server: StartServer,
                                                 world: DocWorld) -> None:
     server = await live_server(world.settings)
+    await bad_frames_close_the_sender_only(server.ws_url, world)
+
+
+async def bad_frames_close_the_sender_only(
+    base: str, world: DocWorld, codes: dict[str, int] | None = None
+) -> None:
+    """Each of ``BAD_FRAMES`` (with ``codes`` overriding a close code by name) closes its
+    sender only; the document stays intact, served and persisted, for its other client."""
     file_id = await world.new_file("intact")
     token = world.token(world.owner)
-    good = await NodeAgent.start(server.ws_url, file_id, token)
+    good = await NodeAgent.start(base, file_id, token)
     try:
         await good.wait_synced()
         expected = "intact"
         for name, frame, code in BAD_FRAMES:
-            async with connect(doc_url(server, file_id, token)) as ws:
+            async with connect(f"{base}/ws/docs/{file_id}?token={token}") as ws:
                 first = await asyncio.wait_for(ws.recv(), 5)
                 assert isinstance(first, bytes) and first[:2] == b"\x00\x00"  # Step1
-                assert await close_code_after(ws, frame) == code, name
+                assert await close_code_after(ws, frame) == (codes or {}).get(name, code), name
             await good.call("append", value="!")
             expected += "!"
-            assert await served_text(server, file_id, token) == expected, name
+            async with connect(f"{base}/ws/docs/{file_id}?token={token}") as ws:
+                _, text = await sync_fresh(ws)
+                assert str(text) == expected, name
         await wait_until(lambda: _content_is(world, file_id, expected))
         assert good.close_codes() == []
     finally:
@@ -131,6 +141,21 @@ async def test_deleted_file_closes_sockets(live_server: StartServer, world: DocW
         assert await close_code_after(ws, None) == 4404
 
 
+def flood_until_slow(room: Any) -> tuple[bytes, int]:
+    """Broadcast 64 KB updates until the room's first peer is closed as a slow consumer:
+    the frame and how many were sent before the close."""
+    peer = room.peers[0]
+    frame = protocol.sync_update(b"\x00" * 65536)
+    sent = 0
+    # Synchronous: the client cannot read until the loop ends, so the kernel's socket
+    # buffers fill first, then the server's own backlog, then the bound is hit.
+    while not peer.closed and sent < 1000:
+        room.broadcast(frame)
+        sent += 0 if peer.closed else 1
+    assert peer.closed, "64 MB queued and the slow consumer is still open"
+    return frame, sent
+
+
 async def test_slow_consumer_is_closed(live_server: StartServer, world: DocWorld) -> None:
     """A client that stops reading is closed with 1013 once its backlog passes the bound,
     after every frame queued before the close (nothing is skipped silently)."""
@@ -146,16 +171,7 @@ async def test_slow_consumer_is_closed(live_server: StartServer, world: DocWorld
     hub = server.app.state.services.documents
     async with connect(doc_url(server, file_id, token), max_queue=1) as slow:
         await slow.recv()
-        room = hub.rooms[file_id]
-        peer = room.peers[0]
-        frame = protocol.sync_update(b"\x00" * 65536)
-        sent = 0
-        # Synchronous: the client cannot read until the loop ends, so the kernel's socket
-        # buffers fill first, then the server's own backlog, then the bound is hit.
-        while not peer.closed and sent < 1000:
-            room.broadcast(frame)
-            sent += 0 if peer.closed else 1
-        assert peer.closed, "64 MB queued and the slow consumer is still open"
+        frame, sent = flood_until_slow(hub.rooms[file_id])
         received = 0
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(20):

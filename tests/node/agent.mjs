@@ -5,6 +5,7 @@ import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 import readline from 'node:readline'
+import { createHash } from 'node:crypto'
 
 const [url, room, token] = process.argv.slice(2)
 const doc = new Y.Doc()
@@ -30,6 +31,10 @@ const handlers = {
   synced: () => provider.synced,
   closes: () => closes,
   client_id: () => doc.clientID,
+  // The extensions the server agreed to (permessage-deflate for large messages).
+  extensions: () => provider.ws ? provider.ws.extensions : null,
+  // A large text's digest (the text itself would not fit one reply line).
+  sha256: () => createHash('sha256').update(text.toString()).digest('hex'),
   insert: ({ index, value }) => { text.insert(Math.min(index, text.length), value); return text.toString() },
   // Insert at a fraction of the way between two markers of the text as it is now.
   insert_between: ({ lo, hi, at, value }) => {
