@@ -39,6 +39,7 @@ from targets import (
 )
 
 LOADGEN_CORE = 1
+PART = "server-"  # per-process groups (run_one's per_process): "server-0", "server-1"...
 RESULTS = BENCH / "results"
 
 
@@ -139,7 +140,7 @@ def run_loadgen(
     spec_path = work / f"spec-{scenario.name}.json"
     spec_path.write_text(json.dumps(spec))
     samples: dict[str, dict[str, dict[str, float]]] = {"start_of_run": sample(running.groups)}
-    profiler: subprocess.Popen[bytes] | None = None
+    profilers: list[subprocess.Popen[bytes]] = []
     marks: dict[str, float] = {}
     result: dict[str, Any] = {}
     events: list[dict[str, Any]] = []
@@ -183,8 +184,12 @@ def run_loadgen(
             trigger = "baseline" if scenario.kind == "idle" else "measure_start"
             if name == trigger and profile_out is not None and scenario.kind != "storm":
                 seconds = float(scenario.params.get("durationS") or 60)
-                pid = running.groups[0].pids()[0]
-                profiler = pyspy.start(pid, seconds, profile_out, LOADGEN_CORE)
+                # Every server process: profile_out for the first, .N.raw for process N.
+                for index, pid in enumerate(running.groups[0].pids()):
+                    out = profile_out if index == 0 else profile_out.with_suffix(f".{index}.raw")
+                    profiler = pyspy.start(pid, seconds, out, LOADGEN_CORE)
+                    if profiler is not None:
+                        profilers.append(profiler)
             elif name == "result":
                 result = {**event, **result}
             else:
@@ -194,7 +199,7 @@ def run_loadgen(
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        if profiler is not None:
+        for profiler in profilers:
             try:
                 profiler.wait(30)
             except subprocess.TimeoutExpired:
@@ -274,7 +279,8 @@ def measure(
             )
             entry["cpu_ms_per_conn_per_s"] = cpu / seconds / clients * 1e3 if seconds else None
         out[group] = entry
-    total = sum(end[g]["cpu_s"] - start[g]["cpu_s"] for g in end)
+    # The per-process groups are parts of "server": counted once.
+    total = sum(end[g]["cpu_s"] - start[g]["cpu_s"] for g in end if not g.startswith(PART))
     out["all_cpu_s"] = total
     if result.get("delivered"):
         out["all_cpu_us_per_delivered"] = total / result["delivered"] * 1e6
@@ -439,11 +445,16 @@ def run_one(
     work: Path,
     quick: bool,
     profile_out: Path | None = None,
+    per_process: bool = False,
 ) -> dict[str, Any]:
+    """``per_process``: also each server process's CPU, as groups ``server-0``, ``server-1``..."""
     try:
         running = launcher.start(target, scenario.name)
     except (RuntimeError, TimeoutError, OSError) as exc:
         return {"error": f"start failed: {exc}"}
+    if per_process:
+        for index, pid in enumerate(running.groups[0].pids()):
+            running.groups.append(Group(f"{PART}{index}", lambda pid=pid: [pid]))
     try:
         deadline = 330 if scenario.kind in {"history", "idle", "storm"} else 120
         return run_loadgen(running, scenario, work, deadline, profile_out)

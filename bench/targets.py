@@ -352,3 +352,8 @@ CLUSTER = [
     Target("ours-x2", "ours ×2 + Redis", "ours", processes=2, redis=True),
     Target("hocuspocus-x2", "Hocuspocus ×2 + Redis", "hocuspocus", processes=2, redis=True),
 ]
+# Issue 21's cluster comparison (bench/cluster3.py): three processes, one Redis.
+CLUSTER3 = [
+    Target("ours-x3", "ours ×3 + Redis", "ours", processes=3, redis=True),
+    Target("hocuspocus-x3", "Hocuspocus ×3 + Redis", "hocuspocus", processes=3, redis=True),
+]

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import random
 import time
 from collections import defaultdict, deque
@@ -99,6 +100,7 @@ class RedisBroker:
         self._confirm: dict[bytes, asyncio.Future[None]] = {}
         # redis-py is typed loosely (types-redis lags the library): kept as Any here.
         self._client: Any = None
+        self._publish_conn: Any = None  # the writer's connection, held between batches
         self._pubsub: Any = None
         self._connected = False
         self._closing = False
@@ -161,6 +163,7 @@ class RedisBroker:
                     await asyncio.wait_for(task, 5)
         await self._drop_pubsub()
         if self._client is not None:
+            await self._release_publish_conn(disconnect=False)
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await self._client.aclose()
         self._set_connected(False)
@@ -202,13 +205,8 @@ class RedisBroker:
                     self._drop(len(batch), "disconnected")
                     continue
                 try:
-                    async with (
-                        asyncio.timeout(self.config.command_timeout_s),
-                        self._client.pipeline(transaction=False) as pipe,
-                    ):
-                        for channel, data in batch:
-                            pipe.publish(channel, data)
-                        await pipe.execute()
+                    async with asyncio.timeout(self.config.command_timeout_s):
+                        await self._publish_batch(batch)
                 except CONNECTION_ERRORS as exc:
                     log.warning("redis broker: publish of %d failed: %r", len(batch), exc)
                     # Dropped, not retried: the reader notices a dead server on its own
@@ -219,6 +217,34 @@ class RedisBroker:
                 metrics.PUBLISHED.inc(len(batch))
             if not self._queue:
                 self._drained.set()
+
+    async def _publish_batch(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """One write of every PUBLISH of the batch on the held connection, then its replies.
+
+        Not redis-py's ``Pipeline``: per batch it costs about twice the CPU of the write and
+        the reads themselves (bench/README.md, issue 21), and a batch is often one message.
+        """
+        conn = self._publish_conn
+        if conn is None:
+            conn = self._publish_conn = await self._client.connection_pool.get_connection()
+        try:
+            commands = [(b"PUBLISH", channel, data) for channel, data in batch]
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            for _ in commands:
+                await conn.read_response()
+        except BaseException:
+            # Replies may be left unread on it: never reuse it (the next batch takes another).
+            await self._release_publish_conn(disconnect=True)
+            raise
+
+    async def _release_publish_conn(self, *, disconnect: bool) -> None:
+        conn, self._publish_conn = self._publish_conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            if disconnect:
+                await conn.disconnect()
+            await self._client.connection_pool.release(conn)
 
     # -- subscribing -------------------------------------------------------------------
 
@@ -370,13 +396,22 @@ class RedisBroker:
                 log.exception("redis broker: resubscribe callback failed")
 
     async def _pump(self) -> None:
-        # Blocking reads: no timer per message (the watchdog detects a silent link).
+        # Blocking reads: no timer per message (the watchdog detects a silent link). Straight
+        # from the connection: ``PubSub.get_message`` costs four times the read (retry
+        # wrapper, health check, a dict and a telemetry hook per message); only the rare
+        # replies that are not messages go through the PubSub's own bookkeeping.
         while not self._closing:
             pubsub = self._pubsub
             if pubsub is None:
                 return
-            message: dict[str, Any] | None = await pubsub.get_message(timeout=None)
+            response = await pubsub.connection.read_response(
+                timeout=math.inf, disconnect_on_error=False, push_request=True
+            )
             self._last_rx = time.monotonic()
+            if isinstance(response, list) and len(response) == 3 and response[0] == b"message":
+                await self._dispatch_message(response[1], response[2])
+                continue
+            message: dict[str, Any] | None = await pubsub.handle_message(response)
             if message is not None:
                 await self._dispatch(message)
 
@@ -408,13 +443,13 @@ class RedisBroker:
             if fut is not None and not fut.done():
                 fut.set_result(None)
             return
-        if kind != "message":
-            return
-        data: bytes = message["data"]
+        if kind == "message":
+            await self._dispatch_message(message["channel"], message["data"])
+
+    async def _dispatch_message(self, name: bytes, data: bytes) -> None:
         if data[:SENDER_ID_BYTES] == self._sender:
             self.stats.echoes += 1
             return
-        name: bytes = message["channel"]
         channel = name.decode()[len(self.prefix) :]
         handlers = self._handlers.get(channel)
         if not handlers:

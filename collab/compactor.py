@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -79,17 +79,34 @@ class StoredState:
         """The update log wrote one of this room's updates as row ``row_id``."""
         self.own_rows.append((row_id, update))
 
-    def merged(self, result: Compaction) -> None:
+    def merged(self, result: Compaction, gone: Sequence[int] = ()) -> None:
+        """``result`` is written; ``gone``: rows known before it that it did not merge
+        because another process's compaction had already deleted them."""
         self.state, self.generation = result.state, result.generation
-        merged = set(result.merged_ids)
-        self.own_rows = [row for row in self.own_rows if row[0] not in merged]
+        self.merged_elsewhere([*result.merged_ids, *gone])
+
+    def merged_elsewhere(self, merged_ids: Sequence[int]) -> None:
+        """These rows are merged (and deleted) by a compaction, here or in another process:
+        they leave the rows this process would merge. Its state is then not the stored one
+        any more (its next compaction reads the store), but it keeps no rows that are gone."""
+        if self.own_rows:
+            merged = set(merged_ids)
+            self.own_rows = [row for row in self.own_rows if row[0] not in merged]
 
 
 class Compactor:
-    def __init__(self, store: DocumentStore, config: CollabConfig, updates: UpdateLog) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        config: CollabConfig,
+        updates: UpdateLog,
+        on_written: Callable[[Room, Compaction], None] | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.updates = updates
+        # Told of every compaction written (the hub tells the other processes).
+        self.on_written = on_written
         self._locks: dict[object, asyncio.Lock] = {}
 
     def forget(self, room: Room) -> None:
@@ -113,9 +130,14 @@ class Compactor:
             started = time.perf_counter()
             live_text = room.read_text()
             result = await self._compact_from_memory(room, live_text)
+            gone: list[int] = []
             if result is not None:
                 metrics.COMPACTIONS.labels("memory").inc()
             else:
+                # Rows listed now were committed before the store reads the log under its
+                # lock: any of them it does not merge was merged and deleted by another
+                # process (whose notice may have been lost).
+                gone = [row_id for row_id, _ in room.stored.own_rows]
                 live, live_text = room.doc.get_update(), room.read_text()
                 result = await self.store.compact(
                     room.file_id,
@@ -126,7 +148,7 @@ class Compactor:
             metrics.COMPACTION_SECONDS.observe(time.perf_counter() - started)
             if result is None:
                 return
-            self._written(room, seq, result)
+            self._written(room, seq, result, gone)
 
     async def _compact_from_memory(self, room: Room, live_text: str) -> Compaction | None:
         """Merge the state and log rows this process holds, without reading them back.
@@ -220,12 +242,15 @@ class Compactor:
 
         await asyncio.gather(*(alone_compact(room) for room in alone))
 
-    @staticmethod
-    def _written(room: Room, seq: int, result: Compaction) -> None:
+    def _written(
+        self, room: Room, seq: int, result: Compaction, gone: Sequence[int] = ()
+    ) -> None:
         metrics.COMPACTION_BYTES.observe(result.state_bytes)
         room.size = result.state_bytes
-        room.stored.merged(result)
+        room.stored.merged(result, gone)
         room.log.compacted(seq)
+        if self.on_written is not None:
+            self.on_written(room, result)
 
     async def try_compact(self, room: Room, now: float) -> bool:
         """Compact; on failure keep the room and retry later with capped backoff."""

@@ -48,9 +48,9 @@ from collab.compactor import Compactor
 from collab.config import CollabConfig
 from collab.full_sync import FullSyncs
 from collab.merge import build_from_text, stored_text
-from collab.relay import BrokerRelay
+from collab.relay import BrokerRelay, compaction_notice
 from collab.room import Peer, Room
-from collab.store import DocumentStore, FileGone
+from collab.store import Compaction, DocumentStore, FileGone
 from collab.text_diff import apply_text
 from collab.update_log import UpdateLog
 from sockets.close_codes import BAD_MESSAGE, FORBIDDEN, SERVICE_RESTART, TOO_LARGE
@@ -93,8 +93,8 @@ class DocumentHub:
         self._loading: dict[uuid.UUID, asyncio.Task[Room]] = {}
         self.stats = metrics.HubStats()
         self.updates = UpdateLog(store, config.log_flush_ms)
-        self.compactor = Compactor(store, config, self.updates)
-        self.relay = BrokerRelay(broker, self.rooms, self.stats)
+        self.compactor = Compactor(store, config, self.updates, self._compacted_here)
+        self.relay = BrokerRelay(broker, self.rooms, self.stats, self._compacted_elsewhere)
         self.full_syncs = FullSyncs(config.shared_sync_min_bytes, config.shared_sync_keep_s,
                                     config.deflate_level)
         self._tasks: list[asyncio.Task[None]] = []
@@ -274,6 +274,14 @@ class DocumentHub:
                 await self._drop(room)
             elif _settled(room):
                 watched.discard(room)
+
+    def _compacted_here(self, room: Room, result: Compaction) -> None:
+        """Tell the other processes (collab/relay.py, compaction notices)."""
+        self.relay.publish_nowait(room.channel, compaction_notice(result.merged_ids))
+
+    def _compacted_elsewhere(self, room: Room, merged_ids: list[int]) -> None:
+        room.stored.merged_elsewhere(merged_ids)
+        room.log.merged_elsewhere(time.monotonic())
 
     # ---- client frames (the hot path) --------------------------------------------
 

@@ -13,6 +13,13 @@ nodes reaches every node within ``gap_repair_s`` plus two broker round trips (5 
 default), provided the broker delivers the repair messages themselves: the node that
 holds the update changed since its last Step1, so its next round carries it. Rooms
 nobody edits cost the round nothing (no state vector encoded, nothing published).
+
+Compaction notices: a node that compacted a room publishes the ids of the log rows it
+merged (``MSG_COMPACTED``, a message type y-protocol does not use, never sent to clients).
+The other nodes drop those rows from what they would merge and put their own compaction of
+the room off by a period: of several processes editing one file, one compacts per period
+(each compaction of a file others wrote reads and merges the store: O(document) work that
+every process repeated). Losing a notice only costs a redundant compaction.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from broker.interface import Broker
 from collab import metrics, protocol
@@ -30,13 +37,51 @@ from collab.room import Room
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "doc:"
+MSG_COMPACTED = 100  # node to node only: the first byte of a compaction notice
+
+
+def compaction_notice(merged_ids: Sequence[int]) -> bytes:
+    """``MSG_COMPACTED``, the count, then the merged row ids ascending, delta-coded."""
+    out = bytearray((MSG_COMPACTED,))
+    out += protocol.write_var_uint(len(merged_ids))
+    previous = 0
+    for row_id in sorted(merged_ids):
+        out += protocol.write_var_uint(row_id - previous)
+        previous = row_id
+    return bytes(out)
+
+
+def parse_compaction_notice(payload: bytes) -> list[int]:
+    """The row ids of a notice; ``ProtocolError`` on a malformed one."""
+    if not payload or payload[0] != MSG_COMPACTED:
+        raise protocol.ProtocolError("not a compaction notice")
+    count, pos = protocol.read_var_uint(payload, 1)
+    ids: list[int] = []
+    row_id = 0
+    for _ in range(count):
+        delta, pos = protocol.read_var_uint(payload, pos)
+        row_id += delta
+        ids.append(row_id)
+    if pos != len(payload):
+        raise protocol.ProtocolError("trailing bytes after the notice")
+    return ids
+
+
+CompactedElsewhere = Callable[[Room, list[int]], None]
 
 
 class BrokerRelay:
-    def __init__(self, broker: Broker, rooms: Mapping[uuid.UUID, Room], stats: metrics.HubStats):
+    def __init__(
+        self,
+        broker: Broker,
+        rooms: Mapping[uuid.UUID, Room],
+        stats: metrics.HubStats,
+        on_compacted: CompactedElsewhere | None = None,
+    ):
         self.broker = broker
         self.rooms = rooms
         self.stats = stats
+        self.on_compacted = on_compacted
         # Each room's ``version`` when its last Step1 went out.
         self._announced: dict[Room, int] = {}
 
@@ -86,6 +131,11 @@ class BrokerRelay:
             return
         stats = self.stats
         try:
+            if payload and payload[0] == MSG_COMPACTED:
+                ids = parse_compaction_notice(payload)
+                if self.on_compacted is not None:
+                    self.on_compacted(room, ids)
+                return
             frame = protocol.parse_frame(payload)
             if frame.kind == protocol.MSG_SYNC:
                 if frame.sub == protocol.SYNC_STEP1:

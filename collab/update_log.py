@@ -45,6 +45,13 @@ class LogState:
         if self.seq == seq:
             self.since = None
 
+    def merged_elsewhere(self, now: float) -> None:
+        """Another process just compacted this file (merging what this one logged so far):
+        this one's compaction waits another ``compact_after_s``, so that of the processes
+        editing a file one compacts per period, not each of them."""
+        if self.since is not None:
+            self.since = now
+
 
 class UpdateLog:
     def __init__(self, store: DocumentStore, flush_ms: int) -> None:

@@ -308,3 +308,43 @@ async def test_messages_published_just_before_close_still_go_out(
         assert inbox.payloads()[-1] == b"499"
     finally:
         await b.close()
+
+
+async def test_a_killed_publish_connection_is_replaced(private_redis: PrivateRedis) -> None:
+    """The writer holds one connection between batches: when Redis drops it, the batch under
+    way is dropped (counted) and later ones go out on a new connection, in order."""
+    import redis.asyncio as aioredis
+
+    a_id, b_id = ids()
+    a = RedisBroker(private_redis.url, a_id, config=FAST)
+    b = RedisBroker(private_redis.url, b_id, config=FAST)
+    await a.start()
+    await b.start()
+    killer = aioredis.Redis.from_url(private_redis.url)
+    try:
+        inbox = Inbox()
+        await b.subscribe("doc:k", inbox)
+        await a.publish("doc:k", b"before")
+        await until(lambda: inbox.payloads() == [b"before"])
+        # Every plain client connection but the killer's: a's publishing connection only
+        # (subscribers are of type pubsub).
+        killed = await killer.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert killed >= 1
+        deadline = time.monotonic() + 5
+        sent = 0
+        while b"again" not in inbox.payloads() and time.monotonic() < deadline:
+            await a.publish("doc:k", b"again")
+            sent += 1
+            await asyncio.sleep(0.02)
+        assert b"again" in inbox.payloads()
+        assert a.healthy and b.healthy  # the subscribers' links were never touched
+        for i in range(300):
+            await a.publish("doc:k", i.to_bytes(2, "big"))
+        await until(lambda: len(inbox.items) >= 300)
+        tail = [int.from_bytes(p, "big") for p in inbox.payloads() if len(p) == 2]
+        assert tail == list(range(300))
+        assert a.stats.dropped <= sent
+    finally:
+        await killer.aclose()
+        await a.close()
+        await b.close()

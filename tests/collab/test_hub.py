@@ -355,15 +355,16 @@ async def test_stop_closes_with_1012_and_persists(store: CountingStore) -> None:
 
 @contextlib.asynccontextmanager
 async def two_hubs(
-    store: MemoryStore, bus: LocalBus
+    store: MemoryStore, bus: LocalBus, names: str = "ab", config: CollabConfig = FAST
 ) -> AsyncIterator[list[DocumentHub]]:
-    """Two processes' hubs on one store and one broker bus, stopped at the end."""
+    """Two (or one per name) processes' hubs on one store and one broker bus, stopped at the
+    end."""
     started: list[tuple[DocumentHub, LocalBroker]] = []
     try:
-        for name in ("a", "b"):
+        for name in names:
             broker = LocalBroker(name, bus)
             await broker.start()
-            h = DocumentHub(store, broker, FAST)
+            h = DocumentHub(store, broker, config)
             await h.start()
             started.append((h, broker))
         yield [h for h, _ in started]
