@@ -234,6 +234,8 @@ class PreviewProxy:
 
 async def _pump_websocket(upstream: aiohttp.ClientWebSocketResponse, receive: Receive,
                           send: Send) -> None:
+    import aiohttp  # deferred with _session()
+
     async def client_to_app() -> None:
         while True:
             message = await receive()
