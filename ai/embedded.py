@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import IO
 
-import aiohttp
-
 from ai.child_env import child_env
 from ai.config import AIConfig
 
@@ -151,6 +149,10 @@ class EmbeddedModelServer:
 
     async def _wait_listening(self, started: float) -> None:
         assert self._proc is not None
+        # Deferred: aiohttp is 0.3-0.6 s of the server's start-up, which a restart's
+        # clients wait out (bench/README.md, issue 21), and only this start needs it.
+        import aiohttp
+
         deadline = started + self.config.embedded_start_timeout_s
         timeout = aiohttp.ClientTimeout(total=2)
         async with aiohttp.ClientSession(timeout=timeout) as session:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import stripe
 from pydantic import BaseModel
 
 import jobs
@@ -22,6 +21,9 @@ from billing import store
 from billing.config import BillingConfig
 from billing.stripe_api import make_client
 from persistence.db import Database
+
+if TYPE_CHECKING:
+    import stripe
 
 # Stripe statuses in the seed's vocabulary (None: not a subscription the plan depends on).
 STATUS = {
@@ -51,6 +53,8 @@ class BillingRuntime:
         """None when billing is disabled (no secret key)."""
         if not config.enabled:
             return None
+        import stripe  # deferred: ~0.5 s of start-up without billing (bench/README.md)
+
         http = stripe.AIOHTTPClient()
         return cls(config, make_client(config, http), http)
 

@@ -11,14 +11,16 @@ accepted it, so retries and reruns report each window exactly once. Rows not yet
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import stripe
 from pydantic import BaseModel
 
 import jobs
 from billing.events import BillingRuntime
 from persistence.db import Database
+
+if TYPE_CHECKING:
+    import stripe
 
 WINDOW = timedelta(hours=1)
 # Per metered payer with a customer: their tokens in [start, start + window).

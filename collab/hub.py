@@ -131,11 +131,9 @@ class DocumentHub:
             for peer in list(room.peers):
                 self._close_peer(peer, SERVICE_RESTART, "server restarting")
         await self.updates.flush_all()
-        for room in list(self.rooms.values()):
-            try:
-                await self.compactor.compact(room)
-            except Exception:
-                log.exception("final compaction of %s failed (log rows are kept)", room.file_id)
+        rooms = list(self.rooms.values())
+        await self.compactor.compact_all(rooms)
+        for room in rooms:
             await self._drop(room)
         self.full_syncs.stop()
         await self.store.close()

@@ -61,6 +61,18 @@ MergeFn = Callable[[bytes | None, list[bytes]], Merged]
 BuildFn = Callable[[str], tuple[bytes, bytes]]
 
 
+@dataclass(frozen=True)
+class LiveCompaction:
+    """One room's arguments to ``compact_live``, for ``compact_live_many``."""
+
+    file_id: uuid.UUID
+    snapshot: Merged
+    generation: int
+    own_ids: Sequence[int]
+    delete_ids: Sequence[int]
+    editor: str | None = None
+
+
 class FileGone(Exception):
     """The file does not exist (or was deleted, or is a folder)."""
 
@@ -108,6 +120,13 @@ class DocumentStore(Protocol):
         (generation + 1), files.content, size_bytes and updated_by as ``compact`` does,
         and delete ``delete_ids``. Otherwise write nothing and return None (the caller
         merges what the store holds with ``compact`` instead)."""
+        ...
+
+    async def compact_live_many(
+        self, items: Sequence[LiveCompaction]
+    ) -> list[Compaction | None]:
+        """``compact_live`` of several files at once (a shutdown's final compactions), one
+        result per item in order. All or nothing: when it raises, none was written."""
         ...
 
     async def save_version(
@@ -249,6 +268,18 @@ class MemoryStore:
             deleted = tuple(i for i, _ in f.log if i in wanted)
             self._write_state(f, snapshot, deleted, editor)
             return Compaction(snapshot.state, snapshot.text, deleted, f.generation)
+
+    async def compact_live_many(
+        self, items: Sequence[LiveCompaction]
+    ) -> list[Compaction | None]:
+        self._maybe_fail()
+        return [
+            await self.compact_live(
+                i.file_id, i.snapshot, generation=i.generation, own_ids=i.own_ids,
+                delete_ids=i.delete_ids, editor=i.editor,
+            )
+            for i in items
+        ]
 
     @staticmethod
     def _write_state(

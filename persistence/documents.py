@@ -18,7 +18,15 @@ from typing import Any
 
 import asyncpg
 
-from collab.store import BuildFn, Compaction, FileGone, Merged, MergeFn, StoredDocument
+from collab.store import (
+    BuildFn,
+    Compaction,
+    FileGone,
+    LiveCompaction,
+    Merged,
+    MergeFn,
+    StoredDocument,
+)
 from persistence.db import Database
 from persistence.grouped import Grouped
 
@@ -95,6 +103,21 @@ with state as (
 select generation from state
 """
 COMPACT_LIVE = "select public.compact_document_live($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+# compact_document_live for many files in one statement (one round trip, one transaction:
+# all or nothing). The id lists travel as array literals ('{1,2}'): unnest cannot take
+# arrays of uneven arrays. Rows come back in input order, which the caller sorted by file
+# id, so two processes batching overlapping files take their file locks in the same order.
+COMPACT_LIVE_MANY = """
+select public.compact_document_live(
+  c.file_id, c.generation, c.own::bigint[], c.del::bigint[], c.state, c.state_vector,
+  c.content, c.size, c.editor
+)
+from unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::bytea[],
+            $7::text[], $8::integer[], $9::uuid[])
+  with ordinality as c(file_id, generation, own, del, state, state_vector, content, size,
+                       editor, n)
+order by c.n
+"""
 INSERT_FIRST_STATE = """
 insert into public.document_states (file_id, state, state_vector)
 values ($1, $2, $3)
@@ -134,6 +157,10 @@ def _usable(row: asyncpg.Record | None) -> asyncpg.Record:
     return row
 
 
+def _int_array(ids: Sequence[int]) -> str:
+    return "{" + ",".join(str(int(i)) for i in ids) + "}"
+
+
 class _HeldConnection:
     """One pooled connection kept for the hub's frequent one-statement calls.
 
@@ -149,16 +176,23 @@ class _HeldConnection:
         self._conn: Any = None
         self._lock = asyncio.Lock()
 
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+    async def _run(self, method: str, query: str, *args: Any) -> Any:
         async with self._lock:
             if self._conn is None:
                 self._conn = await self._db.pool.acquire()
             try:
-                row: asyncpg.Record | None = await self._conn.fetchrow(query, *args)
+                return await getattr(self._conn, method)(query, *args)
             except BaseException:
                 await self._give_back()
                 raise
-            return row
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._run("fetchrow", query, *args)
+        return row
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._run("fetch", query, *args)
+        return rows
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         row = await self.fetchrow(query, *args)
@@ -287,6 +321,29 @@ class PostgresDocumentStore:
         if written is None:
             return None
         return Compaction(snapshot.state, snapshot.text, tuple(delete_ids), written)
+
+    async def compact_live_many(
+        self, items: Sequence[LiveCompaction]
+    ) -> list[Compaction | None]:
+        if not items:
+            return []
+        rows = await self._held.fetch(
+            COMPACT_LIVE_MANY,
+            [i.file_id for i in items],
+            [i.generation for i in items],
+            [_int_array(i.own_ids) for i in items],
+            [_int_array(i.delete_ids) for i in items],
+            [i.snapshot.state for i in items],
+            [i.snapshot.state_vector for i in items],
+            [i.snapshot.text for i in items],
+            [len(i.snapshot.text.encode("utf-8")) for i in items],
+            [uuid.UUID(i.editor) if i.editor else None for i in items],
+        )
+        return [
+            None if row[0] is None
+            else Compaction(i.snapshot.state, i.snapshot.text, tuple(i.delete_ids), row[0])
+            for i, row in zip(items, rows, strict=True)
+        ]
 
     async def save_version(
         self,

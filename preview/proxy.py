@@ -18,16 +18,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
-import aiohttp
 from starlette.types import Message, Receive, Scope, Send
 
 from persistence.db import Database
 from preview import tickets
 from preview.runtime import PreviewKey, PreviewRuntime, key_of
 from server.access import project_access
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class PreviewProxy:
         self._sessions.clear()
 
     def _session(self, key: PreviewKey) -> aiohttp.ClientSession:
+        import aiohttp  # deferred: 0.3-0.6 s of the server's start-up (bench/README.md)
+
         session = self._sessions.get(key)
         if session is None or session.closed:
             # No keep-alive: ``current`` may point at a new deployment for the next request.
@@ -173,6 +177,8 @@ class PreviewProxy:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, key: PreviewKey,
                     host: str) -> None:
+        import aiohttp  # deferred with _session()
+
         headers = _forward_headers(scope, host)
         has_body = any(k == "content-length" and v != "0" for k, v in headers) or any(
             k == "transfer-encoding" for k, v in _str_headers(scope))
@@ -202,6 +208,8 @@ class PreviewProxy:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, key: PreviewKey,
                          headers: dict[bytes, bytes]) -> None:
+        import aiohttp  # deferred with _session()
+
         first = await receive()
         if first["type"] != "websocket.connect":
             return
@@ -226,6 +234,8 @@ class PreviewProxy:
 
 async def _pump_websocket(upstream: aiohttp.ClientWebSocketResponse, receive: Receive,
                           send: Send) -> None:
+    import aiohttp  # deferred with _session()
+
     async def client_to_app() -> None:
         while True:
             message = await receive()

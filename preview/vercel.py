@@ -24,14 +24,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from persistence.crypto import Keyring
 from persistence.db import Database
 from persistence.integrations import workspace_key
 from preview.builds import Build, TargetError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 MAX_RETRIES = 5
 MAX_RATE_WAIT_S = 30.0
@@ -177,6 +178,8 @@ class VercelTarget:
         files = [{"file": rel, "sha": sha, "size": size}
                  for rel, (sha, _path, size) in manifest.items()]
         by_sha = {sha: path for sha, path, _size in manifest.values()}
+        import aiohttp  # deferred: 0.3-0.6 s of the server's start-up (bench/README.md)
+
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
             client = await self._client(http, build.workspace_id)
             await build.logs.line(f"vercel: {len(files)} files for {name}")
@@ -232,6 +235,8 @@ class VercelTarget:
             slug = await conn.fetchval(PROJECT_SLUG, row["project_id"])
             workspace = await conn.fetchval(
                 "select workspace_id from public.projects where id = $1", row["project_id"])
+        import aiohttp  # deferred: 0.3-0.6 s of the server's start-up (bench/README.md)
+
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             client = await self._client(http, workspace)
             await client.alias(str(row["external_id"]),

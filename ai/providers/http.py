@@ -8,9 +8,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from ai.config import AIConfig
 from ai.providers.base import (
@@ -23,6 +21,9 @@ from ai.providers.base import (
     parse_retry_after,
 )
 from ai.sse import SSEError, SSEEvent, iter_sse
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class HttpStreamClient:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            import aiohttp  # deferred: 0.3-0.6 s of the server's start-up (bench/README.md)
+
             timeout = aiohttp.ClientTimeout(
                 total=None,
                 connect=self.config.connect_timeout_s,
@@ -61,6 +64,8 @@ class HttpStreamClient:
         The response is closed (not returned to the pool) when the consumer stops early,
         so the provider sees the disconnect and stops generating.
         """
+        import aiohttp  # deferred with session(); already loaded by then
+
         self.requests += 1
         finished = False
         try:

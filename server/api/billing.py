@@ -14,9 +14,8 @@ import math
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import stripe
 from pydantic import BaseModel, ConfigDict, Field
 
 import jobs
@@ -24,6 +23,9 @@ from billing import events, store
 from billing.events import BillingRuntime
 from server.api.routing import Ctx, Endpoint
 from server.errors import ApiError, conflict
+
+if TYPE_CHECKING:
+    import stripe
 
 GB = 1024**3
 MAX_WEBHOOK_BYTES = 1024 * 1024
@@ -108,6 +110,8 @@ async def usage(ctx: Ctx) -> dict[str, Any]:
 async def _customer_id(ctx: Ctx, rt: BillingRuntime) -> str:
     """The caller's Stripe customer, created once (the idempotency key makes a retried or
     concurrent create return the same customer)."""
+    import stripe  # deferred: stripe is ~0.3 s of the server's start-up (bench/README.md)
+
     async with ctx.db.acquire() as conn:
         found = await store.customer(conn, ctx.user_uuid)
     if found is not None:
@@ -128,6 +132,8 @@ async def _customer_id(ctx: Ctx, rt: BillingRuntime) -> str:
 
 
 async def checkout(ctx: Ctx) -> dict[str, Any]:
+    import stripe  # deferred: stripe is ~0.3 s of the server's start-up (bench/README.md)
+
     body: CheckoutBody = ctx.body
     rt = _runtime(ctx)
     async with ctx.db.acquire() as conn:
@@ -157,6 +163,8 @@ async def checkout(ctx: Ctx) -> dict[str, Any]:
 
 
 async def portal(ctx: Ctx) -> dict[str, Any]:
+    import stripe  # deferred: stripe is ~0.3 s of the server's start-up (bench/README.md)
+
     rt = _runtime(ctx)
     async with ctx.db.acquire() as conn:
         found = await store.customer(conn, ctx.user_uuid)
@@ -182,6 +190,8 @@ async def list_invoices(ctx: Ctx) -> dict[str, Any]:
 
 
 async def stripe_webhook(ctx: Ctx) -> dict[str, Any]:
+    import stripe  # deferred: stripe is ~0.3 s of the server's start-up (bench/README.md)
+
     raw = await ctx.request.body()
     if not raw:
         raise ApiError(400, "invalid_payload", "the body is empty")

@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
-
 from server.integrations.config import IntegrationsConfig
 
 
@@ -54,6 +52,8 @@ async def check_key(config: IntegrationsConfig, provider: str, api_key: str) -> 
     """Return when ``api_key`` works for ``provider``; raise ``KeyRejected`` or
     ``CheckUnavailable``."""
     check = CHECKS[provider](config, api_key)
+    import aiohttp  # deferred: 0.3-0.6 s of the server's start-up (bench/README.md)
+
     timeout = aiohttp.ClientTimeout(total=config.timeout_s)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(

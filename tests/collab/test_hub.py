@@ -547,3 +547,91 @@ async def test_stopping_during_a_group_commit_loses_nothing() -> None:
     await h.stop()
     await broker.close()
     assert store.files[file_id].content == "seed last words"
+
+
+class ShutdownStore(MemoryStore):
+    """Counts the batched final compactions; can fail them, or one file's compactions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.fail_batches = False
+        self.broken: uuid.UUID | None = None
+
+    async def compact_live_many(self, items: Any) -> Any:
+        self.batches.append(len(items))
+        if self.fail_batches:
+            raise OSError("store unavailable (test)")
+        return await super().compact_live_many(items)
+
+    async def compact_live(self, file_id: uuid.UUID, *args: Any, **kwargs: Any) -> Any:
+        if file_id == self.broken:
+            raise OSError("this file's write fails (test)")
+        return await super().compact_live(file_id, *args, **kwargs)
+
+    async def compact(self, file_id: uuid.UUID, *args: Any, **kwargs: Any) -> Any:
+        if file_id == self.broken:
+            raise OSError("this file's write fails (test)")
+        return await super().compact(file_id, *args, **kwargs)
+
+
+async def _stop_with_edits(
+    store: ShutdownStore, files: list[uuid.UUID], at: int = 5
+) -> DocumentHub:
+    """One edit in each file (logged by the stop's flush), then the hub stops."""
+    broker = LocalBroker("solo")
+    await broker.start()
+    h = DocumentHub(store, broker, CollabConfig(compact_after_s=60, log_flush_ms=1000))
+    await h.start()
+    for n, file_id in enumerate(files):
+        peer = ClientPeer()
+        room = await connect(h, file_id, peer)
+        h.receive(room, peer, peer.edit(at, f"edit {n}"))
+    await h.stop()
+    await broker.close()
+    return h
+
+
+async def test_stop_compacts_every_room_in_batches() -> None:
+    store = ShutdownStore()
+    files = [new_file(store, "seed ") for _ in range(250)]
+    h = await _stop_with_edits(store, files)
+    assert store.batches == [100, 100, 50], "a statement per 100 rooms, not one per room"
+    for n, file_id in enumerate(files):
+        assert store.files[file_id].content == f"seed edit {n}"
+        assert store.files[file_id].log == [], "every log row merged"
+    assert h.rooms == {}
+
+
+async def test_stop_compacts_room_by_room_when_a_batch_fails() -> None:
+    store = ShutdownStore()
+    store.fail_batches = True
+    files = [new_file(store, "seed ") for _ in range(120)]
+    await _stop_with_edits(store, files)
+    assert store.batches == [100, 20]
+    assert [store.files[f].content for f in files] == [f"seed edit {n}" for n in range(120)]
+
+
+async def test_stop_keeps_the_log_of_a_room_it_cannot_write_and_writes_the_others() -> None:
+    store = ShutdownStore()
+    store.fail_batches = True
+    files = [new_file(store, "seed ") for _ in range(3)]
+    store.broken = sorted(files)[1]
+    await _stop_with_edits(store, files)
+    for n, file_id in enumerate(files):
+        if file_id == store.broken:
+            assert store.files[file_id].content == "seed "
+            assert len(store.files[file_id].log) == 1, "its edit stays in the log"
+        else:
+            assert store.files[file_id].content == f"seed edit {n}"
+
+
+async def test_stop_writes_rooms_with_nothing_stored_yet() -> None:
+    """Empty files edited since their load have no stored state to batch against: each is
+    compacted through the store (a few at once), and every one is written."""
+    store = ShutdownStore()
+    files = [new_file(store, "") for _ in range(12)]
+    await _stop_with_edits(store, files, at=0)
+    assert store.batches == []
+    assert [store.files[f].content for f in files] == [f"edit {n}" for n in range(12)]
+    assert all(store.files[f].log == [] for f in files)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from collab.merge import build_from_text, merge_document, new_doc
-from collab.store import DocumentStore, FileGone, MemoryStore
+from collab.store import DocumentStore, FileGone, LiveCompaction, MemoryStore
 from persistence.db import Database
 from persistence.documents import PostgresDocumentStore
 from tests.support import factories
@@ -257,3 +257,31 @@ def merge_bytes(state: bytes | None, update: bytes) -> bytes:
         doc.apply_update(state)
     doc.apply_update(update)
     return doc.get_update()
+
+
+async def test_compact_live_many_writes_each_file_it_holds_in_order(
+    sut: StoreUnderTest,
+) -> None:
+    """A shutdown's batch: every file written, except one another process compacted."""
+    items: list[LiveCompaction] = []
+    texts = []
+    for n in range(3):
+        file_id = await sut.new_file("")
+        first = await sut.store.initialize(file_id, build_from_text)
+        u = edit(first.state, f"doc {n}")
+        [row_id] = await sut.store.append_updates([(file_id, u)])
+        assert row_id is not None
+        merged = merge_document(first.state, [u], None)
+        items.append(LiveCompaction(file_id, merged, 0, [row_id], [row_id], sut.user_id))
+        texts.append(f"doc {n}")
+    # The middle file was compacted elsewhere: its generation moved on.
+    await sut.store.compact(items[1].file_id, lambda s, us: merge_document(s, us, None))
+    results = await sut.store.compact_live_many(items)
+    assert [r.text if r else None for r in results] == ["doc 0", None, "doc 2"]
+    for item, result, text in zip(items, results, texts, strict=True):
+        after = await sut.store.load(item.file_id)
+        assert (after.content, after.update_ids) == (text, ())
+        if result is not None:
+            assert (result.generation, result.merged_ids) == (1, tuple(item.delete_ids))
+            assert after.state == item.snapshot.state
+    assert await sut.store.compact_live_many([]) == []
