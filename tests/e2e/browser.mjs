@@ -132,6 +132,22 @@ class Window {
   }
 }
 
+// Runs `fn` in the preview frame. The preview reloads after every saved edit, so a reload
+// from a late keystroke can destroy the page under the call: run it again on the new page.
+async function inPreviewFrame (page, fn, arg) {
+  for (let attempt = 1; ; attempt++) {
+    const frame = page.frames().find((f) => f !== page.mainFrame() && f.url().startsWith('http'))
+    try {
+      await frame.waitForLoadState('load')
+      return await frame.evaluate(fn, arg)
+    } catch (e) {
+      if (attempt >= 5 || !/Execution context was destroyed|Frame was detached/.test(String(e))) throw e
+      log('preview frame reloaded under the probe; again')
+      await page.waitForTimeout(300)
+    }
+  }
+}
+
 function editorTextInPage () {
   const pane = document.querySelector('.editor-pane:not([hidden]) .cm-content')
   if (!pane) return null
@@ -584,10 +600,9 @@ const scenarios = {
     const latencyMs = Date.now() - started
     log('alice', `edit shown in the preview after ${latencyMs} ms (typing took ${typedMs} ms)`)
     await w.shot('edited')
-    const preview = w.page.frames().find((f) => f !== w.page.mainFrame() && f.url().startsWith('http'))
     // The probe below is refused on purpose (CORS): its console errors are not problems.
     const problemsBefore = w.problems.length
-    const seen = await preview.evaluate(async (ide) => {
+    const seen = await inPreviewFrame(w.page, async (ide) => {
       const keys = (name) => { try { return Object.keys(window[name]) } catch (e) { return e.name } }
       const out = { origin: location.origin, cookie: document.cookie, session: keys('sessionStorage'), local: keys('localStorage') }
       try { out.parent = Object.keys(window.parent.sessionStorage) } catch (e) { out.parent = e.name }
