@@ -23,6 +23,16 @@ Who may write a client id's state (a client id is a random number a Yjs document
   last renewal (a clean shutdown announces the removals, so no wait).
 - **Invalid states** (not JSON, or JSON that is not an object or null) are dropped.
 
+Renewals, batched: a stock client re-sends its unchanged state every 15 s (with the next
+clock) so that its peers, which drop a state not renewed for 30 s, keep showing it. Relayed
+one by one, each renewal costs a send to every other peer and an echo back from each. A
+renewal (same JSON text as the held live state) is held in ``pending`` instead and the hub
+sends a room's pending renewals together, one frame to every peer, at most
+``CollabConfig.awareness_renewal_delay_s`` later (collab/hub.py). The sender gets its own
+renewal back, as from @y/websocket-server: a stock client closes a socket that received no
+message for 30 s, and a client alone in a room receives nothing else. A change (new
+state, removal) goes out at once and supersedes that client's pending renewal.
+
 Dropped entries are counted (``icreate_doc_awareness_dropped_total``); the rest of a frame
 is still relayed. Stale entries (a clock the room already holds: the echoes stock clients
 send of every state they receive) are ignored silently.
@@ -86,6 +96,7 @@ class AwarenessStates:
         self._users: dict[int, str] = {}  # id -> the user whose local socket introduced it
         self._remote: dict[int, float] = {}  # id -> when another node last sent it live
         self.recent: dict[bytes, None] = {}  # frames this room sent out, oldest first
+        self.pending: dict[int, AwarenessEntry] = {}  # renewals not sent yet, by client id
 
     def remember(self, frame: bytes) -> None:
         """``frame`` (entries this room accepted) went out: its echoes are stale."""
@@ -106,20 +117,31 @@ class AwarenessStates:
         removed (or another socket of its user took over): closing the socket removes
         exactly those, not the states it merely echoed.
         """
+        return self.apply_local_split(entries, claimant, now)[0]
+
+    def apply_local_split(
+        self, entries: list[AwarenessEntry], claimant: Claimant, now: float | None = None
+    ) -> tuple[list[AwarenessEntry], int]:
+        """``apply_local``, and how many of the accepted entries are renewals (the same
+        live state as held, a newer clock)."""
         accepted: list[AwarenessEntry] = []
+        renewals = 0
         for entry in entries:
             client_id = entry.client_id
             known = self._entries.get(client_id)
             if _stale(entry, known):
                 continue
             # A renewal repeats the state it renews: checked once, not every 15 s.
-            valid = entry if known is not None and entry.state == known.state else checked(entry)
+            renewal = known is not None and entry.state == known.state
+            valid = entry if renewal else checked(entry)
             if valid is None:
                 AWARENESS_DROPPED.labels("invalid_state").inc()
                 continue
             if not self._may_write(client_id, claimant, now):
                 AWARENESS_DROPPED.labels("foreign_id").inc()
                 continue
+            if renewal and not entry.removed:
+                renewals += 1
             entry = valid
             holder = self._holders.get(client_id)
             if entry.removed:
@@ -133,7 +155,30 @@ class AwarenessStates:
                 self._users[client_id] = claimant.user_id
             self._entries[client_id] = entry
             accepted.append(entry)
-        return accepted
+        return accepted, renewals
+
+    def defer(self, renewals: list[AwarenessEntry]) -> bool:
+        """Hold renewals for the next batch; True when the room had none pending."""
+        pending = self.pending
+        first = not pending
+        for entry in renewals:
+            pending[entry.client_id] = entry
+        return first
+
+    def supersede(self, entries: list[AwarenessEntry]) -> None:
+        """These entries go out now: a pending renewal of the same ids is older."""
+        pending = self.pending
+        if pending:
+            for entry in entries:
+                pending.pop(entry.client_id, None)
+
+    def take_pending(self) -> bytes | None:
+        """The frame of the pending renewals (and none pending after), or None."""
+        if not self.pending:
+            return None
+        entries = list(self.pending.values())
+        self.pending = {}
+        return awareness_frame(encode_awareness(entries))
 
     def _may_write(self, client_id: int, claimant: Claimant, now: float | None) -> bool:
         holder = self._holders.get(client_id)
@@ -178,6 +223,7 @@ class AwarenessStates:
         removals: list[AwarenessEntry] = []
         for client_id in client_ids:
             self._holders.pop(client_id, None)
+            self.pending.pop(client_id, None)
             known = self._entries.get(client_id)
             if known is None or known.removed:
                 continue

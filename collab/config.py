@@ -24,6 +24,10 @@ class CollabConfig:
     # this often, for changes whose broker message was lost.
     membership_fallback_s: float = 5.0
     viewer_awareness: bool = True  # False: viewers' cursors are dropped too
+    # Awareness renewals (an unchanged state re-sent every 15 s) wait at most this long to
+    # go out together, one frame per room (collab/awareness.py); 0 relays each at once.
+    # Peers drop a state not renewed for 30 s: renewal period (15-18 s) + this < 30.
+    awareness_renewal_delay_s: float = 5.0
     # permessage-deflate for messages of at least this many bytes (0: not offered); small
     # frames (keystrokes) always go out raw (sockets/deflate.py).
     deflate_min_bytes: int = 64 * 1024
@@ -32,6 +36,10 @@ class CollabConfig:
     shared_sync_min_bytes: int = 256 * 1024
     shared_sync_keep_s: float = 30.0
     deflate_level: int = 6
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.awareness_renewal_delay_s <= 10:
+            raise ValueError("DOC_AWARENESS_RENEWAL_DELAY_S must be between 0 and 10 seconds")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CollabConfig:
@@ -56,5 +64,8 @@ class CollabConfig:
             ),
             shared_sync_keep_s=float(env.get("DOC_SHARED_SYNC_KEEP_S", d.shared_sync_keep_s)),
             deflate_level=int(env.get("WS_DEFLATE_LEVEL", d.deflate_level)),
+            awareness_renewal_delay_s=float(
+                env.get("DOC_AWARENESS_RENEWAL_DELAY_S", d.awareness_renewal_delay_s)
+            ),
             viewer_awareness=env.get("DOC_VIEWER_AWARENESS", "1").lower() in {"1", "true", "yes"},
         )

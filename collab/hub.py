@@ -38,6 +38,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -97,6 +98,8 @@ class DocumentHub:
         self.relay = BrokerRelay(broker, self.rooms, self.stats, self._compacted_elsewhere)
         self.full_syncs = FullSyncs(config.shared_sync_min_bytes, config.shared_sync_keep_s,
                                     config.deflate_level)
+        # Rooms with awareness renewals held back, by when they go out (collab/awareness.py).
+        self._renewals_due: deque[tuple[float, Room]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._sample = 0
@@ -237,8 +240,26 @@ class DocumentHub:
         self.full_syncs.forget(room)
         metrics.ROOMS_LOADED.set(len(self.rooms))
 
+    def _send_renewals(self, now: float) -> None:
+        """The held awareness renewals of the rooms whose delay is over: one frame each, to
+        every peer (the sender too: see collab/awareness.py) and to the other nodes."""
+        due = self._renewals_due
+        while due and due[0][0] <= now:
+            room = due.popleft()[1]
+            if self.rooms.get(room.file_id) is not room:
+                continue
+            frame = room.awareness.take_pending()
+            if frame is None:
+                continue
+            room.awareness.remember(frame)
+            delivered = room.broadcast(frame)
+            self.stats.bytes_out += delivered * len(frame)
+            self.relay.publish_nowait(room.channel, frame)
+
     async def _maintenance_tick(self) -> None:
         now = time.monotonic()
+        if self._renewals_due:
+            self._send_renewals(now)
         cfg = self.config
         compactor = self.compactor
         watched = self._watched
@@ -338,12 +359,23 @@ class DocumentHub:
                 if peer.read_only and not self.config.viewer_awareness:
                     return
                 stats.awareness_in_client += 1
-                accepted = room.awareness.apply_local(entries, peer)
+                awareness = room.awareness
+                accepted, renewals = awareness.apply_local_split(entries, peer)
+                if not accepted:
+                    return  # an echo of states the room holds
+                renewing = renewals == len(accepted)
+                delay = self.config.awareness_renewal_delay_s
+                if renewing and delay > 0:
+                    if awareness.defer(accepted):
+                        self._renewals_due.append((time.monotonic() + delay, room))
+                    return
+                awareness.supersede(accepted)
                 relay = awareness_relay(raw, entries, accepted)
                 if relay is None:
-                    return  # an echo of states the room holds
-                room.awareness.remember(relay)
-                delivered = room.broadcast(relay, peer)
+                    return
+                awareness.remember(relay)
+                # A renewal goes back to its sender too (collab/awareness.py).
+                delivered = room.broadcast(relay, None if renewing else peer)
                 stats.bytes_out += delivered * len(relay)
                 self.relay.publish_nowait(room.channel, relay)
             elif kind == protocol.MSG_QUERY_AWARENESS:

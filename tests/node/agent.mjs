@@ -22,6 +22,9 @@ provider.on('connection-close', (event) => {
   if (event) { closes.push(event.code); out({ event: 'close', code: event.code }) }
 })
 provider.on('sync', (synced) => { if (synced) out({ event: 'synced' }) })
+// Every (re)connection; a close the client decides itself (no message for 30 s) has no
+// close event, but the reconnection after it shows here.
+provider.on('status', ({ status }) => { out({ event: 'status', status }) })
 // Every client id whose state this client saw removed, in order (a cursor vanishing).
 const removedStates = []
 provider.awareness.on('change', ({ removed }) => { removedStates.push(...removed) })
