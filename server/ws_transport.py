@@ -250,6 +250,8 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     _need = 0
     _owed = 0
     _limit = _NO_LIMIT
+    # Bytes arrived since the keepalive timer was last set (see send_keepalive_ping).
+    _heard = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -311,7 +313,24 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             self._limit = min(limits, default=_NO_LIMIT)
             self._splitting = True
 
+    def send_keepalive_ping(self) -> None:
+        # A socket that sent us something during the interval is alive: no ping this time
+        # (a ping and its pong cost both ends a frame each, and idle editors renew their
+        # awareness every 15 s, inside the 20 s interval). A silent one is pinged as usual
+        # and closed when its pong does not come in time.
+        if self._heard:
+            self._heard = False
+            self.ping_timer = None
+            self.schedule_ping()
+            return
+        super().send_keepalive_ping()
+
+    def handle_pong(self, event: Any) -> None:
+        super().handle_pong(event)
+        self._heard = False  # a pong alone does not spare the next ping
+
     def data_received(self, data: bytes) -> None:
+        self._heard = True
         held = self._held
         if held is not None:
             held.append(data)
