@@ -59,6 +59,9 @@ class StoredState:
 
     state: bytes | None = None
     generation: int | None = None
+    # Nothing was stored when the room loaded and nothing this node knows of since: the
+    # first compaction from memory inserts the state (generation None to compact_live).
+    empty: bool = False
     own_rows: list[tuple[int, bytes]] = field(default_factory=list)
     # Failed compactions in a row, and when to try again.
     failures: int = 0
@@ -70,10 +73,12 @@ class StoredState:
     def loaded(self, stored: StoredDocument) -> None:
         self.state = stored.state
         self.generation = stored.generation if stored.state is not None else None
+        self.empty = stored.state is None
         if len(stored.update_ids) == len(stored.updates):
             self.own_rows = list(zip(stored.update_ids, stored.updates, strict=True))
         else:  # a store that does not say which rows it read: compaction reads them back
             self.generation = None
+            self.empty = False
 
     def row_written(self, row_id: int, update: bytes) -> None:
         """The update log wrote one of this room's updates as row ``row_id``."""
@@ -83,12 +88,14 @@ class StoredState:
         """``result`` is written; ``gone``: rows known before it that it did not merge
         because another process's compaction had already deleted them."""
         self.state, self.generation = result.state, result.generation
+        self.empty = False
         self.merged_elsewhere([*result.merged_ids, *gone])
 
     def merged_elsewhere(self, merged_ids: Sequence[int]) -> None:
         """These rows are merged (and deleted) by a compaction, here or in another process:
         they leave the rows this process would merge. Its state is then not the stored one
         any more (its next compaction reads the store), but it keeps no rows that are gone."""
+        self.empty = False  # another process wrote a state (if it was not this one)
         if self.own_rows:
             merged = set(merged_ids)
             self.own_rows = [row for row in self.own_rows if row[0] not in merged]
@@ -167,8 +174,8 @@ class Compactor:
 
     async def _merge_from_memory(self, room: Room, live_text: str) -> LiveCompaction | None:
         state, generation = room.stored.state, room.stored.generation
-        if state is None or generation is None:
-            return None
+        if (state is None or generation is None) and not room.stored.empty:
+            return None  # what is stored is not known here: merge what the store holds
         rows = list(room.stored.own_rows)
         updates = [update for _, update in rows]
 
@@ -178,7 +185,7 @@ class Compactor:
             # Its text is the check: equal unless an update arrived since the flush.
             return merge_document(state, updates, None, live_text)
 
-        if len(state) + sum(map(len, updates)) <= INLINE_MERGE_BYTES:
+        if len(state or b"") + sum(map(len, updates)) <= INLINE_MERGE_BYTES:
             merged = merge()
         else:
             merged = await asyncio.to_thread(merge)

@@ -67,7 +67,7 @@ class LiveCompaction:
 
     file_id: uuid.UUID
     snapshot: Merged
-    generation: int
+    generation: int | None  # None: nothing was stored when the caller loaded the file
     own_ids: Sequence[int]
     delete_ids: Sequence[int]
     editor: str | None = None
@@ -106,7 +106,7 @@ class DocumentStore(Protocol):
         file_id: uuid.UUID,
         snapshot: Merged,
         *,
-        generation: int,
+        generation: int | None,
         own_ids: Sequence[int],
         delete_ids: Sequence[int],
         editor: str | None = None,
@@ -118,8 +118,10 @@ class DocumentStore(Protocol):
         only if the stored state is still ``generation`` and every log row of the file is
         one of ``own_ids`` (rows the caller loaded or appended): write ``snapshot``
         (generation + 1), files.content, size_bytes and updated_by as ``compact`` does,
-        and delete ``delete_ids``. Otherwise write nothing and return None (the caller
-        merges what the store holds with ``compact`` instead)."""
+        and delete ``delete_ids``. ``generation`` None: the caller loaded the file with no
+        state stored, and the same holds with "no state is stored yet" for the first
+        condition. Otherwise write nothing and return None (the caller merges what the
+        store holds with ``compact`` instead)."""
         ...
 
     async def compact_live_many(
@@ -249,7 +251,7 @@ class MemoryStore:
         file_id: uuid.UUID,
         snapshot: Merged,
         *,
-        generation: int,
+        generation: int | None,
         own_ids: Sequence[int],
         delete_ids: Sequence[int],
         editor: str | None = None,
@@ -260,9 +262,11 @@ class MemoryStore:
             return None
         async with f.lock:
             own = set(own_ids)
-            if f.state is None or f.generation != generation or any(
-                i not in own for i, _ in f.log
-            ):
+            stored_as_loaded = (
+                f.state is None if generation is None
+                else f.state is not None and f.generation == generation
+            )
+            if not stored_as_loaded or any(i not in own for i, _ in f.log):
                 return None
             wanted = set(delete_ids)
             deleted = tuple(i for i, _ in f.log if i in wanted)

@@ -307,7 +307,7 @@ class PostgresDocumentStore:
         file_id: uuid.UUID,
         snapshot: Merged,
         *,
-        generation: int,
+        generation: int | None,
         own_ids: Sequence[int],
         delete_ids: Sequence[int],
         editor: str | None = None,

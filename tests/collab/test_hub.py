@@ -631,11 +631,29 @@ async def test_stop_keeps_the_log_of_a_room_it_cannot_write_and_writes_the_other
 
 
 async def test_stop_writes_rooms_with_nothing_stored_yet() -> None:
-    """Empty files edited since their load have no stored state to batch against: each is
-    compacted through the store (a few at once), and every one is written."""
+    """Empty files edited since their load have no stored state: their first states are
+    inserted in the same batches as the others' (generation None), every one written."""
     store = ShutdownStore()
     files = [new_file(store, "") for _ in range(12)]
     await _stop_with_edits(store, files, at=0)
-    assert store.batches == []
+    assert store.batches == [12]
     assert [store.files[f].content for f in files] == [f"edit {n}" for n in range(12)]
     assert all(store.files[f].log == [] for f in files)
+
+
+async def test_a_new_empty_file_compacts_from_memory(hub: DocumentHub,
+                                                     store: CountingStore) -> None:
+    """Nothing stored at load (an empty file): the first compaction inserts the state from
+    what the room holds, and so do the next ones."""
+    file_id = new_file(store, "")
+    peer = ClientPeer()
+    room = await connect(hub, file_id, peer)
+    assert store.files[file_id].state is None and room.stored.empty
+    memory_before, store_before = compactions("memory"), compactions("store")
+    for i in range(3):
+        hub.receive(room, peer, peer.edit(len(peer.value()), f"{i} "))
+        await eventually(lambda: not store.files[file_id].log and room.log.since is None)
+    assert store.files[file_id].content == "0 1 2 "
+    assert compactions("memory") - memory_before >= 3
+    assert compactions("store") == store_before
+    assert room.stored.state == store.files[file_id].state and not room.stored.empty

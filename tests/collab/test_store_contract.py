@@ -285,3 +285,71 @@ async def test_compact_live_many_writes_each_file_it_holds_in_order(
             assert (result.generation, result.merged_ids) == (1, tuple(item.delete_ids))
             assert after.state == item.snapshot.state
     assert await sut.store.compact_live_many([]) == []
+
+
+async def test_compact_live_inserts_the_first_state_of_a_file_with_none(
+    sut: StoreUnderTest,
+) -> None:
+    """A new, empty file first edited since its load: nothing stored (generation None), so
+    the caller's merge of its own rows is inserted as the first state."""
+    file_id = await sut.new_file("")
+    loaded = await sut.store.load(file_id)
+    assert loaded.state is None and loaded.updates == []
+    u1 = edit(None, "b")
+    u2 = edit(merge_bytes(None, u1), "a")
+    id1, id2 = await sut.store.append_updates([(file_id, u1), (file_id, u2)])
+    assert id1 is not None and id2 is not None
+    merged = merge_document(None, [u1], None)
+    result = await sut.store.compact_live(
+        file_id, merged, generation=None, own_ids=[id1, id2], delete_ids=[id1],
+        editor=sut.user_id,
+    )
+    assert result is not None
+    assert (result.merged_ids, result.generation, result.text) == ((id1,), 1, "b")
+    after = await sut.store.load(file_id)
+    assert (after.state, after.update_ids, after.content) == (merged.state, (id2,), "b")
+    assert after.generation == 1
+    assert text_of(after.state, after.updates) == "ab"
+    assert await sut.updated_by(file_id) == sut.user_id
+
+
+@pytest.mark.parametrize("why", ["state-written-meanwhile", "foreign-row"])
+async def test_compact_live_inserts_no_first_state_unless_it_holds_everything(
+    sut: StoreUnderTest, why: str
+) -> None:
+    file_id = await sut.new_file("")
+    u1 = edit(None, "b")
+    [id1] = await sut.store.append_updates([(file_id, u1)])
+    assert id1 is not None
+    if why == "state-written-meanwhile":
+        # Another process compacted first: there is a state now, which the caller never saw.
+        await sut.store.compact(file_id, lambda s, us: merge_document(s, us, None))
+    else:
+        await sut.store.append_updates([(file_id, edit(merge_bytes(None, u1), "z"))])
+    before = await sut.store.load(file_id)
+    result = await sut.store.compact_live(
+        file_id, merge_document(None, [u1], None), generation=None, own_ids=[id1],
+        delete_ids=[id1],
+    )
+    assert result is None
+    assert await sut.store.load(file_id) == before
+
+
+async def test_compact_live_many_mixes_first_states_and_later_ones(sut: StoreUnderTest) -> None:
+    """A shutdown's batch holds new files (nothing stored) next to stored ones."""
+    fresh = await sut.new_file("")
+    u = edit(None, "new")
+    [fresh_row] = await sut.store.append_updates([(fresh, u)])
+    stored = await sut.new_file("")
+    first = await sut.store.initialize(stored, build_from_text)
+    v = edit(first.state, "old")
+    [stored_row] = await sut.store.append_updates([(stored, v)])
+    assert fresh_row is not None and stored_row is not None
+    items = sorted([
+        LiveCompaction(fresh, merge_document(None, [u], None), None, [fresh_row], [fresh_row]),
+        LiveCompaction(stored, merge_document(first.state, [v], None), 0, [stored_row],
+                       [stored_row]),
+    ], key=lambda item: item.file_id)
+    results = await sut.store.compact_live_many(items)
+    assert all(r is not None and r.generation == 1 for r in results)
+    assert {(await sut.store.load(i.file_id)).content for i in items} == {"new", "old"}
