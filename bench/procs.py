@@ -142,6 +142,22 @@ def wait_tcp(
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s}s")
 
 
+def wait_answer(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until ``url`` answers 200, asking again at once when the request fails (a server
+    that listens before its startup holds the request until it can answer it)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(url, timeout=max(0.1, deadline - time.monotonic())) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.005)
+    raise TimeoutError(f"{url} not ready after {timeout_s}s")
+
+
 def wait_http_ok(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -168,6 +184,8 @@ class Pinned:
     env: Mapping[str, str] | None = None
     cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # An HTTP path that answers 200 once the process serves; None: serving = listening.
+    ready_path: str | None = None
 
     def start(self) -> Pinned:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

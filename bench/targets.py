@@ -17,7 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procs import Group, Pinned, children, family, free_port, pin, wait_http_ok, wait_tcp
+from procs import (
+    Group,
+    Pinned,
+    children,
+    family,
+    free_port,
+    pin,
+    wait_answer,
+    wait_http_ok,
+    wait_tcp,
+)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -293,7 +303,7 @@ class Launcher:
         if source != REPO:
             env["PYTHONPATH"] = str(source)
         cmd = [sys.executable, "-m", "server", "serve", "--port", str(port)]
-        return Pinned(target.name, cmd, SERVER_CORE, log, env, source)
+        return Pinned(target.name, cmd, SERVER_CORE, log, env, source, ready_path="/healthz")
 
 
     def _floor(self, target: Target, log: Path, port: int, env: dict[str, str]) -> Pinned:
@@ -312,7 +322,8 @@ class Launcher:
 
 def restart(servers: list[Pinned], ports: list[int]) -> dict[str, float]:
     """Stop (SIGTERM, up to 60 s of graceful shutdown) and start again on the same ports;
-    ready = the port accepts (uvicorn and Node listen only once their startup is done)."""
+    ready = the port accepts (Node listens only once its startup is done), and for ours
+    /healthz answers (ours listens before its startup: server/listen.py)."""
     started = time.monotonic()
     for proc in servers:
         proc.stop(60)
@@ -321,6 +332,8 @@ def restart(servers: list[Pinned], ports: list[int]) -> dict[str, float]:
         proc.start()
     for proc, port in zip(servers, ports, strict=True):
         wait_tcp(port, 90, proc.proc, interval_s=0.005)
+        if proc.ready_path is not None:
+            wait_answer(f"http://127.0.0.1:{port}{proc.ready_path}", 90, proc.proc)
     return {"stop_s": stopped - started, "start_s": time.monotonic() - stopped}
 
 

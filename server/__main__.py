@@ -13,6 +13,7 @@ import dataclasses
 import gc
 import logging
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -23,6 +24,7 @@ from server.settings import Settings
 log = logging.getLogger("icreate")
 
 GC_YOUNG_THRESHOLD = 50_000
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app's startup failed
 
 
 def resolve_database(settings: Settings) -> tuple[Settings, Any]:
@@ -66,6 +68,16 @@ def cmd_schema(settings: Settings, output: str) -> int:
 
 
 def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None) -> int:
+    from server.listen import listen_early
+
+    # Listening before the imports and the migrations check: clients connecting meanwhile
+    # (a restart's reconnecting editors) wait in the accept queue instead of being refused.
+    sock = listen_early(host, port)
+    with sock:
+        return _serve_on(settings, host, port, sock)
+
+
+def _serve_on(settings: Settings, host: str, port: int, sock: socket.socket) -> int:
     import uvicorn
 
     from server.app import create_app
@@ -89,7 +101,7 @@ def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None
     # (bench/README.md, "connection storms"); older generations keep their ratios.
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
     log.info("serving on http://%s:%d (instance %s)", host, port, settings.instance_id)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -97,7 +109,9 @@ def cmd_serve(settings: Settings, host: str, port: int, workers_hint: str | None
         timeout_graceful_shutdown=10,
         **uvicorn_options(settings),
     )
-    return 0
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def cmd_worker(settings: Settings, jobs_spec: str | None, concurrency: int | None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.listen import LISTEN_BACKLOG
 from server.logs import uvicorn_log_config
 from server.settings import Settings
 from server.ws_transport import with_deflate
@@ -20,11 +21,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # uvicorn's deflate stays off: it compresses every frame (small update frames cost
         # more CPU than they save) and keeps a zlib context per socket (bench/README.md).
         "ws_per_message_deflate": False,
-        # After a restart every stock client reconnects within the same few milliseconds
-        # (y-websocket's backoff has no jitter): 5,000 handshakes overflowed uvicorn's
-        # default accept queue (2048), and a dropped SYN is retried only after 1 s. The
-        # kernel caps this at net.core.somaxconn (4096 by default since Linux 5.4).
-        "backlog": 8192,
+        # Reconnect storms after a restart (server/listen.py).
+        "backlog": LISTEN_BACKLOG,
         "ws_ping_interval": settings.collab.keepalive_s,
         # The largest message any socket takes; past it, 4413 (server/ws_transport.py).
         "ws_max_size": settings.collab.max_message_bytes,
