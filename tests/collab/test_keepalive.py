@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from server.ws_transport import DirectWebSocketProtocol
-from tests.collab.test_ws_transport import EchoApp
-from tests.support.net import free_port, wait_http_ok
+from tests.collab.test_ws_transport import EchoApp, serve
 
 INTERVAL = 0.25
 
@@ -31,20 +28,8 @@ class CountingPings(DirectWebSocketProtocol):
             CountingPings.sent.append(id(self))
 
 
-@contextlib.asynccontextmanager
-async def serve_pinging(timeout: float = 1.0) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(EchoApp(), host="127.0.0.1", port=port, log_level="warning",
-                            ws=CountingPings, ws_ping_interval=INTERVAL,
-                            ws_ping_timeout=timeout, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        await wait_http_ok(f"http://127.0.0.1:{port}/healthz")
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+def serve_pinging(timeout: float = 1.0) -> contextlib.AbstractAsyncContextManager[str]:
+    return serve(EchoApp(), CountingPings, ws_ping_interval=INTERVAL, ws_ping_timeout=timeout)
 
 
 async def drain(ws: Any) -> None:

@@ -42,10 +42,11 @@ def test_frame_header_matches_websockets(length: int, opcode: Opcode) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any, ws: Any) -> AsyncIterator[str]:
+async def serve(app: Any, ws: Any, **options: Any) -> AsyncIterator[str]:
+    """``app`` under uvicorn with the WebSocket protocol ``ws`` (and other ``options``)."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            ws=ws, lifespan="on")
+                            ws=ws, lifespan="on", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
